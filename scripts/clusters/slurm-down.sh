@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# slurm-down.sh - stop the one-node Slurm cluster started by slurm-up.sh (jobbridge).
+# Cancels all jobs, then stops slurmd, slurmctld, slurmdbd, MariaDB and munged.
+# Idempotent and quiet. `slurm-down.sh --purge` also deletes all state (job ids
+# restart at 1, accounting DB is recreated on the next slurm-up.sh).
+set -uo pipefail
+STATE=${SLURM_CI_STATE:-/var/tmp/jobbridge-slurm}
+[ "$(id -u)" = 0 ] || { echo "slurm-down: ERROR: must run as root" >&2; exit 1; }
+
+alive() {
+  local p; p=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$p" ] && [ -r "/proc/$p/stat" ] || return 1
+  local st; st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || return 1
+  [ "$st" != Z ] && [ "$st" != X ] || return 1
+  case "$(cat "/proc/$p/comm" 2>/dev/null)" in   # guard against a reused pid
+    slurm*|munged|mariadbd|mysqld|sge_*) return 0 ;; *) return 1 ;;
+  esac
+}
+stop() {
+  alive "$1" || { rm -f "$1"; return 0; }
+  local p; p=$(cat "$1"); kill "$p" 2>/dev/null || true
+  for _ in $(seq 75); do alive "$1" || { rm -f "$1"; return 0; }; sleep 0.2; done
+  kill -9 "$p" 2>/dev/null || true; sleep 0.5; rm -f "$1"
+}
+
+if alive "$STATE/run/slurmctld.pid" && command -v squeue >/dev/null; then
+  jobs=$(timeout 10 squeue -h -o %A 2>/dev/null | sort -u)
+  if [ -n "$jobs" ]; then
+    # shellcheck disable=SC2086
+    timeout 10 scancel $jobs >/dev/null 2>&1 || true
+    for _ in $(seq 50); do   # up to 10 s for running steps to finish
+      [ -z "$(timeout 5 squeue -h -t R,CG -o %A 2>/dev/null)" ] && break; sleep 0.2
+    done
+  fi
+fi
+stop "$STATE/run/slurmd.pid"
+stop "$STATE/run/slurmctld.pid"
+stop "$STATE/run/slurmdbd.pid"
+stop "$STATE/db/run/mysqld.pid"
+stop /run/munge/munged.pid
+
+if [ "${1:-}" = --purge ]; then
+  rm -rf "$STATE"
+fi
+exit 0

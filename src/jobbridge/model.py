@@ -1,0 +1,422 @@
+"""The workflow model: jobs, dependencies, groups, and the JSON workflow format.
+
+Everything a user writes goes through :func:`parse_workflow`, which refuses bad
+input with one :class:`InputError` line naming the place, before anything is
+stored or run. The engine and the schedulers then only see valid
+:class:`EngineJob` objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+PARALLEL_CONFIGS = ("native", "MPI", "OpenMP")
+
+
+@dataclass
+class EngineJob:
+    """One job as the engine hands it to a scheduler.
+
+    ``command`` is an argv list: it is never run through a shell unless the
+    user's argv itself calls one. Paths are absolute once the engine hands the
+    job over. ``submission_tag`` is a unique label of this submission attempt;
+    batch schedulers put it in the job name so that a restarted engine can find
+    a job it submitted just before being killed.
+    """
+
+    job_id: str
+    command: list[str] = field(default_factory=list)
+    name: str | None = None
+    working_directory: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    stdin: str | None = None
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+    join_stderrout: bool = False
+    priority: int = 0
+    queue: str | None = None
+    native_specification: str | list[str] | None = None
+    parallel_job_info: dict[str, Any] | None = None
+    resources: dict[str, int] = field(default_factory=dict)
+    is_barrier: bool = False
+    submission_tag: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "job") -> EngineJob:
+        """Build a job from a job object of the workflow format (SPEC §4)."""
+        return _parse_job(d, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        """What users call this job: its name, else its id."""
+        return self.name or self.job_id
+
+    @property
+    def cpu_count(self) -> int:
+        """CPU slots the job takes on one machine."""
+        if self.parallel_job_info:
+            return int(self.parallel_job_info.get("nodes_number", 1)) * int(
+                self.parallel_job_info.get("cpu_per_node", 1))
+        return int(self.resources.get("cpus", 1))
+
+    def native_args(self) -> list[str]:
+        """``native_specification`` as a list of arguments."""
+        spec = self.native_specification
+        if spec is None:
+            return []
+        if isinstance(spec, str):
+            import shlex
+
+            return shlex.split(spec)
+        return list(spec)
+
+
+@dataclass
+class Group:
+    name: str
+    elements: list[str]
+
+
+@dataclass
+class WorkflowSpec:
+    """A validated workflow: jobs, job-level dependency edges, groups.
+
+    ``edges`` are (before, after) job ids. Dependencies between large groups are
+    routed through a hidden barrier job (``hidden_ids``) so that a fan-in of n
+    jobs to m jobs costs n + m edges, not n * m.
+    """
+
+    name: str | None
+    jobs: list[EngineJob]
+    edges: list[tuple[str, str]]
+    groups: list[Group]
+    hidden_ids: set[str] = field(default_factory=set)
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+_JOB_KEYS = {
+    "id", "command", "name", "working_directory", "env", "stdin", "stdout_file",
+    "stderr_file", "join_stderrout", "priority", "queue", "native_specification",
+    "parallel_job_info", "resources", "barrier",
+}
+_TOP_KEYS = {"name", "jobs", "dependencies", "groups"}
+_RESOURCE_KEYS = ("cpus", "memory_mb", "walltime_s")
+_PARALLEL_KEYS = {"config_name": str, "nodes_number": int, "cpu_per_node": int}
+
+
+def load_workflow_file(path: str | Path) -> WorkflowSpec:
+    """Read and validate a workflow file; relative paths resolve against its folder."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{file}: cannot read: {getattr(error, 'strerror', None) or error}"
+                         ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"{file}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
+    return parse_workflow(data, source=str(file), base_dir=file.parent)
+
+
+def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None
+                   ) -> WorkflowSpec:
+    """Validate a workflow object (SPEC §4); raise InputError naming the first bad place.
+
+    Relative paths resolve against ``base_dir`` (the workflow file's folder, else
+    the current directory), which is also the default working directory.
+    """
+    base_dir = (base_dir or Path.cwd()).resolve()
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: the workflow must be a JSON object")
+    _no_unknown_keys(data, _TOP_KEYS, source)
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"{source}: name: must be a string")
+    raw_jobs = data.get("jobs")
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        raise InputError(f"{source}: jobs: must be a non-empty list")
+    jobs: list[EngineJob] = []
+    ids: set[str] = set()
+    for index, raw in enumerate(raw_jobs):
+        where = f"{source}: jobs[{index}]"
+        job = _parse_job(raw, where, base_dir)
+        if job.job_id in ids:
+            raise InputError(f"{where}.id: duplicate id {job.job_id!r}")
+        ids.add(job.job_id)
+        jobs.append(job)
+    groups = _parse_groups(data.get("groups"), ids, source)
+    members = _group_members(groups, source)
+    raw_deps = data.get("dependencies", [])
+    if not isinstance(raw_deps, list):
+        raise InputError(f"{source}: dependencies: must be a list of [before, after] pairs")
+    ends: list[tuple[list[str], list[str]]] = []
+    for index, dep in enumerate(raw_deps):
+        where = f"{source}: dependencies[{index}]"
+        if (not isinstance(dep, list) or len(dep) != 2
+                or not all(isinstance(e, str) for e in dep)):
+            raise InputError(f"{where}: must be a pair [before, after] of job ids or group names")
+        resolved = []
+        for end in dep:
+            if end in ids:
+                resolved.append([end])
+            elif end in members:
+                resolved.append(members[end])
+            else:
+                raise InputError(f"{where}: unknown job or group {end!r}")
+        ends.append((resolved[0], resolved[1]))
+    edges, barriers = _expand_dependencies(ends, ids)
+    jobs.extend(barriers)
+    spec = WorkflowSpec(name, jobs, edges, groups, {b.job_id for b in barriers})
+    _refuse_cycles(spec, source)
+    return spec
+
+
+def _parse_job(raw: Any, where: str, base_dir: Path | None = None) -> EngineJob:
+    """One job object; with ``base_dir``, paths become absolute (default cwd: base_dir)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be a JSON object")
+    _no_unknown_keys(raw, _JOB_KEYS, where)
+    job_id = raw.get("id")
+    if not isinstance(job_id, str) or not job_id:
+        raise InputError(f"{where}.id: required, a non-empty string")
+    if any(c in job_id for c in "\0\n\r\t/"):
+        raise InputError(f"{where}.id: must not contain '/', control characters or NUL")
+    barrier = raw.get("barrier", False)
+    if not isinstance(barrier, bool):
+        raise InputError(f"{where}.barrier: must be true or false")
+    command = raw.get("command")
+    if barrier:
+        if command not in (None, []):
+            raise InputError(f"{where}.command: a barrier job has no command")
+        command = []
+    elif command is None:
+        raise InputError(f"{where}.command: required (or set \"barrier\": true)")
+    elif not isinstance(command, list) or not command:
+        raise InputError(f"{where}.command: must be a non-empty list of strings (argv)")
+    elif not all(isinstance(arg, str) for arg in command):
+        raise InputError(f"{where}.command: every argument must be a string")
+    elif any("\0" in arg for arg in command):
+        raise InputError(f"{where}.command: arguments cannot contain NUL bytes")
+    elif not command[0]:
+        raise InputError(f"{where}.command: the program name is empty")
+    env = raw.get("env") or {}
+    if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise InputError(f"{where}.env: must be an object of string values")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise InputError(f"{where}.env: invalid variable name or value {key!r}")
+    paths: dict[str, str | None] = {}
+    for key in ("working_directory", "stdin", "stdout_file", "stderr_file"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value or "\0" in value):
+            raise InputError(f"{where}.{key}: must be a non-empty path string or null")
+        paths[key] = value
+    if base_dir is not None and not barrier:
+        # like sbatch: the working directory defaults to where the workflow comes
+        # from, and the job's own files are relative to its working directory
+        workdir = base_dir / (paths["working_directory"] or ".")
+        paths["working_directory"] = str(workdir.resolve())
+        for key in ("stdin", "stdout_file", "stderr_file"):
+            if paths[key] is not None:
+                paths[key] = str(workdir / str(paths[key]))
+    join = raw.get("join_stderrout", False)
+    if not isinstance(join, bool):
+        raise InputError(f"{where}.join_stderrout: must be true or false")
+    priority = raw.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise InputError(f"{where}.priority: must be an integer")
+    queue = raw.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise InputError(f"{where}.queue: must be a non-empty string or null")
+    native = raw.get("native_specification")
+    if native is not None and not (
+            isinstance(native, str)
+            or (isinstance(native, list) and all(isinstance(a, str) for a in native))):
+        raise InputError(f"{where}.native_specification: must be a string or a list of strings")
+    name = raw.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"{where}.name: must be a string")
+    return EngineJob(
+        job_id=job_id,
+        command=list(command),
+        name=name,
+        env=dict(env),
+        join_stderrout=join,
+        priority=priority,
+        queue=queue,
+        native_specification=native,
+        parallel_job_info=_parse_parallel(raw.get("parallel_job_info"), where),
+        resources=_parse_resources(raw.get("resources"), where),
+        is_barrier=barrier,
+        **paths,
+    )
+
+
+def _parse_parallel(raw: Any, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}.parallel_job_info: must be an object")
+    _no_unknown_keys(raw, set(_PARALLEL_KEYS), f"{where}.parallel_job_info")
+    info: dict[str, Any] = {"config_name": "native", "nodes_number": 1, "cpu_per_node": 1}
+    for key, kind in _PARALLEL_KEYS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InputError(f"{where}.parallel_job_info.{key}: must be an integer >= 1")
+        if kind is str and value not in PARALLEL_CONFIGS:
+            raise InputError(f"{where}.parallel_job_info.{key}: must be one of "
+                             + ", ".join(PARALLEL_CONFIGS))
+        info[key] = value
+    return info
+
+
+def _parse_resources(raw: Any, where: str) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}.resources: must be an object")
+    _no_unknown_keys(raw, set(_RESOURCE_KEYS), f"{where}.resources")
+    for key, value in raw.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{where}.resources.{key}: must be an integer >= 1")
+    return dict(raw)
+
+
+def _parse_groups(raw: Any, ids: set[str], source: str) -> list[Group]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InputError(f"{source}: groups: must be a list")
+    groups: list[Group] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"{source}: groups[{index}]"
+        if not isinstance(item, dict):
+            raise InputError(f"{where}: must be an object")
+        _no_unknown_keys(item, {"name", "elements"}, where)
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{where}.name: required, a non-empty string")
+        if name in ids:
+            raise InputError(f"{where}.name: {name!r} is already a job id")
+        if name in names:
+            raise InputError(f"{where}.name: duplicate group name {name!r}")
+        names.add(name)
+        elements = item.get("elements", [])
+        if not isinstance(elements, list) or not all(isinstance(e, str) for e in elements):
+            raise InputError(f"{where}.elements: must be a list of job ids or group names")
+        groups.append(Group(name, list(elements)))
+    for index, group in enumerate(groups):
+        for element in group.elements:
+            if element not in ids and element not in names:
+                raise InputError(
+                    f"{source}: groups[{index}].elements: unknown job or group {element!r}")
+    return groups
+
+
+def _group_members(groups: list[Group], source: str) -> dict[str, list[str]]:
+    """Each group's jobs, nested groups flattened; a group containing itself is refused."""
+    by_name = {g.name: g for g in groups}
+    members: dict[str, list[str]] = {}
+
+    def flatten(name: str, trail: tuple[str, ...]) -> list[str]:
+        if name in members:
+            return members[name]
+        if name in trail:
+            path = " -> ".join((*trail[trail.index(name):], name))
+            raise InputError(f"{source}: groups: group cycle {path}")
+        result: list[str] = []
+        seen: set[str] = set()
+        for element in by_name[name].elements:
+            for job in flatten(element, (*trail, name)) if element in by_name else [element]:
+                if job not in seen:
+                    seen.add(job)
+                    result.append(job)
+        members[name] = result
+        return result
+
+    for group in groups:
+        flatten(group.name, ())
+    return members
+
+
+def _expand_dependencies(ends: Sequence[tuple[list[str], list[str]]], ids: set[str]
+                         ) -> tuple[list[tuple[str, str]], list[EngineJob]]:
+    edges: list[tuple[str, str]] = []
+    barriers: list[EngineJob] = []
+    for before, after in ends:
+        if len(before) * len(after) <= len(before) + len(after) + 1:
+            edges.extend((b, a) for b in before for a in after)
+            continue
+        barrier_id = f"~barrier{len(barriers) + 1}"
+        while barrier_id in ids:
+            barrier_id = "~" + barrier_id
+        barriers.append(EngineJob(job_id=barrier_id, is_barrier=True))
+        edges.extend((b, barrier_id) for b in before)
+        edges.extend((barrier_id, a) for a in after)
+    return edges, barriers
+
+
+def _refuse_cycles(spec: WorkflowSpec, source: str) -> None:
+    """Kahn's algorithm; on a cycle, name one (hidden barriers are left out)."""
+    successors: dict[str, list[str]] = {job.job_id: [] for job in spec.jobs}
+    indegree = dict.fromkeys(successors, 0)
+    for before, after in spec.edges:
+        if before == after:
+            raise InputError(f"{source}: dependencies: {before!r} depends on itself")
+        successors[before].append(after)
+        indegree[after] += 1
+    ready = [job for job, n in indegree.items() if n == 0]
+    seen = 0
+    while ready:
+        job = ready.pop()
+        seen += 1
+        for nxt in successors[job]:
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                ready.append(nxt)
+    if seen == len(indegree):
+        return
+    # every node left has a predecessor left: walk backwards until one repeats
+    remaining = {job for job, n in indegree.items() if n > 0}
+    predecessors: dict[str, str] = {}
+    for before, after in spec.edges:
+        if before in remaining and after in remaining:
+            predecessors.setdefault(after, before)
+    path: list[str] = []
+    position: dict[str, int] = {}
+    node = next(iter(remaining))
+    while node not in position:
+        position[node] = len(path)
+        path.append(node)
+        node = predecessors[node]
+    cycle = [node, *reversed(path[position[node]:])]
+    shown = [n for n in cycle if n not in spec.hidden_ids]
+    if shown[0] != shown[-1]:
+        shown.append(shown[0])
+    raise InputError(f"{source}: dependencies: cycle {' -> '.join(shown)}")
+
+
+def _no_unknown_keys(obj: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    allowed_set = set(allowed)
+    for key in obj:
+        if key not in allowed_set:
+            raise InputError(
+                f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed_set))})")

@@ -1,0 +1,198 @@
+"""The Scheduler API: the link between the workflow engine and a job manager.
+
+A scheduler for a new kind of cluster is a small :class:`Scheduler` subclass
+(four methods and ``build_scheduler``) registered under the entry-point group
+``jobbridge.schedulers``; :mod:`jobbridge.testing` proves it honours the API.
+Built-in schedulers are registered the same way.
+
+Beyond the four methods, a scheduler may offer *extras* the engine uses when
+present (the defaults below keep a minimal scheduler correct):
+
+- :meth:`Scheduler.get_jobs_status`: the status of many jobs in one query;
+- :meth:`Scheduler.set_change_notifier`: wake the engine as soon as a job ends;
+- :meth:`Scheduler.poll_interval`: how long the engine may wait between polls;
+- :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from .errors import UnknownSchedulerError
+from .model import EngineJob
+
+if TYPE_CHECKING:
+    from .configuration import Configuration
+
+__all__ = [
+    "EngineJob",
+    "ExitInfo",
+    "Scheduler",
+    "SchedulerInfo",
+    "build_scheduler",
+    "describe_schedulers",
+    "get_scheduler_implementation",
+    "get_schedulers_list",
+]
+
+ENTRY_POINT_GROUP = "jobbridge.schedulers"
+log = logging.getLogger(__name__)
+
+
+class ExitInfo(tuple[str, int | None, int | None, str | None]):
+    """``(exit_status, exit_value, term_sig, resource_usage)``, plus a ``reason``.
+
+    It unpacks and compares as the plain 4-tuple of the API; ``reason`` keeps what
+    the batch system said about an abnormal end (TIMEOUT, OUT_OF_MEMORY...) for
+    ``jobbridge status`` to show.
+    """
+
+    reason: str | None
+
+    def __new__(cls, exit_status: str, exit_value: int | None = None,
+                term_sig: int | None = None, resource_usage: str | None = None,
+                reason: str | None = None) -> ExitInfo:
+        info = super().__new__(cls, (exit_status, exit_value, term_sig, resource_usage))
+        info.reason = reason
+        return info
+
+    @property
+    def exit_status(self) -> str:
+        return self[0]
+
+    @property
+    def exit_value(self) -> int | None:
+        return self[1]
+
+    @property
+    def term_sig(self) -> int | None:
+        return self[2]
+
+    @property
+    def resource_usage(self) -> str | None:
+        return self[3]
+
+    def __repr__(self) -> str:
+        extra = f", reason={self.reason!r}" if self.reason else ""
+        return f"ExitInfo{tuple(self)!r}"[:-1] + extra + ")"
+
+
+class Scheduler(abc.ABC):
+    """Submits, follows and kills jobs on one computing resource."""
+
+    @abc.abstractmethod
+    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+        """Submit jobs; one scheduler job id per job, in order, None where it failed."""
+
+    @abc.abstractmethod
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        """A ``constants.JOB_STATUS`` value; UNDETERMINED for an id it does not know."""
+
+    @abc.abstractmethod
+    def get_job_exit_info(self, scheduler_job_id: str
+                          ) -> tuple[str, int | None, int | None, str | None]:
+        """``(exit_status, exit_value, term_sig, resource_usage)``, once, after DONE/FAILED."""
+
+    @abc.abstractmethod
+    def kill_job(self, scheduler_job_id: str) -> None:
+        """Kill a queued or running job; its exit status becomes killed_by_user."""
+
+    @classmethod
+    @abc.abstractmethod
+    def build_scheduler(cls, config: Configuration) -> Scheduler:
+        """Create an instance parameterized by a resource's configuration."""
+
+    # --- extras: optional, with defaults that keep a minimal scheduler correct -----------
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Whether this scheduler can work here, and if not, why (shown by the CLI)."""
+        return True, ""
+
+    def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        """Status of many jobs; batch schedulers answer with one query to the system."""
+        return {job_id: self.get_job_status(job_id) for job_id in scheduler_job_ids}
+
+    def set_change_notifier(self, notify: Callable[[], None]) -> None:
+        """Give the scheduler a callable to call when a job may have changed state.
+
+        Schedulers that learn of job ends as they happen (local, MPI) call it so
+        the engine reacts at once; others are polled every :meth:`poll_interval`.
+        """
+
+    def poll_interval(self) -> float:
+        """Seconds the engine may wait before asking for statuses again."""
+        return 1.0
+
+    def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
+        """Scheduler job ids of earlier submissions made with these tags.
+
+        The engine records a submission as pending before submitting; if it was
+        killed before it could record the job id, a restarted engine asks here
+        instead of submitting again. Return ``{}`` when the system cannot tell.
+        """
+        return {}
+
+    def close(self) -> None:
+        """Release resources (sessions, threads); jobs keep running."""
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+class SchedulerInfo:
+    """What ``jobbridge schedulers`` shows of one registered scheduler type."""
+
+    def __init__(self, name: str, target: str, enabled: bool, reason: str) -> None:
+        self.name, self.target, self.enabled, self.reason = name, target, enabled, reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "enabled": self.enabled, "reason": self.reason,
+                "class": self.target}
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    found: dict[str, metadata.EntryPoint] = {}
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry_point.name, entry_point)
+    return found
+
+
+def get_scheduler_implementation(scheduler_type: str) -> type[Scheduler]:
+    """The Scheduler subclass registered as ``scheduler_type``."""
+    entry_points = _entry_points()
+    entry_point = entry_points.get(scheduler_type)
+    if entry_point is None:
+        known = ", ".join(sorted(entry_points)) or "none (is jobbridge installed?)"
+        raise UnknownSchedulerError(f"unknown scheduler type {scheduler_type!r} (known: {known})")
+    implementation = entry_point.load()
+    if not (isinstance(implementation, type) and issubclass(implementation, Scheduler)):
+        raise UnknownSchedulerError(
+            f"scheduler type {scheduler_type!r}: {entry_point.value} is not a Scheduler subclass")
+    return implementation
+
+
+def build_scheduler(scheduler_type: str, config: Configuration) -> Scheduler:
+    """An instance of ``scheduler_type``, parameterized by ``config``."""
+    return get_scheduler_implementation(scheduler_type).build_scheduler(config)
+
+
+def describe_schedulers() -> list[SchedulerInfo]:
+    """Every registered scheduler type, whether it can work here, and why not."""
+    infos = []
+    for name, entry_point in sorted(_entry_points().items()):
+        try:
+            implementation = get_scheduler_implementation(name)
+            enabled, reason = implementation.availability()
+        except Exception as error:  # a broken plug-in must not break the list
+            enabled, reason = False, f"cannot load {entry_point.value}: {error}"
+        infos.append(SchedulerInfo(name, entry_point.value, enabled, reason))
+    return infos
+
+
+def get_schedulers_list() -> list[tuple[str, bool]]:
+    """``(name, enabled)`` for every registered scheduler type."""
+    return [(info.name, info.enabled) for info in describe_schedulers()]

@@ -1,0 +1,466 @@
+"""Shared base of the schedulers that drive a batch system through its commands.
+
+A backend (Slurm, PBS...) is a small subclass: a table of native states, the
+argv of its submit / status / cancel commands and parsers of their output. This
+base does the rest, the same way for every backend:
+
+- **safe scripts**: the batch script holds no user string; it only runs
+  :mod:`.jobwrap` on a private JSON spec (argv, env, paths arrive byte-exact);
+  queue, resources and native options go to the submit command as argv;
+- **bulk polling**: one status query per cycle for all tracked jobs, then one
+  query of finished-job records (accounting, history) for those that left the
+  queue; an adaptive interval, fast while jobs change, backing off when idle;
+- **faults**: every command runs with a timeout and is retried with backoff;
+  a failing status query never fails a job; a submission whose answer was lost
+  is looked up by its tag before it is retried, so no job is submitted twice;
+- **true exit info**: the wrapper's exit file (exact code, signal, rusage)
+  merged with what the batch system says of abnormal ends (timeouts, memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from .. import constants
+from ..configuration import Configuration, jobbridge_home
+from ..model import EngineJob
+from ..scheduler import ExitInfo, Scheduler
+from .jobwrap import read_exit_file
+from .process import wrap_in_container
+
+log = logging.getLogger(__name__)
+
+#: Characters allowed in a job name given to a batch system; others become "_".
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+@dataclass
+class JobRecord:
+    """What a batch system says of one job: its native state and, once ended,
+    whatever exit information it has."""
+
+    state: str
+    exit_value: int | None = None
+    term_sig: int | None = None
+    resource_usage: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CommandError(Exception):
+    """A batch command failed; ``transient`` if retrying may help."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass
+class _Tracked:
+    tag: str
+    files: Path
+    status: str = constants.QUEUED_ACTIVE
+    record: JobRecord | None = None
+    missing_since: float | None = None
+
+
+class BatchScheduler(Scheduler):
+    """Base of command-driven batch schedulers; subclasses fill in the hooks."""
+
+    #: Short backend name (file folder, messages).
+    name: ClassVar[str] = "batch"
+    #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED.
+    STATES: ClassVar[Mapping[str, str]] = {}
+    #: Native terminal states that mean an abnormal end: state -> (exit_status, reason).
+    ABNORMAL_ENDS: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    #: Seconds a job may be missing from every query before it is declared lost.
+    LOST_AFTER: ClassVar[float] = 600.0
+    #: Prefix of the script's directive lines (``#SBATCH``), if the backend uses them.
+    DIRECTIVE: ClassVar[str] = ""
+
+    def __init__(self, config: Configuration | None = None, *,
+                 min_interval: float = 0.5, max_interval: float = 10.0,
+                 command_timeout: float = 30.0, retries: int = 4,
+                 native_specification: Sequence[str] = (),
+                 container_command: Sequence[str] = (),
+                 job_python: str | None = None,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
+        self.config = config
+        self.min_interval = min_interval
+        self.max_interval = max(max_interval, min_interval)
+        self.command_timeout = command_timeout
+        self.retries = retries
+        self.native_specification = list(native_specification)
+        self.container_command = list(container_command)
+        self.job_python = job_python or sys.executable
+        self.state_dir = Path(state_dir) if state_dir else jobbridge_home() / "batch" / self.name
+        self._interval = min_interval
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Tracked] = {}
+        self._last_poll = 0.0
+        self._killed: set[str] = set()
+        #: counts of commands run, by kind (benchmarks and tests read it)
+        self.calls: dict[str, int] = {}
+
+    @classmethod
+    def options_from_config(cls, config: Configuration) -> dict[str, object]:
+        """Keyword arguments common to every batch backend, from a configuration."""
+        max_interval = config.get_float("scheduler_interval", 10.0)
+        return {
+            "min_interval": min(config.get_float("min_scheduler_interval", 0.5), max_interval),
+            "max_interval": max_interval,
+            "command_timeout": config.get_float("command_timeout", 30.0),
+            "native_specification": config.get_words("native_specification"),
+            "container_command": config.get_words("container_command"),
+            "job_python": config.get("job_python"),
+        }
+
+    # --- hooks: what a backend defines ------------------------------------------------------
+    def submit_argv(self, job: EngineJob, script: Path, name: str) -> list[str]:
+        """argv submitting ``script`` for ``job`` (queue, resources, native options)."""
+        raise NotImplementedError
+
+    def parse_submit_output(self, stdout: str) -> str:
+        """The job id in the submit command's output."""
+        return stdout.strip().splitlines()[-1].strip()
+
+    def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
+        """argv of one query giving the state of these queued or running jobs."""
+        raise NotImplementedError
+
+    def parse_status_output(self, stdout: str) -> dict[str, JobRecord]:
+        raise NotImplementedError
+
+    def ended_records(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """Records of jobs that left the queue (accounting, job history); may be empty."""
+        return {}
+
+    def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
+        """Job ids of jobs submitted with these names (``{name: id}``), if the system
+        can tell; used to re-attach a submission whose answer was lost."""
+        return {}
+
+    def cancel_argv(self, scheduler_job_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def directives(self, job: EngineJob, name: str) -> list[str]:
+        """Lines of the script after the shebang (``#SBATCH ...``); default none."""
+        return []
+
+    def is_transient(self, result: CommandResult) -> bool:
+        """Whether a failed command may succeed if retried (daemon down, timeout)."""
+        text = (result.stderr + result.stdout).lower()
+        return any(word in text for word in (
+            "timed out", "timeout", "unable to contact", "connection refused",
+            "cannot connect", "try again", "temporarily", "socket", "communication",
+            "not responding", "no route to host"))
+
+    # --- the Scheduler API ------------------------------------------------------------------
+    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+        if len(batch) <= 1:
+            return [self._submit_one(job) for job in batch]
+        with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
+            return list(pool.map(self._submit_one, batch))
+
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
+
+    def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            for job_id in scheduler_job_ids:
+                if job_id not in self._jobs:
+                    self._adopt(job_id)
+            stale = time.monotonic() - self._last_poll > min(self.min_interval, 0.2)
+            if stale:
+                self._poll()
+            return {job_id: self._jobs[job_id].status for job_id in scheduler_job_ids}
+
+    def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        with self._lock:
+            tracked = self._jobs.pop(scheduler_job_id, None)
+            killed = scheduler_job_id in self._killed
+            self._killed.discard(scheduler_job_id)
+        if tracked is None:
+            return ExitInfo(constants.EXIT_UNDETERMINED, reason="unknown job id")
+        info = self._exit_info(tracked, killed)
+        self._remove_files(scheduler_job_id, tracked)
+        return info
+
+    def kill_job(self, scheduler_job_id: str) -> None:
+        with self._lock:
+            self._killed.add(scheduler_job_id)
+        try:
+            self.run("cancel", self.cancel_argv(scheduler_job_id))
+        except CommandError as error:
+            log.warning("%s: cannot cancel job %s: %s", self.name, scheduler_job_id, error)
+        self._interval = self.min_interval
+
+    def poll_interval(self) -> float:
+        return self._interval
+
+    def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
+        names = {self.job_name_for(tag): tag for tag in submission_tags}
+        try:
+            found = self.find_by_name(list(names))
+        except CommandError as error:
+            log.warning("%s: cannot look up earlier submissions: %s", self.name, error)
+            return {}
+        return {names[name]: job_id for name, job_id in found.items() if name in names}
+
+    # --- commands ---------------------------------------------------------------------------
+    def run(self, kind: str, argv: Sequence[str], *, retries: int | None = None,
+            check: bool = True) -> CommandResult:
+        """Run a batch command with a timeout; retry transient failures with backoff."""
+        attempts = (self.retries if retries is None else retries) + 1
+        delay = 0.5
+        for attempt in range(attempts):
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+            try:
+                completed = subprocess.run(
+                    list(argv), capture_output=True, text=True, errors="replace",
+                    timeout=self.command_timeout, stdin=subprocess.DEVNULL, check=False)
+                result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
+                if completed.returncode == 0 or not check:
+                    return result
+                transient = self.is_transient(result)
+                message = (result.stderr.strip() or result.stdout.strip()
+                           or f"exit status {result.returncode}").splitlines()[-1]
+            except subprocess.TimeoutExpired:
+                transient, message = True, f"timed out after {self.command_timeout:g} s"
+            except OSError as error:
+                transient, message = False, f"cannot run {argv[0]}: {error.strerror}"
+            if not transient or attempt == attempts - 1:
+                raise CommandError(f"{argv[0]}: {message}", transient)
+            log.info("%s: %s failed (%s), retrying in %.1f s", self.name, argv[0], message, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    # --- submission -------------------------------------------------------------------------
+    def job_name_for(self, tag: str) -> str:
+        """The batch job name: derived from the submission tag only (safe, unique)."""
+        return _UNSAFE_NAME.sub("_", tag)[:120]
+
+    def _submit_one(self, job: EngineJob) -> str | None:
+        tag = job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}"
+        name = self.job_name_for(tag)
+        try:
+            files = self._write_files(job, tag, name)
+        except OSError as error:
+            log.error("%s: cannot write the batch script of %s: %s", self.name, job.label, error)
+            return None
+        argv = self.submit_argv(job, files / "job.sh", name)
+        try:
+            result = self.run("submit", argv, retries=0)
+        except CommandError as error:
+            if not error.transient:
+                log.error("%s: submission of %s refused: %s", self.name, job.label, error)
+                self._write_refusal(job, str(error))
+                return None
+            job_id = self._retry_submission(argv, name, error)
+            if job_id is None:
+                self._write_refusal(job, str(error))
+                return None
+        else:
+            job_id = self.parse_submit_output(result.stdout)
+        self._link(job_id, files)
+        with self._lock:
+            self._jobs[job_id] = _Tracked(tag, files)
+            self._interval = self.min_interval
+        return job_id
+
+    def _retry_submission(self, argv: list[str], name: str, error: CommandError) -> str | None:
+        """Retry a submission whose outcome is unknown, unless it did go through."""
+        delay = 1.0
+        for _ in range(self.retries):
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            try:
+                found = self.find_by_name([name])
+                if name in found:
+                    return found[name]
+                return self.parse_submit_output(self.run("submit", argv, retries=0).stdout)
+            except CommandError as retry_error:
+                if not retry_error.transient:
+                    return None
+                error = retry_error
+        log.error("%s: submission failed: %s", self.name, error)
+        return None
+
+    def _write_files(self, job: EngineJob, tag: str, name: str) -> Path:
+        folder = self.state_dir / name
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.container_command:
+            job = replace(job, command=wrap_in_container(job.command, self.container_command))
+        spec = {"job": job.to_dict(), "exit_file": str(folder / "exit.json")}
+        _write_private(folder / "job.json", json.dumps(spec))
+        lines = ["#!/bin/bash", *self.directives(job, name),
+                 "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers.jobwrap",
+                                       str(folder / "job.json")]), ""]
+        _write_private(folder / "job.sh", "\n".join(lines), mode=0o700)
+        (folder / "exit.json").unlink(missing_ok=True)
+        return folder
+
+    def _write_refusal(self, job: EngineJob, message: str) -> None:
+        target = job.stdout_file if job.join_stderrout else job.stderr_file
+        if target:
+            try:
+                with open(target, "a", encoding="utf-8") as stream:
+                    stream.write(f"jobbridge: {self.name} refused the job: {message}\n")
+            except OSError:
+                pass
+
+    def batch_output_path(self, name: str) -> Path:
+        """Where the batch system writes the script's own output (not the job's)."""
+        return self.state_dir / name / "batch.out"
+
+    def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
+        self._link_path(job_id).unlink(missing_ok=True)
+        for child in ("job.sh", "job.json", "exit.json", "batch.out"):
+            (tracked.files / child).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tracked.files.rmdir()
+
+    # --- status -----------------------------------------------------------------------------
+    def _link_path(self, job_id: str) -> Path:
+        return self.state_dir / "by-id" / _UNSAFE_NAME.sub("_", job_id)
+
+    def _link(self, job_id: str, files: Path) -> None:
+        """Index the job's files by job id, so a restarted engine finds them."""
+        link = self._link_path(job_id)
+        link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        link.unlink(missing_ok=True)
+        link.symlink_to(files)
+
+    def _adopt(self, job_id: str) -> None:
+        """Track a job that an earlier engine submitted."""
+        link = self._link_path(job_id)
+        files = link.resolve() if link.is_symlink() else link
+        self._jobs[job_id] = _Tracked(tag=files.name, files=files)
+
+    def _poll(self) -> None:
+        active = [job_id for job_id, t in self._jobs.items()
+                  if t.status not in constants.ENDED_JOB_STATUS]
+        self._last_poll = time.monotonic()
+        if not active:
+            self._interval = self.max_interval
+            return
+        changed = False
+        try:
+            records = self.parse_status_output(self.run("status", self.status_argv(active)).stdout)
+        except CommandError as error:
+            log.warning("%s: status query failed, keeping last states: %s", self.name, error)
+            self._interval = min(self._interval * 2, self.max_interval)
+            return
+        gone = [job_id for job_id in active if job_id not in records]
+        if gone:
+            try:
+                records.update(self.ended_records(gone))
+            except CommandError as error:
+                log.warning("%s: finished-job query failed: %s", self.name, error)
+        now = time.monotonic()
+        for job_id in active:
+            tracked = self._jobs[job_id]
+            record = records.get(job_id)
+            status = self._status_of(job_id, tracked, record, now)
+            if status != tracked.status:
+                changed = True
+                tracked.status = status
+            if record is not None:
+                tracked.record = record
+        self._interval = (self.min_interval if changed
+                          else min(self._interval * 1.5, self.max_interval))
+
+    def _status_of(self, job_id: str, tracked: _Tracked, record: JobRecord | None,
+                   now: float) -> str:
+        if record is not None:
+            tracked.missing_since = None
+            status = self.STATES.get(record.state)
+            if status is None:
+                log.warning("%s: job %s in unknown state %r: treated as undetermined",
+                            self.name, job_id, record.state)
+                return constants.UNDETERMINED
+            if status == constants.DONE:
+                return self._ended_status(tracked, record)
+            return status
+        # in no query: the wrapper's exit file may still say how it ended
+        exit_record = read_exit_file(tracked.files / "exit.json")
+        if exit_record is not None:
+            return _status_from_exit(exit_record["exit"])
+        if tracked.missing_since is None:
+            tracked.missing_since = now
+        if now - tracked.missing_since > self.LOST_AFTER:
+            tracked.record = JobRecord("LOST", reason=f"{self.name} lost track of the job")
+            return constants.FAILED
+        return constants.UNDETERMINED
+
+    def _ended_status(self, tracked: _Tracked, record: JobRecord) -> str:
+        """DONE or FAILED for a job whose native state is terminal."""
+        if record.state in self.ABNORMAL_ENDS:
+            return constants.FAILED
+        exit_record = read_exit_file(tracked.files / "exit.json")
+        if exit_record is not None:
+            return _status_from_exit(exit_record["exit"])
+        ok = record.exit_value == 0 and not record.term_sig
+        return constants.DONE if ok else constants.FAILED
+
+    def _exit_info(self, tracked: _Tracked, killed: bool) -> ExitInfo:
+        record = tracked.record or JobRecord("UNKNOWN")
+        exit_record = read_exit_file(tracked.files / "exit.json")
+        usage = record.resource_usage
+        if exit_record is not None:
+            status, value, sig, wrapped_usage = exit_record["exit"]
+            usage = usage or wrapped_usage
+            reason = exit_record.get("reason")
+        else:
+            status, value, sig, reason = _exit_from_record(record)
+        if record.state in self.ABNORMAL_ENDS:
+            abnormal_status, abnormal_reason = self.ABNORMAL_ENDS[record.state]
+            status = constants.USER_KILLED if killed else abnormal_status
+            reason = record.reason or abnormal_reason
+        elif killed and status != constants.FINISHED_REGULARLY:
+            status = constants.USER_KILLED
+        elif exit_record is None and record.reason:
+            reason = record.reason
+        return ExitInfo(status, value, sig, usage, reason)
+
+
+def _status_from_exit(exit_tuple: Sequence[object]) -> str:
+    ok = exit_tuple[0] == constants.FINISHED_REGULARLY and exit_tuple[1] == 0
+    return constants.DONE if ok else constants.FAILED
+
+
+def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:
+    if record.term_sig:
+        return constants.FINISHED_TERM_SIG, None, record.term_sig, record.reason
+    if record.exit_value is None:
+        return constants.EXIT_UNDETERMINED, None, None, record.reason
+    return constants.FINISHED_REGULARLY, record.exit_value, 0, record.reason
+
+
+def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+

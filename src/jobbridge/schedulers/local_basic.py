@@ -1,0 +1,334 @@
+"""``local_basic``: run jobs on this machine, within a number of CPU slots.
+
+Jobs are started by a detached runner process (see :mod:`.local_runner`), so
+they survive an engine killed at any moment and their exit status is never
+lost. The runner pushes each start and end over a pipe: the engine learns of a
+job's end at once, with no polling tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from .. import constants
+from ..configuration import Configuration, jobbridge_home
+from ..errors import JobbridgeError
+from ..model import EngineJob
+from ..scheduler import ExitInfo, Scheduler
+from .process import kill_tree, start_process, wrap_in_container
+
+
+class LocalSchedulerError(JobbridgeError):
+    """The local runner could not be started or talked to."""
+
+
+class LocalScheduler(Scheduler):
+    """Run jobs on this machine: ``proc_nb`` CPU slots (0: all cores, at most
+    ``max_proc_nb`` when set); ``interval`` is how often jobs left by an earlier
+    engine are checked."""
+
+    def __init__(self, proc_nb: int = 0, interval: float = 0.05, max_proc_nb: int = 0,
+                 container_command: Sequence[str] | None = None,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
+        slots = proc_nb or os.cpu_count() or 1
+        if max_proc_nb:
+            slots = min(slots, max_proc_nb)
+        self.slots = slots
+        self.interval = interval
+        self.container_command = list(container_command or [])
+        self.state_dir = Path(state_dir) if state_dir else jobbridge_home() / "local"
+        self.runner_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._notify: Callable[[], None] | None = None
+        self._runner: subprocess.Popen[bytes] | None = None
+        self._runner_stdin: IO[bytes] | None = None
+        self._next = 0
+        self._status: dict[str, str] = {}
+        self._exit: dict[str, ExitInfo] = {}
+        self._pids: dict[str, int] = {}
+        self._killed: set[str] = set()
+        self._journals: dict[str, _Journal] = {}
+
+    @classmethod
+    def build_scheduler(cls, config: Configuration) -> Scheduler:
+        return ConfiguredLocalScheduler(config)
+
+    # --- seed API ------------------------------------------------------------------------
+    @staticmethod
+    def create_process(engine_job: EngineJob) -> subprocess.Popen[bytes]:
+        """Start ``engine_job`` as a child process of the caller (no shell)."""
+        return start_process(engine_job)
+
+    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+        if not batch:
+            return []
+        lines = []
+        ids: list[str | None] = []
+        with self._lock:
+            self._ensure_runner()
+            for job in batch:
+                self._next += 1
+                job_id = f"{self.runner_id}.{self._next}"
+                ids.append(job_id)
+                if job.is_barrier:
+                    self._status[job_id] = constants.DONE
+                    self._exit[job_id] = ExitInfo(constants.FINISHED_REGULARLY, 0, 0, None)
+                    continue
+                if self.container_command:
+                    job = replace(job, command=wrap_in_container(job.command,
+                                                                 self.container_command))
+                self._status[job_id] = constants.QUEUED_ACTIVE
+                lines.append({"submit": job_id, "job": job.to_dict(), "cpus": job.cpu_count})
+            self._send(lines)
+        return ids
+
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
+
+    def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            result = {}
+            for job_id in scheduler_job_ids:
+                status = self._status.get(job_id)
+                if status is None:
+                    status = self._foreign_status(job_id)
+                result[job_id] = status
+            return result
+
+    def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        """Called once per ended job: forgets it afterwards."""
+        with self._lock:
+            info = self._exit.pop(scheduler_job_id, None)
+            if info is None:
+                self._foreign_status(scheduler_job_id)
+                info = self._exit.pop(scheduler_job_id, None)
+            self._status.pop(scheduler_job_id, None)
+            self._pids.pop(scheduler_job_id, None)
+            killed = scheduler_job_id in self._killed
+            self._killed.discard(scheduler_job_id)
+        if info is None:
+            return ExitInfo(constants.EXIT_UNDETERMINED, None, None, None,
+                            reason="unknown job id")
+        if killed and info.exit_status in (constants.FINISHED_TERM_SIG, constants.EXIT_ABORTED):
+            return ExitInfo(constants.USER_KILLED, info.exit_value, info.term_sig,
+                            info.resource_usage)
+        return info
+
+    def kill_job(self, scheduler_job_id: str) -> None:
+        with self._lock:
+            status = self._status.get(scheduler_job_id)
+            if status is None:
+                status = self._foreign_status(scheduler_job_id)
+            if status in constants.ENDED_JOB_STATUS:
+                return
+            self._killed.add(scheduler_job_id)
+            if scheduler_job_id.startswith(self.runner_id + "."):
+                self._send([{"kill": scheduler_job_id}])
+                return
+            pid = self._pids.get(scheduler_job_id)
+        if pid is not None:  # a job of an earlier engine's runner: kill it directly
+            kill_tree(pid)
+
+    # --- extras --------------------------------------------------------------------------
+    def set_change_notifier(self, notify: Callable[[], None]) -> None:
+        self._notify = notify
+
+    def poll_interval(self) -> float:
+        # own jobs notify at once; only jobs of an earlier engine need polling
+        return self.interval if self._journals else 5.0
+
+    def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
+        wanted = set(submission_tags)
+        found: dict[str, str] = {}
+        if not wanted or not self.state_dir.is_dir():
+            return found
+        with self._lock:
+            for path in self.state_dir.glob("*.journal"):
+                journal = self._journal(path.stem)
+                for job_id, tag in journal.tags.items():
+                    if tag in wanted:
+                        found[tag] = job_id
+        return found
+
+    def wait_for(self, scheduler_job_ids: Sequence[str], timeout: float | None = None) -> bool:
+        """Block until these jobs ended (True) or ``timeout`` passed (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            statuses = self.get_jobs_status(scheduler_job_ids)
+            if all(s in constants.ENDED_JOB_STATUS for s in statuses.values()):
+                return True
+            with self._lock:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining or self.interval * 10, self.poll_interval()))
+
+    def close(self) -> None:
+        """Let the runner finish the running jobs and exit; queued jobs are dropped."""
+        with self._lock:
+            if self._runner_stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._runner_stdin.close()
+                self._runner_stdin = None
+
+    # --- the runner ------------------------------------------------------------------------
+    def _ensure_runner(self) -> None:
+        if self._runner is not None:
+            if self._runner.poll() is None:
+                return
+            raise LocalSchedulerError(f"the local runner exited ({self._runner.returncode})")
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        base = self.state_dir / self.runner_id
+        try:
+            self._runner = subprocess.Popen(
+                [sys.executable, "-m", "jobbridge.schedulers.local_runner",
+                 f"{base}.journal", f"{base}.lock", str(self.slots)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                close_fds=True)
+        except OSError as error:
+            raise LocalSchedulerError(f"cannot start the local runner: {error}") from error
+        self._runner_stdin = self._runner.stdin
+        reader = threading.Thread(target=self._read_events, args=(self._runner.stdout,),
+                                  name="jobbridge-local-events", daemon=True)
+        reader.start()
+
+    def _send(self, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return
+        if self._runner_stdin is None:
+            raise LocalSchedulerError("the local scheduler is closed")
+        data = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in messages)
+        try:
+            self._runner_stdin.write(data.encode())
+            self._runner_stdin.flush()
+        except OSError as error:
+            raise LocalSchedulerError(f"the local runner is gone: {error}") from error
+
+    def _read_events(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            with self._lock:
+                self._apply(json.loads(line), self._status, self._exit, self._pids)
+                self._changed.notify_all()
+            if self._notify is not None:
+                self._notify()
+        stream.close()
+        runner = self._runner
+        if runner is not None:
+            runner.wait()
+
+    @staticmethod
+    def _apply(event: dict[str, Any], status: dict[str, str], exits: dict[str, ExitInfo],
+               pids: dict[str, int]) -> None:
+        if "start" in event:
+            job_id = event["start"]
+            if status.get(job_id) not in constants.ENDED_JOB_STATUS:
+                status[job_id] = constants.RUNNING
+            pids[job_id] = event["pid"]
+        elif "end" in event:
+            job_id = event["end"]
+            exit_status, value, sig, usage = event["exit"]
+            info = ExitInfo(exit_status, value, sig, usage, event.get("reason"))
+            exits[job_id] = info
+            ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
+            status[job_id] = constants.DONE if ok else constants.FAILED
+            pids.pop(job_id, None)
+        elif "dropped" in event:
+            status[event["dropped"]] = constants.NOT_SUBMITTED
+
+    # --- jobs of earlier engines' runners ----------------------------------------------------
+    def _journal(self, runner_id: str) -> _Journal:
+        journal = self._journals.get(runner_id)
+        if journal is None:
+            journal = self._journals[runner_id] = _Journal(self.state_dir / runner_id)
+        journal.refresh(self._apply, self._status, self._exit, self._pids)
+        return journal
+
+    def _foreign_status(self, job_id: str) -> str:
+        """Status of a job another runner ran, from its journal (lock held)."""
+        runner_id, _, _ = job_id.rpartition(".")
+        if not runner_id or runner_id == self.runner_id:
+            return constants.UNDETERMINED
+        journal = self._journal(runner_id)
+        status = self._status.get(job_id)
+        if status is not None:
+            return status
+        if not journal.exists:
+            return constants.UNDETERMINED
+        if journal.runner_alive():
+            return constants.QUEUED_ACTIVE
+        journal.refresh(self._apply, self._status, self._exit, self._pids)
+        return self._status.get(job_id, constants.NOT_SUBMITTED)
+
+
+class _Journal:
+    """Reads an earlier runner's journal incrementally."""
+
+    def __init__(self, base: Path) -> None:
+        self.path = base.with_suffix(".journal")
+        self.lock_path = base.with_suffix(".lock")
+        self.offset = 0
+        self.tags: dict[str, str] = {}
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def refresh(self, apply: Callable[..., None], *tables: dict[str, Any]) -> None:
+        try:
+            with self.path.open("rb") as stream:
+                stream.seek(self.offset)
+                data = stream.read()
+        except FileNotFoundError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            event = json.loads(line)
+            if "start" in event and event.get("tag"):
+                self.tags[event["start"]] = event["tag"]
+            apply(event, *tables)
+
+    def runner_alive(self) -> bool:
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+class ConfiguredLocalScheduler(LocalScheduler):
+    """Local scheduler parameterized by a resource's configuration
+    (``cpu_nb``, ``max_cpu_nb``, ``scheduler_interval``, ``container_command``)."""
+
+    def __init__(self, config: Configuration) -> None:
+        self.config = config
+        super().__init__(
+            proc_nb=config.get_int("cpu_nb", 0),
+            interval=config.get_float("scheduler_interval", 0.05),
+            max_proc_nb=config.get_int("max_cpu_nb", 0),
+            container_command=config.get_words("container_command"),
+        )
+
+    @classmethod
+    def build_scheduler(cls, config: Configuration) -> Scheduler:
+        return cls(config)

@@ -1,0 +1,225 @@
+"""The local runner: a small detached process that runs a LocalScheduler's jobs.
+
+Why a separate process: jobs must outlive an engine killed with SIGKILL, and a
+restarted engine must still learn their true exit status. The runner is the
+jobs' parent, so it reaps them with ``wait4`` (exact signal and rusage). It
+tells its engine over a pipe (the engine wakes at once) and appends the same
+events to a journal file that any later engine can read.
+
+Protocol, one JSON object a line. Engine to runner: ``{"submit": id, "job":
+{...}, "cpus": n}``, ``{"kill": id}``. Runner to engine and journal: ``{"start":
+id, "pid": p, "tag": t}``, ``{"end": id, "exit": [...], "reason": r}``,
+``{"dropped": id}``. When the engine's pipe closes, queued jobs are dropped
+(never started, so a new engine submits them again) and the runner exits once
+its running jobs have ended.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import heapq
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from subprocess import Popen
+from typing import Any
+
+from .. import constants
+from ..model import EngineJob
+from .process import exit_info_from_wait, kill_tree, report_start_failure, start_process
+
+KILL_GRACE_SECONDS = 2.0
+
+
+@dataclass(order=True)
+class _Queued:
+    sort_key: tuple[int, int]
+    job_id: str = field(compare=False)
+    job: EngineJob = field(compare=False)
+    cpus: int = field(compare=False)
+
+
+@dataclass
+class _Running:
+    process: Popen[bytes]
+    cpus: int
+    started: float
+    killed: bool = False
+    kill_deadline: float | None = None
+
+
+class Runner:
+    def __init__(self, journal_path: str, slots: int) -> None:
+        self.slots = slots
+        self.free = slots
+        self.queue: list[_Queued] = []
+        self.running: dict[int, tuple[str, _Running]] = {}  # pid -> (id, job)
+        self.by_id: dict[str, _Running] = {}
+        self.sequence = 0
+        self.out: list[str] = []
+        self.engine_alive = True
+        self.journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    # --- requests from the engine -----------------------------------------------------
+    def handle(self, message: dict[str, Any]) -> None:
+        if "submit" in message:
+            job = EngineJob(**message["job"])
+            cpus = max(1, min(int(message.get("cpus", 1)), self.slots))
+            self.sequence += 1
+            heapq.heappush(self.queue, _Queued((-job.priority, self.sequence),
+                                               message["submit"], job, cpus))
+        elif "kill" in message:
+            self.kill(message["kill"])
+
+    def kill(self, job_id: str) -> None:
+        running = self.by_id.get(job_id)
+        if running is not None:
+            if not running.killed:
+                running.killed = True
+                running.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
+                kill_tree(running.process.pid, signal.SIGTERM)
+            return
+        for index, queued in enumerate(self.queue):
+            if queued.job_id == job_id:
+                self.queue.pop(index)
+                heapq.heapify(self.queue)
+                self.emit({"end": job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
+                           "reason": "killed before it started"})
+                return
+
+    # --- job life -------------------------------------------------------------------
+    def start_ready(self) -> None:
+        while self.queue and self.queue[0].cpus <= self.free:
+            item = heapq.heappop(self.queue)
+            try:
+                process = start_process(item.job)
+            except OSError as error:
+                reason = report_start_failure(item.job, error)
+                self.emit({"end": item.job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
+                           "reason": reason})
+                continue
+            running = _Running(process, item.cpus, time.monotonic())
+            self.running[process.pid] = (item.job_id, running)
+            self.by_id[item.job_id] = running
+            self.free -= item.cpus
+            self.emit({"start": item.job_id, "pid": process.pid, "tag": item.job.submission_tag})
+
+    def reap(self) -> None:
+        while self.running:
+            try:
+                pid, status, rusage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            entry = self.running.pop(pid, None)
+            if entry is None:
+                continue
+            job_id, running = entry
+            del self.by_id[job_id]
+            running.process.returncode = status  # tell Popen it was reaped
+            self.free += running.cpus
+            info = exit_info_from_wait(status, rusage, time.monotonic() - running.started,
+                                       running.cpus, running.killed)
+            self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
+
+    def enforce_kills(self) -> float | None:
+        """SIGKILL jobs that outlived their grace period; the next deadline."""
+        now = time.monotonic()
+        deadline = None
+        for running in self.by_id.values():
+            if running.kill_deadline is None:
+                continue
+            if running.kill_deadline <= now:
+                kill_tree(running.process.pid, signal.SIGKILL)
+                running.kill_deadline = None
+            elif deadline is None or running.kill_deadline < deadline:
+                deadline = running.kill_deadline
+        return None if deadline is None else max(0.0, deadline - now)
+
+    def engine_gone(self) -> None:
+        """Drop queued jobs: they never started, so a new engine resubmits them."""
+        self.engine_alive = False
+        for queued in self.queue:
+            self.emit({"dropped": queued.job_id})
+        self.queue.clear()
+
+    # --- output ---------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        self.out.append(json.dumps(event, separators=(",", ":")) + "\n")
+
+    def flush(self) -> None:
+        if not self.out:
+            return
+        data = "".join(self.out).encode()
+        self.out.clear()
+        os.write(self.journal, data)
+        if self.engine_alive:
+            try:
+                _write_all(sys.stdout.fileno(), data)
+            except OSError:  # the engine died: the journal has it all
+                self.engine_gone()
+                self.flush()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def main(argv: list[str]) -> int:
+    journal_path, lock_path, slots = argv[0], argv[1], int(argv[2])
+    lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # held for life: readers know we are alive
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the engine must not kill jobs
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    runner = Runner(journal_path, slots)
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    selector = selectors.DefaultSelector()
+    selector.register(stdin, selectors.EVENT_READ, "engine")
+    selector.register(wake_read, selectors.EVENT_READ, "signal")
+    pending = b""
+    while runner.engine_alive or runner.running:
+        for key, _ in selector.select(runner.enforce_kills()):
+            if key.data == "signal":
+                try:
+                    while os.read(wake_read, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            try:
+                chunk = os.read(stdin, 1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                selector.unregister(stdin)
+                runner.engine_gone()
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line:
+                    runner.handle(json.loads(line))
+        runner.reap()
+        if runner.engine_alive:
+            runner.start_ready()
+        runner.flush()
+    runner.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

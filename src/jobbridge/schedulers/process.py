@@ -1,0 +1,150 @@
+"""Running one job as a local process: shared by the local runner and MPI workers.
+
+Jobs are argv lists started without a shell, in their own session (so a kill
+reaches the whole process group), with their own files. Exit info is read from
+the ``wait4`` status and rusage, so signals and resource usage are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import IO, Any
+
+import psutil
+
+from .. import constants
+from ..model import EngineJob
+from ..scheduler import ExitInfo
+
+CONTAINER_PLACEHOLDER = "{#command}"
+
+
+def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) -> list[str]:
+    """Put ``command`` inside ``container_command`` (soma-workflow's convention).
+
+    An item equal to ``{#command}`` is replaced by the job's argv; an item that
+    contains it (``sh -c '... {#command}'``) gets the argv shell-quoted; without a
+    placeholder the argv is appended.
+    """
+    if not container_command:
+        return list(command)
+    wrapped: list[str] = []
+    placed = False
+    for item in container_command:
+        if item == CONTAINER_PLACEHOLDER:
+            wrapped.extend(command)
+            placed = True
+        elif CONTAINER_PLACEHOLDER in item:
+            wrapped.append(item.replace(CONTAINER_PLACEHOLDER, shlex.join(command)))
+            placed = True
+        else:
+            wrapped.append(item)
+    return wrapped if placed else [*wrapped, *command]
+
+
+def _open(path: str | None, mode: str) -> IO[bytes] | int:
+    if path is None:
+        return subprocess.DEVNULL
+    return open(path, mode)
+
+
+def start_process(job: EngineJob) -> subprocess.Popen[bytes]:
+    """Start ``job`` (argv, env merged over ours, cwd, stdin/stdout/stderr files).
+
+    Raises OSError when it cannot start (missing program, bad directory...).
+    """
+    env = {**os.environ, **job.env} if job.env else None
+    files: list[IO[bytes] | int] = []
+    try:
+        stdin = _open(job.stdin, "rb")
+        files.append(stdin)
+        stdout = _open(job.stdout_file, "wb")
+        files.append(stdout)
+        stderr: IO[bytes] | int = (subprocess.STDOUT if job.join_stderrout
+                                   else _open(job.stderr_file, "wb"))
+        files.append(stderr)
+        return subprocess.Popen(
+            job.command, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
+            cwd=job.working_directory, start_new_session=True, close_fds=True)
+    finally:
+        for file in files:
+            if not isinstance(file, int):
+                file.close()
+
+
+def report_start_failure(job: EngineJob, error: OSError) -> str:
+    """Write why ``job`` could not start into its stderr file; return the reason."""
+    reason = f"cannot start {job.command[0]!r}: {error.strerror or error}"
+    if isinstance(error, FileNotFoundError) and error.filename == job.working_directory:
+        reason = f"working directory {job.working_directory!r} does not exist"
+    target = job.stdout_file if job.join_stderrout else job.stderr_file
+    if target:
+        try:
+            with open(target, "ab") as stream:
+                stream.write(f"jobbridge: {reason}\n".encode())
+        except OSError:
+            pass
+    return reason
+
+
+def exit_info_from_wait(status: int, rusage: Any, wall_seconds: float, cpus: int,
+                        killed: bool = False) -> ExitInfo:
+    """Exit info from a ``wait4`` status and rusage."""
+    usage = format_resource_usage(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss,
+                                  wall_seconds, cpus)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if killed:
+            return ExitInfo(constants.USER_KILLED, None, sig, usage)
+        return ExitInfo(constants.FINISHED_TERM_SIG, None, sig, usage,
+                        reason=f"killed by signal {sig} ({_signal_name(sig)})")
+    code = os.WEXITSTATUS(status)
+    if killed:
+        return ExitInfo(constants.USER_KILLED, code, 0, usage)
+    return ExitInfo(constants.FINISHED_REGULARLY, code, 0, usage)
+
+
+def format_resource_usage(cpu_seconds: float, maxrss_kb: int | None, wall_seconds: float,
+                          cpus: int) -> str:
+    """The SPEC's ``key=value`` resource usage string."""
+    items = [f"cput={hms(cpu_seconds)}"]
+    if maxrss_kb is not None:
+        items.append(f"mem={maxrss_kb}kb")
+    items.append(f"walltime={hms(wall_seconds)}")
+    if wall_seconds > 0:
+        items.append(f"cpupercent={round(100 * cpu_seconds / wall_seconds)}")
+    items.append(f"ncpus={cpus}")
+    return " ".join(items)
+
+
+def hms(seconds: float) -> str:
+    """Seconds as ``HH:MM:SS`` (hours may exceed 99)."""
+    whole = int(seconds + 0.5)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def kill_tree(pid: int, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to a job's process group and every descendant (even ones that
+    left the group with setsid)."""
+    try:
+        victims = [psutil.Process(pid)]
+        victims += victims[0].children(recursive=True)
+    except psutil.Error:
+        victims = []
+    with contextlib.suppress(OSError):
+        os.killpg(pid, sig)
+    for process in victims:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(sig)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
