@@ -88,11 +88,12 @@ class LocalScheduler(Scheduler):
                     self._status[job_id] = constants.DONE
                     self._exit[job_id] = ExitInfo(constants.FINISHED_REGULARLY, 0, 0, None)
                     continue
+                wrapped = job
                 if self.container_command:
-                    job = replace(job, command=wrap_in_container(job.command,
-                                                                 self.container_command))
+                    wrapped = replace(job, command=wrap_in_container(job.command,
+                                                                     self.container_command))
                 self._status[job_id] = constants.QUEUED_ACTIVE
-                lines.append({"submit": job_id, "job": job.to_dict(), "cpus": job.cpu_count})
+                lines.append({"submit": job_id, "job": wrapped.to_dict(), "cpus": job.cpu_count})
             self._send(lines)
         return ids
 
