@@ -1,0 +1,21 @@
+# env.sh - client environment for the clusters started by up-all.sh.
+# Usage: source scripts/clusters/env.sh   (bash/sh; sets variables only)
+# Slurm needs nothing. The Torque wrappers' directory is deliberately NOT put
+# on PATH: their qsub/qstat would shadow Grid Engine's /usr/bin/qsub/qstat.
+# Tests that want the Torque flavour prepend "$JOBBRIDGE_TORQUE_BIN" to PATH.
+
+# Grid Engine (CLI and DRMAA)
+export SGE_ROOT=/var/lib/gridengine
+export SGE_CELL=default
+export DRMAA_LIBRARY_PATH=/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0
+# libdrmaa pulls in libjemalloc, which needs static TLS: without this a
+# pyenv/venv python fails "libjemalloc.so.2: cannot allocate memory in static TLS block"
+export GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
+
+# Open MPI as root, more ranks than cores
+export OMPI_ALLOW_RUN_AS_ROOT=1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+# Slurm's Torque/PBS wrappers (private prefix of torque-wrappers-up.sh)
+export JOBBRIDGE_TORQUE_BIN=${TORQUE_WRAPPERS_PREFIX:-/opt/jobbridge-torque}/bin

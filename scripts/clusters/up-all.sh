@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# up-all.sh - install and start everything the jobbridge test suite needs:
+# Slurm (+ slurmdbd/MariaDB), Grid Engine (+ DRMAA), Slurm's Torque wrappers in
+# a private prefix, Open MPI + mpi4py. Idempotent (a warm re-run takes a few
+# seconds), quiet on success; the first failing step prints
+# "NAME: ERROR: ..." and up-all.sh exits 1. Knobs: see each script.
+# Order: Slurm before the Torque wrappers (they need a running slurmctld and
+# slurmd for their smoke test); Grid Engine and MPI are independent.
+# Then: `source scripts/clusters/env.sh` for the client environment.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+"$here/slurm-up.sh"
+"$here/sge-up.sh"
+"$here/torque-wrappers-up.sh"
+"$here/mpi-up.sh"
