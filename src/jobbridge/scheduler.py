@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .configuration import Configuration
 
 __all__ = [
+    "ChangeNotifier",
     "EngineJob",
     "ExitInfo",
     "Scheduler",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "jobbridge.schedulers"
+#: ``notify(scheduler_job_ids=None)``: see :meth:`Scheduler.set_change_notifier`.
+ChangeNotifier = Callable[..., None]
 log = logging.getLogger(__name__)
 
 
@@ -116,11 +119,13 @@ class Scheduler(abc.ABC):
         """Status of many jobs; batch schedulers answer with one query to the system."""
         return {job_id: self.get_job_status(job_id) for job_id in scheduler_job_ids}
 
-    def set_change_notifier(self, notify: Callable[[], None]) -> None:
-        """Give the scheduler a callable to call when a job may have changed state.
+    def set_change_notifier(self, notify: ChangeNotifier) -> None:
+        """Give the scheduler a callable to call when jobs may have changed state.
 
-        Schedulers that learn of job ends as they happen (local, MPI) call it so
-        the engine reacts at once; others are polled every :meth:`poll_interval`.
+        Schedulers that learn of job ends as they happen (local, MPI) call
+        ``notify([scheduler_job_id, ...])`` (or ``notify()`` when they cannot say
+        which) so the engine reacts at once, asking only about those jobs; others
+        are polled every :meth:`poll_interval`.
         """
 
     def poll_interval(self) -> float:

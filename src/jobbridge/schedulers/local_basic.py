@@ -26,7 +26,7 @@ from .. import constants
 from ..configuration import Configuration, jobbridge_home
 from ..errors import JobbridgeError
 from ..model import EngineJob
-from ..scheduler import ExitInfo, Scheduler
+from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
 from .process import kill_tree, start_process, wrap_in_container
 
 
@@ -52,7 +52,7 @@ class LocalScheduler(Scheduler):
         self.runner_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._notify: Callable[[], None] | None = None
+        self._notify: ChangeNotifier | None = None
         self._runner: subprocess.Popen[bytes] | None = None
         self._runner_stdin: IO[bytes] | None = None
         self._next = 0
@@ -103,11 +103,12 @@ class LocalScheduler(Scheduler):
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         with self._lock:
             result = {}
+            own = self.runner_id + "."
             for job_id in scheduler_job_ids:
-                status = self._status.get(job_id)
-                if status is None:
-                    status = self._foreign_status(job_id)
-                result[job_id] = status
+                if job_id.startswith(own):
+                    result[job_id] = self._status.get(job_id, constants.UNDETERMINED)
+                else:
+                    result[job_id] = self._foreign_status(job_id)
             return result
 
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
@@ -145,7 +146,7 @@ class LocalScheduler(Scheduler):
             kill_tree(pid)
 
     # --- extras --------------------------------------------------------------------------
-    def set_change_notifier(self, notify: Callable[[], None]) -> None:
+    def set_change_notifier(self, notify: ChangeNotifier) -> None:
         self._notify = notify
 
     def poll_interval(self) -> float:
@@ -221,11 +222,12 @@ class LocalScheduler(Scheduler):
 
     def _read_events(self, stream: IO[bytes]) -> None:
         for line in stream:
+            event = json.loads(line)
             with self._lock:
-                self._apply(json.loads(line), self._status, self._exit, self._pids)
+                self._apply(event, self._status, self._exit, self._pids)
                 self._changed.notify_all()
             if self._notify is not None:
-                self._notify()
+                self._notify([event.get("start") or event.get("end") or event.get("dropped")])
         stream.close()
         runner = self._runner
         if runner is not None:

@@ -1,0 +1,335 @@
+"""The ``jobbridge`` command line (SPEC §6).
+
+Exit status: 0 success, 1 a job failed (or a check did not pass), 2 bad input,
+always with one clear line on stderr and never a traceback for a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__, constants
+from .controller import WorkflowController, resolve_config, schedulers_table
+from .engine import Progress
+from .errors import InputError, JobbridgeError
+from .model import EngineJob
+from .scheduler import build_scheduler
+from .testing import run_to_end
+
+log = logging.getLogger("jobbridge")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"jobbridge: error: {message} (see jobbridge --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jobbridge", description="Run workflows of command-line jobs on "
+                     "this machine, a Slurm, PBS or Grid Engine cluster, or in an MPI allocation.")
+    parser.add_argument("--version", action="version", version=f"jobbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def target(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--resource", "-r", help="a resource of the configuration file")
+        group.add_argument("--scheduler", "-s", help="a scheduler type (see jobbridge schedulers)")
+
+    p = sub.add_parser("run", help="run a workflow to its end here, with a progress bar")
+    p.add_argument("file")
+    target(p)
+    p.add_argument("--json", action="store_true", help="print the status object at the end")
+    p = sub.add_parser("submit", help="store a workflow and let the background engine run it")
+    p.add_argument("file")
+    target(p)
+    p = sub.add_parser("engine", help="run the engine in the foreground until all work is done")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    p = sub.add_parser("list", help="list the workflows")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help="the jobs of a workflow (default: the latest)")
+    p.add_argument("workflow", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("wait", help="wait for a workflow's end; exit 0 iff all jobs succeeded")
+    p.add_argument("workflow")
+    p.add_argument("--timeout", type=float)
+    for action in ("stop", "restart", "delete"):
+        p = sub.add_parser(action, help=f"{action} a workflow")
+        p.add_argument("workflow")
+    p = sub.add_parser("logs", help="print a job's stdout (or stderr)")
+    p.add_argument("workflow")
+    p.add_argument("job")
+    p.add_argument("--stderr", action="store_true")
+    p = sub.add_parser("schedulers", help="the scheduler types installed, and which can work")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check", help="submit test jobs and say what works")
+    target(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="jobbridge: %(message)s")
+    try:
+        return int(_COMMANDS[args.command](args))
+    except InputError as error:
+        print(f"jobbridge: error: {error}", file=sys.stderr)
+        return 2
+    except JobbridgeError as error:
+        print(f"jobbridge: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("jobbridge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    controller = WorkflowController()
+    bar = ProgressBar()
+    started = time.monotonic()
+    workflow_id = controller.run(args.file, args.resource, args.scheduler, progress=bar.update)
+    bar.close()
+    status = controller.status(workflow_id)
+    _summary(status, time.monotonic() - started)
+    if args.json:
+        _print_json(_status_json(status))
+    return _exit_code(status)
+
+
+def _status_json(status: dict[str, Any]) -> dict[str, Any]:
+    """Exactly the keys of SPEC §6 (the human table also shows the exit reason)."""
+    jobs = [{k: v for k, v in job.items() if k != "exit_reason"} for job in status["jobs"]]
+    return {"id": status["id"], "name": status["name"], "status": status["status"], "jobs": jobs}
+
+
+def _submit(args: argparse.Namespace) -> int:
+    print(WorkflowController().submit(args.file, args.resource, args.scheduler))
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from .controller import run_background_engine
+
+    controller = WorkflowController()
+    if not run_background_engine(controller.store) and not args.quiet:
+        print("jobbridge: an engine already runs for this home", file=sys.stderr)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    workflows = WorkflowController().list()
+    if args.json:
+        _print_json(workflows)
+        return 0
+    rows = [[w["id"], w["name"] or "", _short_status(w["status"]), w["submission_date"][:19],
+             str(sum(w["counts"].values())), str(w["counts"].get(constants.DONE, 0)),
+             str(w["counts"].get(constants.FAILED, 0)),
+             str(w["counts"].get(constants.RUNNING, 0))] for w in workflows]
+    _table(["ID", "NAME", "STATUS", "SUBMITTED", "JOBS", "DONE", "FAILED", "RUNNING"], rows)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = WorkflowController().status(args.workflow)
+    if args.json:
+        _print_json(_status_json(status))
+        return 0
+    print(f"workflow {status['id']}{' (' + status['name'] + ')' if status['name'] else ''}: "
+          f"{_short_status(status['status'])} on {status['resource']} "
+          f"({status['scheduler_type']})")
+    rows = [[job["id"], job["status"], _exit_text(job), job["scheduler_job_id"] or "",
+             job["exit_reason"] or ""] for job in status["jobs"]]
+    _table(["JOB", "STATUS", "EXIT", "SCHEDULER ID", "REASON"], rows)
+    return 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    bar = ProgressBar()
+    try:
+        status = WorkflowController().wait(args.workflow, args.timeout, progress=bar.update)
+    except TimeoutError as error:
+        bar.close()
+        print(f"jobbridge: {error}", file=sys.stderr)
+        return 1
+    bar.close()
+    _summary(status, None)
+    return _exit_code(status)
+
+
+def _request(args: argparse.Namespace) -> int:
+    WorkflowController().request(args.workflow, args.command)
+    print(f"workflow {args.workflow}: {args.command} requested")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    path = WorkflowController().log_path(args.workflow, args.job, args.stderr)
+    try:
+        with path.open("rb") as stream:
+            shutil.copyfileobj(stream, sys.stdout.buffer)
+    except FileNotFoundError:
+        print(f"jobbridge: {path} does not exist (yet)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _schedulers(args: argparse.Namespace) -> int:
+    table = schedulers_table()
+    if args.json:
+        _print_json(table)
+        return 0
+    _table(["SCHEDULER", "ENABLED", "WHY NOT"],
+           [[str(s["name"]), "yes" if s["enabled"] else "no", str(s["reason"])] for s in table])
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Submit a few test jobs through the scheduler and say what works."""
+    config = resolve_config(args.resource, args.scheduler)
+    kind = config.get_scheduler_type()
+    print(f"ok    scheduler {kind!r} is installed and available (resource {config.resource_id!r})")
+    try:
+        scheduler = build_scheduler(kind, config)
+    except JobbridgeError as error:
+        print(f"FAIL  cannot build the scheduler: {error}")
+        return 1
+    passed = True
+    with tempfile.TemporaryDirectory(prefix="check-", dir=_check_dir()) as folder:
+        out = Path(folder) / "out"
+        jobs = [EngineJob("hello", ["sh", "-c", "echo hello from $(hostname)"],
+                          stdout_file=str(out), stderr_file=str(out) + ".err",
+                          working_directory=folder, submission_tag=f"check-{time.time_ns():x}"),
+                EngineJob("exit3", ["sh", "-c", "exit 3"], working_directory=folder,
+                          submission_tag=f"check3-{time.time_ns():x}")]
+        started = time.monotonic()
+        try:
+            (status, info), (_, info3) = run_to_end(scheduler, jobs, timeout=300)
+        except (TimeoutError, JobbridgeError, OSError) as error:
+            print(f"FAIL  test jobs did not end: {error}")
+            return 1
+        finally:
+            scheduler.close()
+        seconds = time.monotonic() - started
+        checks = [
+            (status == constants.DONE, f"a test job ran and ended {status} in {seconds:.1f} s"),
+            (out.exists() and out.read_text().startswith("hello"),
+             f"its output reached {out.name}: {out.read_text().strip() if out.exists() else '-'}"),
+            (info3[0] == constants.FINISHED_REGULARLY and info3[1] == 3,
+             f"exit codes are reported ({info3[0]}, {info3[1]})"),
+            (info[3] is not None, f"resource usage: {info[3] or 'not reported'}"),
+        ]
+        for ok, text in checks:
+            print(f"{'ok  ' if ok else 'FAIL'}  {text}")
+            passed &= ok or text.startswith("resource usage")
+    return 0 if passed else 1
+
+
+def _check_dir() -> str:
+    from .configuration import jobbridge_home
+
+    folder = jobbridge_home() / "check"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(folder)
+
+
+_COMMANDS = {"run": _run, "submit": _submit, "engine": _engine, "list": _list,
+             "status": _status, "wait": _wait, "stop": _request, "restart": _request,
+             "delete": _request, "logs": _logs, "schedulers": _schedulers, "check": _check}
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.last_draw = 0.0
+        self.drawn = False
+
+    def update(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last_draw < 0.1 and progress.ended < progress.total):
+            return
+        self.last_draw = now
+        total = max(progress.total, 1)
+        filled = self.WIDTH * progress.ended // total
+        counts = progress.counts
+        line = (f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {progress.ended}/{progress.total}"
+                f"  done {counts.get(constants.DONE, 0)}  failed {counts.get(constants.FAILED, 0)}"
+                f"  running {counts.get(constants.RUNNING, 0)}"
+                f"  queued {counts.get(constants.QUEUED_ACTIVE, 0)} ")
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            self.drawn = False
+
+
+def _summary(status: dict[str, Any], seconds: float | None) -> None:
+    jobs = status["jobs"]
+    failed = [j for j in jobs if j["status"] != constants.DONE]
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    print(f"workflow {status['id']}: {len(jobs) - len(failed)}/{len(jobs)} jobs succeeded{took}",
+          file=sys.stderr)
+    for job in failed[:10]:
+        print(f"  {job['id']}: {_exit_text(job)}"
+              f"{' - ' + job['exit_reason'] if job['exit_reason'] else ''}", file=sys.stderr)
+    if len(failed) > 10:
+        print(f"  ... and {len(failed) - 10} more (jobbridge status {status['id']})",
+              file=sys.stderr)
+
+
+def _exit_code(status: dict[str, Any]) -> int:
+    return 0 if all(job["status"] == constants.DONE for job in status["jobs"]) else 1
+
+
+def _exit_text(job: dict[str, Any]) -> str:
+    exit_status: str | None = job["exit_status"]
+    if exit_status is None:
+        return ""
+    if exit_status == constants.FINISHED_REGULARLY:
+        return str(job["exit_value"])
+    if exit_status == constants.FINISHED_TERM_SIG:
+        return f"signal {job['term_sig']}"
+    return {constants.USER_KILLED: "killed", constants.EXIT_NOTRUN: "not run",
+            constants.EXIT_ABORTED: "aborted"}.get(exit_status, exit_status)
+
+
+def _short_status(status: str) -> str:
+    return str(status).removeprefix("workflow_").replace("_", " ")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    cells = [header, *rows]
+    widths = [max(len(_one_line(row[i])) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(_one_line(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,216 @@
+"""What users do with workflows, for the command line and the Python API alike.
+
+``submit`` stores a workflow and makes sure one background engine per
+``$JOBBRIDGE_HOME`` drives it; ``run`` drives one in this process. Requests
+(stop, restart, delete) are written to the store, where the workflow's engine
+picks them up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import constants
+from .configuration import Configuration
+from .engine import Engine, Progress, live_engines
+from .errors import InputError
+from .model import WorkflowSpec, load_workflow_file, parse_workflow
+from .scheduler import describe_schedulers, get_scheduler_implementation
+from .store import Store
+
+REQUESTS = ("stop", "restart", "delete")
+
+
+def resolve_config(resource: str | None = None, scheduler_type: str | None = None
+                   ) -> Configuration:
+    """The configuration a workflow runs with: a resource's, a bare scheduler type's,
+    or the default (``localhost``, local scheduler)."""
+    if resource is None and scheduler_type is not None:
+        config = Configuration.from_dict(scheduler_type, {"scheduler_type": scheduler_type})
+    else:
+        config = Configuration.load(resource)
+        if scheduler_type is not None:
+            options = config.options()
+            options["scheduler_type"] = scheduler_type
+            config = Configuration.from_dict(config.resource_id, options)
+    implementation = get_scheduler_implementation(config.get_scheduler_type())
+    enabled, reason = implementation.availability()
+    if not enabled:
+        raise InputError(f"scheduler {config.get_scheduler_type()!r} cannot work here: {reason}")
+    return config
+
+
+def as_spec(workflow: WorkflowSpec | str | os.PathLike[str] | dict[str, Any] | Any
+            ) -> WorkflowSpec:
+    """A validated workflow from a spec, a file path, a dict or an API ``Workflow``."""
+    if isinstance(workflow, WorkflowSpec):
+        return workflow
+    if isinstance(workflow, str | os.PathLike):
+        return load_workflow_file(Path(workflow))
+    if hasattr(workflow, "to_dict"):
+        workflow = workflow.to_dict()
+    return parse_workflow(workflow)
+
+
+class WorkflowController:
+    """Submit, run, follow and control workflows of one ``$JOBBRIDGE_HOME``."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.store = Store(home)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- running -------------------------------------------------------------------------
+    def submit(self, workflow: Any, resource: str | None = None,
+               scheduler_type: str | None = None) -> str:
+        """Store the workflow, make sure an engine drives it; its id."""
+        spec = as_spec(workflow)
+        workflow_id = self.store.add_workflow(spec, resolve_config(resource, scheduler_type))
+        ensure_engine(self.store.home)
+        return str(workflow_id)
+
+    def run(self, workflow: Any, resource: str | None = None, scheduler_type: str | None = None,
+            progress: Callable[[Progress], None] | None = None) -> str:
+        """Run the workflow to its end in this process; its id."""
+        spec = as_spec(workflow)
+        config = resolve_config(resource, scheduler_type)
+        engine = Engine(self.store, progress=progress)
+        engine.start()
+        workflow_id = self.store.add_workflow(spec, config, engine=engine.engine_id)
+        engine.only = {workflow_id}
+        try:
+            engine.run()
+        except KeyboardInterrupt:
+            self.store.request(workflow_id, "stop")
+            Engine(self.store, workflow_ids=[workflow_id], progress=progress).run()
+            raise
+        return str(workflow_id)
+
+    def request(self, workflow_id: str, action: str) -> None:
+        """Ask for stop, restart or delete; an engine is started if none drives it."""
+        if action not in REQUESTS:
+            raise InputError(f"unknown request {action!r}")
+        self.store.request(workflow_id, action)
+        ensure_engine(self.store.home)
+
+    def wait(self, workflow_id: str, timeout: float | None = None,
+             progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+        """Block until the workflow has ended; its status object."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        version = -1
+        while True:
+            workflow = self.store.workflow(workflow_id)
+            if workflow.status == constants.WORKFLOW_DONE and workflow.request is None:
+                return self.status(workflow_id)
+            current = self.store.data_version()
+            if current != version:
+                version = current
+                if progress is not None:
+                    progress(self.progress(workflow_id))
+                if workflow.engine not in live_engines(self.store.home):
+                    ensure_engine(self.store.home)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"workflow {workflow_id} still running")
+            time.sleep(0.1)
+
+    # --- reading ---------------------------------------------------------------------------
+    def status(self, workflow_id: str | None = None) -> dict[str, Any]:
+        """The ``status --json`` object (SPEC §6)."""
+        wf_id = workflow_id if workflow_id is not None else self.store.latest_workflow_id()
+        with self.store.snapshot():
+            workflow = self.store.workflow(wf_id)
+            jobs = self.store.jobs(wf_id)
+        return {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
+                "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
+                "jobs": [job.as_json() | {"exit_reason": job.exit_reason} for job in jobs]}
+
+    def list(self) -> list[dict[str, Any]]:
+        """The ``list --json`` array (SPEC §6)."""
+        with self.store.snapshot():
+            counts = self.store.status_counts()
+            workflows = self.store.workflows()
+        return [{"id": str(w.id), "name": w.name, "status": w.status,
+                 "submission_date": w.submission_date, "counts": counts.get(w.id, {})}
+                for w in workflows]
+
+    def progress(self, workflow_id: str) -> Progress:
+        counts = self.store.status_counts().get(int(workflow_id), {})
+        return Progress(int(workflow_id), sum(counts.values()), counts)
+
+    def log_path(self, workflow_id: str, job_id: str, stderr: bool = False) -> Path:
+        job = self.store.job(workflow_id, job_id)
+        path = job.spec.stderr_file if stderr else job.spec.stdout_file
+        if stderr and job.spec.join_stderrout:
+            raise InputError(f"job {job_id!r} joins stderr into stdout: jobbridge logs without "
+                             "--stderr")
+        if path is None:
+            raise InputError(f"job {job_id!r} has no {'stderr' if stderr else 'stdout'} file")
+        return Path(path)
+
+
+def schedulers_table() -> list[dict[str, object]]:
+    return [info.as_dict() for info in describe_schedulers()]
+
+
+# --- the background engine ---------------------------------------------------------------------
+
+
+@contextmanager
+def _engine_lock(home: Path, blocking: bool) -> Iterator[bool]:
+    fd = os.open(home / "engine.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def ensure_engine(home: Path) -> None:
+    """Start the home's background engine unless one runs.
+
+    Race-free with an engine that is just exiting: the engine re-checks the
+    store after releasing its lock, and this re-checks the lock after the
+    caller's commit, so one of them always sees the other's work.
+    """
+    with _engine_lock(home, blocking=False) as free:
+        if not free:
+            return
+    log = os.open(home / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        subprocess.Popen([sys.executable, "-m", "jobbridge", "engine", "--quiet"],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True, close_fds=True,
+                         env={**os.environ, "JOBBRIDGE_HOME": str(home)})
+    finally:
+        os.close(log)
+
+
+def run_background_engine(store: Store, progress: Callable[[Progress], None] | None = None
+                          ) -> bool:
+    """Serve every unfinished workflow until none is left; False if another engine runs."""
+    served = False
+    while True:
+        with _engine_lock(store.home, blocking=False) as acquired:
+            if not acquired:
+                return served
+            served = True
+            Engine(store, progress=progress).run()
+        # lock released: work submitted meanwhile either sees the lock free (and
+        # starts an engine) or is seen here
+        live = live_engines(store.home)
+        if not any(store.workflow(wf_id).engine not in live
+                   for wf_id in store.unfinished_workflow_ids()):
+            return served

@@ -1,0 +1,512 @@
+"""The workflow engine: drives workflows' DAGs through their resources' Schedulers.
+
+The engine knows nothing of any one backend: it submits ready jobs (by priority,
+within ``max_job_in_queue`` / ``max_job_running``), follows them through the
+Scheduler API (bulk status, change notifications) and records their ends.
+
+Durability rule: every state change is committed to the store *before* the
+engine acts on it. A job is marked ``submission_pending`` with a unique tag
+before it is submitted; its scheduler id is committed right after. A restarted
+engine re-attaches running jobs by scheduler id and asks the scheduler about
+pending tags (``find_submitted``), so no job is lost and none runs twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import heapq
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import constants
+from .model import EngineJob
+from .scheduler import Scheduler, build_scheduler
+from .store import Store, WorkflowRow, now_iso
+
+log = logging.getLogger(__name__)
+
+#: Statuses of a job that a scheduler holds (submitted, not ended).
+_ACTIVE = frozenset(set(constants.JOB_STATUS) - {constants.NOT_SUBMITTED, constants.DONE,
+                                                 constants.FAILED,
+                                                 constants.SUBMISSION_PENDING})
+#: How often the engine looks for requests and new workflows in the store.
+STORE_CHECK_INTERVAL = 0.25
+#: Longest wait between two status polls whatever a scheduler says.
+MAX_WAIT = 5.0
+
+
+@dataclass(slots=True)
+class _Job:
+    idx: int
+    spec: EngineJob
+    status: str
+    scheduler_job_id: str | None
+    attempt: int
+    hidden: bool
+    preds: list[int] = field(default_factory=list)
+    succs: list[int] = field(default_factory=list)
+    preds_left: int = 0
+    running_seen: bool = False
+
+
+class _Resource:
+    """One scheduler instance and the limits of its resource, shared by workflows."""
+
+    def __init__(self, scheduler: Scheduler, workflow: WorkflowRow) -> None:
+        config = workflow.config
+        self.scheduler = scheduler
+        self.max_in_queue = config.get_int("max_job_in_queue", 0)
+        self.max_running = config.get_int("max_job_running", 0)
+        self.active: dict[str, tuple[_Run, int]] = {}
+        self.running = 0
+        self.next_full_poll = 0.0
+
+    def room(self) -> int | None:
+        """How many more jobs may be submitted now (None: no limit)."""
+        limits = []
+        if self.max_running:
+            limits.append(self.max_running - len(self.active))
+        if self.max_in_queue:
+            limits.append(self.max_in_queue - (len(self.active) - self.running))
+        return max(0, min(limits)) if limits else None
+
+
+class _Run:
+    """An in-memory workflow being driven, rebuilt from the store on (re)start."""
+
+    def __init__(self, workflow: WorkflowRow, store: Store, resource: _Resource) -> None:
+        self.id = workflow.id
+        self.workflow = workflow
+        self.resource = resource
+        self.jobs: list[_Job] = []
+        self.ready: list[tuple[int, int]] = []
+        self.counts: Counter[str] = Counter()
+        self.changes: list[tuple[int, dict[str, Any]]] = []
+        self.stopping = False
+        self.unended = 0
+        for row in store.jobs(workflow.id, include_hidden=True):
+            self.jobs.append(_Job(row.idx, row.spec, row.status, row.scheduler_job_id,
+                                 row.attempt, row.hidden))
+        for before, after in store.dependencies(workflow.id):
+            self.jobs[before].succs.append(after)
+            self.jobs[after].preds.append(before)
+        for job in self.jobs:
+            self.unended += job.status not in constants.ENDED_JOB_STATUS
+            if not job.hidden:
+                self.counts[job.status] += 1
+
+    def set_status(self, job: _Job, status: str, **values: Any) -> None:
+        if not job.hidden:
+            self.counts[job.status] -= 1
+            self.counts[status] += 1
+        self.unended += ((job.status in constants.ENDED_JOB_STATUS)
+                         - (status in constants.ENDED_JOB_STATUS))
+        job.status = status
+        self.changes.append((job.idx, {"status": status, **values}))
+
+    @property
+    def finished(self) -> bool:
+        return self.unended == 0
+
+
+@dataclass
+class Progress:
+    """What the engine reports after each cycle that changed a workflow."""
+
+    workflow_id: int
+    total: int
+    counts: dict[str, int]
+
+    @property
+    def ended(self) -> int:
+        return self.counts.get(constants.DONE, 0) + self.counts.get(constants.FAILED, 0)
+
+
+class Engine:
+    """Drives workflows until they end.
+
+    ``workflow_ids`` restricts the engine to those workflows (``jobbridge run``);
+    without it the engine serves every unfinished workflow of the home, and
+    adopts new ones as they are submitted (``jobbridge engine``).
+    """
+
+    def __init__(self, store: Store, workflow_ids: Sequence[int] | None = None,
+                 progress: Callable[[Progress], None] | None = None,
+                 scheduler_factory: Callable[[WorkflowRow], Scheduler] | None = None) -> None:
+        self.store = store
+        self.only = None if workflow_ids is None else set(workflow_ids)
+        self.progress = progress
+        self.scheduler_factory = scheduler_factory or _build_scheduler
+        self.engine_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.runs: dict[int, _Run] = {}
+        self.resources: dict[str, _Resource] = {}
+        self._wake = threading.Event()
+        self._changed_lock = threading.Lock()
+        self._changed: set[str] = set()
+        self._stop_requested = False
+        self._lock_fd: int | None = None
+        self._data_version = -1
+        self._next_store_check = 0.0
+
+    # --- life -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Announce this engine (a lock held for its life) before it claims workflows."""
+        folder = self.store.home / "engines"
+        folder.mkdir(exist_ok=True, mode=0o700)
+        fd = os.open(folder / f"{self.engine_id}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def run(self) -> None:
+        """Drive the workflows until all have ended (or :meth:`shutdown`)."""
+        if self._lock_fd is None:
+            self.start()
+        try:
+            while not self._stop_requested:
+                self._check_store()
+                for run in list(self.runs.values()):
+                    self._submit_ready(run)
+                self._commit_and_report()
+                if not self.runs:
+                    if self._no_more_work():
+                        return
+                    continue
+                self._wait()
+                self._poll()
+                self._commit_and_report()
+        finally:
+            self._close()
+
+    def shutdown(self) -> None:
+        """Stop driving (jobs keep running; a later engine resumes them)."""
+        self._stop_requested = True
+        self._wake.set()
+
+    def _close(self) -> None:
+        for run_id in list(self.runs):
+            self.store.release(run_id, self.engine_id)
+        for resource in self.resources.values():
+            resource.scheduler.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            (self.store.home / "engines" / f"{self.engine_id}.lock").unlink(missing_ok=True)
+            self._lock_fd = None
+
+    def _no_more_work(self) -> bool:
+        if self.only is not None:
+            return all(wf_id not in self.runs for wf_id in self.only)
+        self._next_store_check = 0.0
+        self._check_store()
+        return not self.runs
+
+    # --- store: new workflows and requests ----------------------------------------------------
+    def _check_store(self) -> None:
+        now = time.monotonic()
+        if now < self._next_store_check:
+            return
+        self._next_store_check = now + STORE_CHECK_INTERVAL
+        version = self.store.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        candidates = self.store.unfinished_workflow_ids()
+        if self.only is not None:
+            candidates = [wf_id for wf_id in candidates if wf_id in self.only]
+        new = [wf_id for wf_id in candidates if wf_id not in self.runs]
+        if new:
+            live = live_engines(self.store.home)
+            for wf_id in new:
+                if self.store.claim(wf_id, self.engine_id, live):
+                    self._load(wf_id)
+        requests = self.store.take_requests(list(self.runs))
+        for wf_id, action in requests.items():
+            self._apply_request(self.runs[wf_id], action)
+        self._data_version = self.store.data_version()
+
+    def _load(self, workflow_id: int) -> None:
+        workflow = self.store.workflow(workflow_id)
+        resource = self._resource(workflow)
+        run = _Run(workflow, self.store, resource)
+        self.runs[workflow_id] = run
+        pending = [job for job in run.jobs if job.status == constants.SUBMISSION_PENDING]
+        found = resource.scheduler.find_submitted(
+            [str(job.spec.submission_tag) for job in pending]) if pending else {}
+        for job in run.jobs:
+            if job.status == constants.SUBMISSION_PENDING:
+                job_id = found.get(str(job.spec.submission_tag))
+                if job_id is None:  # it never reached the scheduler: submit it again
+                    run.set_status(job, constants.NOT_SUBMITTED)
+                else:
+                    job.scheduler_job_id = job_id
+                    run.set_status(job, constants.UNDETERMINED, scheduler_job_id=job_id)
+            if job.status in _ACTIVE and job.scheduler_job_id is not None:
+                resource.active[job.scheduler_job_id] = (run, job.idx)
+                if job.status == constants.KILL_PENDING:
+                    resource.scheduler.kill_job(job.scheduler_job_id)
+        for job in run.jobs:
+            if job.status == constants.NOT_SUBMITTED:
+                job.preds_left = sum(run.jobs[p].status != constants.DONE for p in job.preds)
+                failed = [run.jobs[p] for p in job.preds if run.jobs[p].status == constants.FAILED]
+                if failed:
+                    self._abort_descendants(run, failed[0], start=[job])
+                elif job.preds_left == 0:
+                    self._make_ready(run, job)
+        resource.next_full_poll = 0.0
+        self._wake.set()
+
+    def _resource(self, workflow: WorkflowRow) -> _Resource:
+        key = json.dumps([workflow.scheduler_type, workflow.options], sort_keys=True)
+        resource = self.resources.get(key)
+        if resource is None:
+            scheduler = self.scheduler_factory(workflow)
+            scheduler.set_change_notifier(self._notified)
+            resource = self.resources[key] = _Resource(scheduler, workflow)
+        return resource
+
+    def _apply_request(self, run: _Run, action: str) -> None:
+        log.info("workflow %s: %s requested", run.id, action)
+        if action in ("stop", "delete"):
+            run.stopping = True
+            run.ready.clear()
+            for job in run.jobs:
+                if job.status == constants.NOT_SUBMITTED:
+                    self._end(run, job, constants.EXIT_NOTRUN, reason=f"workflow {action}ped"
+                              if action == "stop" else "workflow deleted")
+                elif job.status in _ACTIVE and job.scheduler_job_id is not None:
+                    run.set_status(job, constants.KILL_PENDING)
+            self._commit_and_report()
+            for job in run.jobs:
+                if job.status == constants.KILL_PENDING and job.scheduler_job_id:
+                    run.resource.scheduler.kill_job(job.scheduler_job_id)
+            if action == "delete":
+                for job in run.jobs:
+                    if job.scheduler_job_id:
+                        run.resource.active.pop(job.scheduler_job_id, None)
+                del self.runs[run.id]
+                self.store.delete_workflow(run.id)
+        elif action == "restart":
+            run.stopping = False
+            for job in run.jobs:
+                if job.status == constants.FAILED:
+                    run.set_status(job, constants.NOT_SUBMITTED, exit_status=None,
+                                   exit_value=None, term_sig=None, resource_usage=None,
+                                   exit_reason=None, scheduler_job_id=None,
+                                   submission_date=None, execution_date=None, ending_date=None)
+                    job.scheduler_job_id = None
+                    job.running_seen = False
+            for job in run.jobs:
+                if job.status == constants.NOT_SUBMITTED:
+                    job.preds_left = sum(run.jobs[p].status != constants.DONE for p in job.preds)
+                    if job.preds_left == 0:
+                        self._make_ready(run, job)
+            self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
+
+    # --- submission -----------------------------------------------------------------------
+    def _make_ready(self, run: _Run, job: _Job) -> None:
+        if job.spec.is_barrier:  # nothing to run: it ends as soon as it is ready
+            self._end(run, job, constants.FINISHED_REGULARLY, 0, 0)
+            return
+        heapq.heappush(run.ready, (-job.spec.priority, job.idx))
+
+    def _submit_ready(self, run: _Run) -> None:
+        if not run.ready or run.stopping:
+            return
+        resource = run.resource
+        room = resource.room()
+        count = len(run.ready) if room is None else min(room, len(run.ready))
+        if count == 0:
+            return
+        batch = [run.jobs[heapq.heappop(run.ready)[1]] for _ in range(count)]
+        for job in batch:  # durable first: a restarted engine will look for these tags
+            job.attempt += 1
+            job.spec.submission_tag = (f"jb-{self.store.home_token}-{run.id}-{job.idx}"
+                                       f"-{job.attempt}")
+            run.set_status(job, constants.SUBMISSION_PENDING, attempt=job.attempt,
+                           submission_tag=job.spec.submission_tag)
+        if run.workflow.status == constants.WORKFLOW_NOT_STARTED:
+            run.workflow.status = constants.WORKFLOW_IN_PROGRESS
+            self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
+        self._commit(run)
+        try:
+            ids = resource.scheduler.job_submission([job.spec for job in batch])
+        except Exception as error:  # a broken scheduler fails these jobs, not the engine
+            log.exception("workflow %s: submission failed", run.id)
+            ids = [None] * len(batch)
+            reason = f"submission failed: {error}"
+        else:
+            reason = "the scheduler refused the job"
+        date = now_iso()
+        for job, job_id in zip(batch, ids, strict=True):
+            if job_id is None:
+                self._end(run, job, constants.EXIT_ABORTED, reason=reason, ending_date=date)
+                continue
+            job.scheduler_job_id = job_id
+            resource.active[job_id] = (run, job.idx)
+            run.set_status(job, constants.QUEUED_ACTIVE, scheduler_job_id=job_id,
+                           submission_date=date)
+        resource.next_full_poll = 0.0
+
+    # --- following jobs --------------------------------------------------------------------
+    def _notified(self, scheduler_job_ids: Iterable[str] | None = None) -> None:
+        """Called by schedulers (any thread) when jobs may have changed."""
+        if scheduler_job_ids is not None:
+            with self._changed_lock:
+                self._changed.update(scheduler_job_ids)
+        self._wake.set()
+
+    def _wait(self) -> None:
+        now = time.monotonic()
+        deadline = min((r.next_full_poll for r in self.resources.values() if r.active),
+                       default=now + MAX_WAIT)
+        timeout = min(max(0.0, deadline - now), STORE_CHECK_INTERVAL, MAX_WAIT)
+        if self._changed or any(run.ready and not run.stopping and run.resource.room() != 0
+                                for run in self.runs.values()):
+            timeout = 0.0
+        if timeout > 0:
+            self._wake.wait(timeout)
+        self._wake.clear()
+
+    def _poll(self) -> None:
+        with self._changed_lock:
+            changed, self._changed = self._changed, set()
+        now = time.monotonic()
+        for resource in self.resources.values():
+            if not resource.active:
+                continue
+            if now >= resource.next_full_poll:
+                ids = list(resource.active)
+                resource.next_full_poll = now + min(resource.scheduler.poll_interval(), MAX_WAIT)
+            else:
+                ids = [job_id for job_id in changed if job_id in resource.active]
+            if not ids:
+                continue
+            try:
+                statuses = resource.scheduler.get_jobs_status(ids)
+            except Exception:  # keep the jobs; ask again next cycle
+                log.exception("status query failed")
+                continue
+            for job_id, status in statuses.items():
+                if job_id in resource.active:
+                    self._follow(resource, job_id, status)
+
+    def _follow(self, resource: _Resource, scheduler_job_id: str, status: str) -> None:
+        run, idx = resource.active[scheduler_job_id]
+        job = run.jobs[idx]
+        if status in (job.status, constants.UNDETERMINED):
+            return
+        if status == constants.NOT_SUBMITTED:  # the scheduler dropped it before it ran
+            del resource.active[scheduler_job_id]
+            self._running_changed(resource, job, False)
+            run.set_status(job, constants.NOT_SUBMITTED, scheduler_job_id=None)
+            job.scheduler_job_id = None
+            self._make_ready(run, job)
+            return
+        if status in constants.ENDED_JOB_STATUS:
+            del resource.active[scheduler_job_id]
+            self._running_changed(resource, job, False)
+            info = resource.scheduler.get_job_exit_info(scheduler_job_id)
+            self._end(run, job, info[0], info[1], info[2], info[3],
+                      reason=getattr(info, "reason", None),
+                      execution_date=None if job.running_seen else now_iso())
+            return
+        if status == constants.RUNNING and not job.running_seen:
+            job.running_seen = True
+            self._running_changed(resource, job, True)
+            run.set_status(job, status, execution_date=now_iso())
+            return
+        if job.status == constants.KILL_PENDING:
+            return
+        self._running_changed(resource, job, status == constants.RUNNING)
+        run.set_status(job, status)
+
+    @staticmethod
+    def _running_changed(resource: _Resource, job: _Job, running: bool) -> None:
+        was = job.status == constants.RUNNING
+        resource.running += int(running) - int(was)
+
+    def _end(self, run: _Run, job: _Job, exit_status: str, exit_value: int | None = None,
+             term_sig: int | None = None, resource_usage: str | None = None,
+             reason: str | None = None, **dates: Any) -> None:
+        """Record a job's end; release its dependents or abort them."""
+        ok = exit_status == constants.FINISHED_REGULARLY and exit_value == 0
+        values = {"exit_status": exit_status, "exit_value": exit_value, "term_sig": term_sig,
+                  "resource_usage": resource_usage, "exit_reason": reason,
+                  "ending_date": now_iso(), **{k: v for k, v in dates.items() if v}}
+        run.set_status(job, constants.DONE if ok else constants.FAILED, **values)
+        if not ok:
+            self._abort_descendants(run, job)
+            return
+        for succ in job.succs:
+            nxt = run.jobs[succ]
+            nxt.preds_left -= 1
+            if nxt.preds_left == 0 and nxt.status == constants.NOT_SUBMITTED and not run.stopping:
+                self._make_ready(run, nxt)
+
+    def _abort_descendants(self, run: _Run, failed: _Job, start: Sequence[_Job] = ()) -> None:
+        """Jobs downstream of a failure end as aborted_before_running."""
+        reason = f"{failed.spec.label} failed"
+        stack = list(start) or [run.jobs[s] for s in failed.succs]
+        date = now_iso()
+        while stack:
+            job = stack.pop()
+            if job.status != constants.NOT_SUBMITTED:
+                continue
+            run.set_status(job, constants.FAILED, exit_status=constants.EXIT_NOTRUN,
+                           exit_value=None, term_sig=None, resource_usage=None,
+                           exit_reason=reason, ending_date=date)
+            stack.extend(run.jobs[s] for s in job.succs)
+
+    # --- commit and report -----------------------------------------------------------------
+    def _commit(self, run: _Run) -> None:
+        changes, run.changes = run.changes, []
+        self.store.update_jobs(run.id, changes)
+
+    def _commit_and_report(self) -> None:
+        for run in list(self.runs.values()):
+            if not run.changes:
+                continue
+            self._commit(run)
+            if run.finished:
+                self.store.set_workflow_status(run.id, constants.WORKFLOW_DONE)
+                self.store.release(run.id, self.engine_id)
+                del self.runs[run.id]
+            if self.progress is not None:
+                visible = sum(run.counts.values())
+                self.progress(Progress(run.id, visible, {k: v for k, v in run.counts.items() if v}))
+
+
+def _build_scheduler(workflow: WorkflowRow) -> Scheduler:
+    return build_scheduler(workflow.scheduler_type, workflow.config)
+
+
+def live_engines(home: Path) -> set[str]:
+    """Ids of engines alive on this home (each holds a lock on its file)."""
+    alive: set[str] = set()
+    folder = home / "engines"
+    if not folder.is_dir():
+        return alive
+    for path in folder.glob("*.lock"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            alive.add(path.stem)
+        else:
+            path.unlink(missing_ok=True)  # a dead engine's leftover
+        finally:
+            os.close(fd)
+    return alive
+

@@ -1,0 +1,409 @@
+"""The durable store: one SQLite database under ``$JOBBRIDGE_HOME``.
+
+Why SQLite in WAL mode: readers (``status``, ``list``) never block the engine
+and the engine never blocks them; two submitters serialize on a short write
+lock. Every state change is committed before the engine acts on it, so an
+engine killed at any moment resumes from the database alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import constants
+from .configuration import Configuration, jobbridge_home
+from .errors import InputError, StoreError
+from .model import EngineJob, WorkflowSpec
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workflows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT,
+    resource TEXT NOT NULL,
+    scheduler_type TEXT NOT NULL,
+    options TEXT NOT NULL,
+    status TEXT NOT NULL,
+    submission_date TEXT NOT NULL,
+    ending_date TEXT,
+    engine TEXT,
+    request TEXT
+);
+CREATE INDEX IF NOT EXISTS workflows_status ON workflows(status);
+CREATE TABLE IF NOT EXISTS jobs (
+    workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    name TEXT,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    spec TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    exit_status TEXT,
+    exit_value INTEGER,
+    term_sig INTEGER,
+    resource_usage TEXT,
+    exit_reason TEXT,
+    scheduler_job_id TEXT,
+    submission_tag TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    submission_date TEXT,
+    execution_date TEXT,
+    ending_date TEXT,
+    PRIMARY KEY (workflow_id, idx)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_id ON jobs(workflow_id, job_id);
+CREATE TABLE IF NOT EXISTS dependencies (
+    workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    before_idx INTEGER NOT NULL,
+    after_idx INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dependencies_by_workflow ON dependencies(workflow_id);
+"""
+
+#: Migrations from version N to N+1, applied in order inside one transaction.
+_MIGRATIONS: dict[int, str] = {}
+
+_SPEC_FIELDS = [f.name for f in fields(EngineJob) if f.name not in ("job_id", "submission_tag")]
+
+
+def now_iso() -> str:
+    """Now, ISO 8601 with the UTC offset (what ``status --json`` shows)."""
+    return datetime.now(UTC).astimezone().isoformat(timespec="milliseconds")
+
+
+@dataclass
+class JobRow:
+    """A job as stored: its spec and its state."""
+
+    workflow_id: int
+    idx: int
+    job_id: str
+    name: str | None
+    hidden: bool
+    spec: EngineJob
+    status: str
+    exit_status: str | None
+    exit_value: int | None
+    term_sig: int | None
+    resource_usage: str | None
+    exit_reason: str | None
+    scheduler_job_id: str | None
+    submission_tag: str | None
+    attempt: int
+    submission_date: str | None
+    execution_date: str | None
+    ending_date: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_status == constants.FINISHED_REGULARLY and self.exit_value == 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The job object of ``status --json`` (SPEC §6)."""
+        return {"id": self.job_id, "name": self.name, "status": self.status,
+                "exit_status": self.exit_status, "exit_value": self.exit_value,
+                "term_sig": self.term_sig, "resource_usage": self.resource_usage,
+                "scheduler_job_id": self.scheduler_job_id,
+                "submission_date": self.submission_date,
+                "execution_date": self.execution_date, "ending_date": self.ending_date}
+
+
+@dataclass
+class WorkflowRow:
+    id: int
+    name: str | None
+    resource: str
+    scheduler_type: str
+    options: dict[str, str]
+    status: str
+    submission_date: str
+    ending_date: str | None
+    engine: str | None
+    request: str | None
+
+    @property
+    def config(self) -> Configuration:
+        return Configuration.from_dict(self.resource, self.options)
+
+
+_JOB_COLUMNS = ("workflow_id, idx, job_id, name, hidden, spec, status, exit_status, exit_value, "
+                "term_sig, resource_usage, exit_reason, scheduler_job_id, submission_tag, "
+                "attempt, submission_date, execution_date, ending_date")
+_WORKFLOW_COLUMNS = ("id, name, resource, scheduler_type, options, status, submission_date, "
+                     "ending_date, engine, request")
+
+
+def _job_from_row(row: Sequence[Any]) -> JobRow:
+    spec = json.loads(row[5])
+    engine_job = EngineJob(job_id=row[2], submission_tag=row[13], **spec)
+    return JobRow(row[0], row[1], row[2], row[3], bool(row[4]), engine_job, *row[6:])
+
+
+def _workflow_from_row(row: Sequence[Any]) -> WorkflowRow:
+    return WorkflowRow(row[0], row[1], row[2], row[3], json.loads(row[4]), *row[5:])
+
+
+class Store:
+    """Access to one ``$JOBBRIDGE_HOME``'s database (one connection per Store)."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = Path(home) if home is not None else jobbridge_home()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.home, 0o700)
+        except OSError as error:
+            raise StoreError(f"cannot use {self.home}: {error.strerror}") from None
+        self.path = self.home / "jobbridge.db"
+        old_umask = os.umask(0o077)  # the database and its WAL files are private
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self._migrate()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the database {self.path}: {error}") from None
+        finally:
+            os.umask(old_umask)
+        self.home_token = self._meta("home_token")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- transactions ----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the write lock is taken at once (no upgrade deadlock)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write {self.path}: {error}") from None
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self.db.execute("ROLLBACK")
+            raise StoreError(f"cannot write {self.path}: {error}") from None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A consistent read of several tables (WAL: never blocks the engine)."""
+        self.db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: how the engine notices requests."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            _execute_script(db, _SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else SCHEMA_VERSION
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer jobbridge "
+                                 f"(schema {version} > {SCHEMA_VERSION})")
+            while version < SCHEMA_VERSION:
+                _execute_script(db, _MIGRATIONS[version])
+                version += 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('home_token', ?)",
+                       (secrets.token_hex(3),))
+
+    def _meta(self, key: str) -> str:
+        return str(self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
+
+    # --- workflows -------------------------------------------------------------------------
+    def add_workflow(self, spec: WorkflowSpec, config: Configuration, engine: str | None = None
+                     ) -> int:
+        """Store a validated workflow, all or nothing; its id."""
+        logs = self.home / "logs"
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO workflows (name, resource, scheduler_type, options, status, "
+                "submission_date, engine) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (spec.name, config.resource_id, config.get_scheduler_type(),
+                 json.dumps(config.options()), constants.WORKFLOW_NOT_STARTED, now_iso(), engine))
+            workflow_id = int(cursor.lastrowid or 0)
+            folder = logs / str(workflow_id)
+            index = {job.job_id: i for i, job in enumerate(spec.jobs)}
+            db.executemany(
+                f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,"
+                " NULL, NULL, ?)",
+                ((i, job.job_id, job.name, job.job_id in spec.hidden_ids,
+                  _spec_json(job, folder), constants.NOT_SUBMITTED, workflow_id)
+                 for i, job in enumerate(spec.jobs)))
+            db.executemany(
+                "INSERT INTO dependencies VALUES (?, ?, ?)",
+                ((workflow_id, index[before], index[after]) for before, after in spec.edges))
+            db.execute("UPDATE jobs SET priority = json_extract(spec, '$.priority') "
+                       "WHERE workflow_id = ?", (workflow_id,))
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as error:
+            raise StoreError(f"cannot create {folder}: {error.strerror}") from None
+        return workflow_id
+
+    def workflow(self, workflow_id: int | str) -> WorkflowRow:
+        row = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = ?",
+                              (_as_id(workflow_id),)).fetchone()
+        if row is None:
+            raise InputError(f"no workflow {workflow_id}")
+        return _workflow_from_row(row)
+
+    def workflows(self) -> list[WorkflowRow]:
+        rows = self.db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows ORDER BY id")
+        return [_workflow_from_row(r) for r in rows]
+
+    def latest_workflow_id(self) -> int:
+        row = self.db.execute("SELECT max(id) FROM workflows").fetchone()
+        if row[0] is None:
+            raise InputError("no workflow yet (jobbridge submit FILE)")
+        return int(row[0])
+
+    def unfinished_workflow_ids(self) -> list[int]:
+        """Workflows an engine must drive: not done, or with a pending request."""
+        rows = self.db.execute(
+            "SELECT id FROM workflows WHERE status IN (?, ?) OR request IS NOT NULL ORDER BY id",
+            (constants.WORKFLOW_NOT_STARTED, constants.WORKFLOW_IN_PROGRESS))
+        return [r[0] for r in rows]
+
+    def claim(self, workflow_id: int, engine: str, live_engines: Iterable[str]) -> bool:
+        """Take a workflow for ``engine`` unless another live engine drives it."""
+        with self.transaction() as db:
+            row = db.execute("SELECT engine FROM workflows WHERE id = ?", (workflow_id,)).fetchone()
+            if row is None:
+                return False
+            owner = row[0]
+            if owner not in (None, engine) and owner in set(live_engines):
+                return False
+            db.execute("UPDATE workflows SET engine = ? WHERE id = ?", (engine, workflow_id))
+            return True
+
+    def release(self, workflow_id: int, engine: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE workflows SET engine = NULL WHERE id = ? AND engine = ?",
+                       (workflow_id, engine))
+
+    def request(self, workflow_id: int | str, action: str) -> WorkflowRow:
+        """Ask the workflow's engine to stop, restart or delete it."""
+        wf_id = _as_id(workflow_id)
+        with self.transaction() as db:
+            updated = db.execute("UPDATE workflows SET request = ? WHERE id = ?",
+                                 (action, wf_id)).rowcount
+        if not updated:
+            raise InputError(f"no workflow {workflow_id}")
+        return self.workflow(wf_id)
+
+    def take_requests(self, workflow_ids: Iterable[int]) -> dict[int, str]:
+        ids = list(workflow_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as db:
+            rows = db.execute(f"SELECT id, request FROM workflows WHERE request IS NOT NULL "
+                              f"AND id IN ({marks})", ids).fetchall()
+            db.execute(f"UPDATE workflows SET request = NULL WHERE id IN ({marks})", ids)
+        return {r[0]: r[1] for r in rows}
+
+    def set_workflow_status(self, workflow_id: int, status: str) -> None:
+        ending = now_iso() if status == constants.WORKFLOW_DONE else None
+        with self.transaction() as db:
+            db.execute("UPDATE workflows SET status = ?, ending_date = ? WHERE id = ?",
+                       (status, ending, workflow_id))
+
+    def delete_workflow(self, workflow_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM dependencies WHERE workflow_id = ?", (workflow_id,))
+            db.execute("DELETE FROM jobs WHERE workflow_id = ?", (workflow_id,))
+            db.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
+        folder = self.home / "logs" / str(workflow_id)
+        if folder.is_dir():
+            for path in folder.iterdir():
+                path.unlink(missing_ok=True)
+            folder.rmdir()
+
+    # --- jobs ------------------------------------------------------------------------------
+    def jobs(self, workflow_id: int | str, include_hidden: bool = False) -> list[JobRow]:
+        hidden = "" if include_hidden else "AND hidden = 0"
+        rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? {hidden} "
+                               "ORDER BY idx", (_as_id(workflow_id),))
+        return [_job_from_row(r) for r in rows]
+
+    def job(self, workflow_id: int | str, job_id: str) -> JobRow:
+        row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? AND "
+                              "job_id = ?", (_as_id(workflow_id), job_id)).fetchone()
+        if row is None:
+            raise InputError(f"workflow {workflow_id} has no job {job_id!r}")
+        return _job_from_row(row)
+
+    def dependencies(self, workflow_id: int) -> list[tuple[int, int]]:
+        rows = self.db.execute("SELECT before_idx, after_idx FROM dependencies "
+                               "WHERE workflow_id = ?", (workflow_id,))
+        return [(r[0], r[1]) for r in rows]
+
+    def status_counts(self) -> dict[int, dict[str, int]]:
+        """Per workflow, how many (visible) jobs are in each status."""
+        counts: dict[int, dict[str, int]] = {}
+        rows = self.db.execute("SELECT workflow_id, status, count(*) FROM jobs WHERE hidden = 0 "
+                               "GROUP BY workflow_id, status")
+        for workflow_id, status, number in rows:
+            counts.setdefault(workflow_id, {})[status] = number
+        return counts
+
+    def update_jobs(self, workflow_id: int, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Apply ``(idx, {column: value})`` changes in one transaction."""
+        if not changes:
+            return
+        with self.transaction() as db:
+            for idx, values in changes:
+                columns = ", ".join(f"{column} = ?" for column in values)
+                db.execute(f"UPDATE jobs SET {columns} WHERE workflow_id = ? AND idx = ?",
+                           (*values.values(), workflow_id, idx))
+
+
+def _spec_json(job: EngineJob, log_folder: Path) -> str:
+    """The job's spec; unset stdout/stderr go to files under $JOBBRIDGE_HOME."""
+    spec = {name: getattr(job, name) for name in _SPEC_FIELDS}
+    if not job.is_barrier:
+        stem = str(log_folder / job.job_id)
+        spec["stdout_file"] = job.stdout_file or stem + ".out"
+        if not job.join_stderrout:
+            spec["stderr_file"] = job.stderr_file or stem + ".err"
+    return json.dumps(spec, separators=(",", ":"))
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements inside the current transaction (executescript would commit)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _as_id(workflow_id: int | str) -> int:
+    try:
+        return int(workflow_id)
+    except ValueError:
+        raise InputError(f"no workflow {workflow_id!r} (workflow ids are numbers)") from None

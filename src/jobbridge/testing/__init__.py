@@ -1,0 +1,23 @@
+"""Test helpers for scheduler authors: the conformance kit and job-running helpers.
+
+A third-party scheduler proves it honours the Scheduler API with a few lines in
+its own pytest suite::
+
+    import pytest
+    from jobbridge.testing import SchedulerConformance
+
+    class TestMySchedulerConformance(SchedulerConformance):
+        @pytest.fixture
+        def scheduler(self):
+            scheduler = MyScheduler(...)
+            yield scheduler
+            scheduler.close()
+
+Override ``job_dir`` when jobs run on machines that do not see pytest's
+``tmp_path`` (it must be a folder both sides see), and ``job_timeout`` for slow
+queues.
+"""
+
+from .conformance import SchedulerConformance, run_to_end, wait_for_status
+
+__all__ = ["SchedulerConformance", "run_to_end", "wait_for_status"]

@@ -1,0 +1,247 @@
+"""The scheduler conformance kit: what every Scheduler must do, as pytest tests.
+
+Each test submits real jobs through the scheduler under test and asserts what a
+user sees: exit codes, signals, files, statuses. Jobs only need ``/bin/sh`` and
+coreutils on the execution hosts.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from .. import constants
+from ..model import EngineJob
+from ..scheduler import Scheduler
+
+#: Arguments that break naive quoting: each must reach the job byte-exact.
+HOSTILE_STRINGS = [
+    "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "a\nb", "tab\there", "*",
+    "?[ab]", "~", "€ ünïcode ✓", " lead and trail ", "", "-n", "\\", "$HOME", "a;b|c&d",
+    "!bang", "%j %x %%",
+]
+_USAGE_ITEM = re.compile(
+    r"^(cpupercent=\d+|cput=\d+:\d\d:\d\d|walltime=\d+:\d\d:\d\d|mem=\d+kb|vmem=\d+kb"
+    r"|ncpus=\d+)$")
+
+
+def wait_for_status(scheduler: Scheduler, scheduler_job_ids: Sequence[str],
+                    wanted: frozenset[str] | set[str] = constants.ENDED_JOB_STATUS,
+                    timeout: float = 60.0) -> dict[str, str]:
+    """Poll (in bulk) until every job is in one of ``wanted``; the last statuses."""
+    changed = threading.Event()
+    scheduler.set_change_notifier(lambda *_: changed.set())
+    deadline = time.monotonic() + timeout
+    while True:
+        changed.clear()
+        statuses = scheduler.get_jobs_status(list(scheduler_job_ids))
+        if all(status in wanted for status in statuses.values()):
+            return statuses
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"jobs not in {sorted(wanted)} after {timeout:g} s: {statuses}")
+        changed.wait(min(max(scheduler.poll_interval(), 0.02), remaining, 2.0))
+
+
+def run_to_end(scheduler: Scheduler, jobs: Sequence[EngineJob], timeout: float = 60.0
+               ) -> list[tuple[str, tuple[str, int | None, int | None, str | None]]]:
+    """Submit jobs, wait for their ends, return ``(status, exit_info)`` per job."""
+    ids = scheduler.job_submission(list(jobs))
+    assert len(ids) == len(jobs), "job_submission must return one id per job"
+    submitted = [job_id for job_id in ids if job_id is not None]
+    statuses = wait_for_status(scheduler, submitted, timeout=timeout)
+    results: list[tuple[str, tuple[str, int | None, int | None, str | None]]] = []
+    for job_id in ids:
+        if job_id is None:
+            results.append((constants.FAILED, (constants.EXIT_ABORTED, None, None, None)))
+        else:
+            results.append((statuses[job_id], scheduler.get_job_exit_info(job_id)))
+    return results
+
+
+class SchedulerConformance:
+    """Mix into a test class that provides a ``scheduler`` fixture."""
+
+    #: Seconds one job may take from submission to its end.
+    job_timeout: float = 120.0
+    #: How many jobs the "many jobs at once" test submits.
+    many_jobs: int = 12
+
+    @pytest.fixture
+    def scheduler(self) -> Iterator[Scheduler]:  # pragma: no cover - must be overridden
+        raise NotImplementedError("define a `scheduler` fixture in your test class")
+
+    @pytest.fixture
+    def job_dir(self, tmp_path: Path) -> Path:
+        """A folder that the jobs' execution hosts see (override on real clusters)."""
+        return tmp_path
+
+    def run(self, scheduler: Scheduler, *jobs: EngineJob
+            ) -> list[tuple[str, tuple[str, int | None, int | None, str | None]]]:
+        return run_to_end(scheduler, jobs, timeout=self.job_timeout)
+
+    def job(self, job_dir: Path, name: str, command: list[str], **options: object
+            ) -> EngineJob:
+        options.setdefault("working_directory", str(job_dir))
+        options.setdefault("stdout_file", str(job_dir / f"{name}.out"))
+        options.setdefault("stderr_file", str(job_dir / f"{name}.err"))
+        return EngineJob(job_id=name, command=command, submission_tag=f"conformance-{name}-"
+                         f"{time.time_ns():x}", **options)  # type: ignore[arg-type]
+
+    # --- exit codes and signals ----------------------------------------------------------
+    def test_success(self, scheduler: Scheduler, job_dir: Path) -> None:
+        [(status, info)] = self.run(scheduler, self.job(job_dir, "ok", ["true"]))
+        assert status == constants.DONE
+        assert info[0] == constants.FINISHED_REGULARLY
+        assert info[1] == 0
+        assert not info[2]
+
+    def test_exit_code(self, scheduler: Scheduler, job_dir: Path) -> None:
+        [(status, info)] = self.run(scheduler, self.job(job_dir, "three", ["sh", "-c", "exit 3"]))
+        assert status == constants.FAILED
+        assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 3)
+
+    def test_signal(self, scheduler: Scheduler, job_dir: Path) -> None:
+        [(status, info)] = self.run(
+            scheduler, self.job(job_dir, "sig", ["sh", "-c", "kill -KILL $$"]))
+        assert status == constants.FAILED
+        assert (info[0], info[2]) == (constants.FINISHED_TERM_SIG, 9)
+
+    def test_exit_info_shape(self, scheduler: Scheduler, job_dir: Path) -> None:
+        [(_, info)] = self.run(scheduler, self.job(job_dir, "shape", ["sleep", "0.2"]))
+        assert len(tuple(info)) == 4
+        assert info[0] in constants.JOB_EXIT_STATUS
+        usage = info[3]
+        if usage is not None:
+            assert isinstance(usage, str)
+            for item in usage.split():
+                assert _USAGE_ITEM.match(item), f"bad resource_usage item {item!r} in {usage!r}"
+
+    # --- kill ----------------------------------------------------------------------------
+    def test_kill_running(self, scheduler: Scheduler, job_dir: Path) -> None:
+        marker = job_dir / "started"
+        job = self.job(job_dir, "victim", ["sh", "-c", f'touch "{marker}"; exec sleep 600'])
+        [job_id] = scheduler.job_submission([job])
+        assert job_id is not None
+        wait_for_status(scheduler, [job_id], {constants.RUNNING, *constants.ENDED_JOB_STATUS},
+                        timeout=self.job_timeout)
+        _wait_for_file(marker, self.job_timeout)
+        scheduler.kill_job(job_id)
+        statuses = wait_for_status(scheduler, [job_id], timeout=self.job_timeout)
+        assert statuses[job_id] == constants.FAILED
+        assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
+
+    def test_kill_kills_process_tree(self, scheduler: Scheduler, job_dir: Path) -> None:
+        marker, survivor = job_dir / "started", job_dir / "survived"
+        script = f'(sleep 4; touch "{survivor}") & touch "{marker}"; wait'
+        [job_id] = scheduler.job_submission([self.job(job_dir, "tree", ["sh", "-c", script])])
+        assert job_id is not None
+        _wait_for_file(marker, self.job_timeout)
+        scheduler.kill_job(job_id)
+        wait_for_status(scheduler, [job_id], timeout=self.job_timeout)
+        assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
+        time.sleep(5)
+        assert not survivor.exists(), "a child of the killed job kept running"
+
+    # --- files, environment, directory ----------------------------------------------------
+    def test_stdout_stderr_files(self, scheduler: Scheduler, job_dir: Path) -> None:
+        job = self.job(job_dir, "files", ["sh", "-c", "echo out; echo err >&2"])
+        [(status, _)] = self.run(scheduler, job)
+        assert status == constants.DONE
+        assert Path(str(job.stdout_file)).read_text() == "out\n"
+        assert Path(str(job.stderr_file)).read_text() == "err\n"
+
+    def test_join_stderr_stdout(self, scheduler: Scheduler, job_dir: Path) -> None:
+        job = self.job(job_dir, "joined", ["sh", "-c", "echo out; echo err >&2"],
+                       join_stderrout=True)
+        self.run(scheduler, job)
+        assert Path(str(job.stdout_file)).read_text() == "out\nerr\n"
+
+    def test_stdin(self, scheduler: Scheduler, job_dir: Path) -> None:
+        source = job_dir / "input with space.txt"
+        source.write_bytes(b"line 1\nline \xc3\xa9 2\n")
+        job = self.job(job_dir, "stdin", ["cat"], stdin=str(source))
+        self.run(scheduler, job)
+        assert Path(str(job.stdout_file)).read_bytes() == source.read_bytes()
+
+    def test_env(self, scheduler: Scheduler, job_dir: Path) -> None:
+        values = {f"JB_VAR_{i}": value for i, value in enumerate(HOSTILE_STRINGS)}
+        script = "; ".join(f'printf "%s\\000" "${name}"' for name in values)
+        job = self.job(job_dir, "env", ["sh", "-c", script], env=values)
+        [(status, _)] = self.run(scheduler, job)
+        assert status == constants.DONE
+        got = Path(str(job.stdout_file)).read_bytes().split(b"\0")[:-1]
+        assert got == [v.encode() for v in values.values()]
+
+    def test_hostile_argv_arrives_byte_exact(self, scheduler: Scheduler, job_dir: Path) -> None:
+        job = self.job(job_dir, "argv", ["printf", "%s\\000", *HOSTILE_STRINGS])
+        [(status, _)] = self.run(scheduler, job)
+        assert status == constants.DONE
+        got = Path(str(job.stdout_file)).read_bytes().split(b"\0")[:-1]
+        assert got == [s.encode() for s in HOSTILE_STRINGS]
+        assert not (job_dir / "pwned").exists(), "a string of the job was run by a shell"
+
+    def test_working_directory(self, scheduler: Scheduler, job_dir: Path) -> None:
+        workdir = job_dir / "a dir with 'quotes' and $(x)"
+        workdir.mkdir()
+        job = self.job(job_dir, "cwd", ["pwd", "-P"], working_directory=str(workdir))
+        self.run(scheduler, job)
+        assert Path(str(job.stdout_file)).read_text() == f"{workdir.resolve()}\n"
+
+    # --- failures, many jobs, unknown ids ---------------------------------------------------
+    def test_unstartable_command_fails_the_job(self, scheduler: Scheduler, job_dir: Path
+                                               ) -> None:
+        jobs = [self.job(job_dir, "missing", ["/no/such/program-jobbridge"]),
+                self.job(job_dir, "fine", ["true"])]
+        [(bad_status, bad_info), (good_status, _)] = self.run(scheduler, *jobs)
+        assert bad_status == constants.FAILED
+        assert not (bad_info[0] == constants.FINISHED_REGULARLY and bad_info[1] == 0)
+        assert good_status == constants.DONE
+
+    def test_failed_submission(self, scheduler: Scheduler, job_dir: Path) -> None:
+        """A job the system refuses gets None (or ends failed); the others still run."""
+        jobs = [self.job(job_dir, "before", ["true"]),
+                self.job(job_dir, "refused", ["true"], queue="no-such-queue-jobbridge",
+                         resources={"cpus": 100000}),
+                self.job(job_dir, "after", ["true"])]
+        results = self.run(scheduler, *jobs)
+        assert results[0][0] == constants.DONE
+        assert results[2][0] == constants.DONE
+        # local schedulers have no queues: there, refusing is not required
+        assert results[1][0] in constants.ENDED_JOB_STATUS
+
+    def test_many_jobs_at_once(self, scheduler: Scheduler, job_dir: Path) -> None:
+        jobs = [self.job(job_dir, f"many{i}", ["sh", "-c", f"echo {i}; exit {i % 3}"])
+                for i in range(self.many_jobs)]
+        results = self.run(scheduler, *jobs)
+        for i, (job, (status, info)) in enumerate(zip(jobs, results, strict=True)):
+            assert info[1] == i % 3
+            assert status == (constants.DONE if i % 3 == 0 else constants.FAILED)
+            assert Path(str(job.stdout_file)).read_text() == f"{i}\n"
+
+    def test_unknown_id(self, scheduler: Scheduler) -> None:
+        status = scheduler.get_job_status("99999999")
+        assert status in constants.JOB_STATUS
+        assert status != constants.DONE
+        scheduler.kill_job("99999999")  # must not raise
+
+    def test_bulk_status(self, scheduler: Scheduler, job_dir: Path) -> None:
+        jobs = [self.job(job_dir, f"bulk{i}", ["true"]) for i in range(3)]
+        ids = [i for i in scheduler.job_submission(jobs) if i is not None]
+        statuses = wait_for_status(scheduler, ids, timeout=self.job_timeout)
+        assert set(statuses) == set(ids)
+        for job_id in ids:
+            scheduler.get_job_exit_info(job_id)
+
+
+def _wait_for_file(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout:g} s")
+        time.sleep(0.05)

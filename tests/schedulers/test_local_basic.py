@@ -1,0 +1,169 @@
+"""local_basic: the conformance kit plus what is specific to the local machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobbridge import constants
+from jobbridge.configuration import Configuration
+from jobbridge.model import EngineJob
+from jobbridge.scheduler import Scheduler, build_scheduler
+from jobbridge.schedulers.local_basic import ConfiguredLocalScheduler, LocalScheduler
+from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
+
+
+class TestLocalConformance(SchedulerConformance):
+    job_timeout = 30.0
+
+    @pytest.fixture
+    def scheduler(self) -> Iterator[Scheduler]:
+        scheduler = LocalScheduler(proc_nb=2)
+        yield scheduler
+        scheduler.close()
+
+
+@pytest.fixture
+def local() -> Iterator[LocalScheduler]:
+    scheduler = LocalScheduler(proc_nb=2)
+    yield scheduler
+    scheduler.close()
+
+
+def test_configured_from_resource_options() -> None:
+    config = Configuration.from_dict("here", {"scheduler_type": "local_basic", "CPU_NB": "3",
+                                              "max_cpu_nb": 2, "scheduler_interval": "0.1"})
+    scheduler = build_scheduler("local_basic", config)
+    assert isinstance(scheduler, ConfiguredLocalScheduler)
+    assert scheduler.slots == 2
+    assert scheduler.interval == 0.1
+
+
+def test_cpu_slots_limit_concurrency(local: LocalScheduler, tmp_path: Path) -> None:
+    """Two slots: three 1-s jobs need two rounds; a 2-cpu job runs alone."""
+    log = tmp_path / "log"
+    jobs = [EngineJob(str(i), ["sh", "-c", f"echo start >> {log}; sleep 0.5; echo end >> {log}"])
+            for i in range(3)]
+    results = run_to_end(local, jobs, timeout=30)
+    assert all(status == constants.DONE for status, _ in results)
+    lines = log.read_text().split()
+    assert lines[:2] == ["start", "start"]  # two at once, then the third
+    assert lines[2] == "end"
+
+
+def test_higher_priority_starts_first(tmp_path: Path) -> None:
+    scheduler = LocalScheduler(proc_nb=1)
+    try:
+        order = tmp_path / "order"
+        blocker = EngineJob("block", ["sleep", "0.3"])
+        low = EngineJob("low", ["sh", "-c", f"echo low >> {order}"], priority=1)
+        high = EngineJob("high", ["sh", "-c", f"echo high >> {order}"], priority=10)
+        run_to_end(scheduler, [blocker, low, high], timeout=30)
+        assert order.read_text().split() == ["high", "low"]
+    finally:
+        scheduler.close()
+
+
+def test_parallel_job_takes_its_cpus(local: LocalScheduler, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    wide = EngineJob("wide", ["sh", "-c", f"echo wide >> {log}; sleep 0.4; echo wide-end >> {log}"],
+                     parallel_job_info={"config_name": "native", "nodes_number": 1,
+                                        "cpu_per_node": 2})
+    narrow = EngineJob("narrow", ["sh", "-c", f"echo narrow >> {log}"])
+    run_to_end(local, [wide, narrow], timeout=30)
+    assert log.read_text().split() == ["wide", "wide-end", "narrow"]
+
+
+def test_end_wakes_the_caller_at_once(local: LocalScheduler) -> None:
+    woke: list[float] = []
+    local.set_change_notifier(lambda: woke.append(time.monotonic()))
+    [job_id] = local.job_submission([EngineJob("quick", ["true"])])
+    assert job_id is not None
+    assert local.wait_for([job_id], timeout=10)
+    assert woke, "the scheduler must notify the engine when a job ends"
+
+
+def test_resource_usage_reports_cpu_and_memory(local: LocalScheduler) -> None:
+    burn = EngineJob("burn", ["python3", "-c",
+                              "b = bytearray(60 * 2**20); x = sum(range(3 * 10**7))"])
+    [(status, info)] = run_to_end(local, [burn], timeout=60)
+    assert status == constants.DONE
+    usage = dict(item.split("=") for item in str(info[3]).split())
+    assert int(usage["mem"].removesuffix("kb")) > 60 * 1024
+    assert usage["cput"] != "00:00:00" or usage["walltime"] != "00:00:00"
+
+
+def test_killing_a_queued_job_reports_aborted(tmp_path: Path) -> None:
+    scheduler = LocalScheduler(proc_nb=1)
+    try:
+        ids = scheduler.job_submission([EngineJob("busy", ["sleep", "5"]),
+                                        EngineJob("waiting", ["true"])])
+        assert None not in ids
+        busy, waiting = str(ids[0]), str(ids[1])
+        assert scheduler.get_job_status(waiting) == constants.QUEUED_ACTIVE
+        scheduler.kill_job(waiting)
+        scheduler.kill_job(busy)
+        wait_for_status(scheduler, [busy, waiting], timeout=10)
+        assert scheduler.get_job_exit_info(waiting)[0] in (constants.EXIT_ABORTED,
+                                                          constants.USER_KILLED)
+        assert scheduler.get_job_exit_info(busy)[0] == constants.USER_KILLED
+    finally:
+        scheduler.close()
+
+
+def test_container_command_wraps_the_job(tmp_path: Path) -> None:
+    config = Configuration.from_dict(
+        "box", {"container_command": ["env", "IN_CONTAINER=yes", "{#command}"]})
+    scheduler = ConfiguredLocalScheduler(config)
+    try:
+        out = tmp_path / "out"
+        job = EngineJob("c", ["sh", "-c", "echo $IN_CONTAINER"], stdout_file=str(out))
+        [(status, _)] = run_to_end(scheduler, [job], timeout=30)
+        assert status == constants.DONE
+        assert out.read_text() == "yes\n"
+    finally:
+        scheduler.close()
+
+
+def test_jobs_survive_their_scheduler_and_a_new_one_reads_their_end(tmp_path: Path) -> None:
+    """What engine resume rests on: a new scheduler instance re-attaches by id."""
+    first = LocalScheduler(proc_nb=2)
+    out = tmp_path / "out"
+    [job_id] = first.job_submission([EngineJob("long", ["sh", "-c", f"sleep 1; echo done > {out}; exit 4"])])
+    assert job_id is not None
+    wait_for_status(first, [job_id], {constants.RUNNING}, timeout=10)
+    first.close()  # as if the engine died: the runner keeps the running job
+    second = LocalScheduler(proc_nb=2)
+    try:
+        assert second.get_job_status(job_id) == constants.RUNNING
+        wait_for_status(second, [job_id], timeout=10)
+        info = second.get_job_exit_info(job_id)
+        assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 4)
+        assert out.read_text() == "done\n"
+    finally:
+        second.close()
+
+
+def test_runner_drops_queued_jobs_when_its_engine_dies() -> None:
+    """Queued jobs never started: a new engine may safely submit them again."""
+    first = LocalScheduler(proc_nb=1)
+    ids = first.job_submission([EngineJob("busy", ["sleep", "1"]), EngineJob("queued", ["true"])])
+    first.close()
+    second = LocalScheduler(proc_nb=1)
+    try:
+        statuses = wait_for_status(second, [str(ids[1])], {constants.NOT_SUBMITTED}, timeout=10)
+        assert statuses[str(ids[1])] == constants.NOT_SUBMITTED
+    finally:
+        second.close()
+
+
+def test_state_files_are_private(local: LocalScheduler) -> None:
+    [job_id] = local.job_submission([EngineJob("p", ["true"])])
+    wait_for_status(local, [str(job_id)], timeout=10)
+    assert os.stat(local.state_dir).st_mode & 0o077 == 0
+    for path in local.state_dir.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
