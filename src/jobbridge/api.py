@@ -1,0 +1,106 @@
+"""Build and submit workflows from Python.
+
+::
+
+    from jobbridge.api import Job, Workflow, WorkflowController
+
+    split = Job(["python3", "split.py"], id="split")
+    parts = [Job(["python3", "work.py", str(i)], id=f"part{i}") for i in range(4)]
+    merge = Job(["python3", "merge.py"], id="merge")
+    workflow = Workflow([split, *parts, merge], name="pipeline",
+                        dependencies=[(split, p) for p in parts] + [(p, merge) for p in parts])
+    controller = WorkflowController()
+    workflow_id = controller.submit(workflow)          # a background engine runs it
+    print(controller.wait(workflow_id)["status"])
+
+Everything goes through the same validation as workflow files: a bad
+workflow raises :class:`jobbridge.errors.InputError` before anything is stored.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .controller import WorkflowController
+
+__all__ = ["BarrierJob", "Group", "Job", "Workflow", "WorkflowController"]
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Job:
+    """A job of the workflow format (SPEC §4); ``id`` defaults to ``job<N>``."""
+
+    command: list[str] | None
+    id: str = field(default_factory=lambda: f"job{next(_ids)}")
+    name: str | None = None
+    working_directory: str | None = None
+    env: dict[str, str] | None = None
+    stdin: str | None = None
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+    join_stderrout: bool = False
+    priority: int = 0
+    queue: str | None = None
+    native_specification: str | list[str] | None = None
+    parallel_job_info: dict[str, Any] | None = None
+    resources: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id}
+        if self.command is None:
+            data["barrier"] = True
+        else:
+            data["command"] = self.command
+        for key in ("name", "working_directory", "env", "stdin", "stdout_file", "stderr_file",
+                    "queue", "native_specification", "parallel_job_info", "resources"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        if self.join_stderrout:
+            data["join_stderrout"] = True
+        if self.priority:
+            data["priority"] = self.priority
+        return data
+
+
+def BarrierJob(id: str | None = None, name: str | None = None) -> Job:  # noqa: N802
+    """A job with no command: a synchronization point between groups of jobs."""
+    return Job(None, id=id or f"barrier{next(_ids)}", name=name)
+
+
+@dataclass(eq=False)
+class Group:
+    """Named jobs (and groups): a dependency end may be a group."""
+
+    name: str
+    elements: Sequence[Job | Group]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "elements": [_end(e) for e in self.elements]}
+
+
+@dataclass
+class Workflow:
+    jobs: Sequence[Job]
+    dependencies: Sequence[tuple[Job | Group, Job | Group]] = ()
+    groups: Sequence[Group] = ()
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The workflow file object (SPEC §4)."""
+        data: dict[str, Any] = {"jobs": [job.to_dict() for job in self.jobs],
+                                "dependencies": [[_end(a), _end(b)] for a, b in self.dependencies],
+                                "groups": [group.to_dict() for group in self.groups]}
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+
+def _end(element: Job | Group) -> str:
+    return element.id if isinstance(element, Job) else element.name
+
