@@ -68,7 +68,7 @@ class Job:
         return data
 
 
-def BarrierJob(id: str | None = None, name: str | None = None) -> Job:  # noqa: N802
+def BarrierJob(id: str | None = None, name: str | None = None) -> Job:
     """A job with no command: a synchronization point between groups of jobs."""
     return Job(None, id=id or f"barrier{next(_ids)}", name=name)
 
