@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -118,7 +119,7 @@ def test_engine_killed_at_random_moments_resumes_without_loss_or_rerun(
     jobs = [_job(job_id, f"echo {job_id} >> {log}; sleep 0.{random.randint(1, 4)}; "
                          f"exit {1 if job_id == 'l1-3' else 0}")
             for layer in layers for job_id in layer]
-    deps = [[a, b] for upper, lower in zip(layers, layers[1:], strict=False)
+    deps = [[a, b] for upper, lower in itertools.pairwise(layers)
             for a, b in zip(upper, lower, strict=True)]
     deps += [[layers[0][0], b] for b in layers[1]]
     (tmp_path / "wf.json").write_text(json.dumps({"jobs": jobs, "dependencies": deps}))
@@ -174,7 +175,8 @@ def test_stop_kills_running_jobs_and_restart_reruns_what_did_not_succeed(
 def test_delete_kills_and_forgets(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     controller = WorkflowController()
-    workflow_id = controller.submit({"jobs": [_job("long", f"echo $$ > {pid_file}; exec sleep 60")]})
+    job = _job("long", f"echo $$ > {pid_file}; exec sleep 60")
+    workflow_id = controller.submit({"jobs": [job]})
     deadline = time.monotonic() + 30
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline

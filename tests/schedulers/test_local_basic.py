@@ -133,7 +133,8 @@ def test_jobs_survive_their_scheduler_and_a_new_one_reads_their_end(tmp_path: Pa
     """What engine resume rests on: a new scheduler instance re-attaches by id."""
     first = LocalScheduler(proc_nb=2)
     out = tmp_path / "out"
-    [job_id] = first.job_submission([EngineJob("long", ["sh", "-c", f"sleep 1; echo done > {out}; exit 4"])])
+    script = f"sleep 1; echo done > {out}; exit 4"
+    [job_id] = first.job_submission([EngineJob("long", ["sh", "-c", script])])
     assert job_id is not None
     wait_for_status(first, [job_id], {constants.RUNNING}, timeout=10)
     first.close()  # as if the engine died: the runner keeps the running job
