@@ -22,8 +22,7 @@ from .controller import WorkflowController, resolve_config, schedulers_table
 from .engine import Progress
 from .errors import InputError, JobbridgeError
 from .model import EngineJob
-from .scheduler import build_scheduler
-from .testing import run_to_end
+from .scheduler import build_scheduler, run_to_end
 
 log = logging.getLogger("jobbridge")
 

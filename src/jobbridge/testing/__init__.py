@@ -18,6 +18,7 @@ Override ``job_dir`` when jobs run on machines that do not see pytest's
 queues.
 """
 
-from .conformance import SchedulerConformance, run_to_end, wait_for_status
+from ..scheduler import run_to_end, wait_for_status
+from .conformance import SchedulerConformance
 
 __all__ = ["SchedulerConformance", "run_to_end", "wait_for_status"]

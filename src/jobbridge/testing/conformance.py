@@ -8,16 +8,15 @@ coreutils on the execution hosts.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .. import constants
 from ..model import EngineJob
-from ..scheduler import Scheduler
+from ..scheduler import Scheduler, run_to_end, wait_for_status
 
 #: Arguments that break naive quoting: each must reach the job byte-exact.
 HOSTILE_STRINGS = [
@@ -28,40 +27,6 @@ HOSTILE_STRINGS = [
 _USAGE_ITEM = re.compile(
     r"^(cpupercent=\d+|cput=\d+:\d\d:\d\d|walltime=\d+:\d\d:\d\d|mem=\d+kb|vmem=\d+kb"
     r"|ncpus=\d+)$")
-
-
-def wait_for_status(scheduler: Scheduler, scheduler_job_ids: Sequence[str],
-                    wanted: frozenset[str] | set[str] = constants.ENDED_JOB_STATUS,
-                    timeout: float = 60.0) -> dict[str, str]:
-    """Poll (in bulk) until every job is in one of ``wanted``; the last statuses."""
-    changed = threading.Event()
-    scheduler.set_change_notifier(lambda *_: changed.set())
-    deadline = time.monotonic() + timeout
-    while True:
-        changed.clear()
-        statuses = scheduler.get_jobs_status(list(scheduler_job_ids))
-        if all(status in wanted for status in statuses.values()):
-            return statuses
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"jobs not in {sorted(wanted)} after {timeout:g} s: {statuses}")
-        changed.wait(min(max(scheduler.poll_interval(), 0.02), remaining, 2.0))
-
-
-def run_to_end(scheduler: Scheduler, jobs: Sequence[EngineJob], timeout: float = 60.0
-               ) -> list[tuple[str, tuple[str, int | None, int | None, str | None]]]:
-    """Submit jobs, wait for their ends, return ``(status, exit_info)`` per job."""
-    ids = scheduler.job_submission(list(jobs))
-    assert len(ids) == len(jobs), "job_submission must return one id per job"
-    submitted = [job_id for job_id in ids if job_id is not None]
-    statuses = wait_for_status(scheduler, submitted, timeout=timeout)
-    results: list[tuple[str, tuple[str, int | None, int | None, str | None]]] = []
-    for job_id in ids:
-        if job_id is None:
-            results.append((constants.FAILED, (constants.EXIT_ABORTED, None, None, None)))
-        else:
-            results.append((statuses[job_id], scheduler.get_job_exit_info(job_id)))
-    return results
 
 
 class SchedulerConformance:
