@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("workflow")
     p.add_argument("job")
     p.add_argument("--stderr", action="store_true")
+    p = sub.add_parser("graph", help="draw a workflow's jobs and dependencies as an SVG picture")
+    p.add_argument("workflow")
+    p.add_argument("--output", "-o", default=None, help="file to write (default: WF.svg)")
     p = sub.add_parser("schedulers", help="the scheduler types installed, and which can work")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("check", help="submit test jobs and say what works")
@@ -185,6 +188,25 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph(args: argparse.Namespace) -> int:
+    from .graph import workflow_svg
+
+    store = WorkflowController().store
+    with store.snapshot():
+        workflow = store.workflow(args.workflow)
+        jobs = store.jobs(workflow.id, include_hidden=True)
+        edges = store.dependencies(workflow.id)
+    title = f"workflow {workflow.id}{' ' + workflow.name if workflow.name else ''}"
+    try:
+        svg = workflow_svg(f"{title} - {_short_status(workflow.status)}", jobs, edges)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    output = Path(args.output or f"workflow-{workflow.id}.svg")
+    output.write_text(svg, encoding="utf-8")
+    print(output)
+    return 0
+
+
 def _schedulers(args: argparse.Namespace) -> int:
     table = schedulers_table()
     if args.json:
@@ -246,7 +268,8 @@ def _check_dir() -> str:
 
 _COMMANDS = {"run": _run, "submit": _submit, "engine": _engine, "list": _list,
              "status": _status, "wait": _wait, "stop": _request, "restart": _request,
-             "delete": _request, "logs": _logs, "schedulers": _schedulers, "check": _check}
+             "delete": _request, "logs": _logs, "graph": _graph, "schedulers": _schedulers,
+             "check": _check}
 
 
 # --- output ----------------------------------------------------------------------------------
