@@ -3,7 +3,7 @@
 # and run the example workflow on the embedded default (local scheduler, SQLite).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-VENV=${JOBBRIDGE_VENV:-.venv}
+VENV=$(realpath -m "${JOBBRIDGE_VENV:-.venv}")
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null

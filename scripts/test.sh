@@ -6,7 +6,7 @@
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-VENV=${JOBBRIDGE_VENV:-.venv}
+VENV=$(realpath -m "${JOBBRIDGE_VENV:-.venv}")
 
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
@@ -24,5 +24,5 @@ source scripts/clusters/env.sh
 echo "== ruff"; "$VENV/bin/ruff" check src tests bench examples
 echo "== mypy"; "$VENV/bin/mypy"
 echo "== pytest"
-export PATH="$PWD/$VENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"
 exec "$VENV/bin/pytest" "$@"

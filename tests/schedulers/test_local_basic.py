@@ -80,7 +80,7 @@ def test_parallel_job_takes_its_cpus(local: LocalScheduler, tmp_path: Path) -> N
 
 def test_end_wakes_the_caller_at_once(local: LocalScheduler) -> None:
     woke: list[float] = []
-    local.set_change_notifier(lambda: woke.append(time.monotonic()))
+    local.set_change_notifier(lambda *_: woke.append(time.monotonic()))
     [job_id] = local.job_submission([EngineJob("quick", ["true"])])
     assert job_id is not None
     assert local.wait_for([job_id], timeout=10)
