@@ -292,12 +292,17 @@ class Store:
 
     def claim(self, workflow_id: int, engine: str, live_engines: Iterable[str]) -> bool:
         """Take a workflow for ``engine`` unless another live engine drives it."""
+        live = set(live_engines)
+        query = "SELECT engine FROM workflows WHERE id = ?"
+        row = self.db.execute(query, (workflow_id,)).fetchone()
+        if row is None or row[0] == engine or (row[0] is not None and row[0] in live):
+            return row is not None and row[0] == engine  # no write lock for a foregone answer
         with self.transaction() as db:
-            row = db.execute("SELECT engine FROM workflows WHERE id = ?", (workflow_id,)).fetchone()
+            row = db.execute(query, (workflow_id,)).fetchone()
             if row is None:
                 return False
             owner = row[0]
-            if owner not in (None, engine) and owner in set(live_engines):
+            if owner not in (None, engine) and owner in live:
                 return False
             db.execute("UPDATE workflows SET engine = ? WHERE id = ?", (engine, workflow_id))
             return True
