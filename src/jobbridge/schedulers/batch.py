@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +58,9 @@ class JobRecord:
     term_sig: int | None = None
     resource_usage: str | None = None
     reason: str | None = None
+    #: An abnormal end the system reports for this job alone (a JOB_EXIT_STATUS
+    #: value, e.g. PBS's negative exit codes): treated like an ABNORMAL_ENDS state.
+    exit_status: str | None = None
 
 
 @dataclass
@@ -151,6 +154,11 @@ class BatchScheduler(Scheduler):
     def parse_status_output(self, stdout: str) -> dict[str, JobRecord]:
         raise NotImplementedError
 
+    def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """One status query for these jobs; CommandError if it failed (states are kept)."""
+        return self.parse_status_output(
+            self.run("status", self.status_argv(scheduler_job_ids)).stdout)
+
     def ended_records(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
         """Records of jobs that left the queue (accounting, job history); may be empty."""
         return {}
@@ -230,8 +238,12 @@ class BatchScheduler(Scheduler):
 
     # --- commands ---------------------------------------------------------------------------
     def run(self, kind: str, argv: Sequence[str], *, retries: int | None = None,
-            check: bool = True) -> CommandResult:
-        """Run a batch command with a timeout; retry transient failures with backoff."""
+            check: bool = True, ok_codes: Container[int] = (0,)) -> CommandResult:
+        """Run a batch command with a timeout; retry transient failures with backoff.
+
+        ``ok_codes``: exit statuses that still carry an answer (qstat's 153 when
+        some of the ids asked about are unknown).
+        """
         attempts = (self.retries if retries is None else retries) + 1
         delay = 0.5
         for attempt in range(attempts):
@@ -241,7 +253,7 @@ class BatchScheduler(Scheduler):
                     list(argv), capture_output=True, text=True, errors="replace",
                     timeout=self.command_timeout, stdin=subprocess.DEVNULL, check=False)
                 result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
-                if completed.returncode == 0 or not check:
+                if completed.returncode in ok_codes or not check:
                     return result
                 transient = self.is_transient(result)
                 message = (result.stderr.strip() or result.stdout.strip()
@@ -368,7 +380,7 @@ class BatchScheduler(Scheduler):
             return
         changed = False
         try:
-            records = self.parse_status_output(self.run("status", self.status_argv(active)).stdout)
+            records = self.query_status(active)
         except CommandError as error:
             log.warning("%s: status query failed, keeping last states: %s", self.name, error)
             self._interval = min(self._interval * 2, self.max_interval)
@@ -417,13 +429,19 @@ class BatchScheduler(Scheduler):
 
     def _ended_status(self, tracked: _Tracked, record: JobRecord) -> str:
         """DONE or FAILED for a job whose native state is terminal."""
-        if record.state in self.ABNORMAL_ENDS:
+        if self._abnormal_end(record) is not None:
             return constants.FAILED
         exit_record = read_exit_file(tracked.files / "exit.json")
         if exit_record is not None:
             return _status_from_exit(exit_record["exit"])
         ok = record.exit_value == 0 and not record.term_sig
         return constants.DONE if ok else constants.FAILED
+
+    def _abnormal_end(self, record: JobRecord) -> tuple[str, str] | None:
+        """``(exit_status, reason)`` when the system says the job ended abnormally."""
+        if record.exit_status is not None:
+            return record.exit_status, record.reason or ""
+        return self.ABNORMAL_ENDS.get(record.state)
 
     def _exit_info(self, tracked: _Tracked, killed: bool) -> ExitInfo:
         record = tracked.record or JobRecord("UNKNOWN")
@@ -435,10 +453,10 @@ class BatchScheduler(Scheduler):
             reason = exit_record.get("reason")
         else:
             status, value, sig, reason = _exit_from_record(record)
-        if record.state in self.ABNORMAL_ENDS:
-            abnormal_status, abnormal_reason = self.ABNORMAL_ENDS[record.state]
-            status = constants.USER_KILLED if killed else abnormal_status
-            reason = record.reason or abnormal_reason
+        abnormal = self._abnormal_end(record)
+        if abnormal is not None:
+            status = constants.USER_KILLED if killed else abnormal[0]
+            reason = record.reason or abnormal[1]
         elif killed and status != constants.FINISHED_REGULARLY:
             status = constants.USER_KILLED
         elif exit_record is None and record.reason:
