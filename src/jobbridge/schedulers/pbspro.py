@@ -1,0 +1,292 @@
+"""PBS Pro / OpenPBS and Torque: the ``pbspro`` scheduler, driving qsub, qstat and qdel.
+
+The seed's PBSProScheduler, on the shared :class:`.BatchScheduler` base (safe
+scripts, bulk polling, retries, the job wrapper's exit file). What is PBS's own:
+
+- **flavour**: ``qstat --version`` tells PBS Pro (``pbs_version = X``: status by
+  ``qstat -x -f -F json``) from Torque (``Version: X``: ``qstat -x`` XML); output
+  it does not recognize (Slurm's Torque wrappers print their usage) means the
+  ``qstat -f`` text every flavour prints. Output that does not parse (PBS's
+  known invalid-JSON bugs, Torque's unescaped XML) drops to that text format;
+- **one query per cycle**: every tracked id goes to one ``qstat`` call; its exit
+  status 153 (some ids unknown) still carries the others' answers;
+- **exit rules**: :mod:`.pbs_output` (signals, negative ``JOB_EXEC_*`` codes,
+  ``resources_used``). The wrapper's exit file, when there is one, gives the exact
+  code: Slurm's Torque wrappers print no ``exit_status`` at all;
+- **commands elsewhere**: ``pbs_bin_dir`` names the folder of qsub/qstat/qdel;
+  ``pbs_host_command`` (or :meth:`out_of_container_command`) reaches them on the
+  host from inside a container.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .. import constants
+from ..configuration import Configuration
+from ..errors import JobbridgeError
+from ..model import PARALLEL_CONFIGS, EngineJob
+from ..scheduler import ExitInfo
+from . import pbs_output
+from .batch import BatchScheduler, CommandError, CommandResult, JobRecord
+from .process import wrap_in_container
+
+log = logging.getLogger(__name__)
+
+#: qstat exit statuses that still answer: 153 = PBSE_UNKJOBID & 0xFF (some ids unknown).
+QSTAT_ANSWERED = (0, 153)
+#: First words of Grid Engine's ``qstat --version`` (it ships commands of the same names).
+_GRID_ENGINE = re.compile(r"(SGE|OGS/GE|GE|UGE|Univa Grid Engine|Altair Grid Engine) \d")
+#: Where a Singularity/Apptainer container shows itself (it shares the host's network).
+_CONTAINER_MARKS = ("/.singularity.d", "/.apptainer.d")
+
+
+class PBSError(JobbridgeError):
+    """The PBS commands cannot be used (not found, not answering)."""
+
+
+class PBSProScheduler(BatchScheduler):
+    """Jobs on a PBS Pro, OpenPBS or Torque cluster (or Slurm's Torque wrappers)."""
+
+    name: ClassVar[str] = "pbspro"
+    #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
+    #: FAILED is then decided from the exit information.
+    STATES: ClassVar[Mapping[str, str]] = {
+        "B": constants.RUNNING,  # PBS Pro array: at least one subjob has begun
+        "C": constants.DONE,  # Torque: completed after having run (or deleted)
+        "E": constants.RUNNING,  # exiting after having run: files still being staged
+        "F": constants.DONE,  # PBS Pro: finished, failed or deleted (seen with -x)
+        "H": constants.USER_SYSTEM_ON_HOLD,  # held; Hold_Types tells by whom
+        "M": constants.UNDETERMINED,  # PBS Pro: moved to another server, out of sight
+        "Q": constants.QUEUED_ACTIVE,
+        "R": constants.RUNNING,
+        "S": constants.SYSTEM_SUSPENDED,  # suspended by PBS (preemption, qsig)
+        "T": constants.QUEUED_ACTIVE,  # being routed or moved
+        # PBS Pro: cycle-harvesting host busy; Slurm's wrappers: any other state
+        "U": constants.SYSTEM_SUSPENDED,
+        "W": constants.QUEUED_ACTIVE,  # waiting for its start time (qsub -a)
+        "X": constants.DONE,  # PBS Pro subjob: finished or deleted
+    }
+
+    def __init__(self, parallel_job_submission_info: Mapping[str, Sequence[str]] | None,
+                 tmp_file_path: str | os.PathLike[str] | None = None,
+                 configured_native_spec: str | Sequence[str] | None = None, *,
+                 pbs_bin_dir: str | None = None, host_command: Sequence[str] = (),
+                 **options: Any) -> None:
+        """``parallel_job_submission_info``: extra qsub options per parallel
+        ``config_name`` (``native``, ``MPI``, ``OpenMP``); ``tmp_file_path``: folder
+        of :meth:`submit_simple_test_job`'s files; ``configured_native_spec``: qsub
+        options of every job (a job's own come after, so they win); ``options``:
+        those of :class:`.BatchScheduler`."""
+        native = (shlex.split(configured_native_spec) if isinstance(configured_native_spec, str)
+                  else list(configured_native_spec or ()))
+        super().__init__(native_specification=native, **options)
+        self.parallel_job_submission_info = {
+            key: list(value) for key, value in (parallel_job_submission_info or {}).items()}
+        self.tmp_file_path = Path(tmp_file_path) if tmp_file_path else self.state_dir / "test"
+        self.pbs_bin_dir = pbs_bin_dir
+        self.host_command = list(host_command) or self.out_of_container_command()
+        self.implementation, self.version, self.status_format = pbs_output.TORQUE, "", "text"
+        self.setup_pbs_variant()
+
+    @classmethod
+    def build_scheduler(cls, config: Configuration) -> PBSProScheduler:
+        """Keys: ``pbs_bin_dir``, ``pbs_host_command``, ``parallel_native`` /
+        ``parallel_mpi`` / ``parallel_openmp``, ``tmp_file_path``,
+        ``native_specification``, and the batch base's keys."""
+        parallel = {name: config.get_words(f"parallel_{name.lower()}")
+                    for name in PARALLEL_CONFIGS if config.get(f"parallel_{name.lower()}")}
+        options = cls.options_from_config(config)
+        options.pop("native_specification", None)  # given as configured_native_spec
+        return cls(parallel, config.get("tmp_file_path"),
+                   config.get_words("native_specification"), config=config,
+                   pbs_bin_dir=config.get("pbs_bin_dir"),
+                   host_command=config.get_words("pbs_host_command"), **options)
+
+    # --- flavour and commands --------------------------------------------------------------
+    def get_pbs_version(self) -> tuple[str, str]:
+        """``(implementation, version)``: ``("pbspro", "2022.1.1...")``, ``("torque",
+        "6.1.2")``, or ``("torque", "")`` when qstat does not say (Slurm's wrappers)."""
+        argv = self.command("qstat", "--version")
+        try:
+            result = self.run("version", argv, retries=0, check=False)
+        except CommandError as error:
+            raise PBSError(f"pbspro: cannot run qstat ({error}); set pbs_bin_dir or "
+                           "pbs_host_command in the resource's configuration") from None
+        text = f"{result.stdout}\n{result.stderr}".strip()
+        if _GRID_ENGINE.match(text):  # same command names, other system (e.g. /usr/bin/qstat)
+            raise PBSError(f"pbspro: {shlex.join(argv)} is Grid Engine's ({text.splitlines()[0]}),"
+                           " not PBS's: set pbs_bin_dir to the folder of PBS's commands")
+        return pbs_output.parse_version(text) or (pbs_output.TORQUE, "")
+
+    def setup_pbs_variant(self) -> None:
+        """Pick the status format from the flavour: JSON, Torque XML, else text."""
+        self.implementation, self.version = self.get_pbs_version()
+        if self.implementation == pbs_output.PBSPRO:
+            self.status_format = "json"
+        else:
+            self.status_format = "xml" if self.version else "text"
+        log.info("pbspro: %s %s, status by qstat %s", self.implementation,
+                 self.version or "(version unknown)", self.status_format)
+
+    def out_of_container_command(self) -> list[str]:
+        """argv prefix reaching the host's PBS commands from inside a container.
+
+        Inside Singularity/Apptainer (which shares the host's network) without a
+        reachable qstat: ``ssh -o BatchMode=yes localhost``, as the seed did. Other
+        containers (Docker, Podman) need ``pbs_host_command`` set.
+        """
+        in_container = any(os.path.exists(mark) for mark in _CONTAINER_MARKS) or any(
+            name in os.environ for name in ("SINGULARITY_CONTAINER", "APPTAINER_CONTAINER"))
+        if not in_container or shutil.which(self._program("qstat")):
+            return []
+        return ["ssh", "-o", "BatchMode=yes", "localhost"]
+
+    def _program(self, name: str) -> str:
+        return os.path.join(self.pbs_bin_dir, name) if self.pbs_bin_dir else name
+
+    def command(self, name: str, *args: str) -> list[str]:
+        """argv of a PBS command, through the host command if any (ssh gets one
+        shell-quoted string, since the remote shell splits it again)."""
+        argv = [self._program(name), *args]
+        if not self.host_command:
+            return argv
+        if os.path.basename(self.host_command[0]) == "ssh":
+            return [*self.host_command, shlex.join(argv)]
+        return wrap_in_container(argv, self.host_command)
+
+    def is_transient(self, result: CommandResult) -> bool:
+        # PBS clients report a server connection dropped mid-request as "End of File"
+        return super().is_transient(result) or "end of file" in result.stderr.lower()
+
+    # --- submission ------------------------------------------------------------------------
+    def submit_argv(self, job: EngineJob, script: Path, name: str) -> list[str]:
+        argv = ["-N", name, "-j", "oe", "-o", str(self.batch_output_path(name))]
+        if job.queue:
+            argv += ["-q", job.queue]
+        argv += self.resource_args(job)
+        argv += [*self.native_specification, *job.native_args(), str(script)]
+        return self.command("qsub", *argv)
+
+    def resource_args(self, job: EngineJob) -> list[str]:
+        """qsub ``-l`` options: PBS Pro ``select=N:ncpus=C[:mem=Mmb]`` per node and
+        ``walltime``; Torque ``nodes=N:ppn=C,mem=..,walltime=..`` in one ``-l``
+        (Slurm's wrappers keep only the last ``-l``)."""
+        parallel = job.parallel_job_info
+        nodes = int(parallel.get("nodes_number", 1)) if parallel else 1
+        cpus = int(parallel.get("cpu_per_node", 1)) if parallel else job.resources.get("cpus")
+        memory, walltime = job.resources.get("memory_mb"), job.resources.get("walltime_s")
+        config_name = str(parallel.get("config_name", "native")) if parallel else ""
+        extra = self.parallel_job_submission_info.get(config_name, []) if parallel else []
+        hours, rest = divmod(walltime or 0, 3600)
+        walltime_text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        if self.implementation == pbs_output.PBSPRO:
+            argv = []
+            if cpus or memory:
+                chunk = f"select={nodes}:ncpus={cpus or 1}"
+                chunk += {"MPI": f":mpiprocs={cpus}", "OpenMP": f":ompthreads={cpus}"}.get(
+                    config_name, "")
+                if memory:
+                    chunk += f":mem={math.ceil(memory / nodes)}mb"
+                argv += ["-l", chunk]
+            if walltime:
+                argv += ["-l", f"walltime={walltime_text}"]
+            return argv + extra
+        items = [f"nodes={nodes}:ppn={cpus}"] if cpus else []
+        items += [f"mem={memory}mb"] if memory else []
+        items += [f"walltime={walltime_text}"] if walltime else []
+        return (["-l", ",".join(items)] if items else []) + extra
+
+    def cancel_argv(self, scheduler_job_id: str) -> list[str]:
+        return self.command("qdel", scheduler_job_id)
+
+    # --- status ----------------------------------------------------------------------------
+    def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
+        options = {"json": ["-x", "-f", "-F", "json"], "xml": ["-x"],
+                   "text": ["-x", "-f"] if self.implementation == pbs_output.PBSPRO else ["-f"]}
+        return self.command("qstat", *options[self.status_format], *scheduler_job_ids)
+
+    def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
+        """Each job's attributes, in PBS Pro's JSON shape, from the current format."""
+        parse = {"json": pbs_output.parse_json, "xml": pbs_output.parse_xml,
+                 "text": pbs_output.parse_text}[self.status_format]
+        return parse(stdout)
+
+    def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        jobs = self._qstat(scheduler_job_ids)
+        return {job_id: pbs_output.job_record(attrs, self.implementation)
+                for job_id, attrs in jobs.items()}
+
+    def _qstat(self, scheduler_job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """One qstat call; answers keyed by the ids asked for (a server may print
+        ``12.server.domain`` for ``12.server``: the number then decides)."""
+        result = self.run("status", self.status_argv(scheduler_job_ids), ok_codes=QSTAT_ANSWERED)
+        try:
+            jobs = self.parse_jobs(result.stdout)
+        except ValueError as error:
+            if self.status_format == "text":
+                raise CommandError(f"qstat: unreadable output: {error}", transient=False
+                                   ) from None
+            log.warning("pbspro: qstat %s output unreadable (%s): using qstat -f text from now",
+                        self.status_format, error)
+            self.status_format = "text"
+            return self._qstat(scheduler_job_ids)
+        by_number = {job_id.partition(".")[0]: attrs for job_id, attrs in jobs.items()}
+        answers = {}
+        for job_id in scheduler_job_ids:
+            attrs = jobs.get(job_id) or by_number.get(job_id.partition(".")[0])
+            if attrs is not None:
+                answers[job_id] = attrs
+        return answers
+
+    def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
+        if self.implementation == pbs_output.PBSPRO:  # qselect, not a dump of all history
+            found = {}
+            for name in names:
+                ids = self.run("find", self.command("qselect", "-x", "-N", name)).stdout.split()
+                if ids:
+                    found[name] = ids[-1]
+            return found
+        result = self.run("find", self.status_argv([]), ok_codes=QSTAT_ANSWERED)
+        wanted = set(names)
+        return {str(attrs.get("Job_Name")): job_id
+                for job_id, attrs in self.parse_jobs(result.stdout).items()
+                if attrs.get("Job_Name") in wanted}
+
+    # --- the seed's extras -----------------------------------------------------------------
+    def get_job_extended_status(self, scheduler_job_id: str) -> dict[str, Any]:
+        """The job's full qstat attributes as a dict (PBS Pro JSON shape); ``{}`` if
+        the server does not know the id (any more)."""
+        return self._qstat([scheduler_job_id]).get(scheduler_job_id, {})
+
+    def wait_job(self, job_id: str, timeout: float = 0, poll_interval: float = 0.3) -> str:
+        """Wait until the job ends (``timeout`` 0: forever); its final JOB_STATUS."""
+        deadline = time.monotonic() + timeout if timeout > 0 else math.inf
+        while (status := self.get_job_status(job_id)) not in constants.ENDED_JOB_STATUS:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pbspro: job {job_id} still {status} after {timeout:g} s")
+            time.sleep(poll_interval)
+        return status
+
+    def submit_simple_test_job(self, outstr: str, out_o_file: str, out_e_file: str
+                               ) -> ExitInfo:
+        """Run ``echo outstr`` with its output in ``out_o_file`` / ``out_e_file``
+        (relative to ``tmp_file_path``), wait for its end, return its exit info."""
+        self.tmp_file_path.mkdir(parents=True, exist_ok=True)
+        job = EngineJob("pbs-test", ["echo", outstr], working_directory=str(self.tmp_file_path),
+                        stdout_file=str(self.tmp_file_path / out_o_file),
+                        stderr_file=str(self.tmp_file_path / out_e_file))
+        [job_id] = self.job_submission([job])
+        if job_id is None:
+            raise PBSError("pbspro: qsub refused the test job (the log says why)")
+        self.wait_job(job_id)
+        return self.get_job_exit_info(job_id)
