@@ -259,3 +259,25 @@ def test_unreadable_exit_status_is_kept_as_reason() -> None:
 ])
 def test_resource_usage(used: object, expected: str | None) -> None:
     assert pbs_output.resource_usage(used) == expected
+
+
+@pytest.mark.parametrize(("name", "state"), [
+    ("pbspro-qstat-json-H-1.json", constants.USER_SYSTEM_ON_HOLD),
+    ("pbspro-qstat-json-R-1.json", constants.RUNNING),
+])
+def test_json_states(name: str, state: str) -> None:
+    record = job_record(only_job(pbs_output.parse_json(read(name))), PBSPRO)
+    assert PBSProScheduler.STATES[record.state] == state
+    assert record.exit_value is None and record.exit_status is None
+
+
+def test_every_recorded_job_maps_through_the_table() -> None:
+    parsers = {".json": pbs_output.parse_json, ".xml": pbs_output.parse_xml,
+               ".txt": pbs_output.parse_text}
+    count = 0
+    for path in sorted(DATA.glob("*-qstat-[fjx]*")):
+        for attrs in parsers[path.suffix](path.read_text(encoding="utf-8")).values():
+            assert PBSProScheduler.STATES[job_record(attrs, PBSPRO).state] in constants.JOB_STATUS
+            count += 1
+    assert count == 35  # 18 PBS Pro JSON, 1 PBS Pro text, 7 Torque text, 9 Torque XML
+

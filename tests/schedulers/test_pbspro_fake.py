@@ -8,6 +8,7 @@ replays feed recorded qstat output (tests/data/pbs) through the scheduler.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -259,7 +260,7 @@ def test_missing_commands_are_a_clear_error(tmp_path: Path) -> None:
 def test_grid_engine_qstat_is_refused(tmp_path: Path) -> None:
     """Grid Engine ships a qstat too (/usr/bin/qstat on the test machine)."""
     (tmp_path / "sge.txt").write_text("SGE 8.1.9\nusage: qstat [options]\n")
-    with pytest.raises(PBSError, match="Grid Engine's .SGE 8.1.9., not PBS's"):
+    with pytest.raises(PBSError, match=re.escape("Grid Engine's (SGE 8.1.9), not PBS's")):
         replay(tmp_path, "pbspro-qstat-json-F-1.json", version=str(tmp_path / "sge.txt"))
 
 
@@ -342,3 +343,24 @@ def test_replayed_torque_text_without_version(tmp_path: Path) -> None:
     info = scheduler.get_job_exit_info(job_id)
     assert info[0] == constants.EXIT_ABORTED
     assert "JOB_EXEC_OVERLIMIT_WT" in str(info.reason)
+
+
+@pytest.mark.parametrize(("name", "job_id"), [
+    ("pbspro-qsub-1.txt", "53.testpbs.nas.nasa.gov"), ("pbspro-qsub-2.txt", "9[].djoko"),
+    ("torque-qsub-1.txt", "141.torque01.bcgsc.ca"),
+    ("torque-qsub-2.txt", "142[].torque01.bcgsc.ca"),
+])
+def test_replayed_qsub_output(tmp_path: Path, name: str, job_id: str) -> None:
+    scheduler = replay(tmp_path, "pbspro-qstat-json-F-1.json")
+    _script(Path(str(scheduler.pbs_bin_dir)) / "qsub", f"cat {shlex.quote(str(DATA / name))}")
+    assert scheduler.job_submission([EngineJob("s", ["true"])]) == [job_id]
+
+
+def test_replayed_qsub_refusal_reaches_the_job_stderr(tmp_path: Path) -> None:
+    """A site's submission hook refuses the job: qsub's message ends up in its stderr."""
+    scheduler = replay(tmp_path, "pbspro-qstat-json-F-1.json")
+    refusal = shlex.quote(str(DATA / "pbspro-qsub-error-1.txt"))
+    _script(Path(str(scheduler.pbs_bin_dir)) / "qsub", f"cat {refusal} >&2; exit 1")
+    err = tmp_path / "err"
+    assert scheduler.job_submission([EngineJob("s", ["true"], stderr_file=str(err))]) == [None]
+    assert "Account_Name is required to be set" in err.read_text()
