@@ -25,12 +25,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from subprocess import Popen
 from typing import Any
 
 from .. import constants
 from ..model import EngineJob
-from .process import exit_info_from_wait, kill_tree, report_start_failure, start_process
+from .process import Spawner, exit_info_from_wait, kill_tree, report_start_failure
 
 KILL_GRACE_SECONDS = 2.0
 
@@ -43,9 +44,10 @@ class _Queued:
     cpus: int = field(compare=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
-    process: Popen[bytes]
+    pid: int
+    process: Popen[bytes] | None  # only for the rare jobs Popen starts (Spawner.spawn)
     cpus: int
     started: float
     killed: bool = False
@@ -63,6 +65,7 @@ class Runner:
         self.out: list[str] = []
         self.engine_alive = True
         self.journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.spawner = Spawner()
 
     # --- requests from the engine -----------------------------------------------------
     def handle(self, message: dict[str, Any]) -> None:
@@ -81,7 +84,7 @@ class Runner:
             if not running.killed:
                 running.killed = True
                 running.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
-                kill_tree(running.process.pid, signal.SIGTERM)
+                kill_tree(running.pid, signal.SIGTERM)
             return
         for index, queued in enumerate(self.queue):
             if queued.job_id == job_id:
@@ -96,17 +99,20 @@ class Runner:
         while self.queue and self.queue[0].cpus <= self.free:
             item = heapq.heappop(self.queue)
             try:
-                process = start_process(item.job)
+                pid, process = self.spawner.spawn(item.job)
             except OSError as error:
                 reason = report_start_failure(item.job, error)
                 self.emit({"end": item.job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
                            "reason": reason})
                 continue
-            running = _Running(process, item.cpus, time.monotonic())
-            self.running[process.pid] = (item.job_id, running)
+            running = _Running(pid, process, item.cpus, time.monotonic())
+            self.running[pid] = (item.job_id, running)
             self.by_id[item.job_id] = running
             self.free -= item.cpus
-            self.emit({"start": item.job_id, "pid": process.pid, "tag": item.job.submission_tag})
+            # the hot path: json.dumps of the same dict, written by hand
+            tag = item.job.submission_tag
+            self.out.append(f'{{"start":{encode_basestring_ascii(item.job_id)},"pid":{pid},'
+                            f'"tag":{"null" if tag is None else encode_basestring_ascii(tag)}}}\n')
 
     def reap(self) -> None:
         while self.running:
@@ -121,11 +127,21 @@ class Runner:
                 continue
             job_id, running = entry
             del self.by_id[job_id]
-            running.process.returncode = status  # tell Popen it was reaped
+            if running.process is not None:
+                running.process.returncode = status  # tell Popen it was reaped
             self.free += running.cpus
             info = exit_info_from_wait(status, rusage, time.monotonic() - running.started,
                                        running.cpus, running.killed)
-            self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
+            if info.reason is None and info.resource_usage is not None:
+                # the hot path: json.dumps of the same dict, written by hand
+                exit_value = "null" if info.exit_value is None else int(info.exit_value)
+                term_sig = "null" if info.term_sig is None else int(info.term_sig)
+                self.out.append(
+                    f'{{"end":{encode_basestring_ascii(job_id)},"exit":['
+                    f'{encode_basestring_ascii(info.exit_status)},{exit_value},{term_sig},'
+                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null}}\n')
+            else:
+                self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
 
     def enforce_kills(self) -> float | None:
         """SIGKILL jobs that outlived their grace period; the next deadline."""
@@ -135,7 +151,7 @@ class Runner:
             if running.kill_deadline is None:
                 continue
             if running.kill_deadline <= now:
-                kill_tree(running.process.pid, signal.SIGKILL)
+                kill_tree(running.pid, signal.SIGKILL)
                 running.kill_deadline = None
             elif deadline is None or running.kill_deadline < deadline:
                 deadline = running.kill_deadline
@@ -150,7 +166,7 @@ class Runner:
 
     # --- output ---------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
-        self.out.append(json.dumps(event, separators=(",", ":")) + "\n")
+        self.out.append(_encode(event) + "\n")
 
     def flush(self) -> None:
         if not self.out:
@@ -164,6 +180,9 @@ class Runner:
             except OSError:  # the engine died: the journal has it all
                 self.engine_gone()
                 self.flush()
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -77,6 +77,79 @@ def start_process(job: EngineJob) -> subprocess.Popen[bytes]:
                 file.close()
 
 
+#: Signals Popen's ``restore_signals`` gives back their default action in the child.
+_DEFAULT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ")
+                         if hasattr(signal, name))
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+class Spawner:
+    """Starts jobs as :func:`start_process` does, at a fraction of the cost.
+
+    For a process that starts thousands of jobs (the local runner): no Popen
+    object, no error pipe, files opened with plain ``os.open``, and the child
+    made by libc's ``posix_spawn`` (``vfork`` + ``exec``). The semantics are
+    Popen's: relative file paths resolve against the caller's working directory,
+    the program is searched on ``PATH`` after changing to the job's working
+    directory, the job gets a new session, SIGPIPE and SIGXFSZ back to their
+    default action, and only stdin/stdout/stderr are inherited (every other
+    descriptor of a Python process is close-on-exec). Not thread-safe: the
+    caller's working directory moves to each job's.
+
+    ``spawn`` returns ``(pid, popen)``: ``popen`` is None, or the Popen object of
+    a job whose ``env`` changes ``PATH`` (the one case ``posix_spawnp`` would
+    search differently), which the caller must keep until it reaps the job.
+    """
+
+    def __init__(self) -> None:
+        self.origin = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.fast = hasattr(os, "posix_spawnp")
+        # os.environ re-encodes every variable on each use: a plain copy of ours (the
+        # caller must not change its environment meanwhile, as Popen's env=None reads it)
+        self.environ = dict(os.environb)
+
+    def spawn(self, job: EngineJob) -> tuple[int, subprocess.Popen[bytes] | None]:
+        """Start ``job``; raises OSError when it cannot start."""
+        if not self.fast or (job.env and job.env.get("PATH", "") != os.environ.get("PATH", "")):
+            os.fchdir(self.origin)
+            process = start_process(job)
+            return process.pid, process
+        opened: list[int] = []
+        try:
+            stdin = self._open(job.stdin, os.O_RDONLY | os.O_CLOEXEC, opened)
+            stdout = self._open(job.stdout_file, _WRITE_FLAGS, opened)
+            stderr = 1 if job.join_stderrout else self._open(job.stderr_file, _WRITE_FLAGS,
+                                                             opened)
+            self._chdir(job.working_directory)
+            env = {**os.environ, **job.env} if job.env else self.environ
+            return os.posix_spawnp(
+                job.command[0], job.command, env, setsid=True, setsigdef=_DEFAULT_SIGNALS,
+                file_actions=[(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+                              (os.POSIX_SPAWN_DUP2, stderr, 2)]), None
+        finally:
+            for fd in opened:
+                os.close(fd)
+
+    def _open(self, path: str | None, flags: int, opened: list[int]) -> int:
+        if path is None:
+            return self.devnull
+        fd = os.open(path, flags, 0o666, dir_fd=self.origin)
+        opened.append(fd)
+        return fd
+
+    def _chdir(self, directory: str | None) -> None:
+        """Into the job's directory, a relative one from the caller's own (as Popen)."""
+        if directory is None or not directory.startswith("/"):
+            os.fchdir(self.origin)
+        if directory is None:
+            return
+        try:
+            os.chdir(directory)
+        except OSError as error:  # as Popen reports it: naming the directory given
+            raise type(error)(error.errno, error.strerror, directory) from None
+
+
 def report_start_failure(job: EngineJob, error: OSError) -> str:
     """Write why ``job`` could not start into its stderr file; return the reason."""
     reason = f"cannot start {job.command[0]!r}: {error.strerror or error}"
