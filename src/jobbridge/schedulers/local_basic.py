@@ -3,7 +3,9 @@
 Jobs are started by a detached runner process (see :mod:`.local_runner`), so
 they survive an engine killed at any moment and their exit status is never
 lost. The runner pushes each start and end over a pipe: the engine learns of a
-job's end at once, with no polling tick.
+job's end at once, with no polling tick (while the runner has a long queue of
+its own, notifications are gathered for a few milliseconds, so that the engine
+handles thousands of ends in few cycles).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import fcntl
 import json
 import os
 import secrets
+import select
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +35,17 @@ from .process import kill_tree, start_process, wrap_in_container
 
 class LocalSchedulerError(JobbridgeError):
     """The local runner could not be started or talked to."""
+
+
+#: While the runner holds at least this many queued jobs per CPU slot, it has work
+#: enough for its slots without the engine: notifications of job changes are then
+#: gathered for up to NOTIFY_BATCH_SECONDS, so the engine handles (and commits) them
+#: in a few large cycles rather than one cycle per job. Below it, every change is
+#: notified at once.
+BUSY_QUEUE_PER_SLOT = 2
+NOTIFY_BATCH_SECONDS = 0.02
+
+_JOB_FIELDS = tuple(f.name for f in fields(EngineJob))
 
 
 class LocalScheduler(Scheduler):
@@ -61,6 +75,7 @@ class LocalScheduler(Scheduler):
         self._pids: dict[str, int] = {}
         self._killed: set[str] = set()
         self._journals: dict[str, _Journal] = {}
+        self._queued = 0  # own jobs the runner holds, not started yet
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> Scheduler:
@@ -93,7 +108,10 @@ class LocalScheduler(Scheduler):
                     wrapped = replace(job, command=wrap_in_container(job.command,
                                                                      self.container_command))
                 self._status[job_id] = constants.QUEUED_ACTIVE
-                lines.append({"submit": job_id, "job": wrapped.to_dict(), "cpus": job.cpu_count})
+                self._queued += 1
+                # the fields as they are (JSON copies them): to_dict's deep copy costs more
+                lines.append({"submit": job_id, "cpus": job.cpu_count,
+                              "job": {name: getattr(wrapped, name) for name in _JOB_FIELDS}})
             self._send(lines)
         return ids
 
@@ -213,7 +231,7 @@ class LocalScheduler(Scheduler):
             return
         if self._runner_stdin is None:
             raise LocalSchedulerError("the local scheduler is closed")
-        data = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in messages)
+        data = "".join(_encode(m) + "\n" for m in messages)
         try:
             self._runner_stdin.write(data.encode())
             self._runner_stdin.flush()
@@ -221,17 +239,54 @@ class LocalScheduler(Scheduler):
             raise LocalSchedulerError(f"the local runner is gone: {error}") from error
 
     def _read_events(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            event = json.loads(line)
+        """Apply the runner's events as they come, a whole read at a time (one lock,
+        one wake-up for all the events of a read)."""
+        fd = stream.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        pending = b""
+        held: list[str] = []  # changed ids not notified yet
+        deadline: float | None = None
+        while True:
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0 or not poller.poll(timeout * 1000):
+                    self._notify_changes(held)
+                    held, deadline = [], None
+                    continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            if not lines:
+                continue
+            events = json.loads(b"[" + b",".join(line for line in lines if line) + b"]")
             with self._lock:
-                self._apply(event, self._status, self._exit, self._pids)
-                self._changed.notify_all()
-            if self._notify is not None:
-                self._notify([event.get("start") or event.get("end") or event.get("dropped")])
+                for event in events:
+                    job_id = event.get("start") or event.get("end") or event.get("dropped")
+                    if self._status.get(job_id) == constants.QUEUED_ACTIVE:
+                        self._queued -= 1
+                    self._apply(event, self._status, self._exit, self._pids)
+                    held.append(job_id)
+                busy = self._queued >= BUSY_QUEUE_PER_SLOT * self.slots
+            if not busy:
+                self._notify_changes(held)
+                held, deadline = [], None
+            elif deadline is None:
+                deadline = time.monotonic() + NOTIFY_BATCH_SECONDS
+        self._notify_changes(held)
         stream.close()
         runner = self._runner
         if runner is not None:
             runner.wait()
+
+    def _notify_changes(self, job_ids: list[str]) -> None:
+        if not job_ids:
+            return
+        with self._lock:
+            self._changed.notify_all()
+        if self._notify is not None:
+            self._notify(job_ids)
 
     @staticmethod
     def _apply(event: dict[str, Any], status: dict[str, str], exits: dict[str, ExitInfo],
@@ -275,6 +330,9 @@ class LocalScheduler(Scheduler):
             return constants.QUEUED_ACTIVE
         journal.refresh(self._apply, self._status, self._exit, self._pids)
         return self._status.get(job_id, constants.NOT_SUBMITTED)
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Journal:

@@ -1,0 +1,66 @@
+"""Shared helpers of the benchmarks: the xargs baseline, medians, tables."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+def xargs_true(jobs: int, parallel: int) -> float:
+    """Seconds for ``xargs -P<parallel>`` to run ``true`` ``jobs`` times."""
+    numbers = "".join(f"{i}\n" for i in range(jobs)).encode()
+    started = time.perf_counter()
+    subprocess.run(["xargs", f"-P{parallel}", "-n1", "true"], input=numbers, check=True)
+    return time.perf_counter() - started
+
+
+def loop_true(jobs: int) -> float:
+    """Seconds for a plain Python loop of ``subprocess.run(["true"])``."""
+    started = time.perf_counter()
+    for _ in range(jobs):
+        subprocess.run(["true"], check=True)
+    return time.perf_counter() - started
+
+
+def median_of(repeat: int, *measures: Callable[[], float]) -> list[list[float]]:
+    """Run the measures in turn (interleaved, so noise hits all alike) ``repeat`` times;
+    every sample of each."""
+    samples: list[list[float]] = [[] for _ in measures]
+    for _ in range(repeat):
+        for index, measure in enumerate(measures):
+            samples[index].append(measure())
+    return samples
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: Sequence[float]) -> str:
+    """The samples, for the reader to judge the noise."""
+    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+              for row in rows]
+    return "\n".join(lines)
+
+
+def load_average() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} (1 min), {five:.2f} (5 min)"
