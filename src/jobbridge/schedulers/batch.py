@@ -217,6 +217,9 @@ class BatchScheduler(Scheduler):
 
     def kill_job(self, scheduler_job_id: str) -> None:
         with self._lock:
+            tracked = self._jobs.get(scheduler_job_id)
+            if tracked is not None and tracked.status in constants.ENDED_JOB_STATUS:
+                return  # it ended before the kill: that end stands
             self._killed.add(scheduler_job_id)
         try:
             self.run("cancel", self.cancel_argv(scheduler_job_id))
@@ -457,7 +460,7 @@ class BatchScheduler(Scheduler):
         if abnormal is not None:
             status = constants.USER_KILLED if killed else abnormal[0]
             reason = record.reason or abnormal[1]
-        elif killed and status != constants.FINISHED_REGULARLY:
+        elif killed:  # even "exit 0": a shell's `wait` returns 0 once its children are killed
             status = constants.USER_KILLED
         elif exit_record is None and record.reason:
             reason = record.reason
