@@ -151,9 +151,10 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
         raise InputError(f"{source}: jobs: must be a non-empty list")
     jobs: list[EngineJob] = []
     ids: set[str] = set()
+    directories: dict[str | None, tuple[Path, str]] = {}  # resolved once, not once a job
     for index, raw in enumerate(raw_jobs):
         where = f"{source}: jobs[{index}]"
-        job = _parse_job(raw, where, base_dir)
+        job = _parse_job(raw, where, base_dir, directories)
         if job.job_id in ids:
             raise InputError(f"{where}.id: duplicate id {job.job_id!r}")
         ids.add(job.job_id)
@@ -185,8 +186,13 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
     return spec
 
 
-def _parse_job(raw: Any, where: str, base_dir: Path | None = None) -> EngineJob:
-    """One job object; with ``base_dir``, paths become absolute (default cwd: base_dir)."""
+def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
+               directories: dict[str | None, tuple[Path, str]] | None = None) -> EngineJob:
+    """One job object; with ``base_dir``, paths become absolute (default cwd: base_dir).
+
+    ``directories`` caches each working directory's (joined, resolved) forms across
+    the jobs of a workflow: resolving costs system calls.
+    """
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be a JSON object")
     _no_unknown_keys(raw, _JOB_KEYS, where)
@@ -207,15 +213,18 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None) -> EngineJob:
         raise InputError(f"{where}.command: required (or set \"barrier\": true)")
     elif not isinstance(command, list) or not command:
         raise InputError(f"{where}.command: must be a non-empty list of strings (argv)")
-    elif not all(isinstance(arg, str) for arg in command):
-        raise InputError(f"{where}.command: every argument must be a string")
-    elif any("\0" in arg for arg in command):
-        raise InputError(f"{where}.command: arguments cannot contain NUL bytes")
-    elif not command[0]:
-        raise InputError(f"{where}.command: the program name is empty")
+    else:
+        try:  # one pass in C: join refuses anything but strings
+            argv = "".join(command)
+        except TypeError:
+            raise InputError(f"{where}.command: every argument must be a string") from None
+        if "\0" in argv:
+            raise InputError(f"{where}.command: arguments cannot contain NUL bytes")
+        if not command[0]:
+            raise InputError(f"{where}.command: the program name is empty")
     env = raw.get("env") or {}
-    if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+    if env and (not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         raise InputError(f"{where}.env: must be an object of string values")
     for key, value in env.items():
         if not key or "=" in key or "\0" in key or "\0" in value:
@@ -229,8 +238,14 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None) -> EngineJob:
     if base_dir is not None and not barrier:
         # like sbatch: the working directory defaults to where the workflow comes
         # from, and the job's own files are relative to its working directory
-        workdir = base_dir / (paths["working_directory"] or ".")
-        paths["working_directory"] = str(workdir.resolve())
+        given = paths["working_directory"]
+        known = directories.get(given) if directories is not None else None
+        if known is None:
+            joined = base_dir / (given or ".")
+            known = (joined, str(joined.resolve()))
+            if directories is not None:
+                directories[given] = known
+        workdir, paths["working_directory"] = known
         for key in ("stdin", "stdout_file", "stderr_file"):
             if paths[key] is not None:
                 paths[key] = str(workdir / str(paths[key]))
@@ -415,7 +430,9 @@ def _refuse_cycles(spec: WorkflowSpec, source: str) -> None:
 
 
 def _no_unknown_keys(obj: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    allowed_set = set(allowed)
+    allowed_set = allowed if isinstance(allowed, set | frozenset) else set(allowed)
+    if obj.keys() <= allowed_set:
+        return
     for key in obj:
         if key not in allowed_set:
             raise InputError(

@@ -9,6 +9,7 @@ engine killed at any moment resumes from the database alone.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import secrets
 import sqlite3
@@ -76,6 +77,11 @@ CREATE INDEX IF NOT EXISTS dependencies_by_workflow ON dependencies(workflow_id)
 _MIGRATIONS: dict[int, str] = {}
 
 _SPEC_FIELDS = [f.name for f in fields(EngineJob) if f.name not in ("job_id", "submission_tag")]
+_spec_values = operator.attrgetter(*_SPEC_FIELDS)
+#: Each spec field's default: a stored spec leaves out the fields at their default
+#: (EngineJob(**spec) gives them back), a third of the size of a typical job.
+_SPEC_DEFAULTS = tuple(EngineJob("-").__dict__[name] for name in _SPEC_FIELDS)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps makes one a call
 
 
 def now_iso() -> str:
@@ -248,18 +254,18 @@ class Store:
             workflow_id = int(cursor.lastrowid or 0)
             folder = logs / str(workflow_id)
             index = {job.job_id: i for i, job in enumerate(spec.jobs)}
+            folder_text = str(folder)
             db.executemany(
-                f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,"
-                " NULL, NULL, ?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id,"
+                " priority) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+                " 0, NULL, NULL, NULL, ?, ?)",
                 ((i, job.job_id, job.name, job.job_id in spec.hidden_ids,
-                  _spec_json(job, folder), constants.NOT_SUBMITTED, workflow_id)
+                  _spec_json(job, folder, folder_text), constants.NOT_SUBMITTED, workflow_id,
+                  job.priority)
                  for i, job in enumerate(spec.jobs)))
             db.executemany(
                 "INSERT INTO dependencies VALUES (?, ?, ?)",
                 ((workflow_id, index[before], index[after]) for before, after in spec.edges))
-            db.execute("UPDATE jobs SET priority = json_extract(spec, '$.priority') "
-                       "WHERE workflow_id = ?", (workflow_id,))
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as error:
@@ -389,15 +395,21 @@ class Store:
                            (*values.values(), workflow_id, idx))
 
 
-def _spec_json(job: EngineJob, log_folder: Path) -> str:
-    """The job's spec; unset stdout/stderr go to files under $JOBBRIDGE_HOME."""
-    spec = {name: getattr(job, name) for name in _SPEC_FIELDS}
+def _spec_json(job: EngineJob, log_folder: Path, folder: str | None = None) -> str:
+    """The job's spec; unset stdout/stderr go to files under $JOBBRIDGE_HOME
+    (``folder``: ``str(log_folder)``, given when many jobs share it)."""
+    spec = {name: value for name, value, default
+            in zip(_SPEC_FIELDS, _spec_values(job), _SPEC_DEFAULTS, strict=True)
+            if value != default or type(value) is not type(default)}
     if not job.is_barrier:
-        stem = str(log_folder / job.job_id)
+        if folder is None or job.job_id == ".":  # pathlib drops a "." part
+            stem = str(log_folder / job.job_id)
+        else:
+            stem = f"{folder}/{job.job_id}"
         spec["stdout_file"] = job.stdout_file or stem + ".out"
         if not job.join_stderrout:
             spec["stderr_file"] = job.stderr_file or stem + ".err"
-    return json.dumps(spec, separators=(",", ":"))
+    return _dumps(spec)
 
 
 def _execute_script(db: sqlite3.Connection, script: str) -> None:
