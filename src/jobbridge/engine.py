@@ -43,6 +43,9 @@ _ACTIVE = frozenset(set(constants.JOB_STATUS) - {constants.NOT_SUBMITTED, consta
 STORE_CHECK_INTERVAL = 0.25
 #: Longest wait between two status polls whatever a scheduler says.
 MAX_WAIT = 5.0
+#: Most jobs submitted in one cycle: a fan-out of 10,000 starts running after the
+#: first chunk is committed and submitted, not after all of them.
+SUBMIT_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -183,6 +186,8 @@ class Engine:
                     continue
                 self._wait()
                 self._poll()
+                for run in list(self.runs.values()):  # ends and the submissions they
+                    self._submit_ready(run)            # allow: one commit, not two
                 self._commit_and_report()
         finally:
             self._close()
@@ -324,6 +329,7 @@ class Engine:
         resource = run.resource
         room = resource.room()
         count = len(run.ready) if room is None else min(room, len(run.ready))
+        count = min(count, SUBMIT_CHUNK)
         if count == 0:
             return
         batch = [run.jobs[heapq.heappop(run.ready)[1]] for _ in range(count)]

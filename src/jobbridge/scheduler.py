@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from typing import TYPE_CHECKING
 
 from . import constants
@@ -29,6 +28,8 @@ from .errors import UnknownSchedulerError
 from .model import EngineJob
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     from .configuration import Configuration
 
 __all__ = [
@@ -202,6 +203,9 @@ class SchedulerInfo:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    from importlib import metadata  # here: importing it costs every process (the local
+    #                                 runner too) tens of milliseconds at start
+
     found: dict[str, metadata.EntryPoint] = {}
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(entry_point.name, entry_point)
