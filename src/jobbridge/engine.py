@@ -360,7 +360,9 @@ class Engine:
             resource.active[job_id] = (run, job.idx)
             run.set_status(job, constants.QUEUED_ACTIVE, scheduler_job_id=job_id,
                            submission_date=date)
-        resource.next_full_poll = 0.0
+        # ask soon about these jobs only: a full poll after every chunk would cost
+        # O(active jobs) each time
+        self._notified([job_id for job_id in ids if job_id is not None])
 
     # --- following jobs --------------------------------------------------------------------
     def _notified(self, scheduler_job_ids: Iterable[str] | None = None) -> None:

@@ -360,8 +360,11 @@ class Store:
     def jobs(self, workflow_id: int | str, include_hidden: bool = False) -> list[JobRow]:
         hidden = "" if include_hidden else "AND hidden = 0"
         rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? {hidden} "
-                               "ORDER BY idx", (_as_id(workflow_id),))
-        return [_job_from_row(r) for r in rows]
+                               "ORDER BY idx", (_as_id(workflow_id),)).fetchall()
+        specs = json.loads("[" + ",".join([r[5] for r in rows]) + "]")  # one call, not one a row
+        return [JobRow(r[0], r[1], r[2], r[3], bool(r[4]),
+                       EngineJob(job_id=r[2], submission_tag=r[13], **spec), *r[6:])
+                for r, spec in zip(rows, specs, strict=True)]
 
     def job(self, workflow_id: int | str, job_id: str) -> JobRow:
         row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? AND "
@@ -385,14 +388,26 @@ class Store:
         return counts
 
     def update_jobs(self, workflow_id: int, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """Apply ``(idx, {column: value})`` changes in one transaction."""
+        """Apply ``(idx, {column: value})`` changes in one transaction.
+
+        A job's changes are merged first (a later value of a column wins, as if they
+        were applied in order), then jobs changing the same columns are updated by
+        one statement: a cycle's thousands of changes cost a few calls into SQLite.
+        """
         if not changes:
             return
+        merged: dict[int, dict[str, Any]] = {}
+        for idx, values in changes:
+            known = merged.get(idx)
+            merged[idx] = values if known is None else {**known, **values}
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for idx, values in merged.items():
+            groups.setdefault(tuple(values), []).append((*values.values(), workflow_id, idx))
         with self.transaction() as db:
-            for idx, values in changes:
-                columns = ", ".join(f"{column} = ?" for column in values)
-                db.execute(f"UPDATE jobs SET {columns} WHERE workflow_id = ? AND idx = ?",
-                           (*values.values(), workflow_id, idx))
+            for columns, rows in groups.items():
+                assignments = ", ".join(f"{column} = ?" for column in columns)
+                db.executemany(f"UPDATE jobs SET {assignments} WHERE workflow_id = ? AND idx = ?",
+                               rows)
 
 
 def _spec_json(job: EngineJob, log_folder: Path, folder: str | None = None) -> str:

@@ -359,8 +359,8 @@ class _Journal:
         self.offset += len(complete)
         for line in complete.splitlines():
             event = json.loads(line)
-            if "start" in event and event.get("tag"):
-                self.tags[event["start"]] = event["tag"]
+            if event.get("tag"):  # in a start, or in an end whose start was not told
+                self.tags[event.get("start") or event["end"]] = event["tag"]
             apply(event, *tables)
 
     def runner_alive(self) -> bool:

@@ -9,9 +9,11 @@ events to a journal file that any later engine can read.
 Protocol, one JSON object a line. Engine to runner: ``{"submit": id, "job":
 {...}, "cpus": n}``, ``{"kill": id}``. Runner to engine and journal: ``{"start":
 id, "pid": p, "tag": t}``, ``{"end": id, "exit": [...], "reason": r}``,
-``{"dropped": id}``. When the engine's pipe closes, queued jobs are dropped
-(never started, so a new engine submits them again) and the runner exits once
-its running jobs have ended.
+``{"dropped": id}``. A job's start is told once it has run START_REPORT_DELAY;
+a job that ends sooner is told by its end alone, which then carries its
+``"tag"`` (half the events for short jobs). When the engine's pipe closes,
+starts not told yet are told, queued jobs are dropped (never started, so a new
+engine submits them again) and the runner exits once its running jobs have ended.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..model import EngineJob
 from .process import Spawner, exit_info_from_wait, kill_tree, report_start_failure
 
 KILL_GRACE_SECONDS = 2.0
+START_REPORT_DELAY = 0.01
 
 
 @dataclass(order=True)
@@ -50,6 +53,7 @@ class _Running:
     process: Popen[bytes] | None  # only for the rare jobs Popen starts (Spawner.spawn)
     cpus: int
     started: float
+    tag: str | None
     killed: bool = False
     kill_deadline: float | None = None
 
@@ -61,6 +65,7 @@ class Runner:
         self.queue: list[_Queued] = []
         self.running: dict[int, tuple[str, _Running]] = {}  # pid -> (id, job)
         self.by_id: dict[str, _Running] = {}
+        self.untold: dict[str, _Running] = {}  # started, start not told yet (oldest first)
         self.sequence = 0
         self.out: list[str] = []
         self.engine_alive = True
@@ -105,14 +110,30 @@ class Runner:
                 self.emit({"end": item.job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
                            "reason": reason})
                 continue
-            running = _Running(pid, process, item.cpus, time.monotonic())
+            running = _Running(pid, process, item.cpus, time.monotonic(),
+                               item.job.submission_tag)
             self.running[pid] = (item.job_id, running)
             self.by_id[item.job_id] = running
+            self.untold[item.job_id] = running
             self.free -= item.cpus
+
+    def next_start_report(self) -> float | None:
+        """Seconds until the oldest start not told yet is due."""
+        for running in self.untold.values():
+            return max(0.0, running.started + START_REPORT_DELAY - time.monotonic())
+        return None
+
+    def report_starts(self, everything: bool = False) -> None:
+        """Tell the starts of jobs running for START_REPORT_DELAY (or all of them)."""
+        due = time.monotonic() - START_REPORT_DELAY
+        while self.untold:
+            job_id, running = next(iter(self.untold.items()))
+            if running.started > due and not everything:
+                return
+            del self.untold[job_id]
             # the hot path: json.dumps of the same dict, written by hand
-            tag = item.job.submission_tag
-            self.out.append(f'{{"start":{encode_basestring_ascii(item.job_id)},"pid":{pid},'
-                            f'"tag":{"null" if tag is None else encode_basestring_ascii(tag)}}}\n')
+            self.out.append(f'{{"start":{encode_basestring_ascii(job_id)},"pid":{running.pid},'
+                            f'"tag":{_string(running.tag)}}}\n')
 
     def reap(self) -> None:
         while self.running:
@@ -132,16 +153,21 @@ class Runner:
             self.free += running.cpus
             info = exit_info_from_wait(status, rusage, time.monotonic() - running.started,
                                        running.cpus, running.killed)
+            untold = self.untold.pop(job_id, None) is not None
             if info.reason is None and info.resource_usage is not None:
                 # the hot path: json.dumps of the same dict, written by hand
                 exit_value = "null" if info.exit_value is None else int(info.exit_value)
                 term_sig = "null" if info.term_sig is None else int(info.term_sig)
+                tag = f',"tag":{_string(running.tag)}' if untold else ""
                 self.out.append(
                     f'{{"end":{encode_basestring_ascii(job_id)},"exit":['
                     f'{encode_basestring_ascii(info.exit_status)},{exit_value},{term_sig},'
-                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null}}\n')
+                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null{tag}}}\n')
             else:
-                self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
+                event = {"end": job_id, "exit": list(info), "reason": info.reason}
+                if untold:
+                    event["tag"] = running.tag
+                self.emit(event)
 
     def enforce_kills(self) -> float | None:
         """SIGKILL jobs that outlived their grace period; the next deadline."""
@@ -160,6 +186,7 @@ class Runner:
     def engine_gone(self) -> None:
         """Drop queued jobs: they never started, so a new engine resubmits them."""
         self.engine_alive = False
+        self.report_starts(everything=True)  # a new engine looks for their tags
         for queued in self.queue:
             self.emit({"dropped": queued.job_id})
         self.queue.clear()
@@ -183,6 +210,10 @@ class Runner:
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _string(text: str | None) -> str:
+    return "null" if text is None else encode_basestring_ascii(text)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -211,7 +242,9 @@ def main(argv: list[str]) -> int:
     selector.register(wake_read, selectors.EVENT_READ, "signal")
     pending = b""
     while runner.engine_alive or runner.running:
-        for key, _ in selector.select(runner.enforce_kills()):
+        timeouts = [t for t in (runner.enforce_kills(), runner.next_start_report())
+                    if t is not None]
+        for key, _ in selector.select(min(timeouts, default=None)):
             if key.data == "signal":
                 try:
                     while os.read(wake_read, 4096):
@@ -229,12 +262,13 @@ def main(argv: list[str]) -> int:
                 continue
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line:
-                    runner.handle(json.loads(line))
+            if any(lines):  # one call decodes them all
+                for message in json.loads(b"[" + b",".join(filter(None, lines)) + b"]"):
+                    runner.handle(message)
         runner.reap()
         if runner.engine_alive:
             runner.start_ready()
+        runner.report_starts()
         runner.flush()
     runner.flush()
     return 0
