@@ -80,6 +80,25 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="jobbridge: %(message)s")
+    if _on_mpi(args):
+        from .schedulers.mpi import run_ranks
+
+        return run_ranks(lambda: _main(args))
+    return _main(args)
+
+
+def _on_mpi(args: argparse.Namespace) -> bool:
+    """``run`` or ``check`` on the mpi scheduler, started on every rank by mpirun:
+    rank 0 runs the command, the other ranks its jobs (see schedulers/mpi.py)."""
+    if args.command not in ("run", "check"):
+        return False
+    try:
+        return resolve_config(args.resource, args.scheduler).get_scheduler_type() == "mpi"
+    except JobbridgeError:
+        return False  # _main reports it
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return int(_COMMANDS[args.command](args))
     except InputError as error:

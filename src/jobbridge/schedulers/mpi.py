@@ -1,0 +1,479 @@
+"""``mpi``: a whole workflow inside one MPI allocation.
+
+Under ``mpirun -n N jobbridge run FILE --scheduler mpi`` every rank enters
+:func:`run_ranks`: rank 0 runs the command (the usual engine and store, with
+:class:`MPIScheduler` as its scheduler), ranks 1..N-1 are workers that run jobs
+as local subprocesses, as ``local_basic`` does (:mod:`.process`: argv without a
+shell, env, cwd, files, exact signal and rusage from ``wait4``).
+
+A worker runs one job at a time: start one rank per job that should run at
+once (typically one per core, plus rank 0); a job's cpus request is not
+enforced. Rank 0 keeps the queue and hands the next job to a worker as soon as
+it reports an end, so no worker idles while jobs are ready. A failed job is run
+again, up to ``mpi_max_attempts`` runs in all (default 1), before its end is
+reported; a killed job never is.
+
+All MPI calls of a rank happen in one thread (on rank 0 a communication thread,
+so MPI_THREAD_SERIALIZED is enough) and never block: Open MPI's blocking calls
+spin on a core the jobs need, so ranks poll with a short backoff instead, and
+sends are non-blocking so two ranks sending to each other cannot deadlock.
+Messages are pickled tuples:
+
+- rank 0 to a worker: ``("run", id, EngineJob)``, ``("kill", id)``, ``("exit", code)``;
+- a worker to rank 0: ``("start", id)``, ``("end", id, exit_info, reason)``, ``("bye",)``.
+
+When rank 0's command ends, each worker kills a job left running, says bye and
+exits with rank 0's exit status (so mpirun's is the same). If rank 0 dies,
+mpirun kills the workers (SIGTERM), which kill their job's process tree first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import importlib.util
+import logging
+import os
+import secrets
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from subprocess import Popen
+from types import FrameType
+from typing import Any
+
+from .. import constants
+from ..configuration import Configuration
+from ..errors import JobbridgeError
+from ..model import EngineJob
+from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
+from .process import (
+    Spawner,
+    exit_info_from_wait,
+    kill_tree,
+    report_start_failure,
+    wrap_in_container,
+)
+
+log = logging.getLogger(__name__)
+
+#: Variables through which MPI launchers tell a process the number of ranks.
+SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+#: A rank with nothing to do polls again after BACKOFF times the time it has been
+#: idle, within [MIN_DELAY, MAX_DELAY] seconds: a message is seen within ~10% of
+#: the idle time (tiny jobs follow each other fast), and an idle rank wakes a few
+#: dozen times a second at most.
+BACKOFF, MIN_DELAY, MAX_DELAY = 0.1, 0.00005, 0.05
+#: While rank 0 holds this many queued jobs per worker, the workers have work without
+#: the engine: changes are then told to it every NOTIFY_BATCH_SECONDS, so that it
+#: handles (and commits) thousands of ends in a few cycles, not one cycle per end.
+BUSY_QUEUE_PER_WORKER, NOTIFY_BATCH_SECONDS = 2, 0.02
+#: Seconds between SIGTERM and SIGKILL when a job is killed.
+KILL_GRACE_SECONDS = 2.0
+
+_SERVED: MPIScheduler | None = None  # rank 0's scheduler while run_ranks runs
+
+
+class MPISchedulerError(JobbridgeError):
+    """The mpi scheduler is used outside ``mpirun`` / :func:`run_ranks`."""
+
+
+def run_ranks(main: Callable[[], int]) -> int:
+    """Rank 0 runs ``main`` (which may build an :class:`MPIScheduler`); the other
+    ranks run its jobs until it returns. Every rank returns ``main``'s result."""
+    global _SERVED
+    import mpi4py
+
+    mpi4py.rc.thread_level = "serialized"
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() < 2 or MPI.Query_thread() < MPI.THREAD_SERIALIZED:
+        raise MPISchedulerError("the mpi scheduler needs >= 2 ranks and MPI_THREAD_SERIALIZED")
+    if comm.Get_rank() != 0:
+        return _Worker(comm).serve()
+    scheduler = _SERVED = MPIScheduler(comm, MPI.ANY_SOURCE)
+    code = 1
+    try:
+        code = main()
+    finally:
+        _SERVED = None
+        scheduler.shutdown(code)
+    return code
+
+
+def launched_size() -> int | None:
+    """How many ranks the MPI launcher started, if it started this process."""
+    for name in SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def _delay(active: float) -> float:
+    """How long a rank idle since ``active`` may wait before polling MPI again."""
+    return min(max((time.monotonic() - active) * BACKOFF, MIN_DELAY), MAX_DELAY)
+
+
+@dataclass(slots=True)
+class _Job:
+    spec: EngineJob
+    key: tuple[int, int]  # queue order: (-priority, submission number)
+    max_attempts: int
+    status: str = constants.QUEUED_ACTIVE
+    attempts: int = 0
+    worker: int | None = None  # the rank running it
+    killed: bool = False
+    exit: ExitInfo | None = None
+
+
+class MPIScheduler(Scheduler):
+    """Rank 0's side: queues jobs, hands them to idle workers, follows their ends.
+
+    One per rank 0, started by :func:`run_ranks`; ``build_scheduler`` configures
+    and returns it, and ``close`` only detaches the engine (jobs keep running).
+    """
+
+    def __init__(self, comm: Any, any_source: int) -> None:
+        self.comm = comm
+        self.any_source = any_source
+        self.max_attempts = 1
+        self.container_command: list[str] = []
+        self.prefix = f"mpi.{secrets.token_hex(3)}."
+        self._lock = threading.Lock()
+        self._notify: ChangeNotifier | None = None
+        self._jobs: dict[str, _Job] = {}
+        self._queue: list[tuple[tuple[int, int], str]] = []
+        self._idle = list(range(comm.Get_size() - 1, 0, -1))
+        self._outbox: list[tuple[int, tuple[Any, ...]]] = []
+        self._count = 0
+        self._exit_code: int | None = None
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._thread = threading.Thread(target=self._communicate, name="jobbridge-mpi",
+                                        daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        if importlib.util.find_spec("mpi4py") is None:
+            return False, "mpi4py is not installed (pip install 'jobbridge[mpi]')"
+        size = launched_size()
+        if size is None:
+            return False, ("not launched by mpirun: use `mpirun -n N jobbridge run FILE "
+                           "--scheduler mpi` with N >= 2")
+        if size < 2:
+            return False, ("launched with 1 MPI rank: needs >= 2 (rank 0 runs the engine, "
+                           "the others run the jobs)")
+        return True, ""
+
+    @classmethod
+    def build_scheduler(cls, config: Configuration) -> Scheduler:
+        """Rank 0's scheduler, with ``mpi_max_attempts`` and ``container_command``."""
+        if _SERVED is None:
+            raise MPISchedulerError("the mpi scheduler only works on rank 0 of `mpirun -n N "
+                                    "jobbridge run FILE --scheduler mpi`")
+        _SERVED.max_attempts = max(1, config.get_int("mpi_max_attempts", 1))
+        _SERVED.container_command = config.get_words("container_command")
+        return _SERVED
+
+    # --- Scheduler API ---------------------------------------------------------------------
+    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+        ids: list[str | None] = []
+        with self._lock:
+            if self._exit_code is not None:
+                raise MPISchedulerError("the MPI workers have exited")
+            for given in batch:
+                self._count += 1
+                job_id = f"{self.prefix}{self._count}"
+                ids.append(job_id)
+                spec = given if not self.container_command else replace(
+                    given, command=wrap_in_container(given.command, self.container_command))
+                job = self._jobs[job_id] = _Job(spec, (-spec.priority, self._count),
+                                                self.max_attempts)
+                if spec.is_barrier:
+                    self._end(job, ExitInfo(constants.FINISHED_REGULARLY, 0, 0, None))
+                else:
+                    heapq.heappush(self._queue, (job.key, job_id))
+        self._wake()
+        return ids
+
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
+
+    def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            jobs = self._jobs
+            return {job_id: jobs[job_id].status if job_id in jobs else constants.UNDETERMINED
+                    for job_id in scheduler_job_ids}
+
+    def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        """Called once per ended job: forgets it afterwards."""
+        with self._lock:
+            job = self._jobs.get(scheduler_job_id)
+            if job is None or job.exit is None:
+                return ExitInfo(constants.EXIT_UNDETERMINED, reason="unknown or unended job id")
+            del self._jobs[scheduler_job_id]
+            return job.exit
+
+    def kill_job(self, scheduler_job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(scheduler_job_id)
+            if job is None or job.status in constants.ENDED_JOB_STATUS:
+                return
+            job.killed = True
+            worker = job.worker
+            queued = worker is None
+            if worker is None:
+                self._queue.remove((job.key, scheduler_job_id))
+                heapq.heapify(self._queue)
+                self._end(job, ExitInfo(constants.USER_KILLED, None, None, None,
+                                        reason="killed before it started"))
+            else:
+                self._outbox.append((worker, ("kill", scheduler_job_id)))
+        self._wake()
+        notify = self._notify
+        if queued and notify is not None:
+            notify([scheduler_job_id])
+
+    def set_change_notifier(self, notify: ChangeNotifier) -> None:
+        self._notify = notify
+
+    def poll_interval(self) -> float:
+        return 5.0  # every change is notified at once
+
+    def close(self) -> None:
+        self._notify = None
+
+    def shutdown(self, code: int) -> None:
+        """Make the workers exit with ``code`` (killing jobs left running); wait for them."""
+        with self._lock:
+            self._exit_code = code
+        self._wake()
+        self._thread.join()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    # --- the communication thread ----------------------------------------------------------
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full: the thread is awake anyway
+            os.write(self._wake_write, b"\0")
+
+    def _communicate(self) -> None:
+        try:
+            self._serve()
+        except BaseException:
+            log.exception("MPI communication failed: aborting the MPI job")
+            self.comm.Abort(1)
+
+    def _serve(self) -> None:
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        workers = self.comm.Get_size() - 1
+        sending: list[Any] = []
+        told, byes = False, 0  # workers told to exit, and how many said bye
+        active = time.monotonic()  # when messages last came or went
+        held: list[str] = []  # changed jobs the engine was not told of yet
+        held_since = 0.0
+        while not (told and byes == workers and not sending):
+            with self._lock:
+                if self._exit_code is None:
+                    self._dispatch()
+                outbox, self._outbox = self._outbox, []
+                if not told and self._exit_code is not None:
+                    outbox += [(rank, ("exit", self._exit_code)) for rank in range(1, workers + 1)]
+                    told = True
+                busy = len(self._queue) >= BUSY_QUEUE_PER_WORKER * workers
+            sending += [self.comm.isend(message, dest=dest) for dest, message in outbox]
+            received = []
+            while self.comm.iprobe(source=self.any_source, status=status):
+                source = status.Get_source()
+                received.append((source, self.comm.recv(source=source)))
+            sending = [request for request in sending if not request.Test()]
+            now = time.monotonic()
+            if received:
+                held_since = held_since if held else now
+                byes += self._apply(received, held)
+            notify = self._notify
+            if held and (not busy or now - held_since >= NOTIFY_BATCH_SECONDS):
+                if notify is not None:
+                    notify(held)
+                held = []
+            if outbox or received:
+                active = now
+                continue
+            timeout = _delay(active)
+            if held:
+                timeout = min(timeout, max(0.0, held_since + NOTIFY_BATCH_SECONDS - now))
+            if select.select([self._wake_read], [], [], timeout)[0]:
+                os.read(self._wake_read, 4096)
+
+    def _dispatch(self) -> None:
+        """Hand queued jobs to idle workers (lock held)."""
+        while self._queue and self._idle:
+            _, job_id = heapq.heappop(self._queue)
+            job = self._jobs[job_id]
+            job.worker = self._idle.pop()
+            job.attempts += 1
+            self._outbox.append((job.worker, ("run", job_id, job.spec)))
+
+    def _apply(self, received: list[tuple[int, tuple[Any, ...]]], changed: list[str]) -> int:
+        """Apply the workers' messages, adding the jobs they change; how many said bye."""
+        byes = 0
+        with self._lock:
+            for source, message in received:
+                if message[0] == "bye":
+                    byes += 1
+                    continue
+                job = self._jobs.get(message[1])
+                if message[0] == "end":
+                    self._idle.append(source)
+                if job is None or job.status in constants.ENDED_JOB_STATUS:
+                    continue
+                changed.append(message[1])
+                if message[0] == "start":
+                    job.status = constants.RUNNING
+                    continue
+                reason = message[3]
+                if job.max_attempts > 1:
+                    reason = "; ".join(filter(None, [
+                        reason, f"run {job.attempts} of at most {job.max_attempts}"]))
+                exit_status, exit_value, term_sig, usage = message[2]
+                info = ExitInfo(exit_status, exit_value, term_sig, usage, reason)
+                ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
+                if ok or job.killed or job.attempts >= job.max_attempts \
+                        or self._exit_code is not None:
+                    self._end(job, info)
+                else:  # run it again, ahead of jobs submitted after it
+                    job.worker = None
+                    job.status = constants.QUEUED_ACTIVE
+                    heapq.heappush(self._queue, (job.key, message[1]))
+        return byes
+
+    @staticmethod
+    def _end(job: _Job, info: ExitInfo) -> None:
+        ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
+        job.status = constants.DONE if ok else constants.FAILED
+        job.exit = info
+        job.worker = None
+
+
+@dataclass(slots=True)
+class _Running:
+    job_id: str
+    pid: int
+    popen: Popen[bytes] | None  # only for the rare jobs Popen starts (Spawner.spawn)
+    started: float
+    killed: bool = False
+    kill_deadline: float | None = None
+
+
+class _Worker:
+    """A rank > 0: runs the jobs rank 0 hands it, one at a time, until told to exit."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.spawner = Spawner()
+        self.running: _Running | None = None
+        self.sending: list[Any] = []
+
+    def serve(self) -> int:
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)  # a job's end (SIGCHLD) wakes the loop at once
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._terminated)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle
+        code: int | None = None
+        active = time.monotonic()  # when messages last came or went
+        while code is None or self.running is not None:
+            busy = False
+            while self.comm.iprobe(source=0):
+                message = self.comm.recv(source=0)
+                busy = True
+                if message[0] == "run":
+                    self._start(message[1], message[2])
+                elif message[0] == "kill" and self.running and self.running.job_id == message[1]:
+                    self._kill()
+                elif message[0] == "exit":
+                    code = message[1]
+                    if self.running is not None:
+                        self._kill()
+            busy |= self._reap()
+            self.sending = [request for request in self.sending if not request.Test()]
+            timeout = self._enforce_kill()
+            if busy:
+                active = time.monotonic()
+            elif select.select([wake_read], [], [], min(_delay(active), timeout))[0]:
+                while True:
+                    try:
+                        os.read(wake_read, 4096)
+                    except BlockingIOError:
+                        break
+        self._send(("bye",))
+        for request in self.sending:
+            request.Wait()
+        return code
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        self.sending.append(self.comm.isend(message, dest=0))
+
+    def _start(self, job_id: str, job: EngineJob) -> None:
+        try:
+            pid, popen = self.spawner.spawn(job)
+        except OSError as error:
+            reason = report_start_failure(job, error)
+            self._send(("end", job_id, (constants.EXIT_ABORTED, None, None, None), reason))
+            return
+        self.running = _Running(job_id, pid, popen, time.monotonic())
+        self._send(("start", job_id))
+
+    def _reap(self) -> bool:
+        running = self.running
+        if running is None:
+            return False
+        pid, status, rusage = os.wait4(running.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        if running.popen is not None:
+            running.popen.returncode = status  # tell Popen it was reaped
+        info = exit_info_from_wait(status, rusage, time.monotonic() - running.started, 1,
+                                   running.killed)
+        self._send(("end", running.job_id, tuple(info), info.reason))
+        self.running = None
+        return True
+
+    def _kill(self) -> None:
+        running = self.running
+        if running is not None and not running.killed:
+            running.killed = True
+            running.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
+            kill_tree(running.pid, signal.SIGTERM)
+
+    def _enforce_kill(self) -> float:
+        """SIGKILL a killed job past its grace period; seconds until the deadline."""
+        running = self.running
+        if running is None or running.kill_deadline is None:
+            return MAX_DELAY
+        left = running.kill_deadline - time.monotonic()
+        if left <= 0:
+            kill_tree(running.pid, signal.SIGKILL)
+            running.kill_deadline = None
+            return MAX_DELAY
+        return left
+
+    def _terminated(self, signum: int, _frame: FrameType | None) -> None:
+        """mpirun is killing the MPI job (rank 0 died): take the running job along. Its
+        process group first: Open MPI sends SIGKILL a few milliseconds after SIGTERM."""
+        if self.running is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.running.pid, signal.SIGKILL)
+            kill_tree(self.running.pid, signal.SIGKILL)
+        os._exit(128 + signum)

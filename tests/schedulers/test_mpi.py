@@ -1,0 +1,251 @@
+"""mpi: whole workflows under a real ``mpirun -n 3`` (rank 0 the engine, 1 and 2 the jobs).
+
+Needs Open MPI's mpirun and mpi4py (scripts/clusters/mpi-up.sh); the Slurm test
+also needs the real Slurm (scripts/clusters/slurm-up.sh).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from jobbridge import constants
+from jobbridge.schedulers.mpi import MPIScheduler
+from jobbridge.testing.conformance import HOSTILE_STRINGS
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+#: Open MPI as root, 3 ranks on fewer cores (harmless for other MPI implementations).
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+JOBBRIDGE = [sys.executable, "-m", "jobbridge"]
+
+
+def _missing() -> str | None:
+    if shutil.which("mpirun") is None:
+        return "mpirun not found (scripts/clusters/mpi-up.sh installs Open MPI)"
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py not installed (pip install 'jobbridge[mpi]')"
+    return None
+
+
+def needs_mpi(test: Callable[..., None]) -> Callable[..., None]:
+    """Mark ``test`` mpi, and skip it where mpirun or mpi4py is missing."""
+    missing = _missing()
+    return pytest.mark.mpi(pytest.mark.skipif(missing is not None, reason=str(missing))(test))
+
+
+def mpirun(*command: str, timeout: float = 60, env: Mapping[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mpirun", "-n", "3", *command], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **MPI_ENV, **(env or {})})
+
+
+def jb(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*JOBBRIDGE, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def status(workflow_id: str = "1") -> dict[str, Any]:
+    result = jb("status", workflow_id, "--json")
+    assert result.returncode == 0, result.stderr
+    value: dict[str, Any] = json.loads(result.stdout)
+    return value
+
+
+def jobs_by_id(workflow_id: str = "1") -> dict[str, dict[str, Any]]:
+    return {job["id"]: job for job in status(workflow_id)["jobs"]}
+
+
+def write(path: Path, workflow: dict[str, Any]) -> str:
+    path.write_text(json.dumps(workflow))
+    return str(path)
+
+
+def wait_for(check: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# --- without mpirun ------------------------------------------------------------------------
+
+
+def test_unavailable_outside_mpirun(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI"))}
+    workflow = write(tmp_path / "wf.json", {"jobs": [{"id": "a", "command": ["true"]}]})
+    result = subprocess.run([*JOBBRIDGE, "run", workflow, "--scheduler", "mpi"], env=clean,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not launched by mpirun" in result.stderr
+    listed = json.loads(subprocess.run([*JOBBRIDGE, "schedulers", "--json"], env=clean,
+                                       capture_output=True, text=True, check=True).stdout)
+    [mpi] = [s for s in listed if s["name"] == "mpi"]
+    assert not mpi["enabled"] and mpi["reason"]
+
+
+def test_availability_counts_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mpi4py")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    enabled, reason = MPIScheduler.availability()
+    assert not enabled and "1 MPI rank" in reason
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    assert MPIScheduler.availability() == (True, "")
+
+
+# --- under mpirun -------------------------------------------------------------------------------
+
+
+@needs_mpi
+def test_scheduler_api_conformance_under_mpirun() -> None:
+    """The conformance kit and the API tests of mpi_conformance.py, on rank 0."""
+    script = ("import sys, pytest; from jobbridge.schedulers.mpi import run_ranks; "
+              "sys.exit(run_ranks(lambda: int(pytest.main(sys.argv[1:]))))")
+    result = mpirun(sys.executable, "-c", script, "-q", "-p", "no:cacheprovider",
+                    "--rootdir", str(ROOT), str(HERE / "mpi_conformance.py"), timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout
+
+
+@needs_mpi
+def test_workflow_dependencies_failure_retries_argv(tmp_path: Path) -> None:
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text("[cluster]\nscheduler_type = mpi\nmpi_max_attempts = 2\n")
+    count = 'echo run >> "$1"; [ $(wc -l < "$1") -ge {} ] || exit 3'
+    workflow = write(tmp_path / "wf.json", {"name": "mixed", "jobs": [
+        {"id": "first", "command": ["sh", "-c", "echo from first > first.txt"],
+         "working_directory": str(tmp_path)},
+        {"id": "second", "command": ["cat", "first.txt"], "working_directory": str(tmp_path)},
+        {"id": "flaky", "command": ["sh", "-c", count.format(2), "sh", str(tmp_path / "flaky")]},
+        {"id": "bad", "command": ["sh", "-c", count.format(9), "sh", str(tmp_path / "bad")]},
+        {"id": "after_bad", "command": ["touch", str(tmp_path / "never")]},
+        {"id": "after_after", "command": ["touch", str(tmp_path / "never")]},
+        {"id": "argv", "command": ["printf", "%s\\000", *HOSTILE_STRINGS],
+         "working_directory": str(tmp_path)}],
+        "dependencies": [["first", "second"], ["bad", "after_bad"], ["after_bad", "after_after"],
+                         ["flaky", "second"]]})
+    result = mpirun(*JOBBRIDGE, "run", workflow, "--resource", "cluster",
+                    env={"JOBBRIDGE_CONFIG": str(config)})
+    assert result.returncode == 1, result.stderr
+    assert "4/7 jobs succeeded" in result.stderr
+    jobs = jobs_by_id()
+    assert {k: j["status"] for k, j in jobs.items()} == {
+        "first": "done", "second": "done", "flaky": "done", "bad": "failed",
+        "after_bad": "failed", "after_after": "failed", "argv": "done"}
+    assert (jobs["bad"]["exit_status"], jobs["bad"]["exit_value"]) == (
+        constants.FINISHED_REGULARLY, 3)
+    assert (tmp_path / "bad").read_text() == "run\n" * 2
+    assert (tmp_path / "flaky").read_text() == "run\n" * 2
+    for job_id in ("after_bad", "after_after"):
+        assert jobs[job_id]["exit_status"] == constants.EXIT_NOTRUN
+    assert not (tmp_path / "never").exists()
+    assert "cput=" in jobs["second"]["resource_usage"]
+    assert jobs["second"]["scheduler_job_id"].startswith("mpi.")
+    assert jb("logs", "1", "second").stdout == "from first\n"
+    got = jb("logs", "1", "argv").stdout.encode().split(b"\0")[:-1]
+    assert got == [s.encode() for s in HOSTILE_STRINGS]
+    assert not (tmp_path / "pwned").exists()
+
+
+@needs_mpi
+def test_all_ok_exits_0_and_only_rank_0_prints(tmp_path: Path) -> None:
+    workflow = write(tmp_path / "wf.json", {"jobs": [
+        {"id": f"j{i}", "command": ["sh", "-c", "exit 0"]} for i in range(6)]})
+    result = mpirun(*JOBBRIDGE, "run", workflow, "--scheduler", "mpi", "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)  # one JSON object: the workers print nothing
+    assert printed["status"] == constants.WORKFLOW_DONE
+    assert [job["status"] for job in printed["jobs"]] == ["done"] * 6
+
+
+@needs_mpi
+def test_bad_workflow_exits_2_without_hanging(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    result = mpirun(*JOBBRIDGE, "run", str(tmp_path / "bad.json"), "--scheduler", "mpi")
+    assert result.returncode == 2
+    assert "jobbridge: error:" in result.stderr
+
+
+def _start_long_workflow(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """mpirun running a job whose child sleeps (its pid in child.pid), and a dependent."""
+    script = f'sleep 300 & echo $! > {tmp_path}/child.pid; wait'
+    workflow = write(tmp_path / "wf.json", {"jobs": [
+        {"id": "long", "command": ["sh", "-c", script]},
+        {"id": "next", "command": ["true"]}], "dependencies": [["long", "next"]]})
+    process = subprocess.Popen(["mpirun", "-n", "3", *JOBBRIDGE, "run", workflow, "--scheduler",
+                                "mpi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, **MPI_ENV})
+    pid_file = tmp_path / "child.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    return process, pid_file
+
+
+@needs_mpi
+def test_stop_from_another_process_kills_the_job_tree(tmp_path: Path) -> None:
+    process, pid_file = _start_long_workflow(tmp_path)
+    child = int(pid_file.read_text())
+    assert jb("stop", "1").returncode == 0
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    jobs = jobs_by_id()
+    assert jobs["long"]["exit_status"] == constants.USER_KILLED
+    assert jobs["next"]["exit_status"] == constants.EXIT_NOTRUN
+    wait_for(lambda: not psutil.pid_exists(child) or
+             psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
+
+
+@needs_mpi
+def test_rank_0_dying_ends_mpirun_and_the_jobs(tmp_path: Path,
+                                                 jobbridge_home: Path) -> None:
+    process, pid_file = _start_long_workflow(tmp_path)
+    child = int(pid_file.read_text())
+    [engine] = (jobbridge_home / "engines").glob("*.lock")
+    rank_0 = int(engine.stem.split("-")[-2])  # engine ids are host-pid-token
+    os.kill(rank_0, signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode != 0
+    wait_for(lambda: not psutil.pid_exists(child) or
+             psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10
+                              ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slurm
+@needs_mpi
+@pytest.mark.skipif(not _slurm_up(), reason="Slurm is not running (scripts/clusters/slurm-up.sh)")
+def test_whole_workflow_as_one_slurm_job(tmp_path: Path) -> None:
+    workflow = write(tmp_path / "wf.json", {"jobs": [
+        {"id": "where", "command": ["sh", "-c", 'echo "slurm job $SLURM_JOB_ID"']},
+        {"id": "then", "command": ["true"]}], "dependencies": [["where", "then"]]})
+    command = shlex.join(["mpirun", "-n", "3", *JOBBRIDGE, "run", workflow, "--scheduler", "mpi"])
+    result = subprocess.run(["sbatch", "--wait", "-n", "3", "-o", str(tmp_path / "slurm.out"),
+                             "--wrap", command], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **MPI_ENV}, cwd=tmp_path)
+    output = (tmp_path / "slurm.out").read_text() if (tmp_path / "slurm.out").exists() else ""
+    assert result.returncode == 0, result.stdout + result.stderr + output
+    job_id = result.stdout.split()[-1]
+    jobs = jobs_by_id()
+    assert [jobs[k]["status"] for k in ("where", "then")] == ["done", "done"]
+    assert jb("logs", "1", "where").stdout == f"slurm job {job_id}\n"
