@@ -232,20 +232,63 @@ def _slurm_up() -> bool:
         return False
 
 
-@pytest.mark.slurm
-@needs_mpi
-@pytest.mark.skipif(not _slurm_up(), reason="Slurm is not running (scripts/clusters/slurm-up.sh)")
-def test_whole_workflow_as_one_slurm_job(tmp_path: Path) -> None:
-    workflow = write(tmp_path / "wf.json", {"jobs": [
+def _slurm_job_end(job_id: str, timeout: float = 60) -> tuple[str, str]:
+    """``(JobState, ExitCode)`` once the job has ended (sbatch --wait polls for seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fields = dict(item.split("=", 1) for item in subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
+            check=True).stdout.split() if "=" in item)
+        if fields["JobState"] not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+            return fields["JobState"], fields["ExitCode"]
+        assert time.monotonic() < deadline, f"Slurm job {job_id} still {fields['JobState']}"
+        time.sleep(0.2)
+
+
+slurm_up = pytest.mark.skipif(not _slurm_up(), reason="Slurm is not running "
+                              "(scripts/clusters/slurm-up.sh)")
+
+
+def _where_workflow(tmp_path: Path) -> str:
+    return write(tmp_path / "wf.json", {"jobs": [
         {"id": "where", "command": ["sh", "-c", 'echo "slurm job $SLURM_JOB_ID"']},
-        {"id": "then", "command": ["true"]}], "dependencies": [["where", "then"]]})
-    command = shlex.join(["mpirun", "-n", "3", *JOBBRIDGE, "run", workflow, "--scheduler", "mpi"])
-    result = subprocess.run(["sbatch", "--wait", "-n", "3", "-o", str(tmp_path / "slurm.out"),
-                             "--wrap", command], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **MPI_ENV}, cwd=tmp_path)
-    output = (tmp_path / "slurm.out").read_text() if (tmp_path / "slurm.out").exists() else ""
-    assert result.returncode == 0, result.stdout + result.stderr + output
-    job_id = result.stdout.split()[-1]
+        {"id": "then", "command": ["true"]},
+        {"id": "bad", "command": ["sh", "-c", "exit 3"]}], "dependencies": [["where", "then"]]})
+
+
+@pytest.mark.slurm
+@slurm_up
+@needs_mpi
+def test_whole_workflow_as_one_slurm_job(tmp_path: Path) -> None:
+    """``sbatch -n 3 --wrap "mpirun -n 3 jobbridge run ..."``: the Slurm job's exit code
+    is jobbridge's (1: a job failed)."""
+    command = shlex.join(["mpirun", "-n", "3", *JOBBRIDGE, "run", _where_workflow(tmp_path),
+                          "--scheduler", "mpi"])
+    job_id = subprocess.run(["sbatch", "--parsable", "-n", "3", "-o", str(tmp_path / "out"),
+                             "--wrap", command], capture_output=True, text=True, check=True,
+                            env={**os.environ, **MPI_ENV}, cwd=tmp_path).stdout.strip()
+    assert _slurm_job_end(job_id) == ("FAILED", "1:0"), (tmp_path / "out").read_text()
     jobs = jobs_by_id()
-    assert [jobs[k]["status"] for k in ("where", "then")] == ["done", "done"]
+    assert [jobs[k]["status"] for k in ("where", "then", "bad")] == ["done", "done", "failed"]
     assert jb("logs", "1", "where").stdout == f"slurm job {job_id}\n"
+
+
+def _srun_has_pmix() -> bool:
+    if shutil.which("srun") is None:
+        return False
+    listed = subprocess.run(["srun", "--mpi=list"], capture_output=True, text=True, timeout=30)
+    return "pmix" in listed.stdout + listed.stderr
+
+
+@pytest.mark.slurm
+@slurm_up
+@needs_mpi
+def test_srun_launches_the_ranks_itself(tmp_path: Path) -> None:
+    if not _srun_has_pmix():
+        pytest.skip("this Slurm has no PMIx plugin (srun --mpi=list)")
+    result = subprocess.run(["srun", "--mpi=pmix", "-n", "3", *JOBBRIDGE, "run",
+                             _where_workflow(tmp_path), "--scheduler", "mpi"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "2/3 jobs succeeded" in result.stderr
+    assert jb("logs", "1", "where").stdout.startswith("slurm job ")

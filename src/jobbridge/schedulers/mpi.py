@@ -20,7 +20,8 @@ sends are non-blocking so two ranks sending to each other cannot deadlock.
 Messages are pickled tuples:
 
 - rank 0 to a worker: ``("run", id, EngineJob)``, ``("kill", id)``, ``("exit", code)``;
-- a worker to rank 0: ``("start", id)``, ``("end", id, exit_info, reason)``, ``("bye",)``.
+- a worker to rank 0: ``("start", id)`` (only for a job that runs over 10 ms),
+  ``("end", id, exit_info, reason)``, ``("bye",)``.
 
 When rank 0's command ends, each worker kills a job left running, says bye and
 exits with rank 0's exit status (so mpirun's is the same). If rank 0 dies,
@@ -60,7 +61,9 @@ from .process import (
 
 log = logging.getLogger(__name__)
 
-#: Variables through which MPI launchers tell a process the number of ranks.
+#: Variables through which MPI launchers tell a process the number of ranks (mpirun
+#: of Open MPI, of MPICH or Intel MPI, of MVAPICH); srun with an MPI plugin
+#: (``srun --mpi=pmix``) sets SLURM_STEP_NUM_TASKS and PMIX_RANK or PMI_RANK.
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 #: A rank with nothing to do polls again after BACKOFF times the time it has been
 #: idle, within [MIN_DELAY, MAX_DELAY] seconds: a message is seen within ~10% of
@@ -71,6 +74,10 @@ BACKOFF, MIN_DELAY, MAX_DELAY = 0.1, 0.00005, 0.05
 #: the engine: changes are then told to it every NOTIFY_BATCH_SECONDS, so that it
 #: handles (and commits) thousands of ends in a few cycles, not one cycle per end.
 BUSY_QUEUE_PER_WORKER, NOTIFY_BATCH_SECONDS = 2, 0.02
+#: A worker tells a job's start once it has run this long (seconds): a shorter job
+#: is told by its end alone, which halves the messages and the engine's work for
+#: tiny jobs.
+START_TOLD_AFTER = 0.01
 #: Seconds between SIGTERM and SIGKILL when a job is killed.
 KILL_GRACE_SECONDS = 2.0
 
@@ -106,8 +113,9 @@ def run_ranks(main: Callable[[], int]) -> int:
 
 
 def launched_size() -> int | None:
-    """How many ranks the MPI launcher started, if it started this process."""
-    for name in SIZE_VARIABLES:
+    """How many ranks the MPI launcher started, if one started this process."""
+    srun = "PMIX_RANK" in os.environ or "PMI_RANK" in os.environ
+    for name in (*SIZE_VARIABLES, "SLURM_STEP_NUM_TASKS") if srun else SIZE_VARIABLES:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
@@ -165,7 +173,7 @@ class MPIScheduler(Scheduler):
         size = launched_size()
         if size is None:
             return False, ("not launched by mpirun: use `mpirun -n N jobbridge run FILE "
-                           "--scheduler mpi` with N >= 2")
+                           "--scheduler mpi` (or srun --mpi=pmix) with N >= 2")
         if size < 2:
             return False, ("launched with 1 MPI rank: needs >= 2 (rank 0 runs the engine, "
                            "the others run the jobs)")
@@ -370,6 +378,7 @@ class _Running:
     pid: int
     popen: Popen[bytes] | None  # only for the rare jobs Popen starts (Spawner.spawn)
     started: float
+    told: bool = False  # its start, to rank 0
     killed: bool = False
     kill_deadline: float | None = None
 
@@ -408,10 +417,12 @@ class _Worker:
                         self._kill()
             busy |= self._reap()
             self.sending = [request for request in self.sending if not request.Test()]
-            timeout = self._enforce_kill()
+            timeout = self._timers()
+            if self.running is None:  # a job may come at once; a running one's end
+                timeout = min(timeout, _delay(active))  # wakes us (SIGCHLD)
             if busy:
                 active = time.monotonic()
-            elif select.select([wake_read], [], [], min(_delay(active), timeout))[0]:
+            elif select.select([wake_read], [], [], timeout)[0]:
                 while True:
                     try:
                         os.read(wake_read, 4096)
@@ -433,7 +444,6 @@ class _Worker:
             self._send(("end", job_id, (constants.EXIT_ABORTED, None, None, None), reason))
             return
         self.running = _Running(job_id, pid, popen, time.monotonic())
-        self._send(("start", job_id))
 
     def _reap(self) -> bool:
         running = self.running
@@ -457,17 +467,27 @@ class _Worker:
             running.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
             kill_tree(running.pid, signal.SIGTERM)
 
-    def _enforce_kill(self) -> float:
-        """SIGKILL a killed job past its grace period; seconds until the deadline."""
+    def _timers(self) -> float:
+        """Tell the job's start once it has run START_TOLD_AFTER; SIGKILL it once killed
+        for KILL_GRACE_SECONDS. Seconds until the next of these is due."""
         running = self.running
-        if running is None or running.kill_deadline is None:
+        if running is None:
             return MAX_DELAY
-        left = running.kill_deadline - time.monotonic()
-        if left <= 0:
-            kill_tree(running.pid, signal.SIGKILL)
-            running.kill_deadline = None
-            return MAX_DELAY
-        return left
+        now = time.monotonic()
+        due = [MAX_DELAY]
+        if not running.told:
+            if now - running.started >= START_TOLD_AFTER:
+                running.told = True
+                self._send(("start", running.job_id))
+            else:
+                due.append(running.started + START_TOLD_AFTER - now)
+        if running.kill_deadline is not None:
+            if now >= running.kill_deadline:
+                running.kill_deadline = None
+                kill_tree(running.pid, signal.SIGKILL)
+            else:
+                due.append(running.kill_deadline - now)
+        return min(due)
 
     def _terminated(self, signum: int, _frame: FrameType | None) -> None:
         """mpirun is killing the MPI job (rank 0 died): take the running job along. Its
