@@ -220,6 +220,12 @@ def test_rank_0_dying_ends_mpirun_and_the_jobs(tmp_path: Path,
     assert process.returncode != 0
     wait_for(lambda: not psutil.pid_exists(child) or
              psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
+    # a later engine (no workers) ends the orphaned workflow, with a reason
+    assert jb("wait", "1", "--timeout", "30").returncode == 1
+    jobs = jobs_by_id()
+    assert jobs["long"]["exit_status"] == constants.FINISHED_UNCLEAR_CONDITIONS
+    assert "its MPI allocation ended before the job did" in jb("status", "1").stdout
+    assert jobs["next"]["exit_status"] == constants.EXIT_NOTRUN
 
 
 def _slurm_up() -> bool:

@@ -85,7 +85,7 @@ _SERVED: MPIScheduler | None = None  # rank 0's scheduler while run_ranks runs
 
 
 class MPISchedulerError(JobbridgeError):
-    """The mpi scheduler is used outside ``mpirun`` / :func:`run_ranks`."""
+    """The mpi scheduler cannot work: no MPI workers here."""
 
 
 def run_ranks(main: Callable[[], int]) -> int:
@@ -102,7 +102,7 @@ def run_ranks(main: Callable[[], int]) -> int:
         raise MPISchedulerError("the mpi scheduler needs >= 2 ranks and MPI_THREAD_SERIALIZED")
     if comm.Get_rank() != 0:
         return _Worker(comm).serve()
-    scheduler = _SERVED = MPIScheduler(comm, MPI.ANY_SOURCE)
+    scheduler = _SERVED = MPIScheduler(comm)
     code = 1
     try:
         code = main()
@@ -146,9 +146,8 @@ class MPIScheduler(Scheduler):
     and returns it, and ``close`` only detaches the engine (jobs keep running).
     """
 
-    def __init__(self, comm: Any, any_source: int) -> None:
+    def __init__(self, comm: Any) -> None:
         self.comm = comm
-        self.any_source = any_source
         self.max_attempts = 1
         self.container_command: list[str] = []
         self.prefix = f"mpi.{secrets.token_hex(3)}."
@@ -181,10 +180,10 @@ class MPIScheduler(Scheduler):
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> Scheduler:
-        """Rank 0's scheduler, with ``mpi_max_attempts`` and ``container_command``."""
+        """Rank 0's scheduler, with ``mpi_max_attempts`` and ``container_command``;
+        elsewhere (a later engine on an MPI workflow), :class:`_AllocationGone`."""
         if _SERVED is None:
-            raise MPISchedulerError("the mpi scheduler only works on rank 0 of `mpirun -n N "
-                                    "jobbridge run FILE --scheduler mpi`")
+            return _AllocationGone()
         _SERVED.max_attempts = max(1, config.get_int("mpi_max_attempts", 1))
         _SERVED.container_command = config.get_words("container_command")
         return _SERVED
@@ -236,8 +235,7 @@ class MPIScheduler(Scheduler):
                 return
             job.killed = True
             worker = job.worker
-            queued = worker is None
-            if worker is None:
+            if worker is None:  # still queued here
                 self._queue.remove((job.key, scheduler_job_id))
                 heapq.heapify(self._queue)
                 self._end(job, ExitInfo(constants.USER_KILLED, None, None, None,
@@ -246,7 +244,7 @@ class MPIScheduler(Scheduler):
                 self._outbox.append((worker, ("kill", scheduler_job_id)))
         self._wake()
         notify = self._notify
-        if queued and notify is not None:
+        if worker is None and notify is not None:
             notify([scheduler_job_id])
 
     def set_change_notifier(self, notify: ChangeNotifier) -> None:
@@ -300,13 +298,14 @@ class MPIScheduler(Scheduler):
                 busy = len(self._queue) >= BUSY_QUEUE_PER_WORKER * workers
             sending += [self.comm.isend(message, dest=dest) for dest, message in outbox]
             received = []
-            while self.comm.iprobe(source=self.any_source, status=status):
+            while self.comm.iprobe(source=MPI.ANY_SOURCE, status=status):
                 source = status.Get_source()
                 received.append((source, self.comm.recv(source=source)))
             sending = [request for request in sending if not request.Test()]
             now = time.monotonic()
             if received:
-                held_since = held_since if held else now
+                if not held:
+                    held_since = now
                 byes += self._apply(received, held)
             notify = self._notify
             if held and (not busy or now - held_since >= NOTIFY_BATCH_SECONDS):
@@ -349,7 +348,7 @@ class MPIScheduler(Scheduler):
                     job.status = constants.RUNNING
                     continue
                 reason = message[3]
-                if job.max_attempts > 1:
+                if job.attempts > 1:
                     reason = "; ".join(filter(None, [
                         reason, f"run {job.attempts} of at most {job.max_attempts}"]))
                 exit_status, exit_value, term_sig, usage = message[2]
@@ -370,6 +369,30 @@ class MPIScheduler(Scheduler):
         job.status = constants.DONE if ok else constants.FAILED
         job.exit = info
         job.worker = None
+
+
+class _AllocationGone(Scheduler):
+    """What an engine outside mpirun sees of an MPI workflow whose allocation ended
+    (killed, out of time): the jobs it ran ended with it, new ones cannot run. So
+    that engine ends the workflow, and can stop or delete it, instead of failing."""
+
+    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+        raise MPISchedulerError("no MPI workers here: run the workflow again under "
+                                "`mpirun -n N jobbridge run FILE --scheduler mpi`")
+
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        return constants.FAILED
+
+    def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        return ExitInfo(constants.FINISHED_UNCLEAR_CONDITIONS,
+                        reason="its MPI allocation ended before the job did")
+
+    def kill_job(self, scheduler_job_id: str) -> None:
+        """Nothing left to kill."""
+
+    @classmethod
+    def build_scheduler(cls, config: Configuration) -> Scheduler:
+        return cls()
 
 
 @dataclass(slots=True)
