@@ -75,6 +75,13 @@ class Configuration:
         try:
             with file.open(encoding="utf-8") as stream:
                 parser.read_file(stream)
+        except configparser.MissingSectionHeaderError as error:
+            raise ConfigurationError(f"{file}:{error.lineno}: no [resource] section header "
+                                     f"before {error.line.strip()!r}") from None
+        except configparser.ParsingError as error:  # name the first bad line, not just the file
+            lineno, line = error.errors[0]  # line: repr() of the text, with its newline
+            line = line[:-3] + line[-1] if line.endswith("\\n'") else line
+            raise ConfigurationError(f"{file}:{lineno}: cannot parse {line}") from None
         except (configparser.Error, UnicodeDecodeError) as error:
             first_line = str(error).splitlines()[0]
             raise ConfigurationError(f"{file}: {first_line}") from None
@@ -88,7 +95,7 @@ class Configuration:
         if not parser.has_section(resource_id):
             if resource_id == DEFAULT_RESOURCE:
                 return cls(DEFAULT_RESOURCE, {"scheduler_type": DEFAULT_SCHEDULER_TYPE})
-            known = ", ".join(sections) or "none"
+            known = ", ".join(s if s.isprintable() else repr(s) for s in sections) or "none"
             raise ConfigurationError(
                 f"{file}: unknown resource {resource_id!r} (resources: {known})")
         return cls(resource_id, dict(parser.items(resource_id)))

@@ -45,7 +45,18 @@ def resolve_config(resource: str | None = None, scheduler_type: str | None = Non
     enabled, reason = implementation.availability()
     if not enabled:
         raise InputError(f"scheduler {config.get_scheduler_type()!r} cannot work here: {reason}")
+    _check_common_options(config)
     return config
+
+
+def _check_common_options(config: Configuration) -> None:
+    """Refuse bad values of the common options now: the engine reads them only once
+    the workflow is stored, too late for a one-line exit 2 (ConfigurationError)."""
+    for key in ("cpu_nb", "max_cpu_nb", "max_job_in_queue", "max_job_running"):
+        config.get_int(key)
+    config.get_float("scheduler_interval", 0.0)
+    for key in ("native_specification", "queues", "container_command"):
+        config.get_words(key)
 
 
 def as_spec(workflow: WorkflowSpec | str | os.PathLike[str] | dict[str, Any] | Any

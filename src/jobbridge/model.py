@@ -9,6 +9,8 @@ stored or run. The engine and the schedulers then only see valid
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,19 +131,28 @@ def load_workflow_file(path: str | Path) -> WorkflowSpec:
     except json.JSONDecodeError as error:
         raise InputError(
             f"{file}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
-    return parse_workflow(data, source=str(file), base_dir=file.parent)
+    except RecursionError:
+        raise InputError(f"{file}: invalid JSON: nested too deeply") from None
+    # a lone surrogate can only come from a \\uD800-\\uDFFF escape: skip the full check
+    surrogates = re.search(r"\\u[dD][89a-fA-F]", text) is not None
+    return parse_workflow(data, source=str(file), base_dir=file.parent,
+                          check_unicode=surrogates)
 
 
-def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None
-                   ) -> WorkflowSpec:
+def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None,
+                   *, check_unicode: bool = True) -> WorkflowSpec:
     """Validate a workflow object (SPEC §4); raise InputError naming the first bad place.
 
     Relative paths resolve against ``base_dir`` (the workflow file's folder, else
     the current directory), which is also the default working directory.
+    ``check_unicode=False`` skips the lone-surrogate check when the caller knows
+    every string is valid Unicode.
     """
     base_dir = (base_dir or Path.cwd()).resolve()
     if not isinstance(data, dict):
         raise InputError(f"{source}: the workflow must be a JSON object")
+    if check_unicode:
+        _refuse_invalid_unicode(data, source)
     _no_unknown_keys(data, _TOP_KEYS, source)
     name = data.get("name")
     if name is not None and not isinstance(name, str):
@@ -199,7 +210,7 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
     job_id = raw.get("id")
     if not isinstance(job_id, str) or not job_id:
         raise InputError(f"{where}.id: required, a non-empty string")
-    if any(c in job_id for c in "\0\n\r\t/"):
+    if "/" in job_id or _has_control(job_id):
         raise InputError(f"{where}.id: must not contain '/', control characters or NUL")
     barrier = raw.get("barrier", False)
     if not isinstance(barrier, bool):
@@ -329,6 +340,8 @@ def _parse_groups(raw: Any, ids: set[str], source: str) -> list[Group]:
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise InputError(f"{where}.name: required, a non-empty string")
+        if _has_control(name):
+            raise InputError(f"{where}.name: must not contain control characters or NUL")
         if name in ids:
             raise InputError(f"{where}.name: {name!r} is already a job id")
         if name in names:
@@ -424,9 +437,50 @@ def _refuse_cycles(spec: WorkflowSpec, source: str) -> None:
         node = predecessors[node]
     cycle = [node, *reversed(path[position[node]:])]
     shown = [n for n in cycle if n not in spec.hidden_ids]
-    if shown[0] != shown[-1]:
+    if len(shown) < 2 or shown[0] != shown[-1]:  # closed even through a hidden barrier
         shown.append(shown[0])
     raise InputError(f"{source}: dependencies: cycle {' -> '.join(shown)}")
+
+
+def _refuse_invalid_unicode(data: dict[str, Any], source: str) -> None:
+    """Refuse lone surrogates (JSON ``"\\ud800"``): no argv, path or database text can
+    hold them. One C-speed pass; the slow walk only runs to name the place."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    except (TypeError, ValueError, RecursionError):
+        return  # not JSON data: the type checks say where
+    else:
+        return
+
+    def bad(text: object) -> bool:
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        return False
+
+    def walk(value: object, where: str) -> None:
+        if bad(value):
+            raise InputError(f"{where}: not valid Unicode (a lone surrogate)")
+        items = (value.items() if isinstance(value, dict)
+                 else enumerate(value) if isinstance(value, list) else ())
+        for key, item in items:
+            if bad(key):
+                raise InputError(f"{where}: a key is not valid Unicode (a lone surrogate)")
+            walk(item, f"{where}[{key}]" if isinstance(key, int) else
+                 f"{where}: {key}" if where == source else f"{where}.{key}")
+
+    walk(data, source)
+
+
+def _has_control(text: str) -> bool:
+    """Control characters (NUL, tab, VT, ESC...) or line separators: ids and group
+    names are shown raw in messages and tables, which must stay one line each."""
+    return not text.isprintable() and any(
+        unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
 def _no_unknown_keys(obj: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:

@@ -13,8 +13,9 @@ import operator
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,7 +177,7 @@ class Store:
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
                                       check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _set_wal(self.db)
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=60000")
@@ -200,14 +201,22 @@ class Store:
             raise StoreError(f"cannot write {self.path}: {error}") from None
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as error:
+            self._rollback()
+            if isinstance(error, sqlite3.Error):  # e.g. disk full: one clear line
+                raise StoreError(f"cannot write {self.path}: {error}") from None
             raise
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as error:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise StoreError(f"cannot write {self.path}: {error}") from None
+
+    def _rollback(self) -> None:
+        """Roll back unless SQLite already did (a failed COMMIT may end the transaction)."""
+        if self.db.in_transaction:
+            with suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -267,7 +276,8 @@ class Store:
                 "INSERT INTO dependencies VALUES (?, ?, ?)",
                 ((workflow_id, index[before], index[after]) for before, after in spec.edges))
         try:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            logs.mkdir(exist_ok=True, mode=0o700)  # parents=True would make it 0755
+            folder.mkdir(exist_ok=True, mode=0o700)
         except OSError as error:
             raise StoreError(f"cannot create {folder}: {error.strerror}") from None
         return workflow_id
@@ -425,6 +435,21 @@ def _spec_json(job: EngineJob, log_folder: Path, folder: str | None = None) -> s
         if not job.join_stderrout:
             spec["stderr_file"] = job.stderr_file or stem + ".err"
     return _dumps(spec)
+
+
+def _set_wal(db: sqlite3.Connection, timeout: float = 60.0) -> None:
+    """Switch to WAL mode, retrying while another process creates the same database:
+    on a fresh file SQLite refuses the switch at once (SQLITE_BUSY) without waiting
+    on the busy timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005 + secrets.randbelow(20) / 1000)
 
 
 def _execute_script(db: sqlite3.Connection, script: str) -> None:
