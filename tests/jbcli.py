@@ -1,0 +1,101 @@
+"""Helpers for tests that drive the real ``jobbridge`` command line in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+#: How the tests start the command line: the interpreter of the test run, like a user's venv.
+JOBBRIDGE = [sys.executable, "-m", "jobbridge"]
+
+
+def jb(*args: str, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+       timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``jobbridge ARGS`` to its end (the test's JOBBRIDGE_HOME unless ``env`` says)."""
+    return subprocess.run([*JOBBRIDGE, *args], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env}, cwd=cwd)
+
+
+def jb_start(*args: str, env: Mapping[str, str] | None = None,
+             cwd: str | Path | None = None) -> subprocess.Popen[str]:
+    """Start ``jobbridge ARGS`` without waiting (use :func:`finish`)."""
+    return subprocess.Popen([*JOBBRIDGE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=None if env is None else {**os.environ, **env},
+                            cwd=cwd)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120
+           ) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def error_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
+    """Assert the command failed with ``status`` and exactly one stderr line; that line."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, result.stderr
+    assert "\r" not in result.stderr, result.stderr
+    line = result.stderr.rstrip("\n")
+    assert line.startswith("jobbridge: "), line
+    return line
+
+
+def listed(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """``jobbridge list --json``."""
+    result = jb("list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert isinstance(value, list)
+    return value
+
+
+def status_json(workflow_id: str | None = None, env: Mapping[str, str] | None = None
+                ) -> dict[str, Any]:
+    """``jobbridge status [WF] --json``."""
+    result = jb("status", *([workflow_id] if workflow_id else []), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert isinstance(value, dict)
+    return value
+
+
+def write_json(path: Path, value: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20, what: str = "condition"
+             ) -> None:
+    """Poll ``condition`` every 50 ms until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def job(job_id: str, script: str, **extra: Any) -> dict[str, Any]:
+    """A job running ``sh -c SCRIPT``."""
+    return {"id": job_id, "command": ["sh", "-c", script], **extra}
+
+
+def stored_rows(home: Path) -> tuple[int, int, int]:
+    """(workflows, jobs, dependencies) rows in the home's database, read directly."""
+    path = home / "jobbridge.db"
+    if not path.exists():
+        return (0, 0, 0)
+    with closing(sqlite3.connect(path)) as db:
+        workflows, jobs, dependencies = (
+            int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("workflows", "jobs", "dependencies"))
+    return workflows, jobs, dependencies
