@@ -173,6 +173,20 @@ def test_all_ok_exits_0_and_only_rank_0_prints(tmp_path: Path) -> None:
 
 
 @needs_mpi
+def test_a_job_may_itself_be_an_mpi_program(tmp_path: Path) -> None:
+    """Jobs do not inherit the launcher's variables: MPI_Init makes a singleton, and
+    mpirun nests (neither would with them)."""
+    workflow = write(tmp_path / "wf.json", {"jobs": [
+        {"id": "mpi4py", "command": ["timeout", "20", sys.executable, "-c",
+                                     "from mpi4py import MPI; print(MPI.COMM_WORLD.size)"]},
+        {"id": "mpirun", "command": ["timeout", "20", "mpirun", "-n", "2", "echo", "nested"]}]})
+    result = mpirun(*JOBBRIDGE, "run", workflow, "--scheduler", "mpi")
+    assert result.returncode == 0, result.stderr
+    assert jb("logs", "1", "mpi4py").stdout == "1\n"
+    assert jb("logs", "1", "mpirun").stdout == "nested\n" * 2
+
+
+@needs_mpi
 def test_bad_workflow_exits_2_without_hanging(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     result = mpirun(*JOBBRIDGE, "run", str(tmp_path / "bad.json"), "--scheduler", "mpi")

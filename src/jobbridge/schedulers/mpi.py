@@ -65,6 +65,13 @@ log = logging.getLogger(__name__)
 #: of Open MPI, of MPICH or Intel MPI, of MVAPICH); srun with an MPI plugin
 #: (``srun --mpi=pmix``) sets SLURM_STEP_NUM_TASKS and PMIX_RANK or PMI_RANK.
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+#: What MPI launchers tell each rank: jobs must not inherit it, or an MPI program run as
+#: a job takes itself for a rank of the allocation (MPI_Init hangs, mpirun refuses to
+#: nest). Users' own OMPI_MCA_* settings and OMPI_ALLOW_RUN_AS_ROOT* stay.
+LAUNCHER_VARIABLES = ("PMIX_", "PMI_", "OMPI_COMM_WORLD_", "OMPI_MCA_ess", "OMPI_MCA_orte_",
+                      "OMPI_MCA_pmix", "OMPI_MCA_initial_wdir", "OMPI_FILE_LOCATION",
+                      "OMPI_UNIVERSE_SIZE", "OMPI_APP_CTX_NUM_PROCS", "OMPI_NUM_APP_CTX",
+                      "OMPI_FIRST_RANKS", "OMPI_ARGV", "OMPI_COMMAND")
 #: A rank with nothing to do polls again after BACKOFF times the time it has been
 #: idle, within [MIN_DELAY, MAX_DELAY] seconds: a message is seen within ~10% of
 #: the idle time (tiny jobs follow each other fast), and an idle rank wakes a few
@@ -411,6 +418,8 @@ class _Worker:
 
     def __init__(self, comm: Any) -> None:
         self.comm = comm
+        for name in [name for name in os.environ if name.startswith(LAUNCHER_VARIABLES)]:
+            del os.environ[name]  # read at MPI_Init only; a job's own MPI_Init needs them gone
         self.spawner = Spawner()
         self.running: _Running | None = None
         self.sending: list[Any] = []
