@@ -240,7 +240,14 @@ class Engine:
 
     def _load(self, workflow_id: int) -> None:
         workflow = self.store.workflow(workflow_id)
-        resource = self._resource(workflow)
+        try:
+            resource = self._resource(workflow)
+        except Exception as error:  # one unusable resource must not stop other workflows
+            log.error("workflow %s: cannot use resource %r: %s", workflow_id,
+                      workflow.resource, error)
+            self._fail_workflow(workflow, f"cannot use resource {workflow.resource!r} "
+                                f"({workflow.scheduler_type}): {error}")
+            return
         run = _Run(workflow, self.store, resource)
         self.runs[workflow_id] = run
         pending = [job for job in run.jobs if job.status == constants.SUBMISSION_PENDING]
@@ -268,6 +275,17 @@ class Engine:
                     self._make_ready(run, job)
         resource.next_full_poll = 0.0
         self._wake.set()
+
+    def _fail_workflow(self, workflow: WorkflowRow, reason: str) -> None:
+        """End every unended job of a workflow that cannot run at all (restartable)."""
+        date = now_iso()
+        changes = [(job.idx, {"status": constants.FAILED, "exit_status": constants.EXIT_ABORTED,
+                              "exit_reason": reason, "ending_date": date})
+                   for job in self.store.jobs(workflow.id, include_hidden=True)
+                   if job.status not in constants.ENDED_JOB_STATUS]
+        self.store.update_jobs(workflow.id, changes)
+        self.store.set_workflow_status(workflow.id, constants.WORKFLOW_DONE)
+        self.store.release(workflow.id, self.engine_id)
 
     def _resource(self, workflow: WorkflowRow) -> _Resource:
         key = json.dumps([workflow.scheduler_type, workflow.options], sort_keys=True)

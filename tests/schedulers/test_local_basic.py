@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +169,44 @@ def test_state_files_are_private(local: LocalScheduler) -> None:
     assert os.stat(local.state_dir).st_mode & 0o077 == 0
     for path in local.state_dir.iterdir():
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_a_crashed_runner_fails_its_running_jobs_and_a_new_one_takes_over(tmp_path: Path
+                                                                          ) -> None:
+    import signal
+
+    scheduler = LocalScheduler(proc_nb=1)
+    try:
+        ids = scheduler.job_submission([EngineJob("running", ["sleep", "30"]),
+                                        EngineJob("queued", ["true"])])
+        running, queued = str(ids[0]), str(ids[1])
+        wait_for_status(scheduler, [running], {constants.RUNNING}, timeout=10)
+        assert scheduler._runner is not None
+        os.kill(scheduler._runner.pid, signal.SIGKILL)
+        statuses = wait_for_status(scheduler, [running, queued],
+                                   {constants.FAILED, constants.NOT_SUBMITTED}, timeout=10)
+        assert statuses == {running: constants.FAILED, queued: constants.NOT_SUBMITTED}
+        info = scheduler.get_job_exit_info(running)
+        assert info[0] == constants.EXIT_UNDETERMINED
+        assert "runner died" in str(getattr(info, "reason", ""))
+        [again] = scheduler.job_submission([EngineJob("again", ["true"])])
+        assert wait_for_status(scheduler, [str(again)], timeout=10)[str(again)] == constants.DONE
+    finally:
+        scheduler.close()
+        subprocess.run(["pkill", "-f", "^sleep 30$"], check=False)
+
+
+def test_an_unusable_resource_fails_its_workflow_not_the_engine(tmp_path: Path) -> None:
+    from jobbridge.configuration import Configuration
+    from jobbridge.controller import WorkflowController
+    from jobbridge.model import parse_workflow
+
+    controller = WorkflowController()
+    broken = controller.store.add_workflow(
+        parse_workflow({"jobs": [{"id": "x", "command": ["true"]}]}),
+        Configuration.from_dict("gone", {"scheduler_type": "no-such-scheduler"}))
+    fine = controller.submit({"jobs": [{"id": "y", "command": ["true"]}]})
+    assert controller.wait(fine, timeout=30)["jobs"][0]["status"] == constants.DONE
+    job = controller.wait(str(broken), timeout=30)["jobs"][0]
+    assert job["status"] == constants.FAILED
+    assert "no-such-scheduler" in job["exit_reason"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import select
@@ -31,6 +32,13 @@ from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
 from .process import kill_tree, start_process, wrap_in_container
+
+log = logging.getLogger(__name__)
+
+
+def _new_runner_id() -> str:
+    """Unique and sortable: a runner's id prefixes its jobs' ids and names its journal."""
+    return f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
 
 
 class LocalSchedulerError(JobbridgeError):
@@ -63,7 +71,7 @@ class LocalScheduler(Scheduler):
         self.interval = interval
         self.container_command = list(container_command or [])
         self.state_dir = Path(state_dir) if state_dir else jobbridge_home() / "local"
-        self.runner_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+        self.runner_id = _new_runner_id()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._notify: ChangeNotifier | None = None
@@ -274,11 +282,38 @@ class LocalScheduler(Scheduler):
                 held, deadline = [], None
             elif deadline is None:
                 deadline = time.monotonic() + NOTIFY_BATCH_SECONDS
-        self._notify_changes(held)
         stream.close()
         runner = self._runner
         if runner is not None:
             runner.wait()
+        held.extend(self._runner_gone(runner.returncode if runner is not None else None))
+        self._notify_changes(held)
+
+    def _runner_gone(self, returncode: int | None) -> list[str]:
+        """The runner's pipe closed: jobs it never started are submitted again; jobs it
+        ran and did not report have an unknown end (only a crashed runner leaves any)."""
+        lost = []
+        with self._lock:
+            own = self.runner_id + "."
+            for job_id, status in self._status.items():
+                if not job_id.startswith(own) or status in constants.ENDED_JOB_STATUS:
+                    continue
+                lost.append(job_id)
+                if status == constants.RUNNING:
+                    self._status[job_id] = constants.FAILED
+                    self._exit[job_id] = ExitInfo(
+                        constants.EXIT_UNDETERMINED, reason=f"the local runner died "
+                        f"(exit status {returncode}) while the job ran")
+                else:
+                    self._status[job_id] = constants.NOT_SUBMITTED
+            self._queued = 0
+            if lost:
+                log.error("local runner %s ended (exit status %s) with %d jobs unfinished",
+                          self.runner_id, returncode, len(lost))
+            # the next submission starts a new runner, with ids of its own
+            self._runner = None
+            self.runner_id = _new_runner_id()
+        return lost
 
     def _notify_changes(self, job_ids: list[str]) -> None:
         if not job_ids:
