@@ -35,6 +35,19 @@ def jobbridge_home() -> Path:
     return Path(home) if home else Path.home() / ".local" / "share" / "jobbridge"
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents, each 0700: state is private to the user
+    (``mkdir(parents=True, mode=...)`` would leave the parents 0755)."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def default_config_path() -> Path:
     """``$JOBBRIDGE_CONFIG`` or ``~/.config/jobbridge/jobbridge.cfg``."""
     path = os.environ.get("JOBBRIDGE_CONFIG")

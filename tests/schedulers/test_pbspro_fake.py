@@ -364,3 +364,19 @@ def test_replayed_qsub_refusal_reaches_the_job_stderr(tmp_path: Path) -> None:
     err = tmp_path / "err"
     assert scheduler.job_submission([EngineJob("s", ["true"], stderr_file=str(err))]) == [None]
     assert "Account_Name is required to be set" in err.read_text()
+
+
+def test_batch_scripts_and_job_specs_are_private(fake_pbs: FakePBS) -> None:
+    """Generated scripts carry the job's env and paths: only the user may read them."""
+    fake_pbs.configure(start_delay=3)
+    scheduler = fake_pbs.scheduler()
+    [job_id] = scheduler.job_submission([EngineJob("secret", ["true"],
+                                                   env={"TOKEN": "do-not-share"})])
+    assert job_id is not None
+    folders = [p for p in scheduler.state_dir.rglob("*") if p.is_dir()]
+    files = [p for p in scheduler.state_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "job.sh" for p in files) and any(p.name == "job.json" for p in files)
+    for path in [scheduler.state_dir, *folders, *files]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    scheduler.kill_job(job_id)
+    wait_for_status(scheduler, [job_id], timeout=30)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import constants
-from ..configuration import Configuration, jobbridge_home
+from ..configuration import Configuration, jobbridge_home, private_dir
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
@@ -219,7 +219,7 @@ class LocalScheduler(Scheduler):
             if self._runner.poll() is None:
                 return
             raise LocalSchedulerError(f"the local runner exited ({self._runner.returncode})")
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.state_dir)
         base = self.state_dir / self.runner_id
         try:
             self._runner = subprocess.Popen(
