@@ -8,10 +8,13 @@ shell, env, cwd, files, exact signal and rusage from ``wait4``).
 
 A worker runs one job at a time: start one rank per job that should run at
 once (typically one per core, plus rank 0); a job's cpus request is not
-enforced. Rank 0 keeps the queue and hands the next job to a worker as soon as
-it reports an end, so no worker idles while jobs are ready. A failed job is run
-again, up to ``mpi_max_attempts`` runs in all (default 1), before its end is
-reported; a killed job never is.
+enforced. Rank 0 keeps the queue (by priority) and hands jobs to idle workers
+first, then one more to each worker, which starts it the moment its running
+job ends: tiny jobs follow each other without a round trip to rank 0. When the
+queue is empty and a worker idles, rank 0 calls such a waiting job back for it,
+so no worker idles while a job is ready. A failed job is run again, up to
+``mpi_max_attempts`` runs in all (default 1), before its end is reported; a
+killed job never is.
 
 All MPI calls of a rank happen in one thread (on rank 0 a communication thread,
 so MPI_THREAD_SERIALIZED is enough) and never block: Open MPI's blocking calls
@@ -19,9 +22,11 @@ spin on a core the jobs need, so ranks poll with a short backoff instead, and
 sends are non-blocking so two ranks sending to each other cannot deadlock.
 Messages are pickled tuples:
 
-- rank 0 to a worker: ``("run", id, EngineJob)``, ``("kill", id)``, ``("exit", code)``;
+- rank 0 to a worker: ``("run", id, EngineJob)``, ``("kill", id)``, ``("recall", id)``,
+  ``("exit", code)``;
 - a worker to rank 0: ``("start", id)`` (only for a job that runs over 10 ms),
-  ``("end", id, exit_info, reason)``, ``("bye",)``.
+  ``("end", id, exit_info, reason)``, ``("returned", id)`` (a recalled job that had not
+  started), ``("bye",)``.
 
 When rank 0's command ends, each worker kills a job left running, says bye and
 exits with rank 0's exit status (so mpirun's is the same). If rank 0 dies,
@@ -162,7 +167,8 @@ class MPIScheduler(Scheduler):
         self._notify: ChangeNotifier | None = None
         self._jobs: dict[str, _Job] = {}
         self._queue: list[tuple[tuple[int, int], str]] = []
-        self._idle = list(range(comm.Get_size() - 1, 0, -1))
+        self._held: dict[int, list[str]] = {rank: [] for rank in range(1, comm.Get_size())}
+        self._recalled: set[str] = set()
         self._outbox: list[tuple[int, tuple[Any, ...]]] = []
         self._count = 0
         self._exit_code: int | None = None
@@ -329,13 +335,30 @@ class MPIScheduler(Scheduler):
                 os.read(self._wake_read, 4096)
 
     def _dispatch(self) -> None:
-        """Hand queued jobs to idle workers (lock held)."""
-        while self._queue and self._idle:
-            _, job_id = heapq.heappop(self._queue)
-            job = self._jobs[job_id]
-            job.worker = self._idle.pop()
-            job.attempts += 1
-            self._outbox.append((job.worker, ("run", job_id, job.spec)))
+        """Hand queued jobs to idle workers, then a second one to each worker, to
+        start as soon as its job ends; with the queue empty, call a second job back
+        for an idle worker (lock held)."""
+        for depth in range(2):
+            for rank, held in self._held.items():
+                if not self._queue:
+                    break
+                if len(held) == depth:
+                    _, job_id = heapq.heappop(self._queue)
+                    held.append(job_id)
+                    job = self._jobs[job_id]
+                    job.worker = rank
+                    job.attempts += 1
+                    self._outbox.append((rank, ("run", job_id, job.spec)))
+        if self._queue:
+            return
+        idle = sum(not held for held in self._held.values())
+        for rank, held in self._held.items():
+            if idle == 0:
+                break
+            if len(held) == 2 and held[1] not in self._recalled:
+                self._recalled.add(held[1])
+                self._outbox.append((rank, ("recall", held[1])))
+                idle -= 1
 
     def _apply(self, received: list[tuple[int, tuple[Any, ...]]], changed: list[str]) -> int:
         """Apply the workers' messages, adding the jobs they change; how many said bye."""
@@ -345,14 +368,25 @@ class MPIScheduler(Scheduler):
                 if message[0] == "bye":
                     byes += 1
                     continue
-                job = self._jobs.get(message[1])
-                if message[0] == "end":
-                    self._idle.append(source)
+                job_id = message[1]
+                job = self._jobs.get(job_id)
+                if message[0] in ("end", "returned"):
+                    self._held[source].remove(job_id)
+                    self._recalled.discard(job_id)
                 if job is None or job.status in constants.ENDED_JOB_STATUS:
                     continue
-                changed.append(message[1])
+                changed.append(job_id)
                 if message[0] == "start":
                     job.status = constants.RUNNING
+                    continue
+                if message[0] == "returned":  # called back before it started
+                    job.attempts -= 1
+                    job.worker = None
+                    if job.killed:
+                        self._end(job, ExitInfo(constants.USER_KILLED, None, None, None,
+                                                reason="killed before it started"))
+                    else:
+                        heapq.heappush(self._queue, (job.key, job_id))
                     continue
                 reason = message[3]
                 if job.attempts > 1:
@@ -367,7 +401,7 @@ class MPIScheduler(Scheduler):
                 else:  # run it again, ahead of jobs submitted after it
                     job.worker = None
                     job.status = constants.QUEUED_ACTIVE
-                    heapq.heappush(self._queue, (job.key, message[1]))
+                    heapq.heappush(self._queue, (job.key, job_id))
         return byes
 
     @staticmethod
@@ -422,6 +456,7 @@ class _Worker:
             del os.environ[name]  # read at MPI_Init only; a job's own MPI_Init needs them gone
         self.spawner = Spawner()
         self.running: _Running | None = None
+        self.waiting: list[tuple[str, EngineJob]] = []  # to start once running has ended
         self.sending: list[Any] = []
 
     def serve(self) -> int:
@@ -437,17 +472,17 @@ class _Worker:
         while code is None or self.running is not None:
             busy = False
             while self.comm.iprobe(source=0):
-                message = self.comm.recv(source=0)
                 busy = True
-                if message[0] == "run":
-                    self._start(message[1], message[2])
-                elif message[0] == "kill" and self.running and self.running.job_id == message[1]:
-                    self._kill()
-                elif message[0] == "exit":
+                message = self.comm.recv(source=0)
+                if message[0] == "exit":
                     code = message[1]
-                    if self.running is not None:
-                        self._kill()
+                    self.waiting.clear()
+                    self._kill()
+                else:
+                    self._handle(message)
             busy |= self._reap()
+            while self.running is None and self.waiting:
+                self._start(*self.waiting.pop(0))
             self.sending = [request for request in self.sending if not request.Test()]
             timeout = self._timers()
             if self.running is None:  # a job may come at once; a running one's end
@@ -467,6 +502,20 @@ class _Worker:
 
     def _send(self, message: tuple[Any, ...]) -> None:
         self.sending.append(self.comm.isend(message, dest=0))
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        """``run`` a job (once the running one has ended), ``kill`` or ``recall`` one."""
+        kind, job_id = message[0], message[1]
+        if kind == "run":
+            self.waiting.append((job_id, message[2]))
+        elif self.running is not None and self.running.job_id == job_id:
+            if kind == "kill":
+                self._kill()
+        elif any(waiting_id == job_id for waiting_id, _ in self.waiting):
+            self.waiting = [item for item in self.waiting if item[0] != job_id]
+            self._send(("returned", job_id) if kind == "recall" else (
+                "end", job_id, (constants.USER_KILLED, None, None, None),
+                "killed before it started"))
 
     def _start(self, job_id: str, job: EngineJob) -> None:
         try:
