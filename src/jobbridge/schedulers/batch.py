@@ -159,8 +159,14 @@ class BatchScheduler(Scheduler):
         return self.parse_status_output(
             self.run("status", self.status_argv(scheduler_job_ids)).stdout)
 
+    def record_status(self, record: JobRecord) -> str | None:
+        """The JOB_STATUS of a native record: ``STATES`` by default; a backend may
+        refine it (Slurm tells holds by their reason). None for an unknown state."""
+        return self.STATES.get(record.state)
+
     def ended_records(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """Records of jobs that left the queue (accounting, job history); may be empty."""
+        """Records of jobs that ended in or left the queue (accounting, job history),
+        richer than the queue's (exit code, usage); may be empty."""
         return {}
 
     def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
@@ -229,6 +235,21 @@ class BatchScheduler(Scheduler):
 
     def poll_interval(self) -> float:
         return self._interval
+
+    def submission_time(self, scheduler_job_ids: Sequence[str] = (),
+                        names: Sequence[str] = ()) -> float | None:
+        """When the earliest of these jobs (by id or batch name) was written for
+        submission (its spec's mtime): the lower bound of a history query, which
+        then never scans all of history. None when none of their files is left."""
+        with self._lock:
+            folders = [self._jobs[job_id].files for job_id in scheduler_job_ids
+                       if job_id in self._jobs]
+        folders += [self.state_dir / name for name in names]
+        times = []
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                times.append((folder / "job.json").stat().st_mtime)
+        return min(times, default=None)
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
         names = {self.job_name_for(tag): tag for tag in submission_tags}
@@ -388,12 +409,18 @@ class BatchScheduler(Scheduler):
             log.warning("%s: status query failed, keeping last states: %s", self.name, error)
             self._interval = min(self._interval * 2, self.max_interval)
             return
-        gone = [job_id for job_id in active if job_id not in records]
-        if gone:
+        ended = [job_id for job_id in active if job_id not in records
+                 or self.record_status(records[job_id]) == constants.DONE]
+        if ended:
             try:
-                records.update(self.ended_records(gone))
+                history = self.ended_records(ended)
             except CommandError as error:
                 log.warning("%s: finished-job query failed: %s", self.name, error)
+                history = {}
+            for job_id, final in history.items():
+                # a history lagging behind the queue does not undo an end the queue saw
+                if job_id not in records or self.record_status(final) == constants.DONE:
+                    records[job_id] = final
         now = time.monotonic()
         for job_id in active:
             tracked = self._jobs[job_id]
@@ -411,7 +438,7 @@ class BatchScheduler(Scheduler):
                    now: float) -> str:
         if record is not None:
             tracked.missing_since = None
-            status = self.STATES.get(record.state)
+            status = self.record_status(record)
             if status is None:
                 log.warning("%s: job %s in unknown state %r: treated as undetermined",
                             self.name, job_id, record.state)

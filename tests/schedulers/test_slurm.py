@@ -1,0 +1,368 @@
+"""slurm: parsers on output captured from a real Slurm (tests/data/slurm), then the
+conformance kit and Slurm's own cases (resources, holds, TIMEOUT, one squeue per
+poll, slurmctld stopped for 30 s) on the real one-node Slurm that
+scripts/clusters/slurm-up.sh starts; those are skipped, saying why, without it."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobbridge import constants
+from jobbridge.configuration import Configuration
+from jobbridge.model import EngineJob
+from jobbridge.scheduler import Scheduler, build_scheduler
+from jobbridge.schedulers.batch import JobRecord
+from jobbridge.schedulers.slurm import (
+    SlurmScheduler,
+    chunks,
+    parse_config,
+    parse_sacct,
+    parse_squeue,
+    resource_args,
+)
+from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
+
+DATA = Path(__file__).parent.parent / "data" / "slurm"
+#: Every job state squeue documents (Slurm 22.05 ``squeue(1)``, JOB STATE CODES).
+SLURM_STATES = [
+    "BOOT_FAIL", "CANCELLED", "COMPLETED", "CONFIGURING", "COMPLETING", "DEADLINE", "FAILED",
+    "NODE_FAIL", "OUT_OF_MEMORY", "PENDING", "PREEMPTED", "RUNNING", "RESV_DEL_HOLD",
+    "REQUEUE_FED", "REQUEUE_HOLD", "REQUEUED", "RESIZING", "REVOKED", "SIGNALING",
+    "SPECIAL_EXIT", "STAGE_OUT", "STOPPED", "SUSPENDED", "TIMEOUT"]
+
+
+def data(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+# --- the state table and the parsers (no Slurm needed) -------------------------------------
+def test_every_slurm_state_is_mapped() -> None:
+    assert set(SlurmScheduler.STATES) == set(SLURM_STATES)
+    ended = {s for s, status in SlurmScheduler.STATES.items() if status == constants.DONE}
+    assert {"PREEMPTED", "REQUEUED", "COMPLETING"}.isdisjoint(ended)
+    assert set(SlurmScheduler.ABNORMAL_ENDS) - {"PREEMPTED"} <= ended
+    for state in ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"):
+        assert SlurmScheduler.ABNORMAL_ENDS[state][0] == constants.EXIT_ABORTED
+    assert SlurmScheduler.ABNORMAL_ENDS["CANCELLED"][0] == constants.USER_KILLED
+
+
+def test_squeue_while_jobs_run() -> None:
+    scheduler = SlurmScheduler()
+    records = parse_squeue(data("squeue-live-1.txt"))
+    statuses = {job_id: scheduler.record_status(record) for job_id, record in records.items()}
+    assert statuses == {
+        "537": constants.DONE, "542": constants.DONE,  # ran to its end despite a hold
+        "538": constants.DONE, "539": constants.DONE, "540": constants.DONE,
+        "541": constants.USER_ON_HOLD, "546": constants.USER_SYSTEM_ON_HOLD,
+        "543": constants.DONE, "544": constants.SYSTEM_SUSPENDED,
+        "545": constants.USER_SUSPENDED, "547": constants.RUNNING}
+    assert (records["539"].exit_value, records["539"].term_sig) == (7, None)
+    assert records["539"].reason == "FAILED (NonZeroExitCode)"
+    assert (records["540"].exit_value, records["540"].term_sig) == (None, 9)
+    assert (records["538"].exit_value, records["538"].reason) == (0, "COMPLETED")
+    assert records["547"].exit_value is None and records["547"].reason is None
+
+
+def test_squeue_after_min_job_age() -> None:
+    records = parse_squeue(data("squeue-ended-1.txt"))
+    assert set(records) == {"541", "542", "545", "546", "547", "548"}  # others purged
+    assert records["547"].state == "TIMEOUT"
+    assert records["547"].reason == "TIMEOUT (TimeLimit)"
+    assert records["547"].term_sig == 15
+    assert SlurmScheduler().record_status(records["541"]) == constants.DONE  # cancelled held
+
+
+def test_sacct_records_and_usage() -> None:
+    records = parse_sacct(data("sacct-2.txt"))
+    assert set(records) == {str(n) for n in range(537, 549)}  # steps folded into jobs
+    mem = records["538"]
+    assert (mem.state, mem.exit_value, mem.term_sig) == ("COMPLETED", 0, None)
+    assert mem.resource_usage == "cput=00:00:00 mem=219816kb walltime=00:00:13 ncpus=1"
+    assert (records["539"].exit_value, records["539"].term_sig) == (7, None)
+    assert (records["540"].exit_value, records["540"].term_sig) == (None, 9)
+    assert records["547"].state == "TIMEOUT"
+    assert records["547"].resource_usage == "cput=00:00:00 mem=3152kb walltime=00:01:03 ncpus=1"
+    assert records["541"].resource_usage == "cput=00:00:00 walltime=00:00:00 ncpus=1"
+    cancelled = parse_sacct(data("sacct-1.txt"))["543"]
+    assert (cancelled.state, cancelled.reason) == ("CANCELLED", "CANCELLED by 0")
+
+
+def test_sacct_while_jobs_run() -> None:
+    records = parse_sacct(data("sacct-running-1.txt"))
+    assert records["537"].state == "RUNNING"
+    assert records["537"].exit_value is None and records["537"].resource_usage is None
+    assert records["546"].state == "PENDING"
+
+
+def test_sacct_durations_and_sizes() -> None:
+    line = "9|COMPLETED|0:0|1-02:03:04.5|1.5G|12:00:01|4\n9.batch|COMPLETED|0:0||2048|00:00:01|1\n"
+    assert parse_sacct(line)["9"].resource_usage == (
+        "cput=26:03:04 mem=2kb walltime=12:00:01 ncpus=4")
+    line = "9|COMPLETED|0:0|00:00.480||00:00:13|1\n9.batch|COMPLETED|0:0||1.5G|00:00:13|1\n"
+    assert parse_sacct(line)["9"].resource_usage == (
+        f"cput=00:00:00 mem={3 * 1024 * 512}kb walltime=00:00:13 ncpus=1")
+
+
+def test_preempted_is_an_end_only_in_sacct() -> None:
+    scheduler = SlurmScheduler()
+    assert scheduler.record_status(parse_squeue("7|PREEMPTED|0|None|\n")["7"]) \
+        == constants.QUEUED_ACTIVE
+    final = parse_sacct("7|PREEMPTED|0:0|00:00:01||00:00:05|1\n")["7"]
+    assert scheduler.record_status(final) == constants.DONE
+    assert final.exit_status == constants.EXIT_ABORTED
+
+
+def test_unknown_state_is_undetermined() -> None:
+    assert SlurmScheduler().record_status(JobRecord("NEW_STATE")) is None  # base logs it
+
+
+def test_scontrol_show_config() -> None:
+    config = parse_config(data("scontrol-show-config-1.txt"))
+    assert config["MinJobAge"] == "300 sec"
+    assert config["AccountingStorageType"] == "accounting_storage/slurmdbd"
+    assert config["SLURM_VERSION"] == "22.05.8"
+
+
+def test_resources_become_sbatch_options() -> None:
+    job = EngineJob("r", ["true"], resources={"cpus": 3, "memory_mb": 1500, "walltime_s": 61})
+    assert resource_args(job) == ["--cpus-per-task=3", "--mem=1500M", "--time=2"]
+    openmp = EngineJob("o", ["true"], resources={"cpus": 9}, parallel_job_info={
+        "config_name": "OpenMP", "nodes_number": 2, "cpu_per_node": 4})
+    assert resource_args(openmp) == ["--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=4"]
+    mpi = EngineJob("m", ["true"], parallel_job_info={
+        "config_name": "MPI", "nodes_number": 3, "cpu_per_node": 2})
+    assert resource_args(mpi) == ["--nodes=3", "--ntasks-per-node=2"]
+
+
+def test_submit_argv(tmp_path: Path) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path / "50%j home",
+                               native_specification=["--comment=config", "--qos=low"])
+    job = EngineJob("n", ["true"], queue="big", native_specification="--comment='mine too'")
+    name = "jb-x-1"
+    script = scheduler.state_dir / name / "job.sh"
+    argv = scheduler.submit_argv(job, script, name)
+    assert argv == [
+        "sbatch", "--parsable", "--job-name=jb-x-1",
+        f"--output={tmp_path}/50%%j home/jb-x-1/batch.out", f"--chdir={script.parent}",
+        "--partition=big", "--comment=config", "--qos=low", "--comment=mine too", str(script)]
+    assert scheduler.parse_submit_output("1234;cluster\n") == "1234"
+
+
+def test_one_argument_per_id_list_or_the_user(tmp_path: Path) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path)
+    assert scheduler.status_argv(["1", "2"])[-1] == "--jobs=1,2"
+    many = [str(10_000_000 + n) for n in range(20_000)]
+    assert scheduler.status_argv(many)[-1] == f"--user={os.getuid()}"
+    parts = list(chunks(many, limit=1000))
+    assert [item for part in parts for item in part] == many
+    assert all(len(",".join(part)) <= 1000 for part in parts)
+
+
+# --- the real Slurm ------------------------------------------------------------------------
+@functools.cache
+def _why_not() -> str:
+    if shutil.which("sbatch") is None:
+        return "Slurm is not installed (run scripts/clusters/slurm-up.sh)"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"scontrol ping does not answer: {error}"
+    if "UP" not in ping.stdout:
+        return f"slurmctld is not up (scripts/clusters/slurm-up.sh): {ping.stdout.strip()}"
+    return ""
+
+
+@pytest.fixture(autouse=True)
+def _slurm_available(request: pytest.FixtureRequest) -> None:
+    """Skip, saying why, the tests marked ``slurm`` where Slurm is not running."""
+    if request.node.get_closest_marker("slurm") and _why_not():
+        pytest.skip(_why_not())
+
+
+def slurm_scheduler(tmp_path: Path, **options: object) -> SlurmScheduler:
+    """A scheduler whose files live in a folder with a space and a ``%`` (sbatch
+    patterns) in its name, polling fast as tests want."""
+    options.setdefault("min_interval", 0.2)
+    options.setdefault("max_interval", 1.0)
+    return SlurmScheduler(state_dir=tmp_path / "batch 100% files", **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.slurm
+class TestSlurmConformance(SchedulerConformance):
+    job_timeout = 120.0
+
+    @pytest.fixture
+    def scheduler(self, tmp_path: Path) -> Iterator[Scheduler]:
+        scheduler = slurm_scheduler(tmp_path)
+        yield scheduler
+        scheduler.close()
+
+
+def _scontrol_job(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.slurm
+def test_built_from_configuration(tmp_path: Path) -> None:
+    config = Configuration.from_dict("cluster", {
+        "scheduler_type": "slurm", "scheduler_interval": "4", "native_specification": "--qos=x"})
+    scheduler = build_scheduler("slurm", config)
+    assert isinstance(scheduler, SlurmScheduler)
+    assert scheduler.native_specification == ["--qos=x"]
+    assert scheduler.max_interval == 4.0
+    assert SlurmScheduler.availability() == (True, "")
+
+
+@pytest.mark.slurm
+def test_resources_queue_and_native_options_reach_slurm(tmp_path: Path) -> None:
+    scheduler = slurm_scheduler(tmp_path, native_specification=["--comment=from config"])
+    job = EngineJob("res", ["true"], working_directory=str(tmp_path), queue="debug",
+                    resources={"cpus": 2, "memory_mb": 100, "walltime_s": 90},
+                    native_specification=["--hold", "--comment=job's own, wins"])
+    mpi = EngineJob("mpi", ["true"], working_directory=str(tmp_path),
+                    parallel_job_info={"config_name": "MPI", "nodes_number": 1,
+                                       "cpu_per_node": 2},
+                    native_specification="--hold")
+    ids = scheduler.job_submission([job, mpi])
+    assert None not in ids
+    try:
+        shown = _scontrol_job(str(ids[0]))
+        for item in ("NumCPUs=2", "MinMemoryNode=100M", "TimeLimit=00:02:00",
+                     "Partition=debug", "Comment=job's own, wins", "Reason=JobHeldUser"):
+            assert item in shown
+        assert "NumTasks=2" in _scontrol_job(str(ids[1]))
+        assert scheduler.get_jobs_status([str(i) for i in ids]) == {
+            str(i): constants.USER_ON_HOLD for i in ids}
+    finally:
+        for job_id in ids:
+            scheduler.kill_job(str(job_id))
+    wait_for_status(scheduler, [str(i) for i in ids], timeout=60)
+    for job_id in ids:
+        info = scheduler.get_job_exit_info(str(job_id))
+        assert info[0] == constants.USER_KILLED
+
+
+@pytest.mark.slurm
+def test_one_squeue_per_poll_for_many_jobs(tmp_path: Path) -> None:
+    scheduler = slurm_scheduler(tmp_path)
+    jobs = [EngineJob(f"p{i}", ["sleep", "1"], working_directory=str(tmp_path))
+            for i in range(6)]
+    ids = [str(i) for i in scheduler.job_submission(jobs)]
+    polls = 0
+    while True:
+        before = dict(scheduler.calls)
+        statuses = scheduler.get_jobs_status(ids)
+        polls += 1
+        assert scheduler.calls.get("status", 0) - before.get("status", 0) == 1
+        assert scheduler.calls.get("history", 0) - before.get("history", 0) <= 1
+        if all(status in constants.ENDED_JOB_STATUS for status in statuses.values()):
+            break
+        time.sleep(0.3)
+        assert polls < 300
+    assert scheduler.calls["config"] == 1  # MinJobAge read once
+    for job_id in ids:
+        info = scheduler.get_job_exit_info(job_id)
+        assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 0)
+        assert info[3] is not None and "ncpus=1" in info[3]  # sacct's usage
+
+
+@pytest.mark.slurm
+def test_max_interval_stays_well_under_min_job_age(tmp_path: Path) -> None:
+    scheduler = slurm_scheduler(tmp_path, max_interval=3600.0)
+    assert scheduler.query_status(["99999999"]) == {}  # one unknown id: squeue fails
+    assert scheduler.min_job_age is not None
+    assert scheduler.max_interval <= scheduler.min_job_age / 4
+
+
+@pytest.mark.slurm
+def test_find_submitted_by_tag(tmp_path: Path) -> None:
+    scheduler = slurm_scheduler(tmp_path)
+    job = EngineJob("tag", ["true"], working_directory=str(tmp_path),
+                    submission_tag=f"jb-slurm-find-{time.time_ns():x}")
+    [job_id] = scheduler.job_submission([job])
+    again = slurm_scheduler(tmp_path)
+    assert again.find_submitted([str(job.submission_tag), "jb-never-submitted"]) == {
+        job.submission_tag: job_id}
+    wait_for_status(again, [str(job_id)], timeout=120)
+    assert again.get_job_exit_info(str(job_id))[:2] == (constants.FINISHED_REGULARLY, 0)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_timeout_is_a_failure_with_its_reason(tmp_path: Path) -> None:
+    """Slurm's smallest limit is 1 minute, checked every 30 s: TIMEOUT in 60-95 s."""
+    scheduler = slurm_scheduler(tmp_path)
+    job = EngineJob("slow", ["sleep", "300"], working_directory=str(tmp_path),
+                    resources={"walltime_s": 1})
+    [(status, info)] = run_to_end(scheduler, [job], timeout=180)
+    assert status == constants.FAILED
+    assert info[0] == constants.EXIT_ABORTED
+    assert info[2] == signal.SIGTERM  # Slurm's SIGTERM, forwarded by the wrapper
+    assert getattr(info, "reason", "").startswith("TIMEOUT")
+
+
+def _slurmctld_pid() -> int:
+    config = parse_config(subprocess.run(["scontrol", "show", "config"], capture_output=True,
+                                         text=True, check=True).stdout)
+    return int(Path(config["SlurmctldPidFile"]).read_text())
+
+
+def _wait(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
+    """Jobs that end while slurmctld is down, one submitted during the outage and one
+    still running after it all end with their true exit info; no poll fails a job."""
+    if os.geteuid() != 0:
+        pytest.skip("stopping and starting slurmctld needs root")
+    scheduler = slurm_scheduler(tmp_path, command_timeout=20.0)
+    jobs = [EngineJob("quick", ["sh", "-c", "sleep 3; exit 0"]),
+            EngineJob("five", ["sh", "-c", "sleep 8; exit 5"]),
+            EngineJob("long", ["sh", "-c", "sleep 45; exit 0"])]
+    ids = [str(i) for i in scheduler.job_submission(jobs)]
+    wait_for_status(scheduler, ids, {constants.RUNNING}, timeout=60)
+    pid = _slurmctld_pid()
+    os.kill(pid, signal.SIGTERM)
+    _wait(lambda: not Path(f"/proc/{pid}").exists(), 60, "slurmctld did not stop")
+    stopped = time.monotonic()
+    submitted: list[str | None] = []
+    during = threading.Thread(target=lambda: submitted.extend(scheduler.job_submission(
+        [EngineJob("during", ["sh", "-c", "exit 4"])])))
+    during.start()
+    try:
+        while time.monotonic() - stopped < 30:
+            statuses = scheduler.get_jobs_status(ids)  # fails inside: keeps the last states
+            assert constants.FAILED not in statuses.values()
+            time.sleep(2)
+    finally:
+        subprocess.run(["slurmctld"], check=True, timeout=60)  # daemonizes itself
+    _wait(lambda: "UP" in subprocess.run(["scontrol", "ping"], capture_output=True,
+                                         text=True).stdout, 60, "slurmctld did not restart")
+    during.join(timeout=120)
+    assert submitted and submitted[0] is not None, "the submission during the outage failed"
+    all_ids = [*ids, str(submitted[0])]
+    statuses = wait_for_status(scheduler, all_ids, timeout=180)
+    infos = [scheduler.get_job_exit_info(job_id) for job_id in all_ids]
+    assert [(info[0], info[1]) for info in infos] == [
+        (constants.FINISHED_REGULARLY, 0), (constants.FINISHED_REGULARLY, 5),
+        (constants.FINISHED_REGULARLY, 0), (constants.FINISHED_REGULARLY, 4)]
+    assert [statuses[job_id] for job_id in all_ids] == [
+        constants.DONE, constants.FAILED, constants.DONE, constants.FAILED]
