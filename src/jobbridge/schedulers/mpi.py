@@ -298,8 +298,8 @@ class MPIScheduler(Scheduler):
         sending: list[Any] = []
         told, byes = False, 0  # workers told to exit, and how many said bye
         active = time.monotonic()  # when messages last came or went
-        held: list[str] = []  # changed jobs the engine was not told of yet
-        held_since = 0.0
+        untold: list[str] = []  # changed jobs the engine was not told of yet
+        untold_since = 0.0
         while not (told and byes == workers and not sending):
             with self._lock:
                 if self._exit_code is None:
@@ -317,20 +317,20 @@ class MPIScheduler(Scheduler):
             sending = [request for request in sending if not request.Test()]
             now = time.monotonic()
             if received:
-                if not held:
-                    held_since = now
-                byes += self._apply(received, held)
+                if not untold:
+                    untold_since = now
+                byes += self._apply(received, untold)
             notify = self._notify
-            if held and (not busy or now - held_since >= NOTIFY_BATCH_SECONDS):
+            if untold and (not busy or now - untold_since >= NOTIFY_BATCH_SECONDS):
                 if notify is not None:
-                    notify(held)
-                held = []
+                    notify(untold)
+                untold = []
             if outbox or received:
                 active = now
                 continue
             timeout = _delay(active)
-            if held:
-                timeout = min(timeout, max(0.0, held_since + NOTIFY_BATCH_SECONDS - now))
+            if untold:
+                timeout = min(timeout, max(0.0, untold_since + NOTIFY_BATCH_SECONDS - now))
             if select.select([self._wake_read], [], [], timeout)[0]:
                 os.read(self._wake_read, 4096)
 
