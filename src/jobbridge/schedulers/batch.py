@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import constants
-from ..configuration import Configuration, jobbridge_home
+from ..configuration import Configuration, jobbridge_home, private_dir
 from ..model import EngineJob
 from ..scheduler import ExitInfo, Scheduler
 from .jobwrap import read_exit_file
@@ -346,7 +346,7 @@ class BatchScheduler(Scheduler):
 
     def _write_files(self, job: EngineJob, tag: str, name: str) -> Path:
         folder = self.state_dir / name
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(folder)
         if self.container_command:
             job = replace(job, command=wrap_in_container(job.command, self.container_command))
         spec = {"job": job.to_dict(), "exit_file": str(folder / "exit.json")}
@@ -385,7 +385,7 @@ class BatchScheduler(Scheduler):
     def _link(self, job_id: str, files: Path) -> None:
         """Index the job's files by job id, so a restarted engine finds them."""
         link = self._link_path(job_id)
-        link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(link.parent)
         link.unlink(missing_ok=True)
         link.symlink_to(files)
 
