@@ -292,9 +292,10 @@ class LocalScheduler(Scheduler):
     def _runner_gone(self, returncode: int | None) -> list[str]:
         """The runner's pipe closed: jobs it never started are submitted again; jobs it
         ran and did not report have an unknown end (only a crashed runner leaves any)."""
-        lost = []
+        lost: list[str] = []
         with self._lock:
             own = self.runner_id + "."
+            told = self._catch_up_from_journal(own)
             for job_id, status in self._status.items():
                 if not job_id.startswith(own) or status in constants.ENDED_JOB_STATUS:
                     continue
@@ -313,7 +314,26 @@ class LocalScheduler(Scheduler):
             # the next submission starts a new runner, with ids of its own
             self._runner = None
             self.runner_id = _new_runner_id()
-        return lost
+        return told + lost
+
+    def _catch_up_from_journal(self, own: str) -> list[str]:
+        """Apply what the runner journaled but did not tell over the pipe (lock held):
+        starts of jobs younger than its START_REPORT_DELAY, events written just
+        before it died. Without this, a job started a moment before a crash would
+        look never started and be submitted again. The ids whose end it tells."""
+        unended = {job_id for job_id, status in self._status.items()
+                   if job_id.startswith(own) and status not in constants.ENDED_JOB_STATUS}
+        if not unended:
+            return []
+
+        def apply(event: dict[str, Any], *tables: dict[str, Any]) -> None:
+            if (event.get("start") or event.get("end") or event.get("dropped")) in unended:
+                self._apply(event, *tables)
+
+        _Journal(self.state_dir / self.runner_id).refresh(apply, self._status, self._exit,
+                                                          self._pids)
+        return [job_id for job_id in unended
+                if self._status.get(job_id) in constants.ENDED_JOB_STATUS]
 
     def _notify_changes(self, job_ids: list[str]) -> None:
         if not job_ids:
@@ -394,8 +414,8 @@ class _Journal:
         self.offset += len(complete)
         for line in complete.splitlines():
             event = json.loads(line)
-            if event.get("tag"):  # in a start, or in an end whose start was not told
-                self.tags[event.get("start") or event["end"]] = event["tag"]
+            if "start" in event and event.get("tag"):
+                self.tags[event["start"]] = event["tag"]
             apply(event, *tables)
 
     def runner_alive(self) -> bool:

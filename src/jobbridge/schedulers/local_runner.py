@@ -9,11 +9,11 @@ events to a journal file that any later engine can read.
 Protocol, one JSON object a line. Engine to runner: ``{"submit": id, "job":
 {...}, "cpus": n}``, ``{"kill": id}``. Runner to engine and journal: ``{"start":
 id, "pid": p, "tag": t}``, ``{"end": id, "exit": [...], "reason": r}``,
-``{"dropped": id}``. A job's start is told once it has run START_REPORT_DELAY;
-a job that ends sooner is told by its end alone, which then carries its
-``"tag"`` (half the events for short jobs). When the engine's pipe closes,
-starts not told yet are told, queued jobs are dropped (never started, so a new
-engine submits them again) and the runner exits once its running jobs have ended.
+``{"dropped": id}``. Every event goes to the journal at once; the engine is
+told of a start only once the job has run START_REPORT_DELAY, so a job that ends
+sooner costs it one event, not two. When the engine's pipe closes, queued jobs
+are dropped (never started, so a new engine submits them again) and the runner
+exits once its running jobs have ended.
 """
 
 from __future__ import annotations
@@ -65,9 +65,12 @@ class Runner:
         self.queue: list[_Queued] = []
         self.running: dict[int, tuple[str, _Running]] = {}  # pid -> (id, job)
         self.by_id: dict[str, _Running] = {}
-        self.untold: dict[str, _Running] = {}  # started, start not told yet (oldest first)
+        # started, start not told to the engine yet (oldest first): its line
+        self.untold: dict[str, tuple[_Running, str]] = {}
         self.sequence = 0
-        self.out: list[str] = []
+        self.out: list[str] = []  # events for the journal and the engine
+        self.journal_only: list[str] = []
+        self.engine_only: list[str] = []
         self.engine_alive = True
         self.journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.spawner = Spawner()
@@ -114,26 +117,28 @@ class Runner:
                                item.job.submission_tag)
             self.running[pid] = (item.job_id, running)
             self.by_id[item.job_id] = running
-            self.untold[item.job_id] = running
             self.free -= item.cpus
+            # the hot path: json.dumps of the same dict, written by hand
+            line = (f'{{"start":{encode_basestring_ascii(item.job_id)},"pid":{pid},'
+                    f'"tag":{_string(running.tag)}}}\n')
+            self.journal_only.append(line)
+            self.untold[item.job_id] = (running, line)
 
     def next_start_report(self) -> float | None:
         """Seconds until the oldest start not told yet is due."""
-        for running in self.untold.values():
+        for running, _ in self.untold.values():
             return max(0.0, running.started + START_REPORT_DELAY - time.monotonic())
         return None
 
-    def report_starts(self, everything: bool = False) -> None:
-        """Tell the starts of jobs running for START_REPORT_DELAY (or all of them)."""
+    def report_starts(self) -> None:
+        """Tell the engine the starts of jobs running for START_REPORT_DELAY."""
         due = time.monotonic() - START_REPORT_DELAY
         while self.untold:
-            job_id, running = next(iter(self.untold.items()))
-            if running.started > due and not everything:
+            job_id, (running, line) = next(iter(self.untold.items()))
+            if running.started > due:
                 return
             del self.untold[job_id]
-            # the hot path: json.dumps of the same dict, written by hand
-            self.out.append(f'{{"start":{encode_basestring_ascii(job_id)},"pid":{running.pid},'
-                            f'"tag":{_string(running.tag)}}}\n')
+            self.engine_only.append(line)
 
     def reap(self) -> None:
         while self.running:
@@ -153,21 +158,17 @@ class Runner:
             self.free += running.cpus
             info = exit_info_from_wait(status, rusage, time.monotonic() - running.started,
                                        running.cpus, running.killed)
-            untold = self.untold.pop(job_id, None) is not None
+            self.untold.pop(job_id, None)  # ended first: the engine learns both at once
             if info.reason is None and info.resource_usage is not None:
                 # the hot path: json.dumps of the same dict, written by hand
                 exit_value = "null" if info.exit_value is None else int(info.exit_value)
                 term_sig = "null" if info.term_sig is None else int(info.term_sig)
-                tag = f',"tag":{_string(running.tag)}' if untold else ""
                 self.out.append(
                     f'{{"end":{encode_basestring_ascii(job_id)},"exit":['
                     f'{encode_basestring_ascii(info.exit_status)},{exit_value},{term_sig},'
-                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null{tag}}}\n')
+                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null}}\n')
             else:
-                event = {"end": job_id, "exit": list(info), "reason": info.reason}
-                if untold:
-                    event["tag"] = running.tag
-                self.emit(event)
+                self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
 
     def enforce_kills(self) -> float | None:
         """SIGKILL jobs that outlived their grace period; the next deadline."""
@@ -186,7 +187,6 @@ class Runner:
     def engine_gone(self) -> None:
         """Drop queued jobs: they never started, so a new engine resubmits them."""
         self.engine_alive = False
-        self.report_starts(everything=True)  # a new engine looks for their tags
         for queued in self.queue:
             self.emit({"dropped": queued.job_id})
         self.queue.clear()
@@ -196,11 +196,15 @@ class Runner:
         self.out.append(_encode(event) + "\n")
 
     def flush(self) -> None:
-        if not self.out:
+        """Journal first: it must hold every event the engine may act on."""
+        if self.journal_only or self.out:
+            os.write(self.journal, "".join(self.journal_only + self.out).encode())
+            self.journal_only.clear()
+        if not (self.engine_only or self.out):
             return
-        data = "".join(self.out).encode()
+        data = "".join(self.engine_only + self.out).encode()
+        self.engine_only.clear()
         self.out.clear()
-        os.write(self.journal, data)
         if self.engine_alive:
             try:
                 _write_all(sys.stdout.fileno(), data)
