@@ -21,7 +21,7 @@ from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler, build_scheduler
-from jobbridge.schedulers.batch import JobRecord
+from jobbridge.schedulers.batch import CommandError, CommandResult, JobRecord
 from jobbridge.schedulers.slurm import (
     SlurmScheduler,
     chunks,
@@ -166,6 +166,65 @@ def test_one_argument_per_id_list_or_the_user(tmp_path: Path) -> None:
     parts = list(chunks(many, limit=1000))
     assert [item for part in parts for item in part] == many
     assert all(len(",".join(part)) <= 1000 for part in parts)
+
+
+class FakeCommands:
+    """Stands for Slurm's commands: records each argv, answers from a table."""
+
+    def __init__(self, answers: dict[str, str | CommandError]) -> None:
+        self.answers = answers
+        self.argvs: list[list[str]] = []
+
+    def __call__(self, kind: str, argv: list[str], **_: object) -> CommandResult:
+        self.argvs.append(argv)
+        answer = self.answers[argv[0]]
+        if isinstance(answer, CommandError):
+            raise answer
+        return CommandResult(0, answer, "")
+
+
+def test_history_is_bounded_by_the_submission_time(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path)
+    fake = FakeCommands({"sbatch": "12\n", "scontrol": data("scontrol-show-config-1.txt"),
+                         "squeue": "", "sacct": "12|COMPLETED|0:0|00:00:01||00:00:02|1\n"})
+    monkeypatch.setattr(scheduler, "run", fake)
+    assert scheduler.job_submission([EngineJob("a", ["true"], submission_tag="jb-a")]) == ["12"]
+    os.utime(tmp_path / "jb-a" / "job.json", (1_700_000_000, 1_700_000_000))
+    assert scheduler.get_jobs_status(["12"]) == {"12": constants.DONE}  # gone from squeue
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(1_700_000_000 - 3600))
+    assert fake.argvs[-1][:4] == ["sacct", "--noheader", "--parsable2", f"--starttime={since}"]
+    assert fake.argvs[-1][4] == "--jobs=12"
+
+
+def test_find_by_name_in_squeue_then_sacct(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path)
+    fake = FakeCommands({"squeue": "12|jb-a|\n", "sacct": "13|jb-b\n"})
+    monkeypatch.setattr(scheduler, "run", fake)
+    assert scheduler.find_by_name(["jb-a", "jb-b", "jb-c"]) == {"jb-a": "12", "jb-b": "13"}
+    [squeue, sacct] = fake.argvs
+    assert squeue[-1] == "--name=jb-a,jb-b,jb-c"
+    assert sacct[-2] == "--name=jb-b,jb-c"
+
+
+def test_without_accounting_sacct_is_not_asked_again(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path)
+    fake = FakeCommands({"sacct": CommandError(
+        "sacct: Slurm accounting storage is disabled", transient=False)})
+    monkeypatch.setattr(scheduler, "run", fake)
+    assert scheduler.ended_records(["5", "6"]) == {}
+    assert scheduler.find_by_name([]) == {}
+    assert scheduler.ended_records(["7"]) == {}
+    assert len(fake.argvs) == 1 and not scheduler.accounting
+    configured = SlurmScheduler(state_dir=tmp_path, max_interval=600.0)
+    text = data("scontrol-show-config-1.txt").replace("accounting_storage/slurmdbd",
+                                                      "accounting_storage/none")
+    monkeypatch.setattr(configured, "run", FakeCommands({"scontrol": text, "squeue": ""}))
+    assert configured.query_status(["5"]) == {}
+    assert not configured.accounting
+    assert configured.max_interval == 75.0  # MinJobAge 300 / 4
 
 
 # --- the real Slurm ------------------------------------------------------------------------
