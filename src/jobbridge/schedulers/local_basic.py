@@ -173,7 +173,11 @@ class LocalScheduler(Scheduler):
 
     # --- extras --------------------------------------------------------------------------
     def set_change_notifier(self, notify: ChangeNotifier) -> None:
+        """The engine is about to submit: start the runner now, while it loads the
+        workflow (a runner takes ~0.1 s to start). A failure shows at submission."""
         self._notify = notify
+        with self._lock, contextlib.suppress(LocalSchedulerError):
+            self._ensure_runner()
 
     def poll_interval(self) -> float:
         # own jobs notify at once; only jobs of an earlier engine need polling
