@@ -334,7 +334,8 @@ def test_one_squeue_per_poll_for_many_jobs(tmp_path: Path) -> None:
     for job_id in ids:
         info = scheduler.get_job_exit_info(job_id)
         assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 0)
-        assert info[3] is not None and "ncpus=1" in info[3]  # sacct's usage
+        assert info[3] is not None and "ncpus=1" in info[3]  # sacct's usage...
+        assert "mem=" in info[3]  # ...completed by the wrapper's (too short for MaxRSS)
 
 
 @pytest.mark.slurm

@@ -479,7 +479,7 @@ class BatchScheduler(Scheduler):
         usage = record.resource_usage
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
-            usage = usage or wrapped_usage
+            usage = _merge_usage(usage, wrapped_usage)
             reason = exit_record.get("reason")
         else:
             status, value, sig, reason = _exit_from_record(record)
@@ -505,6 +505,16 @@ def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, s
     if record.exit_value is None:
         return constants.EXIT_UNDETERMINED, None, None, record.reason
     return constants.FINISHED_REGULARLY, record.exit_value, 0, record.reason
+
+
+def _merge_usage(system: str | None, wrapper: str | None) -> str | None:
+    """The batch system's usage items, completed by the wrapper's for those it lacks
+    (Slurm knows no MaxRSS of a job shorter than its sampling period)."""
+    items = dict(item.split("=", 1) for item in (system or "").split() if "=" in item)
+    for item in (wrapper or "").split():
+        key, _, value = item.partition("=")
+        items.setdefault(key, value)
+    return " ".join(f"{key}={value}" for key, value in items.items()) or None
 
 
 def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
