@@ -6,16 +6,7 @@
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-VENV=$(realpath -m "${JOBBRIDGE_VENV:-.venv}")
-
-if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null
-fi
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,drmaa,mpi]' 2>&1 \
-  | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -c 'import jobbridge, pytest' || { echo "test.sh: ERROR: install failed" >&2; exit 1; }
+source scripts/venv.sh '.[test,drmaa,mpi]'
 
 PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh
 # shellcheck source=scripts/clusters/env.sh

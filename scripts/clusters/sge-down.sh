@@ -10,23 +10,7 @@ export SGE_ROOT=/var/lib/gridengine SGE_CELL=default
 STATE=${SGE_CI_STATE:-/var/tmp/jobbridge-sge}
 [ "$(id -u)" = 0 ] || { echo "sge-down: ERROR: must run as root" >&2; exit 1; }
 
-alive() {
-  local p; p=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -r "/proc/$p/stat" ] || return 1
-  local st; st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || return 1
-  [ "$st" != Z ] && [ "$st" != X ] || return 1
-  case "$(cat "/proc/$p/comm" 2>/dev/null)" in   # guard against a reused pid
-    slurm*|munged|mariadbd|mysqld|sge_*) return 0 ;; *) return 1 ;;
-  esac
-}
-# stop PIDFILE SECONDS: SIGTERM (GE shuts down in a controlled way, ~10 s for
-# the qmaster), then SIGKILL after SECONDS.
-stop() {
-  alive "$1" || return 0
-  local p; p=$(cat "$1"); kill "$p" 2>/dev/null || true
-  for _ in $(seq $(( $2 * 5 ))); do alive "$1" || return 0; sleep 0.2; done
-  kill -9 "$p" 2>/dev/null || true; sleep 0.5
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 QPID=$STATE/qmaster/qmaster.pid
 if alive "$QPID" && command -v qdel >/dev/null; then

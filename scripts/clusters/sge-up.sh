@@ -42,21 +42,7 @@ die() {
 }
 [ "$(id -u)" = 0 ] || die "must run as root"
 
-alive() {
-  local p; p=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -r "/proc/$p/stat" ] || return 1
-  local st; st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || return 1
-  [ "$st" != Z ] && [ "$st" != X ] || return 1
-  case "$(cat "/proc/$p/comm" 2>/dev/null)" in   # guard against a reused pid
-    slurm*|munged|mariadbd|mysqld|sge_*) return 0 ;; *) return 1 ;;
-  esac
-}
-waitfor() {
-  local n=$(( $1 * 5 )); shift
-  for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
-}
-spawn() { setsid "$@" </dev/null >/dev/null 2>&1 & }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$STATE/log"
 

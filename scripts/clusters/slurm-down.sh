@@ -7,21 +7,7 @@ set -uo pipefail
 STATE=${SLURM_CI_STATE:-/var/tmp/jobbridge-slurm}
 [ "$(id -u)" = 0 ] || { echo "slurm-down: ERROR: must run as root" >&2; exit 1; }
 
-alive() {
-  local p; p=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -r "/proc/$p/stat" ] || return 1
-  local st; st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || return 1
-  [ "$st" != Z ] && [ "$st" != X ] || return 1
-  case "$(cat "/proc/$p/comm" 2>/dev/null)" in   # guard against a reused pid
-    slurm*|munged|mariadbd|mysqld|sge_*) return 0 ;; *) return 1 ;;
-  esac
-}
-stop() {
-  alive "$1" || { rm -f "$1"; return 0; }
-  local p; p=$(cat "$1"); kill "$p" 2>/dev/null || true
-  for _ in $(seq 75); do alive "$1" || { rm -f "$1"; return 0; }; sleep 0.2; done
-  kill -9 "$p" 2>/dev/null || true; sleep 0.5; rm -f "$1"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if alive "$STATE/run/slurmctld.pid" && command -v squeue >/dev/null; then
   jobs=$(timeout 10 squeue -h -o %A 2>/dev/null | sort -u)
