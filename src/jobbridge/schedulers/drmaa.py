@@ -1,0 +1,585 @@
+"""DRMAA 1: the ``drmaa`` scheduler, on any DRMS through its DRMAA 1.0 C library.
+
+Built on the ``drmaa`` package (extra ``jobbridge[drmaa]``), imported only when
+used; the library comes from ``DRMAA_LIBRARY_PATH`` or the resource's
+``drmaa_library_path``. Tested against Grid Engine 8.1.9, whose ways shape it:
+
+- **one session** per process (the C library allows no more), shared by every
+  instance and reopened when the DRMS was lost (qmaster restarted);
+- **strings Grid Engine would change** go through a one-line Python stub that
+  sets the env, opens the files and execs the argv: GE cuts an argument at a
+  newline, an env value at ``=`` or after ~10 kB, and expands ``$HOME``,
+  ``$JOB_ID``... in paths. Other jobs are plain templates; GE appends to output
+  files, so they are emptied first (every jobbridge scheduler truncates them);
+- **exit info**: ``wait`` gives it for jobs ended in our session; a job of an
+  earlier session (engine or DRMS restarted) vanishes from DRMAA once ended, so
+  its end comes from Grid Engine's accounting (:func:`accounting_record`);
+- a non-zero exit is DRMAA's ``done``: DONE or FAILED is decided from the exit info.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .. import constants
+from ..configuration import Configuration, default_config_path
+from ..errors import JobbridgeError
+from ..model import EngineJob
+from ..scheduler import ExitInfo, Scheduler
+from .process import format_resource_usage, wrap_in_container
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Every DRMAA 1.0 job state (the ``drmaa`` package's names) -> JOB_STATUS. ``done``
+#: and ``failed`` only mean "ended": DONE or FAILED then comes from the exit info.
+STATES: Mapping[str, str] = {
+    "undetermined": constants.UNDETERMINED,
+    "queued_active": constants.QUEUED_ACTIVE,
+    "system_on_hold": constants.SYSTEM_ON_HOLD,
+    "user_on_hold": constants.USER_ON_HOLD,
+    "user_system_on_hold": constants.USER_SYSTEM_ON_HOLD,
+    "running": constants.RUNNING,
+    "system_suspended": constants.SYSTEM_SUSPENDED,
+    "user_suspended": constants.USER_SUSPENDED,
+    "user_system_suspended": constants.USER_SYSTEM_SUSPENDED,
+    "done": constants.DONE,
+    "failed": constants.FAILED,
+}
+
+#: Run as ``python -I -S -c STUB SPEC`` when Grid Engine cannot carry the job's strings
+#: (see the module doc); SPEC is ASCII JSON. Python ignores SIGPIPE and SIGXFSZ, and an
+#: exec keeps ignored signals ignored: they get their default action back first.
+EXEC_STUB = (
+    "import json,os,signal,sys;j=json.loads(sys.argv[1]);"
+    "[signal.signal(s,signal.SIG_DFL) for s in (signal.SIGPIPE,signal.SIGXFSZ)];"
+    "os.chdir(j['cwd']);"
+    "[os.dup2(os.open(p,f,438),d) for d,p,f in j['files']];"
+    "j['join'] and os.dup2(1,2);"
+    "os.environ.update(j['env']);"
+    "os.execvp(j['argv'][0],j['argv'])"
+)
+#: Longest ``NAME=value`` Grid Engine passes whole (it cut 10 kB ones; margin kept).
+_ENV_ITEM_LIMIT = 8000
+#: Characters allowed in a job name; others become "_" (GE refuses ``/:@\\*?``, blanks...).
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
+#: Grid Engine's memory units in qacct output.
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+class DrmaaUnavailable(JobbridgeError):
+    """The drmaa package or the DRMAA library cannot be used, or the DRMS is down."""
+
+
+# --- the drmaa package, imported on first use ------------------------------------------------
+
+_drmaa: Any = None
+
+
+def load_drmaa(library_path: str | None = None) -> Any:
+    """The ``drmaa`` module, its C library loaded from ``library_path`` (else
+    ``DRMAA_LIBRARY_PATH``, else the system's ``libdrmaa``).
+
+    The package reads ``DRMAA_LIBRARY_PATH`` once, when first imported: a later
+    different path cannot apply in the same process.
+    """
+    global _drmaa
+    if _drmaa is not None:
+        return _drmaa
+    saved = os.environ.get("DRMAA_LIBRARY_PATH")
+    if library_path:
+        os.environ["DRMAA_LIBRARY_PATH"] = library_path
+    try:
+        import drmaa
+    except ImportError:
+        raise DrmaaUnavailable(
+            "the drmaa package is not installed (pip install 'jobbridge[drmaa]')") from None
+    except RuntimeError:  # the package found no library path
+        raise DrmaaUnavailable(
+            "no DRMAA library: set DRMAA_LIBRARY_PATH, or drmaa_library_path in the "
+            "resource's configuration (Grid Engine: .../lib/libdrmaa.so.1.0)") from None
+    except OSError as error:
+        hint = (" (set GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 before "
+                "starting Python)" if "static TLS" in str(error) else "")
+        raise DrmaaUnavailable(f"cannot load the DRMAA library: {error}{hint}") from None
+    finally:
+        if library_path:
+            if saved is None:
+                del os.environ["DRMAA_LIBRARY_PATH"]
+            else:
+                os.environ["DRMAA_LIBRARY_PATH"] = saved
+    _drmaa = drmaa
+    return drmaa
+
+
+def _configured_library_path() -> str | None:
+    """A ``drmaa_library_path`` of the configuration file (availability has no config)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+        parser.read(default_config_path(), encoding="utf-8")
+    return next((parser.get(section, "drmaa_library_path") for section in parser.sections()
+                 if parser.has_option(section, "drmaa_library_path")), None)
+
+
+# --- the process's session ------------------------------------------------------------------
+
+
+class _Session:
+    """The one DRMAA session of this process, shared by every DrmaaScheduler.
+
+    ``call`` runs an action on it under a lock (the ``drmaa`` package keeps its
+    error text in a global buffer); when the DRMS was lost (restarted qmaster), it
+    exits and re-initializes the session, then retries once. While the DRMS stays
+    unreachable, reopening is tried at most every few seconds.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.users = 0
+        self.session: Any = None
+        self.retry_at = 0.0
+        self.delay = 1.0
+        self.error = ""
+
+    def acquire(self) -> None:
+        with self.lock:
+            self.users += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.users = max(0, self.users - 1)
+            if self.users == 0:
+                self._close()
+
+    def call(self, action: Callable[[Any], T]) -> T:
+        drmaa = load_drmaa()
+        lost = (drmaa.DrmCommunicationException, drmaa.NoActiveSessionException,
+                drmaa.DrmsExitException)
+        with self.lock:
+            if self.session is None:
+                self._open()
+            try:
+                return action(self.session)
+            except lost as error:
+                log.warning("drmaa: lost the DRMS (%s): reopening the session", error)
+            self._close()
+            self._open()
+            try:
+                return action(self.session)
+            except lost as error:
+                raise DrmaaUnavailable(f"the DRMS does not answer: {error}") from None
+
+    def _open(self) -> None:
+        if time.monotonic() < self.retry_at:
+            raise DrmaaUnavailable(self.error)
+        drmaa = load_drmaa()
+        session = drmaa.Session()
+        try:
+            session.initialize()
+        except drmaa.AlreadyActiveSessionException:
+            pass  # opened by someone else in this process: the C library has only one
+        except drmaa.errors.DrmaaException as error:
+            self.error = f"cannot open a DRMAA session: {error}"
+            self.retry_at = time.monotonic() + self.delay
+            self.delay = min(self.delay * 2, 30.0)
+            raise DrmaaUnavailable(self.error) from None
+        self.session, self.delay, self.retry_at = session, 1.0, 0.0
+
+    def _close(self) -> None:
+        if self.session is not None:
+            with contextlib.suppress(load_drmaa().errors.DrmaaException):
+                self.session.exit()
+            self.session = None
+
+
+_SESSION = _Session()
+
+
+# --- the scheduler ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """What this scheduler knows of one job."""
+
+    cpus: int = 1
+    status: str = constants.UNDETERMINED
+    info: ExitInfo | None = None  # once ended
+    killed: bool = False
+    missing_since: float | None = None
+
+
+class DrmaaScheduler(Scheduler):
+    """Jobs on a DRMS through DRMAA 1.0 (Grid Engine: queues, ``-pe``, ``-l`` limits)."""
+
+    #: Seconds an id may be unknown to DRMAA and accounting before it counts as lost.
+    LOST_AFTER = 600.0
+
+    def __init__(self, *, library_path: str | None = None, interval: float = 1.0,
+                 native_specification: str = "", parallel_environment: str = "smp",
+                 memory_resource: str = "h_vmem", container_command: Sequence[str] = (),
+                 job_python: str | None = None) -> None:
+        load_drmaa(library_path)
+        self.interval = interval
+        self.native_specification = native_specification.strip()
+        self.parallel_environment = parallel_environment
+        self.memory_resource = memory_resource
+        self.container_command = list(container_command)
+        self.job_python = job_python or sys.executable
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._closed = False
+        _SESSION.acquire()
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            load_drmaa(os.environ.get("DRMAA_LIBRARY_PATH") or _configured_library_path())
+        except DrmaaUnavailable as error:
+            return False, str(error)
+        return True, ""
+
+    @classmethod
+    def build_scheduler(cls, config: Configuration) -> Scheduler:
+        """Options: ``drmaa_library_path``, ``native_specification``, ``parallel_environment``
+        (default ``smp``), ``memory_resource`` (default ``h_vmem``, per slot; empty: none),
+        ``scheduler_interval``, ``container_command``, ``job_python``."""
+        return cls(library_path=config.get("drmaa_library_path"),
+                   interval=config.get_float("scheduler_interval", 1.0),
+                   native_specification=config.get("native_specification") or "",
+                   parallel_environment=config.get("parallel_environment") or "smp",
+                   memory_resource=config.get("memory_resource", "h_vmem") or "",
+                   container_command=config.get_words("container_command"),
+                   job_python=config.get("job_python"))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _SESSION.release()
+
+    def poll_interval(self) -> float:
+        return self.interval
+
+    # --- submission -----------------------------------------------------------------------
+    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+        return [self._submit(job) for job in batch]
+
+    def _submit(self, job: EngineJob) -> str | None:
+        def run(session: Any) -> str:
+            template = session.createJobTemplate()
+            try:
+                self.fill_template(template, job)
+                job_id: str = session.runJob(template)
+                return job_id
+            finally:
+                session.deleteJobTemplate(template)
+
+        try:
+            job_id = _SESSION.call(run)
+        except (DrmaaUnavailable, load_drmaa().errors.DrmaaException) as error:
+            log.error("drmaa: submission of %s refused: %s", job.label, error)
+            _write_refusal(job, str(error))
+            return None
+        with self._lock:
+            self._jobs[job_id] = _Job(cpus=job.cpu_count, status=constants.QUEUED_ACTIVE)
+        return job_id
+
+    def fill_template(self, template: Any, job: EngineJob) -> None:
+        """Set a DRMAA job template's attributes from ``job``."""
+        command = wrap_in_container(job.command, self.container_command)
+        template.jobName = job_name(job.label)
+        native = self.native_options(job)
+        if native:
+            template.nativeSpecification = native
+        cwd = job.working_directory or os.getcwd()
+        if not carried_natively(command, job.env, cwd, job):
+            template.remoteCommand = self.job_python
+            template.args = ["-I", "-S", "-c", EXEC_STUB, stub_spec(command, job.env, cwd, job)]
+            template.workingDirectory = "/"
+            template.outputPath = template.errorPath = ":" + os.devnull
+            return
+        template.remoteCommand = command[0]
+        template.args = command[1:]
+        if job.env:
+            template.jobEnvironment = job.env
+        template.workingDirectory = cwd
+        if job.stdin:
+            template.inputPath = ":" + job.stdin
+        outputs = [job.stdout_file] if job.join_stderrout else [job.stdout_file, job.stderr_file]
+        for path in outputs:
+            if path:  # Grid Engine appends: start the job's files empty, as elsewhere
+                with contextlib.suppress(OSError):
+                    os.truncate(path, 0)
+        template.outputPath = ":" + (job.stdout_file or os.devnull)
+        if job.join_stderrout:
+            template.joinFiles = True
+        else:
+            template.errorPath = ":" + (job.stderr_file or os.devnull)
+
+    def native_options(self, job: EngineJob) -> str:
+        """The native specification: the configured one, queue, slots, limits, the job's."""
+        words: list[str] = []
+        if job.queue:
+            words += ["-q", job.queue]
+        cpus = job.cpu_count
+        if cpus > 1:
+            words += ["-pe", self.parallel_environment, str(cpus)]
+        limits = []
+        if job.resources.get("walltime_s"):
+            limits.append(f"h_rt={job.resources['walltime_s']}")
+        if job.resources.get("memory_mb") and self.memory_resource:  # GE's limits are per slot
+            limits.append(f"{self.memory_resource}={math.ceil(job.resources['memory_mb'] / cpus)}M")
+        if limits:
+            words += ["-l", ",".join(limits)]
+        spec = job.native_specification
+        if isinstance(spec, list):
+            words += spec
+        parts = [self.native_specification, *map(_quote, words)]
+        if isinstance(spec, str):  # written for the DRMS: passed through as it is
+            parts.append(spec)
+        return " ".join(part for part in parts if part)
+
+    # --- status ---------------------------------------------------------------------------
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        with self._lock:
+            job = self._jobs.setdefault(scheduler_job_id, _Job())
+            if job.info is None:
+                job.status = self._query(scheduler_job_id, job)
+            return job.status
+
+    def _query(self, job_id: str, job: _Job) -> str:
+        drmaa = load_drmaa()
+        try:
+            state = _SESSION.call(lambda session: session.jobStatus(job_id))
+        except drmaa.InvalidJobException:  # ended out of our session's sight, or unknown
+            return self._end_from_accounting(job_id, job)
+        except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
+            log.warning("drmaa: status of %s unknown, keeping %s: %s", job_id, job.status, error)
+            return job.status
+        status = STATES.get(state, constants.UNDETERMINED)
+        if status not in constants.ENDED_JOB_STATUS:
+            return status
+        try:
+            job_info = _SESSION.call(
+                lambda session: session.wait(job_id, drmaa.Session.TIMEOUT_NO_WAIT))
+        except drmaa.InvalidJobException:
+            return self._end_from_accounting(job_id, job)
+        except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
+            log.warning("drmaa: exit info of %s unknown yet: %s", job_id, error)
+            return job.status  # asked again at the next poll
+        except Exception as error:  # the package raises bare Exception for DRMAA_ERRNO_NO_RUSAGE
+            if not str(error).startswith("code 24:"):
+                raise
+            job.info = ExitInfo(constants.USER_KILLED if job.killed else constants.EXIT_ABORTED,
+                                reason=None if job.killed else "ended before it ran")
+        else:
+            job.info = exit_info_from_drmaa(job_info, job.cpus, job.killed)
+            if job.info.exit_status == constants.EXIT_ABORTED:
+                record = accounting_record(job_id)
+                if record is not None:
+                    job.info = exit_info_from_accounting(record, killed=False)
+        return _ended_status(job.info)
+
+    def _end_from_accounting(self, job_id: str, job: _Job) -> str:
+        record = accounting_record(job_id)
+        if record is not None:
+            job.info = exit_info_from_accounting(record, job.killed)
+        elif job.killed:  # deleted while queued: Grid Engine keeps no record of it
+            job.info = ExitInfo(constants.USER_KILLED)
+        else:
+            now = time.monotonic()
+            job.missing_since = job.missing_since or now
+            if now - job.missing_since < self.LOST_AFTER:
+                return constants.UNDETERMINED
+            job.info = ExitInfo(constants.EXIT_UNDETERMINED,
+                                reason="the DRMS knows no such job, and has no record of its end")
+        return _ended_status(job.info)
+
+    def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        with self._lock:
+            self.get_job_status(scheduler_job_id)
+            job = self._jobs.pop(scheduler_job_id)
+        return job.info or ExitInfo(constants.EXIT_UNDETERMINED, reason="the job has not ended")
+
+    # --- control --------------------------------------------------------------------------
+    def kill_job(self, scheduler_job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.setdefault(scheduler_job_id, _Job())
+            if job.info is not None:
+                return  # it ended before the kill: that end stands
+            job.killed = True
+            self._control(scheduler_job_id, "terminate")
+
+    def hold_job(self, scheduler_job_id: str) -> None:
+        """Keep a queued job from starting (``user_on_hold``) until :meth:`release_job`."""
+        self._control(scheduler_job_id, "hold")
+
+    def release_job(self, scheduler_job_id: str) -> None:
+        """Let a job held by :meth:`hold_job` (or submitted held) start."""
+        self._control(scheduler_job_id, "release")
+
+    def _control(self, job_id: str, action: str) -> None:
+        drmaa = load_drmaa()
+        try:
+            _SESSION.call(lambda session: session.control(job_id, action))
+        except drmaa.InvalidJobException:
+            pass  # already ended (or unknown): nothing left to act on
+        except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
+            log.warning("drmaa: cannot %s job %s: %s", action, job_id, error)
+
+
+# --- job templates ----------------------------------------------------------------------------
+
+
+def job_name(label: str) -> str:
+    """A job name Grid Engine accepts (no blanks, ``/:@``..., not starting with a digit)."""
+    name = _UNSAFE_NAME.sub("_", label)[:100] or "job"
+    return name if name[0].isalpha() else f"j{name}"[:100]
+
+
+def carried_natively(command: Sequence[str], env: Mapping[str, str], cwd: str,
+                     job: EngineJob) -> bool:
+    """Whether Grid Engine passes every string of the job unchanged (see module doc)."""
+    paths = (cwd, job.stdin, job.stdout_file, job.stderr_file)
+    return (not any("\n" in arg for arg in command)
+            and not any("=" in value or len(key) + len(value) >= _ENV_ITEM_LIMIT
+                        for key, value in env.items())
+            and not any(path and "$" in path for path in paths))
+
+
+def stub_spec(command: Sequence[str], env: Mapping[str, str], cwd: str, job: EngineJob) -> str:
+    """The JSON argument of :data:`EXEC_STUB` (ASCII: no byte of it needs care)."""
+    files: list[tuple[int, str, int]] = []
+    if job.stdin:
+        files.append((0, job.stdin, os.O_RDONLY))
+    files.append((1, job.stdout_file or os.devnull, _WRITE))
+    if not job.join_stderrout:
+        files.append((2, job.stderr_file or os.devnull, _WRITE))
+    return json.dumps({"argv": list(command), "env": dict(env), "cwd": cwd, "files": files,
+                       "join": job.join_stderrout})
+
+
+def _quote(word: str) -> str:
+    """A native-specification word as Grid Engine's DRMAA parser reads it (it knows
+    quotes, not backslashes)."""
+    if word and not re.search(r"[\s'\"]", word):
+        return word
+    return f"'{word}'" if '"' in word else f'"{word}"'
+
+
+def _write_refusal(job: EngineJob, message: str) -> None:
+    target = job.stdout_file if job.join_stderrout else job.stderr_file
+    if target:
+        with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as stream:
+            stream.write(f"jobbridge: the DRMS refused the job: {message}\n")
+
+
+# --- exit information -------------------------------------------------------------------------
+
+
+def _ended_status(info: ExitInfo) -> str:
+    ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
+    return constants.DONE if ok else constants.FAILED
+
+
+def exit_info_from_drmaa(job_info: Any, cpus: int, killed: bool) -> ExitInfo:
+    """Exit info from a DRMAA ``JobInfo`` (``session.wait``)."""
+    rusage: Mapping[str, str] = job_info.resourceUsage or {}
+    usage = _usage(_number(rusage.get("cpu")), _number(rusage.get("ru_maxrss")),
+                   _number(rusage.get("maxvmem")), _number(rusage.get("ru_wallclock")), cpus)
+    if job_info.hasSignal:
+        sig = getattr(signal, job_info.terminatedSignal, None)
+        code = _number(rusage.get("exit_status"))
+        number = int(sig) if sig is not None else int(code) - 128 if code and code > 128 else None
+        status = constants.USER_KILLED if killed else constants.FINISHED_TERM_SIG
+        return ExitInfo(status, None, number, usage)
+    if killed:
+        return ExitInfo(constants.USER_KILLED, None, None, usage)
+    if job_info.wasAborted:
+        return ExitInfo(constants.EXIT_ABORTED, None, None, usage,
+                        reason="the DRMS ended the job before or while it ran")
+    if job_info.hasExited:
+        return ExitInfo(constants.FINISHED_REGULARLY, int(job_info.exitStatus), 0, usage)
+    return ExitInfo(constants.FINISHED_UNCLEAR_CONDITIONS, None, None, usage)
+
+
+def accounting_record(job_id: str, timeout: float = 30.0) -> dict[str, str] | None:
+    """The last ``qacct -j ID`` record (Grid Engine accounting) of a job, or None.
+
+    Why: DRMAA forgets a job once it ended unless our session watched it; after an
+    engine or DRMS restart, the accounting file is the only witness of its end.
+    """
+    if not job_id.isdigit():  # qacct -j also takes names and patterns
+        return None
+    try:
+        result = subprocess.run(["qacct", "-j", job_id], capture_output=True, text=True,
+                                errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
+                                check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("drmaa: qacct -j %s failed: %s", job_id, error)
+        return None
+    record: dict[str, str] = {}
+    for line in result.stdout.splitlines() if result.returncode == 0 else ():
+        if line.startswith("====="):
+            record = {}
+        key, _, value = line.partition(" ")
+        if key and not key.startswith("="):
+            record[key] = value.strip()
+    return record or None
+
+
+def exit_info_from_accounting(record: Mapping[str, str], killed: bool) -> ExitInfo:
+    """Exit info from a qacct record: ``failed`` says whether and how GE ended it
+    (0 none, 1-99 before the job ran or while starting it, 37 a limit, 100 a signal)."""
+    failed_text = record.get("failed", "0")
+    failed = int(_number(failed_text) or 0)
+    code = int(_number(record.get("exit_status")) or 0)
+    slots = int(_number(record.get("slots")) or 1)
+    usage = _usage(_number(record.get("cpu")), None, _bytes(record.get("maxvmem")),
+                   _number(record.get("ru_wallclock")), slots)
+    reason = None if failed in (0, 100) else f"Grid Engine: failed {failed_text}"
+    if killed:
+        return ExitInfo(constants.USER_KILLED, None, None, usage)
+    if record.get("start_time", "-/-") == "-/-":
+        return ExitInfo(constants.EXIT_ABORTED, None, None, usage, reason)
+    if failed and code > 128:
+        return ExitInfo(constants.FINISHED_TERM_SIG, None, code - 128, usage, reason)
+    if failed not in (0, 100):
+        return ExitInfo(constants.EXIT_ABORTED, code, None, usage, reason)
+    return ExitInfo(constants.FINISHED_REGULARLY, code, 0, usage)
+
+
+def _usage(cpu: float | None, maxrss_kb: float | None, vmem_bytes: float | None,
+           wall: float | None, cpus: int) -> str | None:
+    if cpu is None or wall is None:
+        return None
+    usage = format_resource_usage(cpu, int(maxrss_kb) if maxrss_kb else None, wall, cpus)
+    return f"{usage} vmem={int(vmem_bytes) // 1024}kb" if vmem_bytes else usage
+
+
+def _number(text: str | None) -> float | None:
+    """The leading number of a DRMAA or qacct value (``0.224s``, ``137  (Killed)``)."""
+    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text or "")
+    return float(match.group(1)) if match else None
+
+
+def _bytes(text: str | None) -> float | None:
+    """A qacct memory value (``1.711MB``) in bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGT]?)B?\s*", text or "")
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
