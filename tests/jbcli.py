@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -99,3 +100,25 @@ def stored_rows(home: Path) -> tuple[int, int, int]:
             int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
             for table in ("workflows", "jobs", "dependencies"))
     return workflows, jobs, dependencies
+
+
+def engine_pids(home: Path) -> list[int]:
+    """Live engines of this home: their lock files are named host-PID-token."""
+    pids = []
+    for lock in (home / "engines").glob("*.lock"):
+        pid = int(lock.stem.split("-")[-2])
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"jobbridge" in cmdline:
+            pids.append(pid)
+    return pids
+
+
+def kill_engines(home: Path) -> int:
+    """SIGKILL every engine of this home; how many there were."""
+    pids = engine_pids(home)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return len(pids)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from jbcli import kill_engines
 from jobbridge import constants
 from jobbridge.controller import WorkflowController
 
@@ -98,8 +98,7 @@ def test_jobs_ending_while_the_engine_is_down_longer_than_min_job_age(
               for job in controller.status(workflow_id)["jobs"]) < 3:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    for lock in (jobbridge_home / "engines").glob("*.lock"):  # the background engine
-        os.kill(int(lock.stem.split("-")[-2]), signal.SIGKILL)
+    assert kill_engines(jobbridge_home) == 1  # the background engine
     ids = [job["scheduler_job_id"] for job in controller.status(workflow_id)["jobs"]
            if job["scheduler_job_id"]]
     deadline = time.monotonic() + 120

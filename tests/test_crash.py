@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from jbcli import kill_engines
 from jobbridge import constants
 from jobbridge.controller import WorkflowController
 
@@ -60,9 +60,7 @@ def _crash_and_resume(tmp_path: Path, home: Path, config: str, min_gap: float,
     while kills < KILLS:
         assert time.monotonic() < deadline, "workflow took too long"
         time.sleep(rng.uniform(min_gap, max_gap))
-        for pid in _engine_pids(home):
-            os.kill(pid, signal.SIGKILL)
-            kills += 1
+        kills += kill_engines(home)
         if controller.status(workflow_id)["status"] == constants.WORKFLOW_DONE:
             break
         subprocess.Popen([sys.executable, "-m", "jobbridge", "engine"], env=env,
@@ -85,20 +83,6 @@ def _crash_and_resume(tmp_path: Path, home: Path, config: str, min_gap: float,
     failed_roots = {j["id"] for j in status["jobs"] if j["exit_value"] == 3}
     assert "j66" in failed_roots <= {"j66", "j133"}  # j133 may sit downstream of j66
     assert sum(j["status"] == constants.DONE for j in status["jobs"]) > 100
-
-
-def _engine_pids(home: Path) -> list[int]:
-    """Engines of this home: their lock files are named host-PID-token."""
-    pids = []
-    for lock in (home / "engines").glob("*.lock"):
-        pid = int(lock.stem.split("-")[-2])
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"jobbridge" in cmdline:
-            pids.append(pid)
-    return pids
 
 
 def test_local_engine_killed_20_times(tmp_path: Path, jobbridge_home: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from jbcli import finish, jb, jb_start, kill_engines, status_json, wait_for, write_json
 from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
@@ -382,3 +383,72 @@ def test_survives_grid_engine_restarting(scheduler: DrmaaScheduler, tmp_path: Pa
     wait_for_status(scheduler, [running, after], timeout=60)
     assert scheduler.get_job_exit_info(running)[:2] == (constants.FINISHED_REGULARLY, 3)
     assert scheduler.get_job_exit_info(after)[:2] == (constants.FINISHED_REGULARLY, 4)
+
+
+@pytest.mark.sge
+@pytest.mark.slow
+def test_workflow_through_the_engine_killed_and_resumed(tmp_path: Path,
+                                                        jobbridge_home: Path) -> None:
+    """Dependencies, a failure and its never-run dependent through ``jobbridge submit``;
+    the engine SIGKILLed while a job runs in Grid Engine and started again: that job is
+    re-attached by its id, not resubmitted, and every job runs once with its true end."""
+    log = tmp_path / "ran"
+
+    def step(job_id: str, then: str = "") -> dict[str, object]:
+        return {"id": job_id, "command": ["sh", "-c", f'echo {job_id} >> "$1"; {then}',
+                                          "sh", str(log)]}
+
+    write_json(tmp_path / "wf.json", {"name": "ge", "jobs": [
+        step("first"), step("fails", "exit 3"), step("never"),
+        step("long", "sleep 8; exit 0"), step("last", "exit 4")],
+        "dependencies": [["first", "fails"], ["fails", "never"], ["first", "long"],
+                         ["long", "last"]]})
+    (tmp_path / "jobbridge.cfg").write_text(
+        "[sge]\nscheduler_type = drmaa\nscheduler_interval = 0.5\n")
+    env = {"JOBBRIDGE_CONFIG": str(tmp_path / "jobbridge.cfg")}
+    submitted = jb("submit", str(tmp_path / "wf.json"), "--resource", "sge", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+
+    def job_row(job_id: str) -> dict[str, object]:
+        jobs = status_json(workflow_id, env=env)["jobs"]
+        return next(row for row in jobs if row["id"] == job_id)
+
+    wait_for(lambda: job_row("long")["status"] == constants.RUNNING, 120, "long to run")
+    long_id = job_row("long")["scheduler_job_id"]
+    assert kill_engines(jobbridge_home) == 1
+    restarted = jb_start("engine", env=env)
+    try:
+        waited = jb("wait", workflow_id, env=env, timeout=180)
+    finally:
+        restarted.kill()
+        finish(restarted)
+    assert waited.returncode == 1, waited.stderr  # the workflow has failures
+    rows = {row["id"]: row for row in status_json(workflow_id, env=env)["jobs"]}
+    assert rows["long"]["scheduler_job_id"] == long_id  # re-attached, not resubmitted
+    assert sorted(log.read_text().split()) == ["fails", "first", "last", "long"]
+    ends = {job_id: (row["status"], row["exit_status"], row["exit_value"])
+            for job_id, row in rows.items()}
+    assert ends == {
+        "first": (constants.DONE, constants.FINISHED_REGULARLY, 0),
+        "fails": (constants.FAILED, constants.FINISHED_REGULARLY, 3),
+        "never": (constants.FAILED, constants.EXIT_NOTRUN, None),
+        "long": (constants.DONE, constants.FINISHED_REGULARLY, 0),
+        "last": (constants.FAILED, constants.FINISHED_REGULARLY, 4)}
+
+
+@pytest.mark.sge
+def test_submissions_found_by_tag(scheduler: DrmaaScheduler, tmp_path: Path) -> None:
+    """A restarted engine finds the jobs a killed one submitted but never recorded:
+    queued or running (qstat), or already ended (qacct)."""
+    tag = f"jb-test-{os.getpid()}-{time.time_ns():x}"
+    ended, running = scheduler.job_submission([
+        job(tmp_path, "ended", ["true"], submission_tag=f"{tag}-1"),
+        job(tmp_path, "running", ["sleep", "60"], submission_tag=f"{tag}-2")])
+    assert ended and running
+    try:
+        wait_for_status(scheduler, [ended], timeout=60)
+        found = scheduler.find_submitted([f"{tag}-1", f"{tag}-2", f"{tag}-never"])
+        assert found == {f"{tag}-1": ended, f"{tag}-2": running}
+    finally:
+        scheduler.kill_job(running)

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,7 +304,8 @@ class DrmaaScheduler(Scheduler):
     def fill_template(self, template: Any, job: EngineJob) -> None:
         """Set a DRMAA job template's attributes from ``job``."""
         command = wrap_in_container(job.command, self.container_command)
-        template.jobName = job_name(job.label)
+        # the submission tag when the engine gave one: find_submitted looks it up
+        template.jobName = job_name(job.submission_tag or job.label)
         native = self.native_options(job)
         if native:
             template.nativeSpecification = native
@@ -417,6 +419,22 @@ class DrmaaScheduler(Scheduler):
             job = self._jobs.pop(scheduler_job_id)
         return job.info or ExitInfo(constants.EXIT_UNDETERMINED, reason="the job has not ended")
 
+    def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
+        """Jobs named after these tags, from Grid Engine's ``qstat -j`` (queued or
+        running) then ``qacct -j`` (ended): DRMAA itself cannot list jobs."""
+        names = {job_name(tag): tag for tag in submission_tags}
+        if not names or shutil.which("qacct") is None:
+            return {}  # not Grid Engine: DRMAA alone cannot tell
+        answer = _grid_engine_command(["qstat", "-j", ",".join(names)])
+        found = _named_job_numbers(answer, "job_name:", "job_number:")
+        missing = set(names) - set(found)
+        if missing:  # a job that ended a moment ago is in accounting after the next flush
+            time.sleep(accounting_flush_seconds() + 1)
+        for name in missing:
+            answer = _grid_engine_command(["qacct", "-j", name])
+            found.update(_named_job_numbers(answer, "jobname", "jobnumber"))
+        return {names[name]: job_id for name, job_id in found.items() if name in names}
+
     # --- control --------------------------------------------------------------------------
     def kill_job(self, scheduler_job_id: str) -> None:
         with self._lock:
@@ -519,7 +537,54 @@ def exit_info_from_drmaa(job_info: Any, cpus: int, killed: bool) -> ExitInfo:
     return ExitInfo(constants.FINISHED_UNCLEAR_CONDITIONS, None, None, usage)
 
 
-def accounting_record(job_id: str, timeout: float = 30.0) -> dict[str, str] | None:
+def _grid_engine_command(argv: list[str], timeout: float = 30.0) -> str:
+    """The output of a Grid Engine command; "" when it fails or is not there."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                                timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("drmaa: %s failed: %s", " ".join(argv), error)
+        return ""
+    return result.stdout if result.returncode == 0 else ""
+
+
+def _named_job_numbers(output: str, name_key: str, number_key: str) -> dict[str, str]:
+    """``{job name: job number}`` from ``qstat -j`` or ``qacct -j`` records, which
+    ``=====`` lines separate (the last record of a name wins: the latest submission)."""
+    found: dict[str, str] = {}
+    for record in _records(output):
+        if name_key in record and number_key in record:
+            found[record[name_key]] = record[number_key]
+    return found
+
+
+def _records(output: str) -> list[dict[str, str]]:
+    """The ``key value`` records of a Grid Engine report, in order."""
+    records: list[dict[str, str]] = [{}]
+    for line in output.splitlines():
+        if line.startswith("====="):
+            records.append({})
+            continue
+        key, _, value = line.partition(" ")
+        if key:
+            records[-1][key] = value.strip()
+    return [record for record in records if record]
+
+
+def accounting_flush_seconds() -> float:
+    """How long Grid Engine may keep an ended job out of its accounting file: the
+    ``accounting_flush_time`` (else ``flush_time``) of ``qconf -sconf``; 15 s, GE's
+    default, when it cannot be read."""
+    params = " ".join(_grid_engine_command(["qconf", "-sconf"]).replace("\\\n", " ").split())
+    match = (re.search(r"reporting_params .*?\baccounting_flush_time=(\d+):(\d+):(\d+)", params)
+             or re.search(r"reporting_params .*?\bflush_time=(\d+):(\d+):(\d+)", params))
+    if match is None:
+        return 15.0
+    hours, minutes, seconds = (int(part) for part in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def accounting_record(job_id: str) -> dict[str, str] | None:
     """The last ``qacct -j ID`` record (Grid Engine accounting) of a job, or None.
 
     Why: DRMAA forgets a job once it ended unless our session watched it; after an
@@ -527,21 +592,8 @@ def accounting_record(job_id: str, timeout: float = 30.0) -> dict[str, str] | No
     """
     if not job_id.isdigit():  # qacct -j also takes names and patterns
         return None
-    try:
-        result = subprocess.run(["qacct", "-j", job_id], capture_output=True, text=True,
-                                errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
-                                check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        log.warning("drmaa: qacct -j %s failed: %s", job_id, error)
-        return None
-    record: dict[str, str] = {}
-    for line in result.stdout.splitlines() if result.returncode == 0 else ():
-        if line.startswith("====="):
-            record = {}
-        key, _, value = line.partition(" ")
-        if key and not key.startswith("="):
-            record[key] = value.strip()
-    return record or None
+    records = _records(_grid_engine_command(["qacct", "-j", job_id]))
+    return records[-1] if records else None
 
 
 def exit_info_from_accounting(record: Mapping[str, str], killed: bool) -> ExitInfo:
