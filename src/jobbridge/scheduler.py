@@ -17,7 +17,9 @@ present (the defaults below keep a minimal scheduler correct):
 from __future__ import annotations
 
 import abc
+import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -203,6 +205,13 @@ class SchedulerInfo:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    """The registered scheduler types, read once per ``sys.path`` (scanning every
+    installed distribution costs ~10 ms, and a command asks several times)."""
+    return _entry_points_on(tuple(sys.path))
+
+
+@functools.cache
+def _entry_points_on(path: tuple[str, ...]) -> dict[str, metadata.EntryPoint]:
     from importlib import metadata  # here: importing it costs every process (the local
     #                                 runner too) tens of milliseconds at start
 

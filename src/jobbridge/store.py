@@ -24,7 +24,7 @@ from typing import Any
 from . import constants
 from .configuration import Configuration, jobbridge_home
 from .errors import InputError, StoreError
-from .model import EngineJob, WorkflowSpec
+from .model import EngineJob, WorkflowSpec, gc_paused
 
 SCHEMA_VERSION = 1
 
@@ -254,7 +254,7 @@ class Store:
                      ) -> int:
         """Store a validated workflow, all or nothing; its id."""
         logs = self.home / "logs"
-        with self.transaction() as db:
+        with gc_paused(), self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO workflows (name, resource, scheduler_type, options, status, "
                 "submission_date, engine) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -369,12 +369,14 @@ class Store:
     # --- jobs ------------------------------------------------------------------------------
     def jobs(self, workflow_id: int | str, include_hidden: bool = False) -> list[JobRow]:
         hidden = "" if include_hidden else "AND hidden = 0"
-        rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? {hidden} "
-                               "ORDER BY idx", (_as_id(workflow_id),)).fetchall()
-        specs = json.loads("[" + ",".join([r[5] for r in rows]) + "]")  # one call, not one a row
-        return [JobRow(r[0], r[1], r[2], r[3], bool(r[4]),
-                       EngineJob(job_id=r[2], submission_tag=r[13], **spec), *r[6:])
-                for r, spec in zip(rows, specs, strict=True)]
+        with gc_paused():  # a workflow's rows become objects that all stay alive
+            rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? "
+                                   f"{hidden} ORDER BY idx", (_as_id(workflow_id),)).fetchall()
+            # one json.loads call, not one a row
+            specs = json.loads("[" + ",".join([r[5] for r in rows]) + "]")
+            return [JobRow(r[0], r[1], r[2], r[3], bool(r[4]),
+                           EngineJob(job_id=r[2], submission_tag=r[13], **spec), *r[6:])
+                    for r, spec in zip(rows, specs, strict=True)]
 
     def job(self, workflow_id: int | str, job_id: str) -> JobRow:
         row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? AND "
