@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+#: Where the benchmarks make their folders (JOBBRIDGE_HOMEs): beside a user's real
+#: home (~/.local/share/jobbridge), not in /tmp, where test suites create and delete
+#: thousands of files a minute (see README: file creation).
+DEFAULT_DIR = Path.home() / ".cache" / "jobbridge-bench"
+
+
+def byte_compile() -> None:
+    """Compile jobbridge's modules, as ``pip install`` does: an editable install under
+    PYTHONDONTWRITEBYTECODE would otherwise compile every module at every start
+    (~60 ms per process), a cost no installed jobbridge pays."""
+    import compileall
+
+    import jobbridge
+
+    compileall.compile_dir(Path(jobbridge.__file__).parent, quiet=1)
 
 
 def cores() -> int:
@@ -64,3 +82,17 @@ def load_average() -> str:
     except OSError:
         return "unknown"
     return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def file_creation_ms(folder: Path, count: int = 1000) -> float:
+    """Kernel-side milliseconds to create one empty file in ``folder`` now: every job
+    of jobbridge creates two (its stdout and stderr), xargs none."""
+    probe = folder / "probe"
+    probe.mkdir()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for i in range(count):
+        os.close(os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    # left in place: deleting files makes the next creations slower (README)
+    return ((after.ru_stime - before.ru_stime) + (after.ru_utime - before.ru_utime)
+            ) / count * 1000

@@ -29,7 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cores, load_average, loop_true, med, median_of, spread, table, xargs_true
+from _common import (
+    DEFAULT_DIR,
+    byte_compile,
+    cores,
+    file_creation_ms,
+    load_average,
+    loop_true,
+    med,
+    median_of,
+    spread,
+    table,
+    xargs_true,
+)
 
 #: soma-workflow on this machine (issue [2/7]), for comparison.
 SOMA_A_SECONDS = 17.0
@@ -200,12 +212,18 @@ def main() -> int:
     parser.add_argument("--big-jobs", type=int, default=100_000, help="jobs of (c)")
     parser.add_argument("--big-repeat", type=int, default=None,
                         help="runs of (c) (default: --repeat)")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                        help=f"where to make the temporary homes (default {DEFAULT_DIR})")
     args = parser.parse_args()
+    byte_compile()
     slots = cores()
     parts = set(args.only.split(","))
     print(f"{slots} cores, median of {args.repeat} runs (load average {load_average()})")
     rows: list[list[str]] = []
-    with tempfile.TemporaryDirectory(prefix="jb-bench-") as folder:
+    args.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="jb-bench-", dir=args.dir) as folder:
+        print(f"creating a file in {folder}: {file_creation_ms(Path(folder)):.3f} ms "
+              "(0.03 on a quiet disk; see README)")
         bench = Bench(Path(folder), slots)
         steps: list[tuple[str, Callable[[], list[list[str]]]]] = [
             ("a", lambda: bench_a(bench, args.repeat, slots, args.jobs)),

@@ -17,15 +17,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cores, load_average, med, median_of, spread, table, xargs_true
+from _common import (
+    DEFAULT_DIR,
+    byte_compile,
+    cores,
+    load_average,
+    med,
+    median_of,
+    spread,
+    table,
+    xargs_true,
+)
 
 from jobbridge import constants
 from jobbridge.model import EngineJob
 from jobbridge.schedulers.local_basic import LocalScheduler
 
 
-def local_true(jobs: int, slots: int) -> float:
-    with tempfile.TemporaryDirectory(prefix="jb-bench-") as state:
+def local_true(jobs: int, slots: int, folder: Path) -> float:
+    with tempfile.TemporaryDirectory(prefix="jb-bench-", dir=folder) as state:
         scheduler = LocalScheduler(proc_nb=slots, state_dir=state)
         batch = [EngineJob(job_id=f"j{i}", command=["true"]) for i in range(jobs)]
         started = time.perf_counter()
@@ -47,12 +57,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                        help=f"where to put the runner's state (default {DEFAULT_DIR})")
     args = parser.parse_args()
+    byte_compile()
+    args.dir.mkdir(parents=True, exist_ok=True)
     n = cores()
     print(f"{args.jobs} `true` jobs, {n} cores, median of {args.repeat} runs "
           f"(load average {load_average()})")
     xargs, local = median_of(args.repeat, lambda: xargs_true(args.jobs, n),
-                             lambda: local_true(args.jobs, n))
+                             lambda: local_true(args.jobs, n, args.dir))
     ratio = med(local) / med(xargs)
     print(table(["", "seconds", "jobs/s", "runs"], [
         [f"xargs -P{n}", f"{med(xargs):.2f}", f"{args.jobs / med(xargs):.0f}", spread(xargs)],

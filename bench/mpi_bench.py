@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cores, load_average, med, median_of, spread, table, xargs_true
+from _common import byte_compile, cores, load_average, med, median_of, spread, table, xargs_true
 
 
 class Bench:
@@ -92,6 +92,7 @@ def main() -> int:
     parser.add_argument("--ranks", type=int, default=3, help="MPI ranks (job slots + 1)")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    byte_compile()
     slots = args.ranks - 1
     print(f"{args.jobs} `true` jobs on {slots} job slots, {cores()} cores, median of "
           f"{args.repeat} run(s) (load average {load_average()})")
