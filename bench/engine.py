@@ -11,7 +11,7 @@ Issue [2/7] item 7. Prints figures only; asserts nothing timed.
     then jobs per second and peak RSS running it all with ``jobbridge run``.
     Targets: store < 5 s, >= 1000 jobs/s, peak RSS < 1 GB.
 
-    /work/venv/bin/python bench/engine.py [--repeat 3] [--only a,b,c] [--big-jobs 100000]
+    .venv/bin/python bench/engine.py [--repeat 3] [--only a,b,c] [--big-jobs 100000]
 """
 
 from __future__ import annotations

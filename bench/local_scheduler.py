@@ -4,7 +4,7 @@ Issue [1/7] item 7. Target: within 1.3x of xargs. The local scheduler's time run
 from the first ``job_submission`` (which starts its runner process) until every job
 has ended and its exit info was read. Prints figures only; asserts nothing timed.
 
-    /work/venv/bin/python bench/local_scheduler.py [--jobs 3000] [--repeat 3]
+    .venv/bin/python bench/local_scheduler.py [--jobs 3000] [--repeat 3]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ and, to tell the engine's share from the scheduler's, the mpi scheduler alone
 figures only; asserts nothing timed. Needs mpirun and mpi4py
 (scripts/clusters/mpi-up.sh; as root, source scripts/clusters/env.sh).
 
-    /work/venv/bin/python bench/mpi_bench.py [--jobs 10000] [--ranks 3] [--repeat 1]
+    .venv/bin/python bench/mpi_bench.py [--jobs 10000] [--ranks 3] [--repeat 1]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ the median from a job's end to its dependent's start, *end -> next sbatch* (jobb
 the median from a job's end to the store's submission date of its dependent.
 Prints figures only. Needs the Slurm of scripts/clusters/slurm-up.sh.
 
-    /work/venv/bin/python bench/slurm_bench.py [--chains 10] [--length 20] [--repeat 1]
+    .venv/bin/python bench/slurm_bench.py [--chains 10] [--length 20] [--repeat 1]
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ import heapq
 import json
 import logging
 import os
-import secrets
-import socket
 import threading
 import time
 from collections import Counter
@@ -150,7 +148,7 @@ class Engine:
         self.only = None if workflow_ids is None else set(workflow_ids)
         self.progress = progress
         self.scheduler_factory = scheduler_factory or _build_scheduler
-        self.engine_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.engine_id = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self.runs: dict[int, _Run] = {}
         self.resources: dict[str, _Resource] = {}
         self._wake = threading.Event()

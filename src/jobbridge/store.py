@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import operator
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -244,7 +243,7 @@ class Store:
                 version += 1
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('home_token', ?)",
-                       (secrets.token_hex(3),))
+                       (os.urandom(3).hex(),))
 
     def _meta(self, key: str) -> str:
         return str(self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
@@ -451,7 +450,7 @@ def _set_wal(db: sqlite3.Connection, timeout: float = 60.0) -> None:
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
-            time.sleep(0.005 + secrets.randbelow(20) / 1000)
+            time.sleep(0.005 + os.urandom(1)[0] % 20 / 1000)
 
 
 def _execute_script(db: sqlite3.Connection, script: str) -> None:

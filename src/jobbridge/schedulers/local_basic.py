@@ -15,7 +15,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import select
 import subprocess
 import sys
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def _new_runner_id() -> str:
     """Unique and sortable: a runner's id prefixes its jobs' ids and names its journal."""
-    return f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
 
 
 class LocalSchedulerError(JobbridgeError):

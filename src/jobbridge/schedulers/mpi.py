@@ -40,7 +40,6 @@ import heapq
 import importlib.util
 import logging
 import os
-import secrets
 import select
 import signal
 import threading
@@ -162,7 +161,7 @@ class MPIScheduler(Scheduler):
         self.comm = comm
         self.max_attempts = 1
         self.container_command: list[str] = []
-        self.prefix = f"mpi.{secrets.token_hex(3)}."
+        self.prefix = f"mpi.{os.urandom(3).hex()}."
         self._lock = threading.Lock()
         self._notify: ChangeNotifier | None = None
         self._jobs: dict[str, _Job] = {}
