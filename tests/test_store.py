@@ -55,6 +55,27 @@ def test_schema_version_and_rows(tmp_path: Path, jobbridge_home: Path) -> None:
     assert json.loads(str(rows[0][2]))["command"] == ["sh", "-c", "echo 0"]
 
 
+def test_log_files_default_under_the_home(tmp_path: Path, jobbridge_home: Path) -> None:
+    """Jobs without stdout/stderr files write to $JOBBRIDGE_HOME/logs/WF/ID.out|.err
+    (derived when read, not stored); files the user names, or stored by an older
+    version, are kept."""
+    workflow = write_json(tmp_path / "logs.json", {"jobs": [
+        job(".", "echo dot; echo err >&2"), job("mine", "echo mine", stdout_file="mine.txt")]})
+    assert jb("run", str(workflow)).returncode == 0
+    assert (jobbridge_home / "logs" / "1" / "..out").read_text() == "dot\n"
+    assert (jobbridge_home / "logs" / "1" / "..err").read_text() == "err\n"
+    assert (tmp_path / "mine.txt").read_text() == "mine\n"
+    assert jb("logs", "1", ".").stdout == "dot\n"
+    spec = json.loads(str(_query(jobbridge_home, "SELECT spec FROM jobs WHERE idx = 0")[0][0]))
+    assert "stdout_file" not in spec
+    with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db, db:
+        db.execute("UPDATE jobs SET spec = ? WHERE idx = 0",
+                   (json.dumps({**spec, "stdout_file": str(tmp_path / "old.out")}),))
+    assert jb("logs", "1", ".").returncode != 0  # now read from the stored, missing file
+    (tmp_path / "old.out").write_text("old\n")
+    assert jb("logs", "1", ".").stdout == "old\n"
+
+
 def test_newer_schema_is_refused(tmp_path: Path, jobbridge_home: Path) -> None:
     """A database written by a newer jobbridge is refused with one line, left untouched."""
     assert jb("run", str(_small(tmp_path))).returncode == 0

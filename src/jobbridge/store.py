@@ -13,10 +13,11 @@ import operator
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,20 @@ _spec_values = operator.attrgetter(*_SPEC_FIELDS)
 #: Each spec field's default: a stored spec leaves out the fields at their default
 #: (EngineJob(**spec) gives them back), a third of the size of a typical job.
 _SPEC_DEFAULTS = tuple(EngineJob("-").__dict__[name] for name in _SPEC_FIELDS)
-_dumps = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps makes one a call
+
+
+def _compact_json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, separators=(",", ":"))`` with one C encoder made once:
+    ``dumps`` makes a new one at every call, half the cost of a small job's spec."""
+    base = json.JSONEncoder(separators=(",", ":"))
+    if c_make_encoder is None:  # no C accelerator (not CPython)
+        return base.encode
+    encoder = c_make_encoder(None, base.default, encode_basestring_ascii, None, ":", ",",
+                             False, False, True)
+    return lambda value: "".join(encoder(value, 0))
+
+
+_dumps = _compact_json_encoder()
 
 
 def now_iso() -> str:
@@ -149,12 +163,6 @@ _JOB_COLUMNS = ("workflow_id, idx, job_id, name, hidden, spec, status, exit_stat
                 "attempt, submission_date, execution_date, ending_date")
 _WORKFLOW_COLUMNS = ("id, name, resource, scheduler_type, options, status, submission_date, "
                      "ending_date, engine, request")
-
-
-def _job_from_row(row: Sequence[Any]) -> JobRow:
-    spec = json.loads(row[5])
-    engine_job = EngineJob(job_id=row[2], submission_tag=row[13], **spec)
-    return JobRow(row[0], row[1], row[2], row[3], bool(row[4]), engine_job, *row[6:])
 
 
 def _workflow_from_row(row: Sequence[Any]) -> WorkflowRow:
@@ -262,13 +270,12 @@ class Store:
             workflow_id = int(cursor.lastrowid or 0)
             folder = logs / str(workflow_id)
             index = {job.job_id: i for i, job in enumerate(spec.jobs)}
-            folder_text = str(folder)
             db.executemany(
                 f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id,"
                 " priority) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
                 " 0, NULL, NULL, NULL, ?, ?)",
                 ((i, job.job_id, job.name, job.job_id in spec.hidden_ids,
-                  _spec_json(job, folder, folder_text), constants.NOT_SUBMITTED, workflow_id,
+                  _spec_json(job), constants.NOT_SUBMITTED, workflow_id,
                   job.priority)
                  for i, job in enumerate(spec.jobs)))
             db.executemany(
@@ -371,18 +378,32 @@ class Store:
         with gc_paused():  # a workflow's rows become objects that all stay alive
             rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? "
                                    f"{hidden} ORDER BY idx", (_as_id(workflow_id),)).fetchall()
-            # one json.loads call, not one a row
-            specs = json.loads("[" + ",".join([r[5] for r in rows]) + "]")
-            return [JobRow(r[0], r[1], r[2], r[3], bool(r[4]),
-                           EngineJob(job_id=r[2], submission_tag=r[13], **spec), *r[6:])
-                    for r, spec in zip(rows, specs, strict=True)]
+            return self._job_rows(rows)
 
     def job(self, workflow_id: int | str, job_id: str) -> JobRow:
         row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? AND "
                               "job_id = ?", (_as_id(workflow_id), job_id)).fetchone()
         if row is None:
             raise InputError(f"workflow {workflow_id} has no job {job_id!r}")
-        return _job_from_row(row)
+        return self._job_rows([row])[0]
+
+    def _job_rows(self, rows: Sequence[Sequence[Any]]) -> list[JobRow]:
+        """Jobs from their rows. A job's stdout/stderr, unless the user set them, are
+        files under ``$JOBBRIDGE_HOME/logs/WF/``: derived here, not stored (they
+        would be a third of the row)."""
+        specs = json.loads("[" + ",".join([r[5] for r in rows]) + "]")  # one call, not one a row
+        logs = f"{self.home}/logs"
+        jobs = []
+        for row, spec in zip(rows, specs, strict=True):
+            if not spec.get("is_barrier"):
+                stem = f"{logs}/{row[0]}/{row[2]}"
+                spec.setdefault("stdout_file", stem + ".out")
+                if not spec.get("join_stderrout"):
+                    spec.setdefault("stderr_file", stem + ".err")
+            jobs.append(JobRow(row[0], row[1], row[2], row[3], bool(row[4]),
+                               EngineJob(job_id=row[2], submission_tag=row[13], **spec),
+                               *row[6:]))
+        return jobs
 
     def dependencies(self, workflow_id: int) -> list[tuple[int, int]]:
         rows = self.db.execute("SELECT before_idx, after_idx FROM dependencies "
@@ -421,21 +442,12 @@ class Store:
                                rows)
 
 
-def _spec_json(job: EngineJob, log_folder: Path, folder: str | None = None) -> str:
-    """The job's spec; unset stdout/stderr go to files under $JOBBRIDGE_HOME
-    (``folder``: ``str(log_folder)``, given when many jobs share it)."""
-    spec = {name: value for name, value, default
-            in zip(_SPEC_FIELDS, _spec_values(job), _SPEC_DEFAULTS, strict=True)
-            if value != default or type(value) is not type(default)}
-    if not job.is_barrier:
-        if folder is None or job.job_id == ".":  # pathlib drops a "." part
-            stem = str(log_folder / job.job_id)
-        else:
-            stem = f"{folder}/{job.job_id}"
-        spec["stdout_file"] = job.stdout_file or stem + ".out"
-        if not job.join_stderrout:
-            spec["stderr_file"] = job.stderr_file or stem + ".err"
-    return _dumps(spec)
+def _spec_json(job: EngineJob) -> str:
+    """The job's spec: the fields not at their default (``EngineJob(**spec)`` gives
+    them back)."""
+    return _dumps({name: value for name, value, default
+                   in zip(_SPEC_FIELDS, _spec_values(job), _SPEC_DEFAULTS, strict=True)
+                   if value != default})
 
 
 def _set_wal(db: sqlite3.Connection, timeout: float = 60.0) -> None:
