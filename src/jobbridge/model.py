@@ -23,6 +23,44 @@ from .errors import InputError
 PARALLEL_CONFIGS = ("native", "MPI", "OpenMP")
 
 
+class ExitInfo(tuple[str, int | None, int | None, str | None]):
+    """``(exit_status, exit_value, term_sig, resource_usage)``, plus a ``reason``.
+
+    It unpacks and compares as the plain 4-tuple of the API; ``reason`` keeps what
+    the batch system said about an abnormal end (TIMEOUT, OUT_OF_MEMORY...) for
+    ``jobbridge status`` to show.
+    """
+
+    reason: str | None
+
+    def __new__(cls, exit_status: str, exit_value: int | None = None,
+                term_sig: int | None = None, resource_usage: str | None = None,
+                reason: str | None = None) -> ExitInfo:
+        info = super().__new__(cls, (exit_status, exit_value, term_sig, resource_usage))
+        info.reason = reason
+        return info
+
+    @property
+    def exit_status(self) -> str:
+        return self[0]
+
+    @property
+    def exit_value(self) -> int | None:
+        return self[1]
+
+    @property
+    def term_sig(self) -> int | None:
+        return self[2]
+
+    @property
+    def resource_usage(self) -> str | None:
+        return self[3]
+
+    def __repr__(self) -> str:
+        extra = f", reason={self.reason!r}" if self.reason else ""
+        return f"ExitInfo{tuple(self)!r}"[:-1] + extra + ")"
+
+
 @dataclass
 class EngineJob:
     """One job as the engine hands it to a scheduler.

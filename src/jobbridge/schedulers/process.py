@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from .. import constants
-from ..model import EngineJob
-from ..scheduler import ExitInfo
+from ..model import EngineJob, ExitInfo
 
 CONTAINER_PLACEHOLDER = "{#command}"
 
