@@ -19,7 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from jbcli import finish, jb, jb_start, kill_engines, status_json, wait_for, write_json
+from jbcli import (
+    finish,
+    jb,
+    jb_start,
+    kill_engines,
+    skip_marked_tests_unless,
+    status_json,
+    wait_for,
+    write_json,
+)
 from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
@@ -58,6 +67,8 @@ def _why_not() -> str:
     enabled, reason = DrmaaScheduler.availability()
     if not enabled:
         return f"the drmaa scheduler is disabled: {reason}"
+    if not os.environ.get("SGE_ROOT"):
+        return "SGE_ROOT is not set (source scripts/clusters/env.sh)"
     if shutil.which("qstat") is None:
         return "Grid Engine's qstat is not on PATH (run scripts/clusters/sge-up.sh)"
     answer = subprocess.run(["qstat", "-f"], capture_output=True, text=True, timeout=30,
@@ -67,11 +78,7 @@ def _why_not() -> str:
     return ""
 
 
-@pytest.fixture(autouse=True)
-def _needs_grid_engine(request: pytest.FixtureRequest) -> None:
-    """Skip, saying why, the tests marked ``sge`` where Grid Engine is not running."""
-    if request.node.get_closest_marker("sge") and _why_not():
-        pytest.skip(_why_not())
+_needs_grid_engine = skip_marked_tests_unless("sge", _why_not)
 
 
 def make_scheduler(**options: str) -> DrmaaScheduler:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from jbcli import skip_marked_tests_unless
 from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
@@ -242,11 +243,7 @@ def _why_not() -> str:
     return ""
 
 
-@pytest.fixture(autouse=True)
-def _slurm_available(request: pytest.FixtureRequest) -> None:
-    """Skip, saying why, the tests marked ``slurm`` where Slurm is not running."""
-    if request.node.get_closest_marker("slurm") and _why_not():
-        pytest.skip(_why_not())
+_slurm_available = skip_marked_tests_unless("slurm", _why_not)
 
 
 def slurm_scheduler(tmp_path: Path, **options: object) -> SlurmScheduler:
