@@ -198,6 +198,26 @@ def test_history_is_bounded_by_the_submission_time(tmp_path: Path,
     assert fake.argvs[-1][4] == "--jobs=12"
 
 
+def test_a_kill_slurm_could_not_take_is_asked_again_at_each_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path)
+    fake = FakeCommands({"sbatch": "12\n", "scontrol": data("scontrol-show-config-1.txt"),
+                         "squeue": "12|RUNNING|0|None|\n",
+                         "scancel": CommandError("scancel: Unable to contact slurm controller",
+                                                 transient=True)})
+    monkeypatch.setattr(scheduler, "run", fake)
+    [job_id] = scheduler.job_submission([EngineJob("a", ["sleep", "60"], submission_tag="jb-a")])
+    scheduler.kill_job(str(job_id))
+    time.sleep(0.25)  # the next poll is due
+    scheduler.get_jobs_status(["12"])  # Slurm still down: asked again
+    fake.answers["scancel"] = ""
+    time.sleep(0.25)  # the next poll is due
+    scheduler.get_jobs_status(["12"])  # back: taken
+    time.sleep(0.25)  # the next poll is due
+    scheduler.get_jobs_status(["12"])  # not asked any more
+    assert [argv[0] for argv in fake.argvs].count("scancel") == 3
+
+
 def test_find_by_name_in_squeue_then_sacct(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     scheduler = SlurmScheduler(state_dir=tmp_path)
@@ -387,13 +407,15 @@ def _wait(condition: object, timeout: float, what: str) -> None:
 @pytest.mark.slow
 def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
     """Jobs that end while slurmctld is down, one submitted during the outage and one
-    still running after it all end with their true exit info; no poll fails a job."""
+    still running after it all end with their true exit info; no poll fails a job; a
+    job killed during the outage is cancelled once Slurm is back."""
     if os.geteuid() != 0:
         pytest.skip("stopping and starting slurmctld needs root")
     scheduler = slurm_scheduler(tmp_path, command_timeout=20.0)
     jobs = [EngineJob("quick", ["sh", "-c", "sleep 3; exit 0"]),
             EngineJob("five", ["sh", "-c", "sleep 8; exit 5"]),
-            EngineJob("long", ["sh", "-c", "sleep 45; exit 0"])]
+            EngineJob("long", ["sh", "-c", "sleep 45; exit 0"]),
+            EngineJob("victim", ["sleep", "600"])]
     ids = [str(i) for i in scheduler.job_submission(jobs)]
     wait_for_status(scheduler, ids, {constants.RUNNING}, timeout=60)
     pid = _slurmctld_pid()
@@ -404,6 +426,8 @@ def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
     during = threading.Thread(target=lambda: submitted.extend(scheduler.job_submission(
         [EngineJob("during", ["sh", "-c", "exit 4"])])))
     during.start()
+    killing = threading.Thread(target=scheduler.kill_job, args=[ids[3]])
+    killing.start()
     try:
         while time.monotonic() - stopped < 30:
             statuses = scheduler.get_jobs_status(ids)  # fails inside: keeps the last states
@@ -414,12 +438,14 @@ def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
     _wait(lambda: "UP" in subprocess.run(["scontrol", "ping"], capture_output=True,
                                          text=True).stdout, 60, "slurmctld did not restart")
     during.join(timeout=120)
+    killing.join(timeout=120)
     assert submitted and submitted[0] is not None, "the submission during the outage failed"
     all_ids = [*ids, str(submitted[0])]
     statuses = wait_for_status(scheduler, all_ids, timeout=180)
     infos = [scheduler.get_job_exit_info(job_id) for job_id in all_ids]
-    assert [(info[0], info[1]) for info in infos] == [
-        (constants.FINISHED_REGULARLY, 0), (constants.FINISHED_REGULARLY, 5),
-        (constants.FINISHED_REGULARLY, 0), (constants.FINISHED_REGULARLY, 4)]
+    assert [info[0] for info in infos] == [
+        constants.FINISHED_REGULARLY, constants.FINISHED_REGULARLY,
+        constants.FINISHED_REGULARLY, constants.USER_KILLED, constants.FINISHED_REGULARLY]
+    assert [infos[i][1] for i in (0, 1, 2, 4)] == [0, 5, 0, 4]
     assert [statuses[job_id] for job_id in all_ids] == [
-        constants.DONE, constants.FAILED, constants.DONE, constants.FAILED]
+        constants.DONE, constants.FAILED, constants.DONE, constants.FAILED, constants.FAILED]

@@ -122,6 +122,8 @@ class BatchScheduler(Scheduler):
         self._jobs: dict[str, _Tracked] = {}
         self._last_poll = 0.0
         self._killed: set[str] = set()
+        #: cancels the batch system could not take (down): asked again at each poll
+        self._cancel_pending: set[str] = set()
         #: counts of commands run, by kind (benchmarks and tests read it)
         self.calls: dict[str, int] = {}
 
@@ -208,6 +210,12 @@ class BatchScheduler(Scheduler):
             stale = time.monotonic() - self._last_poll > min(self.min_interval, 0.2)
             if stale:
                 self._poll()
+                for job_id in sorted(self._cancel_pending):
+                    tracked = self._jobs.get(job_id)
+                    if tracked is None or tracked.status in constants.ENDED_JOB_STATUS:
+                        self._cancel_pending.discard(job_id)
+                    else:
+                        self._cancel(job_id, retries=0)
             return {job_id: self._jobs[job_id].status for job_id in scheduler_job_ids}
 
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
@@ -227,11 +235,21 @@ class BatchScheduler(Scheduler):
             if tracked is not None and tracked.status in constants.ENDED_JOB_STATUS:
                 return  # it ended before the kill: that end stands
             self._killed.add(scheduler_job_id)
-        try:
-            self.run("cancel", self.cancel_argv(scheduler_job_id))
-        except CommandError as error:
-            log.warning("%s: cannot cancel job %s: %s", self.name, scheduler_job_id, error)
+        self._cancel(scheduler_job_id)
         self._interval = self.min_interval
+
+    def _cancel(self, job_id: str, retries: int | None = None) -> None:
+        """Cancel a job; if the batch system is down, ask again at the next polls
+        (a kill asked during an outage is not lost)."""
+        try:
+            self.run("cancel", self.cancel_argv(job_id), retries=retries)
+        except CommandError as error:
+            if error.transient:
+                self._cancel_pending.add(job_id)
+            log.warning("%s: cannot cancel job %s%s: %s", self.name, job_id,
+                        " yet, will ask again" if error.transient else "", error)
+        else:
+            self._cancel_pending.discard(job_id)
 
     def poll_interval(self) -> float:
         return self._interval
