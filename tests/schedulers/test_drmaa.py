@@ -327,9 +327,11 @@ def test_refused_submission_says_why(scheduler: DrmaaScheduler, tmp_path: Path) 
 
 
 @pytest.mark.sge
-def test_reattached_by_id_from_a_new_instance(tmp_path: Path) -> None:
+def test_reattached_by_id_from_a_new_instance(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine restarted: a new instance (a new session) follows jobs submitted by the
-    last one, whether they ended before it came (qacct) or end under its eyes."""
+    last one, whether they ended before it came (qacct, one call a poll for all) or
+    end under its eyes."""
     first = make_scheduler()
     ids = first.job_submission([
         job(tmp_path, "five", ["sh", "-c", "exit 5"]),
@@ -343,9 +345,18 @@ def test_reattached_by_id_from_a_new_instance(tmp_path: Path) -> None:
     first.close()  # the session ends with the jobs' exit info unread
     assert drmaa_scheduler._SESSION.session is None
 
+    commands: list[list[str]] = []
+    run_command = drmaa_scheduler._grid_engine_command
+
+    def counted(argv: list[str], timeout: float = 30.0) -> str:
+        commands.append(argv)
+        return run_command(argv, timeout)
+
+    monkeypatch.setattr(drmaa_scheduler, "_grid_engine_command", counted)
     second = make_scheduler()
     try:
-        assert second.get_job_status(slow) == constants.RUNNING
+        assert second.get_jobs_status([five, sig, slow])[slow] == constants.RUNNING
+        assert commands == [["qacct", "-j", "*"]]  # one for both ended jobs
         second.kill_job(victim)
         statuses = wait_for_status(second, [five, sig, slow, victim], timeout=90)
         assert statuses == dict.fromkeys([five, sig, slow, victim], constants.FAILED)

@@ -13,7 +13,7 @@ used; the library comes from ``DRMAA_LIBRARY_PATH`` or the resource's
   files, so they are emptied first (every jobbridge scheduler truncates them);
 - **exit info**: ``wait`` gives it for jobs ended in our session; a job of an
   earlier session (engine or DRMS restarted) vanishes from DRMAA once ended, so
-  its end comes from Grid Engine's accounting (:func:`accounting_record`);
+  its end comes from Grid Engine's accounting (:func:`accounting_records`, one ``qacct`` a poll);
 - a non-zero exit is DRMAA's ``done``: DONE or FAILED is decided from the exit info.
 """
 
@@ -358,19 +358,36 @@ class DrmaaScheduler(Scheduler):
         return " ".join(part for part in parts if part)
 
     # --- status ---------------------------------------------------------------------------
-    def get_job_status(self, scheduler_job_id: str) -> str:
+    def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        """DRMAA's state of each job (library calls, no process); the jobs DRMAA has
+        forgotten are looked up in Grid Engine's accounting by one ``qacct`` call."""
         with self._lock:
-            job = self._jobs.setdefault(scheduler_job_id, _Job())
-            if job.info is None:
-                job.status = self._query(scheduler_job_id, job)
-            return job.status
+            forgotten = []
+            for job_id in scheduler_job_ids:
+                job = self._jobs.setdefault(job_id, _Job())
+                if job.info is None:
+                    status = self._query(job_id, job)
+                    if status is None:
+                        forgotten.append(job_id)
+                    else:
+                        job.status = status
+            records = accounting_records(forgotten) if forgotten else {}
+            for job_id in forgotten:
+                job = self._jobs[job_id]
+                job.status = self._end_from_record(job, records.get(job_id))
+            return {job_id: self._jobs[job_id].status for job_id in scheduler_job_ids}
 
-    def _query(self, job_id: str, job: _Job) -> str:
+    def get_job_status(self, scheduler_job_id: str) -> str:
+        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
+
+    def _query(self, job_id: str, job: _Job) -> str | None:
+        """The job's status from DRMAA (its exit info once ended); None when DRMAA no
+        longer knows it (ended out of our session's sight, or unknown)."""
         drmaa = load_drmaa()
         try:
             state = _SESSION.call(lambda session: session.jobStatus(job_id))
-        except drmaa.InvalidJobException:  # ended out of our session's sight, or unknown
-            return self._end_from_accounting(job_id, job)
+        except drmaa.InvalidJobException:
+            return None
         except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
             log.warning("drmaa: status of %s unknown, keeping %s: %s", job_id, job.status, error)
             return job.status
@@ -381,7 +398,7 @@ class DrmaaScheduler(Scheduler):
             job_info = _SESSION.call(
                 lambda session: session.wait(job_id, drmaa.Session.TIMEOUT_NO_WAIT))
         except drmaa.InvalidJobException:
-            return self._end_from_accounting(job_id, job)
+            return None
         except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
             log.warning("drmaa: exit info of %s unknown yet: %s", job_id, error)
             return job.status  # asked again at the next poll
@@ -392,14 +409,14 @@ class DrmaaScheduler(Scheduler):
                                 reason=None if job.killed else "ended before it ran")
         else:
             job.info = exit_info_from_drmaa(job_info, job.cpus, job.killed)
-            if job.info.exit_status == constants.EXIT_ABORTED:
-                record = accounting_record(job_id)
+            if job.info.exit_status == constants.EXIT_ABORTED:  # accounting says why
+                record = accounting_records([job_id]).get(job_id)
                 if record is not None:
                     job.info = exit_info_from_accounting(record, killed=False)
         return _ended_status(job.info)
 
-    def _end_from_accounting(self, job_id: str, job: _Job) -> str:
-        record = accounting_record(job_id)
+    def _end_from_record(self, job: _Job, record: Mapping[str, str] | None) -> str:
+        """The status of a job DRMAA forgot, from its accounting record (if any yet)."""
         if record is not None:
             job.info = exit_info_from_accounting(record, job.killed)
         elif job.killed:  # deleted while queued: Grid Engine keeps no record of it
@@ -584,16 +601,20 @@ def accounting_flush_seconds() -> float:
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
-def accounting_record(job_id: str) -> dict[str, str] | None:
-    """The last ``qacct -j ID`` record (Grid Engine accounting) of a job, or None.
+def accounting_records(job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The last Grid Engine accounting record of each job: ``qacct -j ID`` for one,
+    ``qacct -j '*'`` (one read of the accounting file, not one per job) for several.
 
     Why: DRMAA forgets a job once it ended unless our session watched it; after an
     engine or DRMS restart, the accounting file is the only witness of its end.
     """
-    if not job_id.isdigit():  # qacct -j also takes names and patterns
-        return None
-    records = _records(_grid_engine_command(["qacct", "-j", job_id]))
-    return records[-1] if records else None
+    wanted = {job_id for job_id in job_ids if job_id.isdigit()}  # -j also takes names
+    if not wanted:
+        return {}
+    pattern = next(iter(wanted)) if len(wanted) == 1 else "*"
+    return {record["jobnumber"]: record
+            for record in _records(_grid_engine_command(["qacct", "-j", pattern]))
+            if record.get("jobnumber") in wanted}
 
 
 def exit_info_from_accounting(record: Mapping[str, str], killed: bool) -> ExitInfo:
