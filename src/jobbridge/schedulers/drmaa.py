@@ -447,9 +447,10 @@ class DrmaaScheduler(Scheduler):
         missing = set(names) - set(found)
         if missing:  # a job that ended a moment ago is in accounting after the next flush
             time.sleep(accounting_flush_seconds() + 1)
-        for name in missing:
-            answer = _grid_engine_command(["qacct", "-j", name])
-            found.update(_named_job_numbers(answer, "jobname", "jobnumber"))
+            pattern = next(iter(missing)) if len(missing) == 1 else "*"  # one read
+            ended = _named_job_numbers(_grid_engine_command(["qacct", "-j", pattern]),
+                                       "jobname", "jobnumber")
+            found.update((name, ended[name]) for name in missing if name in ended)
         return {names[name]: job_id for name, job_id in found.items() if name in names}
 
     # --- control --------------------------------------------------------------------------
