@@ -15,19 +15,6 @@ from pathlib import Path
 from .constants import DEFAULT_RESOURCE, DEFAULT_SCHEDULER_TYPE
 from .errors import ConfigurationError
 
-#: Options that every resource may set, with what they mean. Schedulers add their own.
-COMMON_OPTIONS: dict[str, str] = {
-    "scheduler_type": "which Scheduler drives this resource (see `jobbridge schedulers`)",
-    "cpu_nb": "CPU slots the local scheduler may use (0: all cores)",
-    "max_cpu_nb": "upper bound of cpu_nb",
-    "scheduler_interval": "seconds between two polls of the batch system",
-    "max_job_in_queue": "most jobs of this resource submitted and not yet ended (0: no limit)",
-    "max_job_running": "most jobs of this resource running at once (0: no limit)",
-    "native_specification": "options passed through to the batch system for every job",
-    "queues": "queues (partitions) users may name, space-separated",
-    "container_command": "argv prefix wrapping each job; {#command} stands for the job's argv",
-}
-
 
 def jobbridge_home() -> Path:
     """The state directory: ``$JOBBRIDGE_HOME`` or ``~/.local/share/jobbridge``."""

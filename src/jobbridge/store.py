@@ -126,10 +126,6 @@ class JobRow:
     execution_date: str | None
     ending_date: str | None
 
-    @property
-    def succeeded(self) -> bool:
-        return self.exit_status == constants.FINISHED_REGULARLY and self.exit_value == 0
-
     def as_json(self) -> dict[str, Any]:
         """The job object of ``status --json`` (SPEC §6)."""
         return {"id": self.job_id, "name": self.name, "status": self.status,

@@ -210,3 +210,16 @@ def test_an_unusable_resource_fails_its_workflow_not_the_engine(tmp_path: Path) 
     job = controller.wait(str(broken), timeout=30)["jobs"][0]
     assert job["status"] == constants.FAILED
     assert "no-such-scheduler" in job["exit_reason"]
+
+
+def test_create_process_starts_the_job_as_a_child(tmp_path: Path) -> None:
+    """The seed's ``LocalScheduler.create_process``: argv without a shell, env merged
+    over ours, working directory and files; a Popen the caller waits on."""
+    job = EngineJob("p", ["sh", "-c", 'echo "$1 $JB_X $(pwd)"; echo oops >&2; exit 3', "sh",
+                          "$(not run)"],
+                    env={"JB_X": "x y"}, working_directory=str(tmp_path),
+                    stdout_file=str(tmp_path / "out"), stderr_file=str(tmp_path / "err"))
+    process = LocalScheduler.create_process(job)
+    assert process.wait(timeout=30) == 3
+    assert (tmp_path / "out").read_text() == f"$(not run) x y {tmp_path}\n"
+    assert (tmp_path / "err").read_text() == "oops\n"

@@ -98,8 +98,6 @@ class BatchScheduler(Scheduler):
     ABNORMAL_ENDS: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: Seconds a job may be missing from every query before it is declared lost.
     LOST_AFTER: ClassVar[float] = 600.0
-    #: Prefix of the script's directive lines (``#SBATCH``), if the backend uses them.
-    DIRECTIVE: ClassVar[str] = ""
 
     def __init__(self, config: Configuration | None = None, *,
                  min_interval: float = 0.5, max_interval: float = 10.0,
