@@ -90,6 +90,16 @@ def job(job_id: str, script: str, **extra: Any) -> dict[str, Any]:
     return {"id": job_id, "command": ["sh", "-c", script], **extra}
 
 
+def group_to_group(firsts: list[dict[str, Any]], seconds: list[dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """A workflow whose group ``second`` (the jobs ``seconds``) waits for the whole
+    group ``first`` (``firsts``): one dependency between two groups."""
+    return {"jobs": firsts + seconds,
+            "groups": [{"name": "first", "elements": [j["id"] for j in firsts]},
+                       {"name": "second", "elements": [j["id"] for j in seconds]}],
+            "dependencies": [["first", "second"]]}
+
+
 def stored_rows(home: Path) -> tuple[int, int, int]:
     """(workflows, jobs, dependencies) rows in the home's database, read directly."""
     path = home / "jobbridge.db"

@@ -14,13 +14,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from jbcli import group_to_group, job
 from jobbridge import constants
 from jobbridge.controller import WorkflowController, resolve_config
 from jobbridge.model import load_workflow_file
-
-
-def _job(job_id: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {"id": job_id, "command": ["sh", "-c", script], **extra}
 
 
 def _run(workflow: dict[str, Any], tmp_path: Path, config: str | None = None) -> dict[str, Any]:
@@ -43,10 +40,10 @@ def _by_id(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_dependencies_run_in_order_and_failures_abort_descendants(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    workflow = {"jobs": [_job("a", f"echo a >> {log}"), _job("b", f"echo b >> {log}; exit 5"),
-                         _job("c", f"echo c >> {log}"), _job("d", f"echo d >> {log}"),
-                         _job("e", f"echo e >> {log}"), {"id": "gate", "barrier": True},
-                         _job("f", f"echo f >> {log}")],
+    workflow = {"jobs": [job("a", f"echo a >> {log}"), job("b", f"echo b >> {log}; exit 5"),
+                         job("c", f"echo c >> {log}"), job("d", f"echo d >> {log}"),
+                         job("e", f"echo e >> {log}"), {"id": "gate", "barrier": True},
+                         job("f", f"echo f >> {log}")],
                 "dependencies": [["a", "b"], ["a", "c"], ["b", "d"], ["d", "e"], ["c", "gate"],
                                  ["gate", "f"]]}
     jobs = _by_id(_run(workflow, tmp_path))
@@ -63,12 +60,9 @@ def test_dependencies_run_in_order_and_failures_abort_descendants(tmp_path: Path
 
 def test_group_ends_wait_for_every_member(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    firsts = [_job(f"p{i}", f"sleep 0.{i}; echo p >> {log}") for i in range(5)]
-    seconds = [_job(f"q{i}", f"echo q >> {log}") for i in range(5)]
-    workflow = {"jobs": firsts + seconds,
-                "groups": [{"name": "first", "elements": [j["id"] for j in firsts]},
-                           {"name": "second", "elements": [j["id"] for j in seconds]}],
-                "dependencies": [["first", "second"]]}
+    firsts = [job(f"p{i}", f"sleep 0.{i}; echo p >> {log}") for i in range(5)]
+    seconds = [job(f"q{i}", f"echo q >> {log}") for i in range(5)]
+    workflow = group_to_group(firsts, seconds)
     status = _run(workflow, tmp_path)
     assert log.read_text().split() == ["p"] * 5 + ["q"] * 5
     assert len(status["jobs"]) == 10  # the hidden barrier is not shown
@@ -76,7 +70,7 @@ def test_group_ends_wait_for_every_member(tmp_path: Path) -> None:
 
 def test_priority_and_max_job_running(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    jobs = [_job(f"j{p}", f"echo start {p} >> {log}; sleep 0.1; echo end {p} >> {log}",
+    jobs = [job(f"j{p}", f"echo start {p} >> {log}; sleep 0.1; echo end {p} >> {log}",
                  priority=p) for p in (1, 5, 3, 4, 2)]
     _run({"jobs": jobs}, tmp_path,
          config="[here]\nscheduler_type = local_basic\ncpu_nb = 4\nmax_job_running = 1\n")
@@ -88,7 +82,7 @@ def test_priority_and_max_job_running(tmp_path: Path) -> None:
 
 
 def test_job_files_default_under_home(tmp_path: Path, jobbridge_home: Path) -> None:
-    status = _run({"jobs": [_job("talk", "echo out; echo err >&2")]}, tmp_path)
+    status = _run({"jobs": [job("talk", "echo out; echo err >&2")]}, tmp_path)
     controller = WorkflowController()
     assert controller.log_path(status["id"], "talk").read_text() == "out\n"
     assert controller.log_path(status["id"], "talk", stderr=True).read_text() == "err\n"
@@ -116,7 +110,7 @@ def test_engine_killed_at_random_moments_resumes_without_loss_or_rerun(
     """SIGKILL the engine repeatedly mid-workflow: every job runs exactly once."""
     log = tmp_path / "ran"
     layers = [[f"l{layer}-{i}" for i in range(6)] for layer in range(4)]
-    jobs = [_job(job_id, f"echo {job_id} >> {log}; sleep 0.{random.randint(1, 4)}; "
+    jobs = [job(job_id, f"echo {job_id} >> {log}; sleep 0.{random.randint(1, 4)}; "
                          f"exit {1 if job_id == 'l1-3' else 0}")
             for layer in layers for job_id in layer]
     deps = [[a, b] for upper, lower in itertools.pairwise(layers)
@@ -141,10 +135,10 @@ def test_engine_killed_at_random_moments_resumes_without_loss_or_rerun(
     assert jobs_by_id["l1-3"]["exit_value"] == 1
     assert jobs_by_id["l2-3"]["exit_status"] == constants.EXIT_NOTRUN
     assert jobs_by_id["l3-3"]["exit_status"] == constants.EXIT_NOTRUN
-    for job_id, job in jobs_by_id.items():
+    for job_id, row in jobs_by_id.items():
         if job_id in ("l1-3", "l2-3", "l3-3"):
             continue
-        assert job["status"] == constants.DONE, job
+        assert row["status"] == constants.DONE, row
         assert ran[job_id] == 1
     assert "l2-3" not in ran and "l3-3" not in ran
 
@@ -154,8 +148,8 @@ def test_stop_kills_running_jobs_and_restart_reruns_what_did_not_succeed(
     flag = tmp_path / "second-time"
     script = f'if [ -e "{flag}" ]; then exit 0; fi; touch "{flag}"; exec sleep 60'
     controller = WorkflowController()
-    workflow_id = controller.submit({"jobs": [_job("ok", "true"), _job("slow", script),
-                                              _job("after", "true")],
+    workflow_id = controller.submit({"jobs": [job("ok", "true"), job("slow", script),
+                                              job("after", "true")],
                                      "dependencies": [["slow", "after"]]})
     deadline = time.monotonic() + 30
     while not flag.exists():
@@ -175,8 +169,7 @@ def test_stop_kills_running_jobs_and_restart_reruns_what_did_not_succeed(
 def test_delete_kills_and_forgets(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     controller = WorkflowController()
-    job = _job("long", f"echo $$ > {pid_file}; exec sleep 60")
-    workflow_id = controller.submit({"jobs": [job]})
+    workflow_id = controller.submit({"jobs": [job("long", f"echo $$ > {pid_file}; exec sleep 60")]})
     deadline = time.monotonic() + 30
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline

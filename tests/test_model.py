@@ -17,6 +17,7 @@ import pytest
 from jbcli import (
     error_line,
     finish,
+    group_to_group,
     jb,
     jb_start,
     job,
@@ -202,10 +203,7 @@ def test_large_group_dependency_goes_through_a_hidden_barrier(tmp_path: Path) ->
     log = tmp_path / "log"
     firsts = [job(f"f{i}", f"echo f >> {log}") for i in range(10)]
     seconds = [job(f"s{i}", f"echo s >> {log}") for i in range(10)]
-    workflow = {"jobs": firsts + seconds,
-                "groups": [{"name": "first", "elements": [j["id"] for j in firsts]},
-                           {"name": "second", "elements": [j["id"] for j in seconds]}],
-                "dependencies": [["first", "second"]]}
+    workflow = group_to_group(firsts, seconds)
     path = write_json(tmp_path / "wf.json", workflow)
     spec = load_workflow_file(path)
     assert len(spec.hidden_ids) == 1 and len(spec.edges) == 20
