@@ -5,10 +5,7 @@ Not collected by a plain ``pytest`` run (it needs the workers)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from jobbridge import constants
 from jobbridge.configuration import Configuration
@@ -25,11 +22,8 @@ def mpi_scheduler(**options: object) -> Scheduler:
 class TestMPIConformance(SchedulerConformance):
     job_timeout = 30.0
 
-    @pytest.fixture
-    def scheduler(self) -> Iterator[Scheduler]:
-        scheduler = mpi_scheduler()
-        yield scheduler
-        scheduler.close()
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        return mpi_scheduler()
 
 
 def test_retries_until_success_or_the_last_attempt(tmp_path: Path) -> None:

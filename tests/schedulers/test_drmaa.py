@@ -232,11 +232,8 @@ def test_availability_says_why(tmp_path: Path) -> None:
 # --- on the real Grid Engine -----------------------------------------------------------------
 @pytest.mark.sge
 class TestDrmaaConformance(SchedulerConformance):
-    @pytest.fixture
-    def scheduler(self) -> Iterator[Scheduler]:
-        scheduler = make_scheduler()
-        yield scheduler
-        scheduler.close()
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        return make_scheduler()
 
 
 @pytest.mark.sge

@@ -21,11 +21,8 @@ from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
 class TestLocalConformance(SchedulerConformance):
     job_timeout = 30.0
 
-    @pytest.fixture
-    def scheduler(self) -> Iterator[Scheduler]:
-        scheduler = LocalScheduler(proc_nb=2)
-        yield scheduler
-        scheduler.close()
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        return LocalScheduler(proc_nb=2)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,11 +58,8 @@ def torque_scheduler() -> PBSProScheduler:
 class TestTorqueWrappersConformance(SchedulerConformance):
     job_timeout = 120.0
 
-    @pytest.fixture
-    def scheduler(self) -> Iterator[Scheduler]:
-        scheduler = torque_scheduler()
-        yield scheduler
-        scheduler.close()
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        return torque_scheduler()
 
 
 def test_detected_as_torque_with_text_output() -> None:

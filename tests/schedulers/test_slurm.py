@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -278,11 +277,8 @@ def slurm_scheduler(tmp_path: Path, **options: object) -> SlurmScheduler:
 class TestSlurmConformance(SchedulerConformance):
     job_timeout = 120.0
 
-    @pytest.fixture
-    def scheduler(self, tmp_path: Path) -> Iterator[Scheduler]:
-        scheduler = slurm_scheduler(tmp_path)
-        yield scheduler
-        scheduler.close()
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        return slurm_scheduler(tmp_path)
 
 
 def _scontrol_job(job_id: str) -> str:

@@ -30,16 +30,24 @@ _USAGE_ITEM = re.compile(
 
 
 class SchedulerConformance:
-    """Mix into a test class that provides a ``scheduler`` fixture."""
+    """Mix into a test class that defines :meth:`make_scheduler` (or, when the
+    scheduler needs other fixtures, a ``scheduler`` fixture of its own)."""
 
     #: Seconds one job may take from submission to its end.
     job_timeout: float = 120.0
     #: How many jobs the "many jobs at once" test submits.
     many_jobs: int = 12
 
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        """A new instance of the scheduler under test (``tmp_path``: a private folder)."""
+        raise NotImplementedError("define make_scheduler(self, tmp_path) in your test class")
+
     @pytest.fixture
-    def scheduler(self) -> Iterator[Scheduler]:  # pragma: no cover - must be overridden
-        raise NotImplementedError("define a `scheduler` fixture in your test class")
+    def scheduler(self, tmp_path: Path) -> Iterator[Scheduler]:
+        """The scheduler of one test, closed after it."""
+        scheduler = self.make_scheduler(tmp_path)
+        yield scheduler
+        scheduler.close()
 
     @pytest.fixture
     def job_dir(self, tmp_path: Path) -> Path:
