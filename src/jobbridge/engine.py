@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import constants
-from .model import EngineJob
+from .model import EngineJob, ended_status
 from .scheduler import Scheduler, build_scheduler
 from .store import Store, WorkflowRow, now_iso
 
@@ -462,12 +462,12 @@ class Engine:
              term_sig: int | None = None, resource_usage: str | None = None,
              reason: str | None = None, **dates: Any) -> None:
         """Record a job's end; release its dependents or abort them."""
-        ok = exit_status == constants.FINISHED_REGULARLY and exit_value == 0
+        status = ended_status(exit_status, exit_value)
         values = {"exit_status": exit_status, "exit_value": exit_value, "term_sig": term_sig,
                   "resource_usage": resource_usage, "exit_reason": reason,
                   "ending_date": now_iso(), **{k: v for k, v in dates.items() if v}}
-        run.set_status(job, constants.DONE if ok else constants.FAILED, **values)
-        if not ok:
+        run.set_status(job, status, **values)
+        if status != constants.DONE:
             self._abort_descendants(run, job)
             return
         for succ in job.succs:

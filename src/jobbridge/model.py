@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import constants
 from .errors import InputError
 
 PARALLEL_CONFIGS = ("native", "MPI", "OpenMP")
@@ -56,9 +57,20 @@ class ExitInfo(tuple[str, int | None, int | None, str | None]):
     def resource_usage(self) -> str | None:
         return self[3]
 
+    @property
+    def job_status(self) -> str:
+        """The JOB_STATUS this end gives the job: DONE or FAILED."""
+        return ended_status(self[0], self[1])
+
     def __repr__(self) -> str:
         extra = f", reason={self.reason!r}" if self.reason else ""
         return f"ExitInfo{tuple(self)!r}"[:-1] + extra + ")"
+
+
+def ended_status(exit_status: object, exit_value: object) -> str:
+    """An ended job's JOB_STATUS: DONE iff it finished regularly with exit code 0."""
+    ok = exit_status == constants.FINISHED_REGULARLY and exit_value == 0
+    return constants.DONE if ok else constants.FAILED
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import constants
-from .configuration import Configuration, jobbridge_home
+from .configuration import Configuration, jobbridge_home, private_dir
 from .errors import InputError, StoreError
 from .model import EngineJob, WorkflowSpec, gc_paused
 
@@ -278,8 +278,7 @@ class Store:
                 "INSERT INTO dependencies VALUES (?, ?, ?)",
                 ((workflow_id, index[before], index[after]) for before, after in spec.edges))
         try:
-            logs.mkdir(exist_ok=True, mode=0o700)  # parents=True would make it 0755
-            folder.mkdir(exist_ok=True, mode=0o700)
+            private_dir(folder)
         except OSError as error:
             raise StoreError(f"cannot create {folder}: {error.strerror}") from None
         return workflow_id

@@ -37,7 +37,7 @@ from typing import ClassVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
-from ..model import EngineJob
+from ..model import EngineJob, ended_status
 from ..scheduler import ExitInfo, Scheduler
 from .jobwrap import read_exit_file
 from .process import wrap_in_container
@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 
 #: Characters allowed in a job name given to a batch system; others become "_".
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+def safe_name(text: str, limit: int) -> str:
+    """``text`` as a batch job name or file name: characters other than letters,
+    digits and ``_.+-`` replaced by ``_``, at most ``limit`` of them."""
+    return _UNSAFE_NAME.sub("_", text)[:limit]
 
 
 @dataclass
@@ -312,7 +318,7 @@ class BatchScheduler(Scheduler):
     # --- submission -------------------------------------------------------------------------
     def job_name_for(self, tag: str) -> str:
         """The batch job name: derived from the submission tag only (safe, unique)."""
-        return _UNSAFE_NAME.sub("_", tag)[:120]
+        return safe_name(tag, 120)
 
     def _submit_one(self, job: EngineJob) -> str | None:
         tag = job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}"
@@ -396,7 +402,7 @@ class BatchScheduler(Scheduler):
 
     # --- status -----------------------------------------------------------------------------
     def _link_path(self, job_id: str) -> Path:
-        return self.state_dir / "by-id" / _UNSAFE_NAME.sub("_", job_id)
+        return self.state_dir / "by-id" / safe_name(job_id, 255)
 
     def _link(self, job_id: str, files: Path) -> None:
         """Index the job's files by job id, so a restarted engine finds them."""
@@ -465,7 +471,7 @@ class BatchScheduler(Scheduler):
         # in no query: the wrapper's exit file may still say how it ended
         exit_record = read_exit_file(tracked.files / "exit.json")
         if exit_record is not None:
-            return _status_from_exit(exit_record["exit"])
+            return ended_status(*exit_record["exit"][:2])
         if tracked.missing_since is None:
             tracked.missing_since = now
         if now - tracked.missing_since > self.LOST_AFTER:
@@ -479,7 +485,7 @@ class BatchScheduler(Scheduler):
             return constants.FAILED
         exit_record = read_exit_file(tracked.files / "exit.json")
         if exit_record is not None:
-            return _status_from_exit(exit_record["exit"])
+            return ended_status(*exit_record["exit"][:2])
         ok = record.exit_value == 0 and not record.term_sig
         return constants.DONE if ok else constants.FAILED
 
@@ -508,11 +514,6 @@ class BatchScheduler(Scheduler):
         elif exit_record is None and record.reason:
             reason = record.reason
         return ExitInfo(status, value, sig, usage, reason)
-
-
-def _status_from_exit(exit_tuple: Sequence[object]) -> str:
-    ok = exit_tuple[0] == constants.FINISHED_REGULARLY and exit_tuple[1] == 0
-    return constants.DONE if ok else constants.FAILED
 
 
 def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:

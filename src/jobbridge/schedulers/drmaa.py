@@ -41,6 +41,7 @@ from ..configuration import Configuration, default_config_path
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ExitInfo, Scheduler
+from .batch import safe_name
 from .process import format_resource_usage, wrap_in_container
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,6 @@ EXEC_STUB = (
 #: Longest ``NAME=value`` Grid Engine passes whole (it cut 10 kB ones; margin kept).
 _ENV_ITEM_LIMIT = 8000
 #: Characters allowed in a job name; others become "_" (GE refuses ``/:@\\*?``, blanks...).
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
 #: Grid Engine's memory units in qacct output.
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -245,6 +245,9 @@ class DrmaaScheduler(Scheduler):
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._closed = False
+        # when to read Grid Engine's accounting file again for jobs it has no record of yet
+        self._accounting_wait = interval
+        self._next_accounting_read = 0.0
         _SESSION.acquire()
 
     @classmethod
@@ -371,10 +374,16 @@ class DrmaaScheduler(Scheduler):
                         forgotten.append(job_id)
                     else:
                         job.status = status
-            records = accounting_records(forgotten) if forgotten else {}
-            for job_id in forgotten:
-                job = self._jobs[job_id]
-                job.status = self._end_from_record(job, records.get(job_id))
+            if forgotten and time.monotonic() >= self._next_accounting_read:
+                records = accounting_records(forgotten)
+                for job_id in forgotten:
+                    job = self._jobs[job_id]
+                    job.status = self._end_from_record(job, records.get(job_id))
+                # a record not written yet: read the whole file again less and less often
+                unended = any(self._jobs[job_id].info is None for job_id in forgotten)
+                wait = self._accounting_wait if unended else 0.0
+                self._accounting_wait = min(2 * wait, 30.0) if wait else self.interval
+                self._next_accounting_read = time.monotonic() + wait
             return {job_id: self._jobs[job_id].status for job_id in scheduler_job_ids}
 
     def get_job_status(self, scheduler_job_id: str) -> str:
@@ -413,7 +422,7 @@ class DrmaaScheduler(Scheduler):
                 record = accounting_records([job_id]).get(job_id)
                 if record is not None:
                     job.info = exit_info_from_accounting(record, killed=False)
-        return _ended_status(job.info)
+        return job.info.job_status
 
     def _end_from_record(self, job: _Job, record: Mapping[str, str] | None) -> str:
         """The status of a job DRMAA forgot, from its accounting record (if any yet)."""
@@ -428,7 +437,7 @@ class DrmaaScheduler(Scheduler):
                 return constants.UNDETERMINED
             job.info = ExitInfo(constants.EXIT_UNDETERMINED,
                                 reason="the DRMS knows no such job, and has no record of its end")
-        return _ended_status(job.info)
+        return job.info.job_status
 
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
         with self._lock:
@@ -485,7 +494,7 @@ class DrmaaScheduler(Scheduler):
 
 def job_name(label: str) -> str:
     """A job name Grid Engine accepts (no blanks, ``/:@``..., not starting with a digit)."""
-    name = _UNSAFE_NAME.sub("_", label)[:100] or "job"
+    name = safe_name(label, 100) or "job"
     return name if name[0].isalpha() else f"j{name}"[:100]
 
 
@@ -527,11 +536,6 @@ def _write_refusal(job: EngineJob, message: str) -> None:
 
 
 # --- exit information -------------------------------------------------------------------------
-
-
-def _ended_status(info: ExitInfo) -> str:
-    ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
-    return constants.DONE if ok else constants.FAILED
 
 
 def exit_info_from_drmaa(job_info: Any, cpus: int, killed: bool) -> ExitInfo:

@@ -359,8 +359,7 @@ class LocalScheduler(Scheduler):
             exit_status, value, sig, usage = event["exit"]
             info = ExitInfo(exit_status, value, sig, usage, event.get("reason"))
             exits[job_id] = info
-            ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
-            status[job_id] = constants.DONE if ok else constants.FAILED
+            status[job_id] = info.job_status
             pids.pop(job_id, None)
         elif "dropped" in event:
             status[event["dropped"]] = constants.NOT_SUBMITTED

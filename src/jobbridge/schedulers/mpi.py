@@ -393,9 +393,8 @@ class MPIScheduler(Scheduler):
                         reason, f"run {job.attempts} of at most {job.max_attempts}"]))
                 exit_status, exit_value, term_sig, usage = message[2]
                 info = ExitInfo(exit_status, exit_value, term_sig, usage, reason)
-                ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
-                if ok or job.killed or job.attempts >= job.max_attempts \
-                        or self._exit_code is not None:
+                if (info.job_status == constants.DONE or job.killed
+                        or job.attempts >= job.max_attempts or self._exit_code is not None):
                     self._end(job, info)
                 else:  # run it again, ahead of jobs submitted after it
                     job.worker = None
@@ -405,8 +404,7 @@ class MPIScheduler(Scheduler):
 
     @staticmethod
     def _end(job: _Job, info: ExitInfo) -> None:
-        ok = info.exit_status == constants.FINISHED_REGULARLY and info.exit_value == 0
-        job.status = constants.DONE if ok else constants.FAILED
+        job.status = info.job_status
         job.exit = info
         job.worker = None
 

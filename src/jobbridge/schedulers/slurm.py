@@ -31,6 +31,7 @@ from .. import constants
 from ..configuration import Configuration
 from ..model import EngineJob
 from .batch import BatchScheduler, CommandError, JobRecord
+from .process import hms
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +378,7 @@ def _hms(duration: str) -> str:
     days, hours, minutes, seconds = match.groups()
     total = (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60
              + int(float(seconds)))
-    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+    return hms(total)
 
 
 def _kilobytes(size: str) -> int:
