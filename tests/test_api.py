@@ -112,3 +112,24 @@ def test_failure_and_bad_workflows(project: Path, jobbridge_home: Path) -> None:
     finally:
         controller.close()
     assert os.listdir(jobbridge_home / "logs") == [workflow_id]
+
+
+def test_dependencies_given_by_id(project: Path) -> None:
+    """A dependency end may be a job's id (or a group's name) instead of the object; an
+    unknown id is refused like in a workflow file."""
+    log = project / "log"
+    first, second = (Job(["sh", "-c", f"echo {name} >> {log}"], id=name)
+                     for name in ("first", "second"))
+    third = Job(["sh", "-c", f"echo third >> {log}"], id="third")
+    both = Group("both", [first, second])
+    workflow = Workflow([third, second, first], groups=[both],
+                        dependencies=[("first", "second"), ("both", third)])
+    controller = WorkflowController()
+    try:
+        status = controller.status(controller.run(workflow))
+        with pytest.raises(InputError, match=r"dependencies\[0\].*'nobody'"):
+            controller.run(Workflow([first], dependencies=[("nobody", first)]))
+    finally:
+        controller.close()
+    assert [job["status"] for job in status["jobs"]] == [constants.DONE] * 3
+    assert log.read_text().split() == ["first", "second", "third"]

@@ -78,7 +78,7 @@ class Group:
     """Named jobs (and groups): a dependency end may be a group."""
 
     name: str
-    elements: Sequence[Job | Group]
+    elements: Sequence[Job | Group | str]
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "elements": [_end(e) for e in self.elements]}
@@ -86,8 +86,11 @@ class Group:
 
 @dataclass
 class Workflow:
+    """Jobs, and dependencies ``(before, after)`` between jobs or groups, given as the
+    objects or by their ids and names (checked like a workflow file's)."""
+
     jobs: Sequence[Job]
-    dependencies: Sequence[tuple[Job | Group, Job | Group]] = ()
+    dependencies: Sequence[tuple[Job | Group | str, Job | Group | str]] = ()
     groups: Sequence[Group] = ()
     name: str | None = None
 
@@ -101,6 +104,8 @@ class Workflow:
         return data
 
 
-def _end(element: Job | Group) -> str:
+def _end(element: Job | Group | str) -> str:
+    if isinstance(element, str):
+        return element
     return element.id if isinstance(element, Job) else element.name
 
