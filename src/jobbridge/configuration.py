@@ -7,6 +7,7 @@ so existing files keep working. Keys are case-insensitive.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import shlex
 from collections.abc import Mapping
@@ -161,3 +162,14 @@ def _as_option_text(key: str, value: object) -> str:
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return shlex.join(value)
     raise ConfigurationError(f"option {key}: unsupported value {value!r}")
+
+
+def configured_values(key: str) -> list[str]:
+    """Every value the configuration file gives ``key``, in any section: what a
+    scheduler's ``availability`` (which has no resource) may look at. An unreadable
+    file gives none; loading a resource reports what is wrong with it."""
+    parser = configparser.ConfigParser(interpolation=None)
+    with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+        parser.read(default_config_path(), encoding="utf-8")
+    return [parser.get(section, key) for section in parser.sections()
+            if parser.has_option(section, key)]

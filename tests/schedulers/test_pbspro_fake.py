@@ -8,6 +8,7 @@ replays feed recorded qstat output (tests/data/pbs) through the scheduler.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -231,6 +232,31 @@ def test_build_scheduler_from_configuration(fake_pbs: FakePBS, tmp_path: Path) -
     assert argv[0] == str(fake_pbs.bin / "qsub")
     assert argv[-9:] == ["-l", "select=1:ncpus=2:mpiprocs=2", "-l", "place=scatter",
                          "-A", "proj", "-p", "5", str(tmp_path / "job.sh")]
+
+
+def test_schedulers_says_pbspro_needs_a_pbs_qstat(fake_pbs: FakePBS, tmp_path: Path) -> None:
+    """jobbridge schedulers: pbspro is disabled, saying why, without a qstat on PATH or
+    with Grid Engine's; a PBS qstat in the configuration's pbs_bin_dir is enough."""
+    def pbspro(**env: str) -> dict[str, Any]:
+        result = subprocess.run([sys.executable, "-m", "jobbridge", "schedulers", "--json"],
+                                capture_output=True, text=True, env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        entry: dict[str, Any] = next(e for e in json.loads(result.stdout)
+                                     if e["name"] == "pbspro")
+        return entry
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    entry = pbspro(PATH=str(empty))
+    assert entry["enabled"] is False and "qstat is not on PATH" in entry["reason"], entry
+    grid_engine = tmp_path / "sge"
+    grid_engine.mkdir()
+    _script(grid_engine / "qstat", "echo 'SGE 8.1.9'; echo 'usage: qstat [options]'; exit 1")
+    entry = pbspro(PATH=str(grid_engine))
+    assert entry["enabled"] is False and "Grid Engine's qstat" in entry["reason"], entry
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text(f"[cluster]\nscheduler_type = pbspro\npbs_bin_dir = {fake_pbs.bin}\n")
+    assert pbspro(PATH=str(grid_engine), JOBBRIDGE_CONFIG=str(config))["enabled"] is True
 
 
 def test_host_command_prefix(fake_pbs: FakePBS) -> None:

@@ -19,7 +19,6 @@ used; the library comes from ``DRMAA_LIBRARY_PATH`` or the resource's
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import json
 import logging
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import constants
-from ..configuration import Configuration, default_config_path
+from ..configuration import Configuration, configured_values
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ExitInfo, Scheduler
@@ -126,15 +125,6 @@ def load_drmaa(library_path: str | None = None) -> Any:
                 os.environ["DRMAA_LIBRARY_PATH"] = saved
     _drmaa = drmaa
     return drmaa
-
-
-def _configured_library_path() -> str | None:
-    """A ``drmaa_library_path`` of the configuration file (availability has no config)."""
-    parser = configparser.ConfigParser(interpolation=None)
-    with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
-        parser.read(default_config_path(), encoding="utf-8")
-    return next((parser.get(section, "drmaa_library_path") for section in parser.sections()
-                 if parser.has_option(section, "drmaa_library_path")), None)
 
 
 # --- the process's session ------------------------------------------------------------------
@@ -253,7 +243,8 @@ class DrmaaScheduler(Scheduler):
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         try:
-            load_drmaa(os.environ.get("DRMAA_LIBRARY_PATH") or _configured_library_path())
+            load_drmaa(os.environ.get("DRMAA_LIBRARY_PATH")
+                       or next(iter(configured_values("drmaa_library_path")), None))
         except DrmaaUnavailable as error:
             return False, str(error)
         return True, ""

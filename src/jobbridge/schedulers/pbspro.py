@@ -26,13 +26,14 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import constants
-from ..configuration import Configuration
+from ..configuration import Configuration, configured_values
 from ..errors import JobbridgeError
 from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
@@ -111,6 +112,30 @@ class PBSProScheduler(BatchScheduler):
                    config.get_words("native_specification"), config=config,
                    pbs_bin_dir=config.get("pbs_bin_dir"),
                    host_command=config.get_words("pbs_host_command"), **options)
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """A PBS ``qstat`` must be at hand: on PATH or in a ``pbs_bin_dir`` of the
+        configuration file (Grid Engine's, of the same name, does not count), or
+        reached through a ``pbs_host_command`` (not tried here)."""
+        if configured_values("pbs_host_command"):
+            return True, ""
+        found = [path for folder in configured_values("pbs_bin_dir")
+                 if os.access(path := os.path.join(folder, "qstat"), os.X_OK)]
+        found += filter(None, [shutil.which("qstat")])
+        if not found:
+            return False, ("qstat is not on PATH (set pbs_bin_dir to the folder of PBS's "
+                           "commands)")
+        for qstat in found:
+            try:
+                result = subprocess.run([qstat, "--version"], capture_output=True, text=True,
+                                        timeout=10, stdin=subprocess.DEVNULL, check=False)
+            except (OSError, subprocess.SubprocessError):
+                return True, ""  # the scheduler, once built, says what is wrong
+            if not _GRID_ENGINE.match(f"{result.stdout}\n{result.stderr}".strip()):
+                return True, ""
+        return False, (f"{found[0]} is Grid Engine's qstat, not PBS's (set pbs_bin_dir to "
+                       "the folder of PBS's commands)")
 
     # --- flavour and commands --------------------------------------------------------------
     def get_pbs_version(self) -> tuple[str, str]:
