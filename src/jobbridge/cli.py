@@ -21,7 +21,7 @@ from . import __version__, constants
 from .controller import WorkflowController, resolve_config, schedulers_table
 from .engine import Progress
 from .errors import InputError, JobbridgeError
-from .model import EngineJob
+from .model import EngineJob, load_workflow_file
 from .scheduler import build_scheduler, run_to_end
 
 log = logging.getLogger("jobbridge")
@@ -67,9 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("workflow")
     p.add_argument("job")
     p.add_argument("--stderr", action="store_true")
-    p = sub.add_parser("graph", help="draw a workflow's jobs and dependencies as an SVG picture")
-    p.add_argument("workflow")
-    p.add_argument("--output", "-o", default=None, help="file to write (default: WF.svg)")
+    p = sub.add_parser("graph", help="draw a workflow (stored, or a file) as an SVG picture")
+    p.add_argument("workflow", metavar="WF|FILE",
+                   help="a workflow's id, or a workflow file to draw before submitting it")
+    p.add_argument("--output", "-o", default=None, metavar="SVG",
+                   help="the file to write (default: workflow-WF.svg, or FILE's name "
+                   "with .svg, in the current folder)")
     p = sub.add_parser("schedulers", help="the scheduler types installed, and which can work")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("check", help="submit test jobs and say what works")
@@ -208,19 +211,32 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from .graph import workflow_svg
+    """A stored workflow (an id) in its current state, or a workflow file as planned."""
+    from . import graph
 
-    store = WorkflowController().store
-    with store.snapshot():
-        workflow = store.workflow(args.workflow)
-        jobs = store.jobs(workflow.id, include_hidden=True)
-        edges = store.dependencies(workflow.id)
-    title = f"workflow {workflow.id}{' ' + workflow.name if workflow.name else ''}"
+    nodes: Sequence[graph.Node]
+    if args.workflow.isdigit():
+        store = WorkflowController().store
+        with store.snapshot():
+            workflow = store.workflow(args.workflow)
+            jobs = store.jobs(workflow.id, include_hidden=True)
+            stored_edges = store.dependencies(workflow.id)
+        position = {job.idx: i for i, job in enumerate(jobs)}
+        nodes, edges = jobs, [(position[a], position[b]) for a, b in stored_edges]
+        title = (f"workflow {workflow.id}{' ' + workflow.name if workflow.name else ''} - "
+                 f"{_short_status(workflow.status)}")
+        default = f"workflow-{workflow.id}.svg"
+    else:
+        file = Path(args.workflow)
+        spec = load_workflow_file(file)
+        nodes, edges = graph.spec_graph(spec)
+        title = f"{spec.name or file.name} - not submitted"
+        default = file.with_suffix(".svg").name
     try:
-        svg = workflow_svg(f"{title} - {_short_status(workflow.status)}", jobs, edges)
+        svg = graph.workflow_svg(title, nodes, edges)
     except ValueError as error:
         raise InputError(str(error)) from None
-    output = Path(args.output or f"workflow-{workflow.id}.svg")
+    output = Path(args.output or default)
     output.write_text(svg, encoding="utf-8")
     print(output)
     return 0

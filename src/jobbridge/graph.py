@@ -1,17 +1,21 @@
 """A picture of a workflow: its DAG as a self-contained SVG, jobs colored by status.
 
-Layered layout without external tools: a job's row is the length of the longest
-dependency path leading to it, and one barycenter pass orders each row to
-shorten edges. Hidden barriers (group-to-group dependencies) are drawn as dots.
+Layered layout without external tools: a job's level is the length of the longest
+dependency path leading to it, and one barycenter pass orders each level to
+shorten edges; a level wider than MAX_ROW jobs wraps onto several rows, so a wide
+fan-out stays a readable picture. Hidden barriers (group-to-group dependencies)
+are drawn as dots. A workflow file is drawn the same way before it is submitted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
+from typing import Protocol
 
 from . import constants
-from .store import JobRow
+from .model import WorkflowSpec
 
 COLORS = {
     constants.DONE: "#3a9d5d",
@@ -22,31 +26,73 @@ COLORS = {
     constants.NOT_SUBMITTED: "#b8bcc2",
 }
 NOT_RUN_COLOR = "#f0b3ae"
-BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 120, 34, 24, 56, 20
+BOX_W, BOX_H, GAP_X, GAP_Y, WRAP_GAP, MARGIN = 120, 34, 24, 56, 24, 20
 MAX_JOBS = 2000
+#: Most boxes side by side: a wider level wraps onto more rows.
+MAX_ROW = 8
 
 
-def workflow_svg(title: str, jobs: Sequence[JobRow], edges: Sequence[tuple[int, int]]) -> str:
-    """The SVG text of a workflow's DAG (at most MAX_JOBS jobs)."""
+class Node(Protocol):
+    """What the picture shows of a job (a stored :class:`.store.JobRow` is one)."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def hidden(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def exit_status(self) -> str | None: ...
+    @property
+    def exit_value(self) -> int | None: ...
+    @property
+    def exit_reason(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job of a workflow file that is not submitted yet."""
+
+    job_id: str
+    hidden: bool
+    status: str = constants.NOT_SUBMITTED
+    exit_status: str | None = None
+    exit_value: int | None = None
+    exit_reason: str | None = None
+
+
+def spec_graph(spec: WorkflowSpec) -> tuple[list[PlannedJob], list[tuple[int, int]]]:
+    """A workflow file's jobs and its edges (positions in that list), as stored."""
+    index = {job.job_id: i for i, job in enumerate(spec.jobs)}
+    return ([PlannedJob(job.job_id, job.job_id in spec.hidden_ids) for job in spec.jobs],
+            [(index[before], index[after]) for before, after in spec.edges])
+
+
+def workflow_svg(title: str, jobs: Sequence[Node], edges: Sequence[tuple[int, int]]) -> str:
+    """The SVG text of a workflow's DAG (at most MAX_JOBS jobs); ``edges`` are
+    (before, after) positions in ``jobs``."""
     if len(jobs) > MAX_JOBS:
         raise ValueError(f"{len(jobs)} jobs are too many to draw (at most {MAX_JOBS})")
-    index = {job.idx: i for i, job in enumerate(jobs)}
     preds: list[list[int]] = [[] for _ in jobs]
     succs: list[list[int]] = [[] for _ in jobs]
     for before, after in edges:
-        preds[index[after]].append(index[before])
-        succs[index[before]].append(index[after])
-    rows = _layers(preds, succs)
+        preds[after].append(before)
+        succs[before].append(after)
+    levels = _layers(preds, succs)
     position: dict[int, tuple[float, float]] = {}
-    width = max(max(len(row) for row in rows) * (BOX_W + GAP_X), 6 * 110) + 2 * MARGIN
-    for depth, row in enumerate(rows):
+    widest = max(min(len(level), MAX_ROW) for level in levels)
+    width = max(widest * (BOX_W + GAP_X), 6 * 110) + 2 * MARGIN
+    top = MARGIN + 30
+    for depth, level in enumerate(levels):
         if depth:
-            row.sort(key=lambda n: sum(position[p][0] for p in preds[n]) / max(len(preds[n]), 1))
-        offset = (width - len(row) * (BOX_W + GAP_X)) / 2 + GAP_X / 2
-        for order, node in enumerate(row):
-            position[node] = (offset + order * (BOX_W + GAP_X) + BOX_W / 2,
-                              MARGIN + 30 + depth * (BOX_H + GAP_Y) + BOX_H / 2)
-    height = MARGIN * 2 + 30 + len(rows) * (BOX_H + GAP_Y)
+            level.sort(key=lambda n: sum(position[p][0] for p in preds[n]) / max(len(preds[n]), 1))
+        for start in range(0, len(level), MAX_ROW):
+            row = level[start:start + MAX_ROW]
+            offset = (width - len(row) * (BOX_W + GAP_X)) / 2 + GAP_X / 2
+            for order, node in enumerate(row):
+                position[node] = (offset + order * (BOX_W + GAP_X) + BOX_W / 2, top + BOX_H / 2)
+            top += BOX_H + (GAP_Y if start + MAX_ROW >= len(level) else WRAP_GAP)
+    height = top + MARGIN
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
              f'font-family="sans-serif" font-size="12">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
@@ -55,9 +101,9 @@ def workflow_svg(title: str, jobs: Sequence[JobRow], edges: Sequence[tuple[int, 
              f'<text x="{MARGIN}" y="{MARGIN + 8}" font-size="15" font-weight="bold">'
              f'{escape(title)}</text>']
     for before, after in edges:
-        (x1, y1), (x2, y2) = position[index[before]], position[index[after]]
-        y1 += 4 if jobs[index[before]].hidden else BOX_H / 2
-        y2 -= 4 if jobs[index[after]].hidden else BOX_H / 2
+        (x1, y1), (x2, y2) = position[before], position[after]
+        y1 += 4 if jobs[before].hidden else BOX_H / 2
+        y2 -= 4 if jobs[after].hidden else BOX_H / 2
         parts.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" '
                      'stroke="#888" marker-end="url(#arrow)"/>')
     for node, job in enumerate(jobs):
@@ -90,7 +136,7 @@ def workflow_svg(title: str, jobs: Sequence[JobRow], edges: Sequence[tuple[int, 
 
 
 def _layers(preds: list[list[int]], succs: list[list[int]]) -> list[list[int]]:
-    """Rows of nodes: each node one row below its deepest predecessor."""
+    """Levels of nodes: each node one level below its deepest predecessor."""
     depth = [0] * len(preds)
     waiting = [len(p) for p in preds]
     ready = [n for n, count in enumerate(waiting) if count == 0]
@@ -101,7 +147,7 @@ def _layers(preds: list[list[int]], succs: list[list[int]]) -> list[list[int]]:
             waiting[nxt] -= 1
             if waiting[nxt] == 0:
                 ready.append(nxt)
-    rows: list[list[int]] = [[] for _ in range(max(depth, default=0) + 1)]
-    for node, row in enumerate(depth):
-        rows[row].append(node)
-    return rows
+    levels: list[list[int]] = [[] for _ in range(max(depth, default=0) + 1)]
+    for node, level in enumerate(depth):
+        levels[level].append(node)
+    return levels
