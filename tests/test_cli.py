@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import pty
+import re
+import select
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -359,18 +362,51 @@ def test_no_progress_bar_without_a_terminal(tmp_path: Path) -> None:
     assert result.stderr.startswith("workflow 1: 2/2 jobs succeeded")
 
 
-@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a pty")
-def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
-    """On a terminal, run draws a redrawn one-line bar that ends full."""
-    command = " ".join([*JOBBRIDGE, "run", str(_ok(tmp_path))])
-    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
-                            timeout=60, env={**os.environ, "TERM": "dumb"},
-                            stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stdout + result.stderr
-    screen = result.stdout.decode()
-    assert "\r[" in screen, screen
-    assert f"\r[{'#' * 30}] 2/2  done 2" in screen
-    assert "\nworkflow 1: 2/2 jobs succeeded" in screen.replace("\r\n", "\n")
+def _on_a_terminal(*args: str, timeout: float = 60) -> tuple[int, list[str]]:
+    """Run ``jobbridge ARGS`` with a pty as its terminal: its exit status and the lines
+    it drew (what it wrote, cut at each carriage return or newline)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its stdin, stdout and stderr
+        os.environ["TERM"] = "dumb"
+        os.execv(sys.executable, [*JOBBRIDGE, *args])
+    started = time.monotonic()
+    lines: list[str] = []
+    pending = ""
+    while time.monotonic() - started < timeout:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096).decode()
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        *done, pending = re.split(r"[\r\n]", pending + chunk)
+        lines.extend(text for text in done if text.strip())
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    if pending.strip():
+        lines.append(pending)
+    return os.waitstatus_to_exitcode(status), lines
+
+
+def test_progress_on_a_terminal_shows_true_counts_and_time(tmp_path: Path) -> None:
+    """On a terminal, run redraws one line: jobs that started count as running, and the
+    elapsed time moves on while nothing else changes; the final line is full."""
+    path = write_json(tmp_path / "two.json", {"jobs": [
+        {"id": "a", "command": ["sleep", "3"]}, {"id": "b", "command": ["sleep", "3"]}]})
+    status, lines = _on_a_terminal("run", str(path))
+    assert status == 0, lines
+    running = [text for text in lines if "running 2  queued 0  waiting 0" in text]
+    assert running, lines
+    assert all(len(text) < 80 for text in lines), lines  # never wraps an 80-column terminal
+    # redrawn while the jobs sleep: the elapsed time (m:ss) takes several values
+    elapsed = {re.search(r"\] 0/2  (\d+:\d\d)  done 0  failed 0", text) for text in running}
+    assert None not in elapsed and len({m.group(1) for m in elapsed if m}) >= 2, running
+    assert any(re.match(r"\[#+\] 2/2  \d+:\d\d  done 2  failed 0  running 0", text)
+               for text in lines), lines
+    assert any(text.startswith("workflow 1: 2/2 jobs succeeded") for text in lines), lines
 
 
 def test_version() -> None:

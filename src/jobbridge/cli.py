@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -122,10 +125,10 @@ def _main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     controller = WorkflowController()
-    bar = ProgressBar()
     started = time.monotonic()
-    workflow_id = controller.run(args.file, args.resource, args.scheduler, progress=bar.update)
-    bar.close()
+    with ProgressBar() as bar:
+        workflow_id = controller.run(args.file, args.resource, args.scheduler,
+                                     progress=bar.update)
     status = controller.status(workflow_id)
     _summary(status, time.monotonic() - started)
     if args.json:
@@ -181,14 +184,18 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
-    bar = ProgressBar()
-    try:
-        status = WorkflowController().wait(args.workflow, args.timeout, progress=bar.update)
-    except TimeoutError as error:
-        bar.close()
-        print(f"jobbridge: {error}", file=sys.stderr)
+    controller = WorkflowController()
+    since = _epoch(controller.store.workflow(args.workflow).submission_date)
+    with ProgressBar(since) as bar:
+        try:
+            status = controller.wait(args.workflow, args.timeout, progress=bar.update)
+        except TimeoutError as error:
+            timed_out = str(error)
+        else:
+            timed_out = ""
+    if timed_out:
+        print(f"jobbridge: {timed_out}", file=sys.stderr)
         return 1
-    bar.close()
     _summary(status, None)
     return _exit_code(status)
 
@@ -311,35 +318,104 @@ _COMMANDS = {"run": _run, "submit": _submit, "engine": _engine, "list": _list,
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """A workflow's progress, one line on stderr redrawn in place, when stderr is a
+    terminal (elsewhere the summary that follows is the one final line).
+
+    Redrawn as jobs change and, by a thread, every REDRAW seconds: the elapsed
+    time moves on while long jobs run, and the latest counts are never left
+    undrawn. Dependency-free on purpose: a one-line bar did not justify ``rich``
+    and the two packages it pulls in, imported by every command.
+    """
 
     WIDTH = 30
+    REDRAW = 0.5
 
-    def __init__(self) -> None:
+    def __init__(self, since: float | None = None) -> None:
+        """``since``: the epoch second the elapsed time counts from (default: now)."""
         self.enabled = sys.stderr.isatty()
-        self.last_draw = 0.0
-        self.drawn = False
+        self.since = time.time() if since is None else since
+        self.progress: Progress | None = None
+        self.width = 0  # of the line on screen, to blank a longer one's rest
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            self._ticker = threading.Thread(target=self._tick, name="jobbridge-progress",
+                                            daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def update(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last_draw < 0.1 and progress.ended < progress.total):
-            return
-        self.last_draw = now
-        total = max(progress.total, 1)
-        filled = self.WIDTH * progress.ended // total
-        counts = progress.counts
-        line = (f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {progress.ended}/{progress.total}"
-                f"  done {counts.get(constants.DONE, 0)}  failed {counts.get(constants.FAILED, 0)}"
-                f"  running {counts.get(constants.RUNNING, 0)}"
-                f"  queued {counts.get(constants.QUEUED_ACTIVE, 0)} ")
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        self.drawn = True
+        """The engine's latest counts (drawn at once when the counts are final)."""
+        with self._lock:
+            self.progress = progress
+            if self.enabled and progress.ended == progress.total:
+                self._draw()
 
     def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            self.drawn = False
+        """Draw the last state and end the line (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        with self._lock:
+            if self.width:
+                self._draw()
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+
+    def _tick(self) -> None:
+        while True:
+            with self._lock:
+                self._draw()
+            if self._closed.wait(self.REDRAW):
+                return
+
+    def _draw(self) -> None:
+        """Draw the line (lock held), cut to the terminal's width so it never wraps."""
+        if self.progress is None:
+            return
+        try:
+            columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            columns = 0
+        # one column short of the edge (no auto-wrap); an unsized terminal says 0
+        line = progress_line(self.progress, time.time() - self.since, (columns or 80) - 1)
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(line)
+
+
+def progress_line(progress: Progress, seconds: float, columns: int) -> str:
+    """``[###...] 1/4  0:07  done 1  failed 0  running 2  queued 0  waiting 1`` in at
+    most ``columns`` characters (the bar shrinks, then the end is cut): running jobs
+    have started, queued ones are submitted and not started yet, waiting ones wait
+    for their dependencies."""
+    counts = progress.counts
+    done, failed = counts.get(constants.DONE, 0), counts.get(constants.FAILED, 0)
+    running = counts.get(constants.RUNNING, 0)
+    waiting = counts.get(constants.NOT_SUBMITTED, 0)
+    queued = sum(counts.values()) - done - failed - running - waiting
+    text = (f"{progress.ended}/{progress.total}  {_elapsed(seconds)}  done {done}  "
+            f"failed {failed}  running {running}  queued {queued}  waiting {waiting}")
+    width = min(ProgressBar.WIDTH, columns - len(text) - 3)
+    if width < 10:
+        return text[:columns]
+    filled = width * progress.ended // max(progress.total, 1)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {text}"
+
+
+def _elapsed(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    whole = max(int(seconds), 0)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _summary(status: dict[str, Any], seconds: float | None) -> None:
@@ -374,6 +450,10 @@ def _exit_text(job: dict[str, Any]) -> str:
 
 def _short_status(status: str) -> str:
     return str(status).removeprefix("workflow_").replace("_", " ")
+
+
+def _epoch(iso_date: str) -> float:
+    return datetime.fromisoformat(iso_date).timestamp()
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
