@@ -61,11 +61,13 @@ def listed(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
 
 def status_json(workflow_id: str | None = None, env: Mapping[str, str] | None = None
                 ) -> dict[str, Any]:
-    """``jobbridge status [WF] --json``."""
+    """``jobbridge status [WF] --json`` (which exits 1 iff a job failed)."""
     result = jb("status", *([workflow_id] if workflow_id else []), "--json", env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 1), result.stderr
     value = json.loads(result.stdout)
     assert isinstance(value, dict)
+    failed = any(job["status"] == "failed" for job in value["jobs"])
+    assert result.returncode == int(failed), (result.returncode, value)
     return value
 
 

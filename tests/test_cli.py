@@ -3,6 +3,7 @@ one-line errors, JSON objects with exactly the documented keys."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pty
@@ -32,9 +33,12 @@ from jbcli import (
 )
 from jobbridge import constants
 
-STATUS_KEYS = {"id", "name", "status", "jobs"}
+#: SPEC §6's keys, and those §7 adds (what the Python API's status has)
+STATUS_KEYS = {"id", "name", "status", "jobs", "resource", "scheduler_type", "submission_date",
+               "ending_date"}
 JOB_KEYS = {"id", "name", "status", "exit_status", "exit_value", "term_sig", "resource_usage",
-            "scheduler_job_id", "submission_date", "execution_date", "ending_date"}
+            "scheduler_job_id", "submission_date", "execution_date", "ending_date",
+            "exit_reason"}
 LIST_KEYS = {"id", "name", "status", "submission_date", "counts"}
 
 
@@ -80,7 +84,7 @@ def test_run_exit_codes(tmp_path: Path) -> None:
     assert jb("run", str(_ok(tmp_path))).returncode == 0
     failed = jb("run", str(_failing(tmp_path)))
     assert failed.returncode == 1, failed.stderr
-    assert "bad: 3" in failed.stderr and "after: not run" in failed.stderr
+    assert "bad: exit code 3" in failed.stderr and "after: not run" in failed.stderr
     bad = write_json(tmp_path / "bad.json", {"jobs": [{"id": "x", "command": []}]})
     assert "jobs[0].command" in error_line(jb("run", str(bad)), 2)
 
@@ -92,6 +96,8 @@ def test_run_json_and_status_json_have_exactly_the_spec_keys(tmp_path: Path) -> 
     printed = json.loads(result.stdout)
     assert set(printed) == STATUS_KEYS
     assert printed["id"] == "1" and printed["name"] == "ok"
+    assert (printed["resource"], printed["scheduler_type"]) == ("localhost", "local_basic")
+    assert _iso(printed["submission_date"]) <= _iso(printed["ending_date"])
     assert printed["status"] == constants.WORKFLOW_DONE
     assert [j["id"] for j in printed["jobs"]] == ["a", "b"]
     for entry in printed["jobs"]:
@@ -102,6 +108,7 @@ def test_run_json_and_status_json_have_exactly_the_spec_keys(tmp_path: Path) -> 
         submitted, started, ended = (_iso(entry[k]) for k in
                                      ("submission_date", "execution_date", "ending_date"))
         assert submitted <= started <= ended
+        assert entry["exit_reason"] is None
     assert printed["jobs"][0]["name"] == "first job"
     assert status_json("1") == printed
     assert status_json() == printed  # default: the latest workflow
@@ -126,6 +133,35 @@ def test_list_json_shape_and_counts(tmp_path: Path) -> None:
         "ID", "NAME", "STATUS"]
 
 
+def test_failures_are_easy_to_see(tmp_path: Path) -> None:
+    """A workflow with failed jobs: list says how many failed, status exits 1 and says
+    exit code 3 and why the dependent job did not run; a successful one exits 0."""
+    assert jb("run", str(_ok(tmp_path))).returncode == 0
+    assert jb("run", str(_failing(tmp_path))).returncode == 1
+    header, *rows = jb("list").stdout.splitlines()
+    column = slice(header.index("STATUS"), header.index("SUBMITTED"))
+    assert [row[column].strip() for row in rows] == ["done", "done, 2 failed"], rows
+    shown = jb("status", "2")
+    assert shown.returncode == 1, shown.stderr
+    table = {line.split()[0]: line for line in shown.stdout.splitlines()[1:]}
+    assert "exit code 3" in table["bad"] and "exit code 0" in table["good"]
+    assert "not run" in table["after"] and "bad failed" in table["after"]
+    as_json = jb("status", "2", "--json")
+    assert as_json.returncode == 1
+    jobs = {j["id"]: j for j in json.loads(as_json.stdout)["jobs"]}
+    assert jobs["after"]["exit_reason"] == "bad failed"
+    assert (jobs["bad"]["exit_value"], jobs["bad"]["exit_reason"]) == (3, None)
+    assert jb("status", "1").returncode == 0
+
+
+def test_exit_codes_are_documented() -> None:
+    """--help and the README list the exit codes: 1 a job failed, 124 wait ran out."""
+    shown = jb("--help").stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for text in (shown, readme):
+        assert "124" in text and "130" in text and "a job failed" in text
+
+
 # --- submit, wait, logs ----------------------------------------------------------------------
 
 
@@ -136,7 +172,7 @@ def test_submit_prints_the_id_and_wait_gives_the_outcome(tmp_path: Path) -> None
     assert (first.returncode, first.stdout, second.stdout) == (0, "1\n", "2\n"), first.stderr
     assert jb("wait", "1").returncode == 0
     failed = jb("wait", "2")
-    assert failed.returncode == 1 and "bad: 3" in failed.stderr
+    assert failed.returncode == 1 and "bad: exit code 3" in failed.stderr
     assert "no workflow 7" in error_line(jb("wait", "7"), 2)
     assert "workflow ids are numbers" in error_line(jb("status", "abc"), 2)
 
@@ -149,6 +185,34 @@ def test_logs_prints_stdout_and_stderr(tmp_path: Path) -> None:
     err = jb("logs", "1", "a", "--stderr")
     assert (err.returncode, err.stdout) == (0, "err-a\n")
     assert "has no job 'zz'" in error_line(jb("logs", "1", "zz"), 2)
+
+
+def test_wait_timeout_has_its_own_exit_code(tmp_path: Path) -> None:
+    """wait --timeout SECONDS that runs out exits 124 (as timeout(1)), not 1 (a job
+    failed), and leaves the workflow running."""
+    duration = "30.4127"
+    path = write_json(tmp_path / "wf.json", {"jobs": [{"id": "long",
+                                                       "command": ["sleep", duration]}]})
+    workflow_id = jb("submit", str(path)).stdout.strip()
+    try:
+        line = error_line(jb("wait", workflow_id, "--timeout", "0.5"), 124)
+        assert "still running after 0.5 s" in line
+        assert _job_status(workflow_id, "long") in (constants.QUEUED_ACTIVE, constants.RUNNING,
+                                                    constants.SUBMISSION_PENDING,
+                                                    constants.NOT_SUBMITTED)
+    finally:
+        jb("stop", workflow_id)
+    assert jb("wait", workflow_id, "--timeout", "20").returncode == 1
+    assert "seconds" in jb("wait", "--help").stdout
+
+
+def test_logs_say_why_there_is_nothing(tmp_path: Path) -> None:
+    """logs of a job that never ran says so (and why); of an unknown workflow, that there
+    is no such workflow."""
+    assert jb("run", str(_failing(tmp_path))).returncode == 1
+    line = error_line(jb("logs", "1", "after"), 1)
+    assert "job 'after' never ran" in line and "bad failed" in line
+    assert "no workflow 99" in error_line(jb("logs", "99", "p1"), 2)
 
 
 def test_logs_of_a_joined_job(tmp_path: Path) -> None:
@@ -340,14 +404,38 @@ def test_no_configuration_means_localhost(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [
-    [], ["run"], ["bogus"], ["run", "f.json", "--resource", "a", "--scheduler", "b"],
+    ["run"], ["bogus"], ["run", "f.json", "--resource", "a", "--scheduler", "b"],
     ["wait", "1", "--timeout", "soon"], ["logs", "1"], ["list", "--jsn"],
-], ids=["nothing", "run-no-file", "unknown-command", "exclusive", "bad-float", "logs-no-job",
+], ids=["run-no-file", "unknown-command", "exclusive", "bad-float", "logs-no-job",
         "unknown-option"])
 def test_usage_errors(args: list[str]) -> None:
     """argparse errors: exit 2 and one line."""
     line = error_line(jb(*args), 2)
     assert line.startswith("jobbridge: error: ") and line.endswith("(see jobbridge --help)")
+
+
+def test_bare_jobbridge_prints_usage() -> None:
+    """jobbridge alone: its usage with every command, exit 2."""
+    result = jb()
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: jobbridge")
+    for command in ("run", "submit", "status", "wait", "logs", "graph", "schedulers"):
+        assert re.search(rf"^    {command}\b", result.stderr, re.MULTILINE), result.stderr
+
+
+def test_every_command_and_option_is_described() -> None:
+    """Each subcommand's --help starts with a one-line description; every option and
+    argument has a help text."""
+    from jobbridge.cli import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        assert parser.description and "\n" not in parser.description, name
+        for action in parser._actions:
+            assert action.help, (name, action.dest)
+        shown = jb(name, "--help")
+        assert shown.returncode == 0, shown.stderr
+        assert " ".join(shown.stdout.split("\n\n")[1].split()) == parser.description, name
 
 
 # --- progress bar ----------------------------------------------------------------------------

@@ -1,7 +1,12 @@
 """The ``jobbridge`` command line (SPEC §6).
 
-Exit status: 0 success, 1 a job failed (or a check did not pass), 2 bad input,
-always with one clear line on stderr and never a traceback for a user error.
+Exit status (also in ``--help`` and the README):
+
+- 0: success (``run``/``wait``: every job succeeded; ``status``: no job failed);
+- 1: a job failed (or a ``check`` did not pass, or ``logs`` has nothing to show);
+- 2: bad input, with one clear line on stderr and never a traceback;
+- 124: ``wait --timeout`` ran out (as timeout(1); the workflow goes on);
+- 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,6 +36,13 @@ from .scheduler import build_scheduler, run_to_end
 
 log = logging.getLogger("jobbridge")
 
+#: ``wait --timeout`` ran out: timeout(1)'s code, distinct from 1 (a job failed)
+EXIT_TIMEOUT = 124
+
+EPILOG = """exit status: 0 success (run, wait: every job succeeded; status: no job failed),
+1 a job failed (check: a check did not pass), 2 bad input, 124 wait --timeout ran out,
+130 interrupted"""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -37,54 +51,77 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jobbridge", description="Run workflows of command-line jobs on "
-                     "this machine, a Slurm, PBS or Grid Engine cluster, or in an MPI allocation.")
+                     "this machine, a Slurm, PBS or Grid Engine\ncluster, or in an MPI "
+                     "allocation.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"jobbridge {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    def command(name: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=description, description=description[0].upper()
+                              + description[1:] + ".")
 
     def target(p: argparse.ArgumentParser) -> None:
         group = p.add_mutually_exclusive_group()
-        group.add_argument("--resource", "-r", help="a resource of the configuration file")
-        group.add_argument("--scheduler", "-s", help="a scheduler type (see jobbridge schedulers)")
+        group.add_argument("--resource", "-r", help="a resource (section) of the configuration "
+                           "file (default: localhost, this machine)")
+        group.add_argument("--scheduler", "-s", help="a scheduler type, with its default "
+                           "settings (see jobbridge schedulers)")
 
-    p = sub.add_parser("run", help="run a workflow to its end here, with a progress bar")
-    p.add_argument("file")
+    def workflow(p: argparse.ArgumentParser, help: str = "the workflow's id",
+                 nargs: str | None = None) -> None:
+        p.add_argument("workflow", metavar="WF", help=help, nargs=nargs)
+
+    def json_flag(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+    p = command("run", "run a workflow to its end here, with a progress bar")
+    p.add_argument("file", metavar="FILE", help="the workflow file (JSON)")
     target(p)
-    p.add_argument("--json", action="store_true", help="print the status object at the end")
-    p = sub.add_parser("submit", help="store a workflow and let the background engine run it")
-    p.add_argument("file")
+    json_flag(p, "the status object at the end (as status --json)")
+    p = command("submit", "store a workflow and let the background engine run it")
+    p.add_argument("file", metavar="FILE", help="the workflow file (JSON)")
     target(p)
-    p = sub.add_parser("engine", help="run the engine in the foreground until all work is done")
+    p = command("engine", "run the engine in the foreground until all work is done")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
-    p = sub.add_parser("list", help="list the workflows")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("status", help="the jobs of a workflow (default: the latest)")
-    p.add_argument("workflow", nargs="?")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("wait", help="wait for a workflow's end; exit 0 iff all jobs succeeded")
-    p.add_argument("workflow")
-    p.add_argument("--timeout", type=float)
-    for action in ("stop", "restart", "delete"):
-        p = sub.add_parser(action, help=f"{action} a workflow")
-        p.add_argument("workflow")
-    p = sub.add_parser("logs", help="print a job's stdout (or stderr)")
-    p.add_argument("workflow")
-    p.add_argument("job")
-    p.add_argument("--stderr", action="store_true")
-    p = sub.add_parser("graph", help="draw a workflow (stored, or a file) as an SVG picture")
+    p = command("list", "list the workflows with their job counts")
+    json_flag(p, "the list")
+    p = command("status", "show the jobs of a workflow; exit 1 if one failed")
+    workflow(p, "the workflow's id (default: the latest)", nargs="?")
+    json_flag(p, "the status object")
+    p = command("wait", "wait for a workflow's end; exit 0 iff all jobs succeeded")
+    workflow(p)
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help=f"give up after this many seconds (exit {EXIT_TIMEOUT}; the "
+                   "workflow goes on)")
+    for action, description in (
+            ("stop", "stop a workflow: kill its running jobs, run no more"),
+            ("restart", "restart a workflow: re-run what failed or was stopped"),
+            ("delete", "delete a workflow: kill its running jobs and forget it")):
+        workflow(command(action, description))
+    p = command("logs", "print a job's stdout (or stderr)")
+    workflow(p)
+    p.add_argument("job", metavar="JOB", help="the job's id in the workflow")
+    p.add_argument("--stderr", action="store_true", help="print its stderr instead")
+    p = command("graph", "draw a workflow (stored, or a file) as an SVG picture")
     p.add_argument("workflow", metavar="WF|FILE",
                    help="a workflow's id, or a workflow file to draw before submitting it")
     p.add_argument("--output", "-o", default=None, metavar="SVG",
                    help="the file to write (default: workflow-WF.svg, or FILE's name "
                    "with .svg, in the current folder)")
-    p = sub.add_parser("schedulers", help="the scheduler types installed, and which can work")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("check", help="submit test jobs and say what works")
+    p = command("schedulers", "list the scheduler types installed, and which can work here")
+    json_flag(p, "the table")
+    p = command("check", "submit test jobs and say what works")
     target(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare ``jobbridge``: what it can do
+        parser.print_help(sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="jobbridge: %(message)s")
     if _on_mpi(args):
         from .schedulers.mpi import run_ranks
@@ -132,14 +169,8 @@ def _run(args: argparse.Namespace) -> int:
     status = controller.status(workflow_id)
     _summary(status, time.monotonic() - started)
     if args.json:
-        _print_json(_status_json(status))
+        _print_json(status)
     return _exit_code(status)
-
-
-def _status_json(status: dict[str, Any]) -> dict[str, Any]:
-    """Exactly the keys of SPEC §6 (the human table also shows the exit reason)."""
-    jobs = [{k: v for k, v in job.items() if k != "exit_reason"} for job in status["jobs"]]
-    return {"id": status["id"], "name": status["name"], "status": status["status"], "jobs": jobs}
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -161,7 +192,8 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(workflows)
         return 0
-    rows = [[w["id"], w["name"] or "", _short_status(w["status"]), w["submission_date"][:19],
+    rows = [[w["id"], w["name"] or "", _workflow_status(w["status"], w["counts"]),
+             w["submission_date"][:19],
              str(sum(w["counts"].values())), str(w["counts"].get(constants.DONE, 0)),
              str(w["counts"].get(constants.FAILED, 0)),
              str(w["counts"].get(constants.RUNNING, 0))] for w in workflows]
@@ -171,16 +203,18 @@ def _list(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     status = WorkflowController().status(args.workflow)
+    failed = any(job["status"] == constants.FAILED for job in status["jobs"])
     if args.json:
-        _print_json(_status_json(status))
-        return 0
+        _print_json(status)
+        return int(failed)
+    counts = Counter(job["status"] for job in status["jobs"])
     print(f"workflow {status['id']}{' (' + status['name'] + ')' if status['name'] else ''}: "
-          f"{_short_status(status['status'])} on {status['resource']} "
+          f"{_workflow_status(status['status'], counts)} on {status['resource']} "
           f"({status['scheduler_type']})")
     rows = [[job["id"], job["status"], _exit_text(job), job["scheduler_job_id"] or "",
              job["exit_reason"] or ""] for job in status["jobs"]]
     _table(["JOB", "STATUS", "EXIT", "SCHEDULER ID", "REASON"], rows)
-    return 0
+    return int(failed)
 
 
 def _wait(args: argparse.Namespace) -> int:
@@ -193,10 +227,13 @@ def _wait(args: argparse.Namespace) -> int:
             timed_out = str(error)
         else:
             timed_out = ""
+            counts = Counter(job["status"] for job in status["jobs"])
+            bar.update(Progress(int(status["id"]), len(status["jobs"]), dict(counts)))
     if timed_out:
-        print(f"jobbridge: {timed_out}", file=sys.stderr)
-        return 1
-    _summary(status, None)
+        print(f"jobbridge: {timed_out} after {args.timeout:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    ended = status["ending_date"]
+    _summary(status, ended and _epoch(ended) - since)
     return _exit_code(status)
 
 
@@ -207,7 +244,18 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    path = WorkflowController().log_path(args.workflow, args.job, args.stderr)
+    controller = WorkflowController()
+    path = controller.log_path(args.workflow, args.job, args.stderr)
+    job = controller.store.job(args.workflow, args.job)
+    if job.execution_date is None and (job.exit_status == constants.EXIT_NOTRUN
+                                       or not path.exists()):
+        if job.status in constants.ENDED_JOB_STATUS:
+            why = job.exit_reason or job.exit_status
+            print(f"jobbridge: job {args.job!r} never ran ({why})", file=sys.stderr)
+        else:
+            print(f"jobbridge: job {args.job!r} has not started yet ({job.status})",
+                  file=sys.stderr)
+        return 1
     try:
         with path.open("rb") as stream:
             shutil.copyfileobj(stream, sys.stdout.buffer)
@@ -351,11 +399,9 @@ class ProgressBar:
         self.close()
 
     def update(self, progress: Progress) -> None:
-        """The engine's latest counts (drawn at once when the counts are final)."""
+        """The engine's latest counts, drawn by the next tick (or by close)."""
         with self._lock:
             self.progress = progress
-            if self.enabled and progress.ended == progress.total:
-                self._draw()
 
     def close(self) -> None:
         """Draw the last state and end the line (idempotent)."""
@@ -365,7 +411,7 @@ class ProgressBar:
         if self._ticker is not None:
             self._ticker.join()
         with self._lock:
-            if self.width:
+            if self.enabled and self.progress is not None:
                 self._draw()
                 sys.stderr.write("\n")
                 sys.stderr.flush()
@@ -419,16 +465,18 @@ def _elapsed(seconds: float) -> str:
 
 
 def _summary(status: dict[str, Any], seconds: float | None) -> None:
+    """The final lines of run and wait: how many succeeded, then each failure."""
     jobs = status["jobs"]
-    failed = [j for j in jobs if j["status"] != constants.DONE]
+    unsuccessful = [j for j in jobs if j["status"] != constants.DONE]
+    failed = sum(j["status"] == constants.FAILED for j in jobs)
     took = f" in {seconds:.1f} s" if seconds is not None else ""
-    print(f"workflow {status['id']}: {len(jobs) - len(failed)}/{len(jobs)} jobs succeeded{took}",
-          file=sys.stderr)
-    for job in failed[:10]:
-        print(f"  {job['id']}: {_exit_text(job)}"
+    print(f"workflow {status['id']}: {len(jobs) - len(unsuccessful)}/{len(jobs)} jobs succeeded"
+          f"{f', {failed} failed' if failed else ''}{took}", file=sys.stderr)
+    for job in unsuccessful[:10]:
+        print(f"  {job['id']}: {_exit_text(job) or job['status']}"
               f"{' - ' + job['exit_reason'] if job['exit_reason'] else ''}", file=sys.stderr)
-    if len(failed) > 10:
-        print(f"  ... and {len(failed) - 10} more (jobbridge status {status['id']})",
+    if len(unsuccessful) > 10:
+        print(f"  ... and {len(unsuccessful) - 10} more (jobbridge status {status['id']})",
               file=sys.stderr)
 
 
@@ -437,15 +485,29 @@ def _exit_code(status: dict[str, Any]) -> int:
 
 
 def _exit_text(job: dict[str, Any]) -> str:
+    """How a job ended, in words: ``exit code 3``, ``signal 9 (SIGKILL)``, ``not run``."""
     exit_status: str | None = job["exit_status"]
     if exit_status is None:
         return ""
     if exit_status == constants.FINISHED_REGULARLY:
-        return str(job["exit_value"])
+        return f"exit code {job['exit_value']}"
     if exit_status == constants.FINISHED_TERM_SIG:
-        return f"signal {job['term_sig']}"
+        return f"signal {_signal_name(job['term_sig'])}"
     return {constants.USER_KILLED: "killed", constants.EXIT_NOTRUN: "not run",
             constants.EXIT_ABORTED: "aborted"}.get(exit_status, exit_status)
+
+
+def _signal_name(number: int | None) -> str:
+    try:
+        return f"{number} ({signal.Signals(number or 0).name})"
+    except ValueError:
+        return str(number)
+
+
+def _workflow_status(status: str, counts: Mapping[str, int]) -> str:
+    """``done``, or ``done, 2 failed``: failures show in the status itself."""
+    failed = counts.get(constants.FAILED, 0)
+    return _short_status(status) + (f", {failed} failed" if failed else "")
 
 
 def _short_status(status: str) -> str:

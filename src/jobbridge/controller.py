@@ -142,6 +142,7 @@ class WorkflowController:
             jobs = self.store.jobs(wf_id)
         return {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
                 "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
+                "submission_date": workflow.submission_date, "ending_date": workflow.ending_date,
                 "jobs": [job.as_json() | {"exit_reason": job.exit_reason} for job in jobs]}
 
     def list(self) -> list[dict[str, Any]]:

@@ -379,6 +379,7 @@ class Store:
         row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? AND "
                               "job_id = ?", (_as_id(workflow_id), job_id)).fetchone()
         if row is None:
+            self.workflow(workflow_id)  # "no workflow N" when that is what is missing
             raise InputError(f"workflow {workflow_id} has no job {job_id!r}")
         return self._job_rows([row])[0]
 
