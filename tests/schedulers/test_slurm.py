@@ -286,6 +286,18 @@ def _scontrol_job(job_id: str) -> str:
                           check=True).stdout
 
 
+def test_the_readme_example_configuration(tmp_path: Path) -> None:
+    """The README's Slurm section: its configuration is accepted as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Using jobbridge on a Slurm cluster", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```ini\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "jobbridge.cfg").write_text(example)
+    config = Configuration.load("mycluster", tmp_path / "jobbridge.cfg")
+    scheduler = SlurmScheduler.build_scheduler(config)
+    assert scheduler.native_specification == ["--account=proj42", "--qos=normal"]
+    assert (scheduler.max_interval, config.get_int("max_job_in_queue")) == (10.0, 500)
+
+
 @pytest.mark.slurm
 def test_built_from_configuration(tmp_path: Path) -> None:
     config = Configuration.from_dict("cluster", {
