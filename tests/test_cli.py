@@ -450,13 +450,17 @@ def test_no_progress_bar_without_a_terminal(tmp_path: Path) -> None:
     assert result.stderr.startswith("workflow 1: 2/2 jobs succeeded")
 
 
-def _on_a_terminal(*args: str, timeout: float = 60) -> tuple[int, list[str]]:
+def _on_a_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 60
+                   ) -> tuple[int, list[str]]:
     """Run ``jobbridge ARGS`` with a pty as its terminal: its exit status and the lines
     it drew (what it wrote, cut at each carriage return or newline)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its stdin, stdout and stderr
-        os.environ["TERM"] = "dumb"
-        os.execv(sys.executable, [*JOBBRIDGE, *args])
+        try:
+            os.execve(sys.executable, [*JOBBRIDGE, *args],
+                      {**os.environ, "TERM": "dumb", **(env or {})})
+        finally:
+            os._exit(127)
     started = time.monotonic()
     lines: list[str] = []
     pending = ""
@@ -484,7 +488,10 @@ def test_progress_on_a_terminal_shows_true_counts_and_time(tmp_path: Path) -> No
     elapsed time moves on while nothing else changes; the final line is full."""
     path = write_json(tmp_path / "two.json", {"jobs": [
         {"id": "a", "command": ["sleep", "3"]}, {"id": "b", "command": ["sleep", "3"]}]})
-    status, lines = _on_a_terminal("run", str(path))
+    config = tmp_path / "two-slots.cfg"
+    config.write_text("[localhost]\nscheduler_type = local_basic\ncpu_nb = 2\n")
+    status, lines = _on_a_terminal("run", str(path), "--resource", "localhost",
+                                   env={"JOBBRIDGE_CONFIG": str(config)})
     assert status == 0, lines
     running = [text for text in lines if "running 2  queued 0  waiting 0" in text]
     assert running, lines
