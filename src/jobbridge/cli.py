@@ -369,10 +369,11 @@ class ProgressBar:
     """A workflow's progress, one line on stderr redrawn in place, when stderr is a
     terminal (elsewhere the summary that follows is the one final line).
 
-    Redrawn as jobs change and, by a thread, every REDRAW seconds: the elapsed
-    time moves on while long jobs run, and the latest counts are never left
-    undrawn. Dependency-free on purpose: a one-line bar did not justify ``rich``
-    and the two packages it pulls in, imported by every command.
+    The engine's reports only record the latest counts; a thread draws them every
+    REDRAW seconds, so the elapsed time moves on while long jobs run and no state
+    is dropped (a throttle on the reports once hid the jobs' starts: ``running 0``
+    for a whole run). Dependency-free on purpose: a one-line bar did not justify
+    ``rich`` and the two packages it pulls in, imported by every command.
     """
 
     WIDTH = 30
@@ -432,17 +433,17 @@ class ProgressBar:
         except OSError:
             columns = 0
         # one column short of the edge (no auto-wrap); an unsized terminal says 0
-        line = progress_line(self.progress, time.time() - self.since, (columns or 80) - 1)
+        line = _progress_line(self.progress, time.time() - self.since, (columns or 80) - 1)
         sys.stderr.write("\r" + line.ljust(self.width))
         sys.stderr.flush()
         self.width = len(line)
 
 
-def progress_line(progress: Progress, seconds: float, columns: int) -> str:
+def _progress_line(progress: Progress, seconds: float, columns: int) -> str:
     """``[###...] 1/4  0:07  done 1  failed 0  running 2  queued 0  waiting 1`` in at
     most ``columns`` characters (the bar shrinks, then the end is cut): running jobs
-    have started, queued ones are submitted and not started yet, waiting ones wait
-    for their dependencies."""
+    have started, queued ones are submitted and not started yet, waiting ones are
+    not submitted yet (their dependencies, or the resource's limits)."""
     counts = progress.counts
     done, failed = counts.get(constants.DONE, 0), counts.get(constants.FAILED, 0)
     running = counts.get(constants.RUNNING, 0)
