@@ -93,7 +93,7 @@ class Bench:
             deps += [[before, after] for before, after in itertools.pairwise(chain)]
         (run / "wf.json").write_text(json.dumps({"name": "slurm bench", "jobs": jobs,
                                                  "dependencies": deps}))
-        queue = f"queue = {self.partition}\n" if self.partition else ""
+        queue = f"native_specification = --partition={self.partition}\n" if self.partition else ""
         (run / "jobbridge.cfg").write_text(f"[slurm]\nscheduler_type = slurm\n{queue}")
         env = {**os.environ, "JOBBRIDGE_HOME": str(run / "home"),
                "JOBBRIDGE_CONFIG": str(run / "jobbridge.cfg"),

@@ -372,8 +372,15 @@ def test_configuration_file_resource(tmp_path: Path) -> None:
      "jobbridge.cfg:3: cannot parse 'junk line'"),
     ("[here]\nscheduler_type = local_basic\nscheduler_type = slurm\n", "here",
      "option 'scheduler_type' in section 'here' already exists"),
+    ("[here]\nscheduler_type = local_basic\ncpu_nbr = 2\n", "here",
+     "jobbridge.cfg: [here]: unknown key 'cpu_nbr' (local_basic keys: container_command, "
+     "cpu_nb, enforce_memory, max_cpu_nb, "),
+    ("[here]\nscheduler_type = slurm\nmpi_max_attempts = 2\n", "here",
+     "[here]: unknown key 'mpi_max_attempts' (slurm keys: "),
+    ("[DEFAULT]\nschedulr_interval = 2\n[here]\nscheduler_type = local_basic\n", "here",
+     "jobbridge.cfg: [DEFAULT]: unknown key 'schedulr_interval' (keys: "),
 ], ids=["int", "negative", "float", "words", "type", "resource", "no-section", "junk-line",
-        "duplicate"])
+        "duplicate", "unknown-key", "other-scheduler-key", "unknown-default-key"])
 def test_bad_configuration_is_refused(tmp_path: Path, jobbridge_home: Path, config: str,
                                       resource: str, fragment: str) -> None:
     """A bad configuration file or value: run and submit exit 2, one line, nothing stored."""
@@ -401,6 +408,87 @@ def test_no_configuration_means_localhost(tmp_path: Path) -> None:
     assert "on localhost (local_basic)" in jb("status").stdout
     assert "unknown resource 'cluster'" in error_line(
         jb("run", str(_ok(tmp_path)), "--resource", "cluster"), 2)
+
+
+def test_run_says_which_resource_and_a_file_does_not_change_the_default(tmp_path: Path
+                                                                       ) -> None:
+    """With a configuration file, run without --resource uses localhost unless the
+    file's [DEFAULT] section sets default_resource; run says which, on stderr."""
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text("[first]\nscheduler_type = local_basic\ncpu_nb = 1\n\n"
+                      "[here]\nscheduler_type = local_basic\n")
+    env = {"JOBBRIDGE_CONFIG": str(config)}
+    result = jb("run", str(_ok(tmp_path)), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "jobbridge: running on resource 'localhost' (local_basic)\n" in result.stderr
+    assert "on localhost (local_basic)" in jb("status", "1").stdout
+    config.write_text("[DEFAULT]\ndefault_resource = here\nscheduler_interval = 0.1\n\n"
+                      + config.read_text())
+    result = jb("run", str(_ok(tmp_path)), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "jobbridge: running on resource 'here' (local_basic)\n" in result.stderr
+    assert "on here (local_basic)" in jb("status", "2").stdout
+    result = jb("run", str(_ok(tmp_path)), "--resource", "first", env=env)
+    assert "jobbridge: running on resource 'first' (local_basic)\n" in result.stderr
+    config.write_text(config.read_text().replace("= here", "= nowhere"))
+    line = error_line(jb("run", str(_ok(tmp_path)), env=env), 2)
+    assert "default_resource 'nowhere' is not a resource of the file (resources: first, here)" \
+        in line
+
+
+def test_a_wrong_path_is_reported_with_its_key(tmp_path: Path) -> None:
+    """stdout_file in a missing folder, a missing stdin: the reason names the key and
+    the path (relative to the workflow file), not the program."""
+    path = write_json(tmp_path / "paths.json", {"jobs": [
+        {"id": "out", "command": ["echo", "hi"], "stdout_file": "nodir/out.txt"},
+        {"id": "in", "command": ["cat"], "stdin": "missing.txt"}]})
+    assert jb("run", str(path)).returncode == 1
+    shown = jb("status").stdout
+    assert f"stdout_file: cannot open {tmp_path}/nodir/out.txt: No such file or directory" \
+        in shown, shown
+    assert f"stdin: cannot open {tmp_path}/missing.txt: No such file or directory" in shown
+    assert "cannot start" not in shown
+
+
+def test_a_job_needing_more_cpus_than_the_resource_has_is_refused(
+        tmp_path: Path, jobbridge_home: Path) -> None:
+    """cpus: 64 on a 2-slot resource: refused at submission, one line naming the job
+    and the numbers, exit 2, nothing stored."""
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text("[localhost]\ncpu_nb = 2\n")
+    path = write_json(tmp_path / "wide.json", {"jobs": [
+        job("narrow", "true", resources={"cpus": 2}), job("wide", "true", resources={"cpus": 64})]})
+    env = {"JOBBRIDGE_CONFIG": str(config)}
+    for command in ("run", "submit"):
+        line = error_line(jb(command, str(path), env=env), 2)
+        assert "job 'wide' needs 64 cpus: resource 'localhost' has 2" in line, line
+    assert stored_rows(jobbridge_home) == (0, 0, 0)
+
+
+def test_two_runs_at_once_share_the_resource_slots(tmp_path: Path) -> None:
+    """Two `jobbridge run` at once on one home and resource (cpu_nb = 2), 4 x sleep 2
+    each: at most 2 jobs run at any moment (timestamps the jobs write themselves)."""
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text("[localhost]\ncpu_nb = 2\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = 'date +%s.%N > "$1.start"; sleep 2; date +%s.%N > "$1.end"'
+    runs = [jb_start("run", str(write_json(tmp_path / f"{name}.json", {"jobs": [
+        {"id": f"j{i}", "command": ["sh", "-c", script, "sh", str(marks / f"{name}{i}")]}
+        for i in range(4)]})), env={"JOBBRIDGE_CONFIG": str(config)}) for name in "ab"]
+    for run in runs:
+        result = finish(run)
+        assert result.returncode == 0, result.stderr
+    events = []
+    for start in marks.glob("*.start"):
+        events.append((float(start.read_text()), 1))
+        events.append((float(start.with_suffix(".end").read_text()), -1))
+    assert len(events) == 16
+    running = most = 0
+    for _, change in sorted(events):  # an end sorts before a start at the same instant
+        running += change
+        most = max(most, running)
+    assert most == 2, sorted(events)
 
 
 @pytest.mark.parametrize("args", [
@@ -447,7 +535,8 @@ def test_no_progress_bar_without_a_terminal(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "\r" not in result.stderr and "[#" not in result.stderr and "] " not in result.stderr
     assert result.stderr == result.stderr.strip() + "\n"
-    assert result.stderr.startswith("workflow 1: 2/2 jobs succeeded")
+    assert result.stderr.startswith("jobbridge: running on resource 'localhost' (local_basic)\n"
+                                    "workflow 1: 2/2 jobs succeeded")
 
 
 def _on_a_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 60

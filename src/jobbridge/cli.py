@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__, constants
+from .configuration import Configuration
 from .controller import WorkflowController, resolve_config, schedulers_table
 from .engine import Progress
 from .errors import InputError, JobbridgeError
@@ -165,12 +166,17 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with ProgressBar() as bar:
         workflow_id = controller.run(args.file, args.resource, args.scheduler,
-                                     progress=bar.update)
+                                     progress=bar.update, starting=_say_resource)
     status = controller.status(workflow_id)
     _summary(status, time.monotonic() - started)
     if args.json:
         _print_json(status)
     return _exit_code(status)
+
+
+def _say_resource(config: Configuration) -> None:
+    print(f"jobbridge: running on resource {config.resource_id!r} "
+          f"({config.get_scheduler_type()})", file=sys.stderr, flush=True)
 
 
 def _submit(args: argparse.Namespace) -> int:

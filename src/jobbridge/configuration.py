@@ -1,7 +1,9 @@
 """Resource configuration: an INI file with one section per computing resource.
 
 Same shape as soma-workflow's server configuration (``scheduler_type = pbspro``),
-so existing files keep working. Keys are case-insensitive.
+so existing files keep working. Keys are case-insensitive. A ``[DEFAULT]``
+section gives its keys to every resource, and may name the resource used when
+none is asked for (``default_resource``; else ``localhost``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import configparser
 import contextlib
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .constants import DEFAULT_RESOURCE, DEFAULT_SCHEDULER_TYPE
@@ -42,11 +44,20 @@ def default_config_path() -> Path:
     return Path(path) if path else Path.home() / ".config" / "jobbridge" / "jobbridge.cfg"
 
 
-class Configuration:
-    """The options of one computing resource."""
+#: The section whose keys every resource gets, and the key of it naming the default resource.
+DEFAULT_SECTION = "DEFAULT"
+DEFAULT_RESOURCE_KEY = "default_resource"
 
-    def __init__(self, resource_id: str, options: Mapping[str, object]) -> None:
+
+class Configuration:
+    """The options of one computing resource; ``source`` is the file it was read
+    from, ``inherited`` the keys it got from the file's ``[DEFAULT]`` section."""
+
+    def __init__(self, resource_id: str, options: Mapping[str, object],
+                 source: Path | None = None, inherited: frozenset[str] = frozenset()) -> None:
         self.resource_id = resource_id
+        self.source = source
+        self.inherited = inherited
         self._options: dict[str, str] = {}
         for key, value in options.items():
             self._options[key.lower()] = _as_option_text(key, value)
@@ -61,8 +72,9 @@ class Configuration:
              ) -> Configuration:
         """Read ``resource_id``'s section from the configuration file.
 
-        Without a file, resource ``localhost`` is the local machine with all cores.
-        Without ``resource_id``, the file's only (or first) section is used.
+        Without ``resource_id``: the file's ``default_resource``, else ``localhost``.
+        Resource ``localhost``, unless the file has a section of that name, is the
+        local machine with all cores.
         """
         file = Path(path) if path is not None else default_config_path()
         if not file.exists():
@@ -72,7 +84,8 @@ class Configuration:
                 return cls(DEFAULT_RESOURCE, {"scheduler_type": DEFAULT_SCHEDULER_TYPE})
             raise ConfigurationError(
                 f"unknown resource {resource_id!r}: no configuration file at {file}")
-        parser = configparser.ConfigParser(interpolation=None)
+        # [DEFAULT] read as a plain section: its keys are told apart from a resource's own
+        parser = configparser.ConfigParser(interpolation=None, default_section="\0")
         try:
             with file.open(encoding="utf-8") as stream:
                 parser.read_file(stream)
@@ -88,18 +101,44 @@ class Configuration:
             raise ConfigurationError(f"{file}: {first_line}") from None
         except OSError as error:
             raise ConfigurationError(f"{file}: {error.strerror}") from None
-        sections = parser.sections()
+        defaults = (dict(parser.items(DEFAULT_SECTION)) if parser.has_section(DEFAULT_SECTION)
+                    else {})
+        default_resource = defaults.pop(DEFAULT_RESOURCE_KEY, "").strip()
+        sections = [name for name in parser.sections() if name != DEFAULT_SECTION]
+        known = ", ".join(s if s.isprintable() else repr(s) for s in sections) or "none"
         if resource_id is None:
-            if not sections:
-                return cls(DEFAULT_RESOURCE, {"scheduler_type": DEFAULT_SCHEDULER_TYPE})
-            resource_id = sections[0]
-        if not parser.has_section(resource_id):
+            resource_id = default_resource or DEFAULT_RESOURCE
+            if resource_id not in sections and resource_id != DEFAULT_RESOURCE:
+                raise ConfigurationError(
+                    f"{file}: [{DEFAULT_SECTION}]: {DEFAULT_RESOURCE_KEY} {resource_id!r} is "
+                    f"not a resource of the file (resources: {known})")
+        if resource_id not in sections:
             if resource_id == DEFAULT_RESOURCE:
                 return cls(DEFAULT_RESOURCE, {"scheduler_type": DEFAULT_SCHEDULER_TYPE})
-            known = ", ".join(s if s.isprintable() else repr(s) for s in sections) or "none"
             raise ConfigurationError(
                 f"{file}: unknown resource {resource_id!r} (resources: {known})")
-        return cls(resource_id, dict(parser.items(resource_id)))
+        own = dict(parser.items(resource_id))
+        return cls(resource_id, {**defaults, **own}, source=file,
+                   inherited=frozenset(defaults) - set(own))
+
+    def check_keys(self, scheduler_type: str, allowed: frozenset[str],
+                   known: Callable[[], frozenset[str]]) -> None:
+        """Refuse a key ``scheduler_type`` does not read (``allowed``); a key of the
+        ``[DEFAULT]`` section only when no scheduler reads it (``known()``)."""
+        for key in sorted(set(self._options) - allowed - self.inherited):
+            keys = ", ".join(sorted(allowed))
+            raise ConfigurationError(f"{self._place()}: unknown key {key!r} "
+                                     f"({scheduler_type} keys: {keys})")
+        unknown = sorted(self.inherited - allowed)
+        if unknown and (unknown := sorted(set(unknown) - known())):
+            raise ConfigurationError(f"{self.source}: [{DEFAULT_SECTION}]: unknown key "
+                                     f"{unknown[0]!r} (keys: {', '.join(sorted(known()))})")
+
+    def _place(self) -> str:
+        """Where this configuration's keys are written, for error messages."""
+        if self.source is None:
+            return f"resource {self.resource_id!r}"
+        return f"{self.source}: [{self.resource_id}]"
 
     # --- typed access ----------------------------------------------------------
     def get_scheduler_type(self) -> str:

@@ -23,7 +23,7 @@ from .configuration import Configuration
 from .engine import Engine, Progress, live_engines
 from .errors import InputError
 from .model import WorkflowSpec, load_workflow_file, parse_workflow
-from .scheduler import describe_schedulers, get_scheduler_implementation
+from .scheduler import describe_schedulers, get_scheduler_implementation, known_config_keys
 from .store import Store
 
 REQUESTS = ("stop", "restart", "delete")
@@ -41,22 +41,25 @@ def resolve_config(resource: str | None = None, scheduler_type: str | None = Non
             options = config.options()
             options["scheduler_type"] = scheduler_type
             config = Configuration.from_dict(config.resource_id, options)
-    implementation = get_scheduler_implementation(config.get_scheduler_type())
+    kind = config.get_scheduler_type()
+    implementation = get_scheduler_implementation(kind)
     enabled, reason = implementation.availability()
     if not enabled:
-        raise InputError(f"scheduler {config.get_scheduler_type()!r} cannot work here: {reason}")
-    _check_common_options(config)
+        raise InputError(f"scheduler {kind!r} cannot work here: {reason}")
+    config.check_keys(kind, implementation.CONFIG_KEYS, known_config_keys)
+    implementation.check_config(config)
     return config
 
 
-def _check_common_options(config: Configuration) -> None:
-    """Refuse bad values of the common options now: the engine reads them only once
-    the workflow is stored, too late for a one-line exit 2 (ConfigurationError)."""
-    for key in ("cpu_nb", "max_cpu_nb", "max_job_in_queue", "max_job_running"):
-        config.get_int(key)
-    config.get_float("scheduler_interval", 0.0)
-    for key in ("native_specification", "queues", "container_command"):
-        config.get_words(key)
+def check_jobs_fit(spec: WorkflowSpec, config: Configuration) -> None:
+    """Refuse a workflow with a job needing more CPUs than the resource can give one."""
+    limit = get_scheduler_implementation(config.get_scheduler_type()).max_job_cpus(config)
+    if limit is None:
+        return
+    for job in spec.jobs:
+        if job.cpu_count > limit:
+            raise InputError(f"job {job.job_id!r} needs {job.cpu_count} cpus: resource "
+                             f"{config.resource_id!r} has {limit}")
 
 
 def as_spec(workflow: WorkflowSpec | str | os.PathLike[str] | dict[str, Any] | Any
@@ -85,18 +88,25 @@ class WorkflowController:
                scheduler_type: str | None = None) -> str:
         """Store the workflow, make sure an engine drives it; its id."""
         spec = as_spec(workflow)
-        workflow_id = self.store.add_workflow(spec, resolve_config(resource, scheduler_type))
+        config = resolve_config(resource, scheduler_type)
+        check_jobs_fit(spec, config)
+        workflow_id = self.store.add_workflow(spec, config)
         ensure_engine(self.store.home)
         return str(workflow_id)
 
     def run(self, workflow: Any, resource: str | None = None, scheduler_type: str | None = None,
-            progress: Callable[[Progress], None] | None = None) -> str:
-        """Run the workflow to its end in this process; its id."""
+            progress: Callable[[Progress], None] | None = None,
+            starting: Callable[[Configuration], None] | None = None) -> str:
+        """Run the workflow to its end in this process; its id. ``starting`` is told
+        the resource's configuration once the workflow is stored, before it runs."""
         spec = as_spec(workflow)
         config = resolve_config(resource, scheduler_type)
+        check_jobs_fit(spec, config)
         engine = Engine(self.store, progress=progress)
         engine.start()
         workflow_id = self.store.add_workflow(spec, config, engine=engine.engine_id)
+        if starting is not None:
+            starting(config)
         engine.only = {workflow_id}
         try:
             engine.run()

@@ -12,18 +12,25 @@ present (the defaults below keep a minimal scheduler correct):
 - :meth:`Scheduler.set_change_notifier`: wake the engine as soon as a job ends;
 - :meth:`Scheduler.poll_interval`: how long the engine may wait between polls;
 - :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made.
+
+A scheduler also declares what a resource using it may say: the configuration
+keys it reads (:attr:`Scheduler.CONFIG_KEYS`: any other key is refused, naming
+it), the values it accepts (:meth:`Scheduler.check_config`) and the most CPUs a
+job can have (:meth:`Scheduler.max_job_cpus`), all checked before a workflow is
+stored.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from . import constants
 from .errors import UnknownSchedulerError
@@ -44,6 +51,7 @@ __all__ = [
     "describe_schedulers",
     "get_scheduler_implementation",
     "get_schedulers_list",
+    "known_config_keys",
     "run_to_end",
     "wait_for_status",
 ]
@@ -56,6 +64,12 @@ log = logging.getLogger(__name__)
 
 class Scheduler(abc.ABC):
     """Submits, follows and kills jobs on one computing resource."""
+
+    #: The keys a resource section of this type may hold: the common ones (the engine
+    #: reads ``max_job_*``), plus those the subclass's ``build_scheduler`` reads.
+    CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({
+        "scheduler_type", "cpu_nb", "max_cpu_nb", "scheduler_interval", "max_job_in_queue",
+        "max_job_running", "native_specification", "queues", "container_command"})
 
     @abc.abstractmethod
     def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
@@ -84,6 +98,23 @@ class Scheduler(abc.ABC):
     def availability(cls) -> tuple[bool, str]:
         """Whether this scheduler can work here, and if not, why (shown by the CLI)."""
         return True, ""
+
+    @classmethod
+    def check_config(cls, config: Configuration) -> None:
+        """Refuse bad option values now (ConfigurationError): ``build_scheduler`` runs in
+        the engine, once the workflow is stored, too late for a one-line exit 2."""
+        for key in ("cpu_nb", "max_cpu_nb", "max_job_in_queue", "max_job_running"):
+            config.get_int(key)
+        config.get_float("scheduler_interval", 0.0)
+        for key in ("native_specification", "queues", "container_command"):
+            config.get_words(key)
+
+    @classmethod
+    def max_job_cpus(cls, config: Configuration) -> int | None:
+        """The most CPUs one job can have on this resource (None: no known bound). A
+        job asking for more is refused at submission, rather than waiting for ever or
+        silently getting fewer."""
+        return None
 
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         """Status of many jobs; batch schedulers answer with one query to the system."""
@@ -200,6 +231,16 @@ def get_scheduler_implementation(scheduler_type: str) -> type[Scheduler]:
 def build_scheduler(scheduler_type: str, config: Configuration) -> Scheduler:
     """An instance of ``scheduler_type``, parameterized by ``config``."""
     return get_scheduler_implementation(scheduler_type).build_scheduler(config)
+
+
+def known_config_keys() -> frozenset[str]:
+    """Every key some registered scheduler reads: what a ``[DEFAULT]`` section (given
+    to every resource) may hold."""
+    keys = set(Scheduler.CONFIG_KEYS)
+    for name in _entry_points():
+        with contextlib.suppress(Exception):  # a broken plug-in must not break the others
+            keys |= get_scheduler_implementation(name).CONFIG_KEYS
+    return frozenset(keys)
 
 
 def describe_schedulers() -> list[SchedulerInfo]:

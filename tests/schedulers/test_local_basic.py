@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from jobbridge import constants
 from jobbridge.configuration import Configuration
+from jobbridge.errors import ConfigurationError
 from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler, build_scheduler
+from jobbridge.schedulers import memory_limits
 from jobbridge.schedulers.local_basic import ConfiguredLocalScheduler, LocalScheduler
 from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
 
@@ -220,3 +224,91 @@ def test_create_process_starts_the_job_as_a_child(tmp_path: Path) -> None:
     assert process.wait(timeout=30) == 3
     assert (tmp_path / "out").read_text() == f"$(not run) x y {tmp_path}\n"
     assert (tmp_path / "err").read_text() == "oops\n"
+
+
+# --- resources enforced: walltime, memory; wrong paths named ----------------------------------
+ALLOCATE_400_MB = [sys.executable, "-c", "b = bytearray(400 * 2**20); print(len(b))"]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_walltime_kills_the_job_tree_and_says_timeout(local: LocalScheduler, tmp_path: Path
+                                                      ) -> None:
+    """walltime_s: 2 on a 10-s job: failed within a few seconds, reason TIMEOUT as on
+    Slurm, and the job's own child process is gone too."""
+    pid_file = tmp_path / "pid"
+    job = EngineJob("long", ["sh", "-c", f"sleep 10 & echo $! > {pid_file}; wait"],
+                    resources={"walltime_s": 2})
+    started = time.monotonic()
+    [(status, info)] = run_to_end(local, [job], timeout=30)
+    elapsed = time.monotonic() - started
+    assert status == constants.FAILED
+    assert info.exit_status == constants.EXIT_ABORTED
+    assert str(info.reason).startswith("TIMEOUT: "), info
+    assert "walltime_s=2" in str(info.reason)
+    assert 1.5 < elapsed < 8, elapsed
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(child):
+        assert time.monotonic() < deadline, f"the job's child {child} still runs"
+        time.sleep(0.05)
+
+
+def test_walltime_leaves_a_quicker_job_alone(local: LocalScheduler) -> None:
+    [(status, info)] = run_to_end(
+        local, [EngineJob("quick", ["sleep", "0.2"], resources={"walltime_s": 5})], timeout=30)
+    assert (status, info.reason) == (constants.DONE, None)
+
+
+@pytest.mark.parametrize("enforce", ["auto", "cgroup", "rlimit"])
+def test_memory_limit_ends_a_greedy_job_out_of_memory(enforce: str, tmp_path: Path) -> None:
+    """memory_mb: 100 on a job allocating 400 MB: failed, OUT_OF_MEMORY; a job within
+    its limit is untouched. ``enforce_memory`` picks the mechanism (auto: a cgroup
+    when this process may create one, else RLIMIT_AS)."""
+    if enforce == "cgroup" and (why := memory_limits.cgroup_unusable()):
+        pytest.skip(f"no cgroup can be created here: {why}")
+    scheduler = build_scheduler("local_basic", Configuration.from_dict(
+        "here", {"cpu_nb": 2, "enforce_memory": enforce}))
+    try:
+        greedy = EngineJob("greedy", ALLOCATE_400_MB, resources={"memory_mb": 100},
+                           stderr_file=str(tmp_path / "greedy.err"))
+        modest = EngineJob("modest", ALLOCATE_400_MB, resources={"memory_mb": 1000},
+                           stdout_file=str(tmp_path / "modest.out"))
+        [(status, info), (modest_status, _)] = run_to_end(scheduler, [greedy, modest],
+                                                          timeout=60)
+        assert status == constants.FAILED
+        assert info.exit_status == constants.EXIT_ABORTED
+        assert str(info.reason).startswith("OUT_OF_MEMORY: "), info
+        assert "memory_mb=100" in str(info.reason)
+        assert modest_status == constants.DONE
+        assert (tmp_path / "modest.out").read_text() == f"{400 * 2**20}\n"
+    finally:
+        scheduler.close()
+
+
+def test_an_unknown_enforce_memory_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="enforce_memory = 'sometimes'"):
+        build_scheduler("local_basic", Configuration.from_dict(
+            "here", {"enforce_memory": "sometimes"}))
+
+
+@pytest.mark.parametrize("key", ["stdout_file", "stderr_file", "stdin", "working_directory"])
+@pytest.mark.parametrize("spawn", ["posix_spawn", "popen"])
+def test_a_wrong_path_is_named_with_its_key(local: LocalScheduler, tmp_path: Path, key: str,
+                                            spawn: str) -> None:
+    """A missing folder or file is reported as such, not as a missing program (both
+    ways of starting a job: posix_spawn, and Popen when env changes PATH)."""
+    missing = str(tmp_path / "nodir" / ("in.txt" if key == "stdin" else "out.txt"))
+    if key == "working_directory":
+        missing = str(tmp_path / "nodir")
+    env = {"PATH": f"/nowhere:{os.environ['PATH']}"} if spawn == "popen" else {}
+    job = EngineJob("p", ["echo", "hi"], env=env, **{key: missing})  # type: ignore[arg-type]
+    [(status, info)] = run_to_end(local, [job], timeout=30)
+    assert status == constants.FAILED
+    verb = "enter" if key == "working_directory" else "open"
+    assert info.reason == f"{key}: cannot {verb} {missing}: No such file or directory", info

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from jbcli import stored_rows
 from jobbridge import constants
 from jobbridge.schedulers.mpi import MPIScheduler
 from jobbridge.testing.conformance import HOSTILE_STRINGS
@@ -193,6 +194,48 @@ def test_bad_workflow_exits_2_without_hanging(tmp_path: Path) -> None:
     result = mpirun(*JOBBRIDGE, "run", str(tmp_path / "bad.json"), "--scheduler", "mpi")
     assert result.returncode == 2
     assert "jobbridge: error:" in result.stderr
+
+
+@needs_mpi
+def test_walltime_memory_and_wrong_paths_are_enforced_on_the_workers(tmp_path: Path) -> None:
+    """As on local_basic: walltime_s kills the job tree (TIMEOUT), memory_mb ends a
+    greedy job (OUT_OF_MEMORY), a missing folder is named with its key."""
+    from jobbridge.controller import WorkflowController
+
+    pid_file = tmp_path / "child.pid"
+    missing = tmp_path / "nodir" / "out.txt"
+    workflow = write(tmp_path / "wf.json", {"jobs": [
+        {"id": "long", "command": ["sh", "-c", f"sleep 10 & echo $! > {pid_file}; wait"],
+         "resources": {"walltime_s": 2}},
+        {"id": "greedy", "command": [sys.executable, "-c", "b = bytearray(400 * 2**20)"],
+         "resources": {"memory_mb": 100}, "stderr_file": str(tmp_path / "greedy.err")},
+        {"id": "path", "command": ["echo", "hi"], "stdout_file": str(missing)},
+        {"id": "fine", "command": ["sleep", "0.1"], "resources": {"walltime_s": 60}}]})
+    started = time.monotonic()
+    result = mpirun(*JOBBRIDGE, "run", workflow, "--scheduler", "mpi")
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 30
+    jobs = {job["id"]: job for job in WorkflowController().status("1")["jobs"]}
+    assert {k: j["status"] for k, j in jobs.items()} == {
+        "long": "failed", "greedy": "failed", "path": "failed", "fine": "done"}
+    assert jobs["long"]["exit_reason"].startswith("TIMEOUT: ")
+    assert jobs["greedy"]["exit_reason"].startswith("OUT_OF_MEMORY: ")
+    assert jobs["path"]["exit_reason"] == (
+        f"stdout_file: cannot open {missing}: No such file or directory")
+    child = int(pid_file.read_text())
+    wait_for(lambda: not psutil.pid_exists(child) or
+             psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
+
+
+@needs_mpi
+def test_a_job_needing_more_cpus_than_a_node_has_is_refused(tmp_path: Path,
+                                                            jobbridge_home: Path) -> None:
+    workflow = write(tmp_path / "wf.json", {"jobs": [
+        {"id": "wide", "command": ["true"], "resources": {"cpus": 4096}}]})
+    result = mpirun(*JOBBRIDGE, "run", workflow, "--scheduler", "mpi")
+    assert result.returncode == 2, result.stderr
+    assert "job 'wide' needs 4096 cpus: resource 'mpi' has " in result.stderr
+    assert stored_rows(jobbridge_home) == (0, 0, 0)
 
 
 def _start_long_workflow(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:

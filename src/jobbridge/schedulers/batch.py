@@ -98,6 +98,9 @@ class BatchScheduler(Scheduler):
 
     #: Short backend name (file folder, messages).
     name: ClassVar[str] = "batch"
+    #: The keys :meth:`options_from_config` reads, besides the common ones.
+    CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"min_scheduler_interval", "command_timeout",
+                                           "job_python"}
     #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED.
     STATES: ClassVar[Mapping[str, str]] = {}
     #: Native terminal states that mean an abnormal end: state -> (exit_status, reason).

@@ -220,6 +220,8 @@ class DrmaaScheduler(Scheduler):
 
     #: Seconds an id may be unknown to DRMAA and accounting before it counts as lost.
     LOST_AFTER = 600.0
+    CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"drmaa_library_path", "parallel_environment",
+                                           "memory_resource", "job_python"}
 
     def __init__(self, *, library_path: str | None = None, interval: float = 1.0,
                  native_specification: str = "", parallel_environment: str = "smp",

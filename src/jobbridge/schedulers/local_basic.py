@@ -6,6 +6,11 @@ lost. The runner pushes each start and end over a pipe: the engine learns of a
 job's end at once, with no polling tick (while the runner has a long queue of
 its own, notifications are gathered for a few milliseconds, so that the engine
 handles thousands of ends in few cycles).
+
+The CPU slots of a resource are shared by all the runners of the home (a slot
+file, see :class:`.local_runner.SlotPool`); the runner ends a job at its
+``walltime_s`` and puts it under its ``memory_mb`` (:mod:`.memory_limits`).
+See docs/local.md.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
+from .memory_limits import configured_mode
 from .process import kill_tree, start_process, wrap_in_container
 
 log = logging.getLogger(__name__)
@@ -55,21 +62,31 @@ NOTIFY_BATCH_SECONDS = 0.02
 _JOB_FIELDS = tuple(f.name for f in fields(EngineJob))
 
 
+def cpu_slots(proc_nb: int = 0, max_proc_nb: int = 0) -> int:
+    """CPU slots: ``proc_nb`` (0: all cores), at most ``max_proc_nb`` when set."""
+    slots = proc_nb or os.cpu_count() or 1
+    return min(slots, max_proc_nb) if max_proc_nb else slots
+
+
 class LocalScheduler(Scheduler):
     """Run jobs on this machine: ``proc_nb`` CPU slots (0: all cores, at most
-    ``max_proc_nb`` when set); ``interval`` is how often jobs left by an earlier
-    engine are checked."""
+    ``max_proc_nb`` when set), shared by every engine running jobs of the same
+    ``resource`` in this home; ``interval`` is how often jobs left by an earlier
+    engine are checked; ``enforce_memory``: see :mod:`.memory_limits`."""
+
+    CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"enforce_memory"}
 
     def __init__(self, proc_nb: int = 0, interval: float = 0.05, max_proc_nb: int = 0,
                  container_command: Sequence[str] | None = None,
-                 state_dir: str | os.PathLike[str] | None = None) -> None:
-        slots = proc_nb or os.cpu_count() or 1
-        if max_proc_nb:
-            slots = min(slots, max_proc_nb)
-        self.slots = slots
+                 state_dir: str | os.PathLike[str] | None = None,
+                 resource: str = constants.DEFAULT_RESOURCE, enforce_memory: str = "auto"
+                 ) -> None:
+        self.slots = cpu_slots(proc_nb, max_proc_nb)
         self.interval = interval
         self.container_command = list(container_command or [])
         self.state_dir = Path(state_dir) if state_dir else jobbridge_home() / "local"
+        self.resource = resource
+        self.enforce_memory = enforce_memory
         self.runner_id = _new_runner_id()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -87,6 +104,15 @@ class LocalScheduler(Scheduler):
     @classmethod
     def build_scheduler(cls, config: Configuration) -> Scheduler:
         return ConfiguredLocalScheduler(config)
+
+    @classmethod
+    def check_config(cls, config: Configuration) -> None:
+        super().check_config(config)
+        configured_mode(config)
+
+    @classmethod
+    def max_job_cpus(cls, config: Configuration) -> int:
+        return cpu_slots(config.get_int("cpu_nb"), config.get_int("max_cpu_nb"))
 
     # --- seed API ------------------------------------------------------------------------
     @staticmethod
@@ -227,7 +253,8 @@ class LocalScheduler(Scheduler):
         try:
             self._runner = subprocess.Popen(
                 [sys.executable, "-m", "jobbridge.schedulers.local_runner",
-                 f"{base}.journal", f"{base}.lock", str(self.slots)],
+                 f"{base}.journal", f"{base}.lock", str(self.slots), self.enforce_memory,
+                 str(self.state_dir / f"{quote(self.resource, safe='')}.slots")],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
                 close_fds=True)
         except OSError as error:
@@ -435,8 +462,8 @@ class _Journal:
 
 
 class ConfiguredLocalScheduler(LocalScheduler):
-    """Local scheduler parameterized by a resource's configuration
-    (``cpu_nb``, ``max_cpu_nb``, ``scheduler_interval``, ``container_command``)."""
+    """Local scheduler parameterized by a resource's configuration (``cpu_nb``,
+    ``max_cpu_nb``, ``scheduler_interval``, ``container_command``, ``enforce_memory``)."""
 
     def __init__(self, config: Configuration) -> None:
         self.config = config
@@ -445,6 +472,8 @@ class ConfiguredLocalScheduler(LocalScheduler):
             interval=config.get_float("scheduler_interval", 0.05),
             max_proc_nb=config.get_int("max_cpu_nb", 0),
             container_command=config.get_words("container_command"),
+            resource=config.resource_id,
+            enforce_memory=configured_mode(config),
         )
 
     @classmethod

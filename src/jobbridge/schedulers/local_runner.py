@@ -18,6 +18,8 @@ exits once its running jobs have ended.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import heapq
 import json
@@ -28,15 +30,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
-from subprocess import Popen
+from pathlib import Path
 from typing import Any
 
 from .. import constants
 from ..model import EngineJob
-from .process import Spawner, exit_info_from_wait, kill_tree, report_start_failure
+from .memory_limits import MemoryLimiter
+from .process import RunningJob, Spawner, report_start_failure
 
-KILL_GRACE_SECONDS = 2.0
 START_REPORT_DELAY = 0.01
+#: Seconds between two tries at slots that other runners of the resource hold.
+SLOT_RETRY_SECONDS = 0.05
 
 
 @dataclass(order=True)
@@ -48,20 +52,66 @@ class _Queued:
 
 
 @dataclass(slots=True)
-class _Running:
-    pid: int
-    process: Popen[bytes] | None  # only for the rare jobs Popen starts (Spawner.spawn)
-    cpus: int
-    started: float
-    tag: str | None
-    killed: bool = False
-    kill_deadline: float | None = None
+class _Running(RunningJob):
+    cpus: int = 1
+    slots: list[int] = field(default_factory=list)
+
+
+class SlotPool:
+    """A resource's CPU slots, shared by every runner of the home (two engines running
+    workflows on one resource at once): slot i is byte i of one file, locked (POSIX
+    record lock) while a job uses it. The kernel releases the locks of a runner that
+    dies; runners with fewer slots configured use the first ones only."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.size = size
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.mine: set[int] = set()
+        self.shared = True  # False where the file system has no locks: own slots only
+
+    def free(self) -> int:
+        """Slots this runner does not use (others may use some)."""
+        return self.size - len(self.mine)
+
+    def take(self, count: int) -> list[int] | None:
+        """``count`` slots, now held by this runner; None when fewer are free."""
+        taken: list[int] = []
+        for index in range(self.size):
+            if len(taken) == count:
+                break
+            if index in self.mine:
+                continue
+            if self.shared:
+                try:
+                    fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, index)
+                except OSError as error:
+                    if error.errno in (errno.EACCES, errno.EAGAIN):
+                        continue  # another runner's
+                    self.shared = False
+            taken.append(index)
+        if len(taken) < count:
+            self._unlock(taken)
+            return None
+        self.mine.update(taken)
+        return taken
+
+    def give_back(self, slots: list[int]) -> None:
+        self.mine.difference_update(slots)
+        self._unlock(slots)
+
+    def _unlock(self, slots: list[int]) -> None:
+        if self.shared:
+            for index in slots:
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, index)
 
 
 class Runner:
-    def __init__(self, journal_path: str, slots: int) -> None:
+    def __init__(self, journal_path: str, slots: int, enforce_memory: str, pool_path: str
+                 ) -> None:
         self.slots = slots
-        self.free = slots
+        self.pool = SlotPool(pool_path, slots)
+        self.blocked = False  # the next job waits for slots other runners hold
         self.queue: list[_Queued] = []
         self.running: dict[int, tuple[str, _Running]] = {}  # pid -> (id, job)
         self.by_id: dict[str, _Running] = {}
@@ -74,6 +124,7 @@ class Runner:
         self.engine_alive = True
         self.journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.spawner = Spawner()
+        self.memory = MemoryLimiter(enforce_memory, f"jobbridge-{Path(journal_path).stem}")
 
     # --- requests from the engine -----------------------------------------------------
     def handle(self, message: dict[str, Any]) -> None:
@@ -89,10 +140,8 @@ class Runner:
     def kill(self, job_id: str) -> None:
         running = self.by_id.get(job_id)
         if running is not None:
-            if not running.killed:
-                running.killed = True
-                running.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
-                kill_tree(running.pid, signal.SIGTERM)
+            running.killed = True
+            running.terminate()
             return
         for index, queued in enumerate(self.queue):
             if queued.job_id == job_id:
@@ -104,23 +153,33 @@ class Runner:
 
     # --- job life -------------------------------------------------------------------
     def start_ready(self) -> None:
-        while self.queue and self.queue[0].cpus <= self.free:
+        self.blocked = False
+        while self.queue and self.queue[0].cpus <= self.pool.free():
+            slots = self.pool.take(self.queue[0].cpus)
+            if slots is None:  # other runners of the resource use them: try again soon
+                self.blocked = True
+                return
             item = heapq.heappop(self.queue)
+            memory = None
             try:
-                pid, process = self.spawner.spawn(item.job)
+                memory = self.memory.limit(item.job)
+                pid, process = self.spawner.spawn(
+                    item.job, None if memory is None else memory.preexec)
             except OSError as error:
+                if memory is not None:
+                    memory.discard()
+                self.pool.give_back(slots)
                 reason = report_start_failure(item.job, error)
                 self.emit({"end": item.job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
                            "reason": reason})
                 continue
-            running = _Running(pid, process, item.cpus, time.monotonic(),
-                               item.job.submission_tag)
+            running = _Running(item.job, pid, process, time.monotonic(), memory,
+                               cpus=item.cpus, slots=slots)
             self.running[pid] = (item.job_id, running)
             self.by_id[item.job_id] = running
-            self.free -= item.cpus
             # the hot path: json.dumps of the same dict, written by hand
             line = (f'{{"start":{encode_basestring_ascii(item.job_id)},"pid":{pid},'
-                    f'"tag":{_string(running.tag)}}}\n')
+                    f'"tag":{_string(item.job.submission_tag)}}}\n')
             self.journal_only.append(line)
             self.untold[item.job_id] = (running, line)
 
@@ -153,11 +212,10 @@ class Runner:
                 continue
             job_id, running = entry
             del self.by_id[job_id]
-            if running.process is not None:
-                running.process.returncode = status  # tell Popen it was reaped
-            self.free += running.cpus
-            info = exit_info_from_wait(status, rusage, time.monotonic() - running.started,
-                                       running.cpus, running.killed)
+            if running.popen is not None:
+                running.popen.returncode = status  # tell Popen it was reaped
+            self.pool.give_back(running.slots)
+            info = running.exit_info(status, rusage, running.cpus)
             self.untold.pop(job_id, None)  # ended first: the engine learns both at once
             if info.reason is None and info.resource_usage is not None:
                 # the hot path: json.dumps of the same dict, written by hand
@@ -170,23 +228,20 @@ class Runner:
             else:
                 self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
 
-    def enforce_kills(self) -> float | None:
-        """SIGKILL jobs that outlived their grace period; the next deadline."""
+    def enforce_limits(self) -> float | None:
+        """End jobs over their walltime, SIGKILL killed jobs that outlived their grace;
+        seconds until the next of these (or a retry at slots others hold) is due."""
         now = time.monotonic()
-        deadline = None
+        due = [SLOT_RETRY_SECONDS] if self.blocked else []
         for running in self.by_id.values():
-            if running.kill_deadline is None:
-                continue
-            if running.kill_deadline <= now:
-                kill_tree(running.pid, signal.SIGKILL)
-                running.kill_deadline = None
-            elif deadline is None or running.kill_deadline < deadline:
-                deadline = running.kill_deadline
-        return None if deadline is None else max(0.0, deadline - now)
+            if (seconds := running.due(now)) is not None:
+                due.append(seconds)
+        return min(due, default=None)
 
     def engine_gone(self) -> None:
         """Drop queued jobs: they never started, so a new engine resubmits them."""
         self.engine_alive = False
+        self.blocked = False
         for queued in self.queue:
             self.emit({"dropped": queued.job_id})
         self.queue.clear()
@@ -228,6 +283,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """``JOURNAL LOCK SLOTS ENFORCE_MEMORY SLOT_POOL``."""
     journal_path, lock_path, slots = argv[0], argv[1], int(argv[2])
     lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)  # held for life: readers know we are alive
@@ -238,7 +294,7 @@ def main(argv: list[str]) -> int:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    runner = Runner(journal_path, slots)
+    runner = Runner(journal_path, slots, argv[3], argv[4])
     stdin = sys.stdin.fileno()
     os.set_blocking(stdin, False)
     selector = selectors.DefaultSelector()
@@ -246,7 +302,7 @@ def main(argv: list[str]) -> int:
     selector.register(wake_read, selectors.EVENT_READ, "signal")
     pending = b""
     while runner.engine_alive or runner.running:
-        timeouts = [t for t in (runner.enforce_kills(), runner.next_start_report())
+        timeouts = [t for t in (runner.enforce_limits(), runner.next_start_report())
                     if t is not None]
         for key, _ in selector.select(min(timeouts, default=None)):
             if key.data == "signal":

@@ -8,11 +8,14 @@ shell, env, cwd, files, exact signal and rusage from ``wait4``).
 
 A worker runs one job at a time: start one rank per job that should run at
 once (typically one per core, plus rank 0); a job's cpus request is not
-enforced. Rank 0 keeps the queue (by priority) and hands jobs to idle workers
-first, then one more to each worker, which starts it the moment its running
-job ends: tiny jobs follow each other without a round trip to rank 0. When the
-queue is empty and a worker idles, rank 0 calls such a waiting job back for it,
-so no worker idles while a job is ready. A failed job is run again, up to
+enforced, but a job asking for more cores than the node has is refused. Its
+``walltime_s`` and ``memory_mb`` are, as on ``local_basic`` (:mod:`.process`,
+:mod:`.memory_limits`: the resource key ``enforce_memory``). Rank 0 keeps the
+queue (by priority) and hands jobs to idle workers first, then one more to each
+worker, which starts it the moment its running job ends: tiny jobs follow each
+other without a round trip to rank 0. When the queue is empty and a worker
+idles, rank 0 calls such a waiting job back for it, so no worker idles while a
+job is ready. A failed job is run again, up to
 ``mpi_max_attempts`` runs in all (default 1), before its end is reported; a
 killed job never is.
 
@@ -22,8 +25,8 @@ spin on a core the jobs need, so ranks poll with a short backoff instead, and
 sends are non-blocking so two ranks sending to each other cannot deadlock.
 Messages are pickled tuples:
 
-- rank 0 to a worker: ``("run", id, EngineJob)``, ``("kill", id)``, ``("recall", id)``,
-  ``("exit", code)``;
+- rank 0 to a worker: ``("run", id, EngineJob, enforce_memory)``, ``("kill", id)``,
+  ``("recall", id)``, ``("exit", code)``;
 - a worker to rank 0: ``("start", id)`` (only for a job that runs over 10 ms),
   ``("end", id, exit_info, reason)``, ``("returned", id)`` (a recalled job that had not
   started), ``("bye",)``.
@@ -46,7 +49,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from subprocess import Popen
 from types import FrameType
 from typing import Any
 
@@ -55,13 +57,8 @@ from ..configuration import Configuration
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
-from .process import (
-    Spawner,
-    exit_info_from_wait,
-    kill_tree,
-    report_start_failure,
-    wrap_in_container,
-)
+from .memory_limits import MemoryLimiter, configured_mode
+from .process import RunningJob, Spawner, kill_tree, report_start_failure, wrap_in_container
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +86,6 @@ BUSY_QUEUE_PER_WORKER, NOTIFY_BATCH_SECONDS = 2, 0.02
 #: is told by its end alone, which halves the messages and the engine's work for
 #: tiny jobs.
 START_TOLD_AFTER = 0.01
-#: Seconds between SIGTERM and SIGKILL when a job is killed.
-KILL_GRACE_SECONDS = 2.0
 
 _SERVED: MPIScheduler | None = None  # rank 0's scheduler while run_ranks runs
 
@@ -157,10 +152,13 @@ class MPIScheduler(Scheduler):
     and returns it, and ``close`` only detaches the engine (jobs keep running).
     """
 
+    CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"mpi_max_attempts", "enforce_memory"}
+
     def __init__(self, comm: Any) -> None:
         self.comm = comm
         self.max_attempts = 1
         self.container_command: list[str] = []
+        self.enforce_memory = "auto"
         self.prefix = f"mpi.{os.urandom(3).hex()}."
         self._lock = threading.Lock()
         self._notify: ChangeNotifier | None = None
@@ -192,13 +190,27 @@ class MPIScheduler(Scheduler):
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> Scheduler:
-        """Rank 0's scheduler, with ``mpi_max_attempts`` and ``container_command``;
-        elsewhere (a later engine on an MPI workflow), :class:`_AllocationGone`."""
+        """Rank 0's scheduler, with ``mpi_max_attempts``, ``container_command`` and
+        ``enforce_memory``; elsewhere (a later engine on an MPI workflow),
+        :class:`_AllocationGone`."""
         if _SERVED is None:
             return _AllocationGone()
         _SERVED.max_attempts = max(1, config.get_int("mpi_max_attempts", 1))
         _SERVED.container_command = config.get_words("container_command")
+        _SERVED.enforce_memory = configured_mode(config)
         return _SERVED
+
+    @classmethod
+    def check_config(cls, config: Configuration) -> None:
+        super().check_config(config)
+        config.get_int("mpi_max_attempts")
+        configured_mode(config)
+
+    @classmethod
+    def max_job_cpus(cls, config: Configuration) -> int | None:
+        """A worker's job runs on the worker's node: at most its cores (rank 0's node
+        is one of the allocation's, which are alike as a rule)."""
+        return os.cpu_count()
 
     # --- Scheduler API ---------------------------------------------------------------------
     def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
@@ -347,7 +359,8 @@ class MPIScheduler(Scheduler):
                     job = self._jobs[job_id]
                     job.worker = rank
                     job.attempts += 1
-                    self._outbox.append((rank, ("run", job_id, job.spec)))
+                    self._outbox.append((rank, ("run", job_id, job.spec,
+                                                self.enforce_memory)))
         if self._queue:
             return
         idle = sum(not held for held in self._held.values())
@@ -434,14 +447,9 @@ class _AllocationGone(Scheduler):
 
 
 @dataclass(slots=True)
-class _Running:
-    job_id: str
-    pid: int
-    popen: Popen[bytes] | None  # only for the rare jobs Popen starts (Spawner.spawn)
-    started: float
+class _Running(RunningJob):
+    job_id: str = ""
     told: bool = False  # its start, to rank 0
-    killed: bool = False
-    kill_deadline: float | None = None
 
 
 class _Worker:
@@ -452,8 +460,10 @@ class _Worker:
         for name in [name for name in os.environ if name.startswith(LAUNCHER_VARIABLES)]:
             del os.environ[name]  # read at MPI_Init only; a job's own MPI_Init needs them gone
         self.spawner = Spawner()
+        self.memory: dict[str, MemoryLimiter] = {}  # by enforce_memory mode
         self.running: _Running | None = None
-        self.waiting: list[tuple[str, EngineJob]] = []  # to start once running has ended
+        #: to start once running has ended: (id, job, enforce_memory)
+        self.waiting: list[tuple[str, EngineJob, str]] = []
         self.sending: list[Any] = []
 
     def serve(self) -> int:
@@ -504,24 +514,32 @@ class _Worker:
         """``run`` a job (once the running one has ended), ``kill`` or ``recall`` one."""
         kind, job_id = message[0], message[1]
         if kind == "run":
-            self.waiting.append((job_id, message[2]))
+            self.waiting.append((job_id, message[2], message[3]))
         elif self.running is not None and self.running.job_id == job_id:
             if kind == "kill":
                 self._kill()
-        elif any(waiting_id == job_id for waiting_id, _ in self.waiting):
+        elif any(waiting[0] == job_id for waiting in self.waiting):
             self.waiting = [item for item in self.waiting if item[0] != job_id]
             self._send(("returned", job_id) if kind == "recall" else (
                 "end", job_id, (constants.USER_KILLED, None, None, None),
                 "killed before it started"))
 
-    def _start(self, job_id: str, job: EngineJob) -> None:
+    def _start(self, job_id: str, job: EngineJob, enforce_memory: str) -> None:
+        limiter = self.memory.get(enforce_memory)
+        if limiter is None:
+            limiter = self.memory[enforce_memory] = MemoryLimiter(
+                enforce_memory, f"jobbridge-mpi-{os.getpid()}-{len(self.memory)}")
+        memory = None
         try:
-            pid, popen = self.spawner.spawn(job)
+            memory = limiter.limit(job)
+            pid, popen = self.spawner.spawn(job, None if memory is None else memory.preexec)
         except OSError as error:
+            if memory is not None:
+                memory.discard()
             reason = report_start_failure(job, error)
             self._send(("end", job_id, (constants.EXIT_ABORTED, None, None, None), reason))
             return
-        self.running = _Running(job_id, pid, popen, time.monotonic())
+        self.running = _Running(job, pid, popen, time.monotonic(), memory, job_id=job_id)
 
     def _reap(self) -> bool:
         running = self.running
@@ -532,22 +550,20 @@ class _Worker:
             return False
         if running.popen is not None:
             running.popen.returncode = status  # tell Popen it was reaped
-        info = exit_info_from_wait(status, rusage, time.monotonic() - running.started, 1,
-                                   running.killed)
+        info = running.exit_info(status, rusage, 1)
         self._send(("end", running.job_id, tuple(info), info.reason))
         self.running = None
         return True
 
     def _kill(self) -> None:
         running = self.running
-        if running is not None and not running.killed:
+        if running is not None:
             running.killed = True
-            running.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
-            kill_tree(running.pid, signal.SIGTERM)
+            running.terminate()
 
     def _timers(self) -> float:
-        """Tell the job's start once it has run START_TOLD_AFTER; SIGKILL it once killed
-        for KILL_GRACE_SECONDS. Seconds until the next of these is due."""
+        """Tell the job's start once it has run START_TOLD_AFTER; end it at its walltime,
+        SIGKILL it once killed for KILL_GRACE_SECONDS. Seconds until the next is due."""
         running = self.running
         if running is None:
             return MAX_DELAY
@@ -559,12 +575,8 @@ class _Worker:
                 self._send(("start", running.job_id))
             else:
                 due.append(running.started + START_TOLD_AFTER - now)
-        if running.kill_deadline is not None:
-            if now >= running.kill_deadline:
-                running.kill_deadline = None
-                kill_tree(running.pid, signal.SIGKILL)
-            else:
-                due.append(running.kill_deadline - now)
+        if (seconds := running.due(now)) is not None:
+            due.append(seconds)
         return min(due)
 
     def _terminated(self, signum: int, _frame: FrameType | None) -> None:

@@ -59,6 +59,9 @@ class PBSProScheduler(BatchScheduler):
     """Jobs on a PBS Pro, OpenPBS or Torque cluster (or Slurm's Torque wrappers)."""
 
     name: ClassVar[str] = "pbspro"
+    CONFIG_KEYS = BatchScheduler.CONFIG_KEYS | {
+        "pbs_bin_dir", "pbs_host_command", "tmp_file_path",
+        *(f"parallel_{name.lower()}" for name in PARALLEL_CONFIGS)}
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {

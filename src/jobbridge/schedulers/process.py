@@ -12,13 +12,20 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Sequence
-from typing import IO, Any
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import constants
 from ..model import EngineJob, ExitInfo
 
+if TYPE_CHECKING:
+    from .memory_limits import MemoryLimit
+
 CONTAINER_PLACEHOLDER = "{#command}"
+#: Seconds between SIGTERM and SIGKILL when a job is killed or over its walltime.
+KILL_GRACE_SECONDS = 2.0
 
 
 def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) -> list[str]:
@@ -44,30 +51,57 @@ def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) 
     return wrapped if placed else [*wrapped, *command]
 
 
-def _open(path: str | None, mode: str) -> IO[bytes] | int:
+class StartError(OSError):
+    """Why a job cannot start, as its exit reason says it (the key and path at fault,
+    rather than the program)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _path_error(key: str, path: str, error: OSError) -> StartError:
+    verb = "enter" if key == "working_directory" else "open"
+    return StartError(f"{key}: cannot {verb} {path}: {error.strerror or error}")
+
+
+def _open(key: str, path: str | None, mode: str) -> IO[bytes] | int:
     if path is None:
         return subprocess.DEVNULL
-    return open(path, mode)
+    try:
+        return open(path, mode)
+    except OSError as error:
+        raise _path_error(key, path, error) from None
 
 
-def start_process(job: EngineJob) -> subprocess.Popen[bytes]:
-    """Start ``job`` (argv, env merged over ours, cwd, stdin/stdout/stderr files).
+def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None
+                  ) -> subprocess.Popen[bytes]:
+    """Start ``job`` (argv, env merged over ours, cwd, stdin/stdout/stderr files);
+    ``preexec_fn`` runs in the child before exec (a memory limit).
 
-    Raises OSError when it cannot start (missing program, bad directory...).
+    Raises OSError when it cannot start: StartError for its files and folder.
     """
     env = {**os.environ, **job.env} if job.env else None
     files: list[IO[bytes] | int] = []
     try:
-        stdin = _open(job.stdin, "rb")
+        stdin = _open("stdin", job.stdin, "rb")
         files.append(stdin)
-        stdout = _open(job.stdout_file, "wb")
+        stdout = _open("stdout_file", job.stdout_file, "wb")
         files.append(stdout)
         stderr: IO[bytes] | int = (subprocess.STDOUT if job.join_stderrout
-                                   else _open(job.stderr_file, "wb"))
+                                   else _open("stderr_file", job.stderr_file, "wb"))
         files.append(stderr)
         return subprocess.Popen(
             job.command, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
-            cwd=job.working_directory, start_new_session=True, close_fds=True)
+            cwd=job.working_directory, start_new_session=True, close_fds=True,
+            # safe here: callers' preexec_fn only make system calls (no lock that another
+            # thread could hold at fork), and the local runner has no threads
+            preexec_fn=preexec_fn)  # noqa: PLW1509
+    except OSError as error:
+        directory = job.working_directory
+        if not isinstance(error, StartError) and directory and error.filename == directory:
+            raise _path_error("working_directory", directory, error) from None
+        raise
     finally:
         for file in files:
             if not isinstance(file, int):
@@ -95,7 +129,8 @@ class Spawner:
 
     ``spawn`` returns ``(pid, popen)``: ``popen`` is None, or the Popen object of
     a job whose ``env`` changes ``PATH`` (the one case ``posix_spawnp`` would
-    search differently), which the caller must keep until it reaps the job.
+    search differently) or that has a ``preexec`` (a memory limit), which the
+    caller must keep until it reaps the job.
     """
 
     def __init__(self) -> None:
@@ -106,18 +141,20 @@ class Spawner:
         # caller must not change its environment meanwhile, as Popen's env=None reads it)
         self.environ = dict(os.environb)
 
-    def spawn(self, job: EngineJob) -> tuple[int, subprocess.Popen[bytes] | None]:
+    def spawn(self, job: EngineJob, preexec: Callable[[], None] | None = None
+              ) -> tuple[int, subprocess.Popen[bytes] | None]:
         """Start ``job``; raises OSError when it cannot start."""
-        if not self.fast or (job.env and job.env.get("PATH", "") != os.environ.get("PATH", "")):
+        if (preexec is not None or not self.fast
+                or (job.env and job.env.get("PATH", "") != os.environ.get("PATH", ""))):
             os.fchdir(self.origin)
-            process = start_process(job)
+            process = start_process(job, preexec)
             return process.pid, process
         opened: list[int] = []
         try:
-            stdin = self._open(job.stdin, os.O_RDONLY | os.O_CLOEXEC, opened)
-            stdout = self._open(job.stdout_file, _WRITE_FLAGS, opened)
-            stderr = 1 if job.join_stderrout else self._open(job.stderr_file, _WRITE_FLAGS,
-                                                             opened)
+            stdin = self._open("stdin", job.stdin, os.O_RDONLY | os.O_CLOEXEC, opened)
+            stdout = self._open("stdout_file", job.stdout_file, _WRITE_FLAGS, opened)
+            stderr = 1 if job.join_stderrout else self._open("stderr_file", job.stderr_file,
+                                                             _WRITE_FLAGS, opened)
             self._chdir(job.working_directory)
             env = {**os.environ, **job.env} if job.env else self.environ
             return os.posix_spawnp(
@@ -128,10 +165,13 @@ class Spawner:
             for fd in opened:
                 os.close(fd)
 
-    def _open(self, path: str | None, flags: int, opened: list[int]) -> int:
+    def _open(self, key: str, path: str | None, flags: int, opened: list[int]) -> int:
         if path is None:
             return self.devnull
-        fd = os.open(path, flags, 0o666, dir_fd=self.origin)
+        try:
+            fd = os.open(path, flags, 0o666, dir_fd=self.origin)
+        except OSError as error:
+            raise _path_error(key, path, error) from None
         opened.append(fd)
         return fd
 
@@ -143,15 +183,14 @@ class Spawner:
             return
         try:
             os.chdir(directory)
-        except OSError as error:  # as Popen reports it: naming the directory given
-            raise type(error)(error.errno, error.strerror, directory) from None
+        except OSError as error:
+            raise _path_error("working_directory", directory, error) from None
 
 
 def report_start_failure(job: EngineJob, error: OSError) -> str:
     """Write why ``job`` could not start into its stderr file; return the reason."""
-    reason = f"cannot start {job.command[0]!r}: {error.strerror or error}"
-    if isinstance(error, FileNotFoundError) and error.filename == job.working_directory:
-        reason = f"working directory {job.working_directory!r} does not exist"
+    reason = (error.reason if isinstance(error, StartError)
+              else f"cannot start {job.command[0]!r}: {error.strerror or error}")
     target = job.stdout_file if job.join_stderrout else job.stderr_file
     if target:
         try:
@@ -163,20 +202,71 @@ def report_start_failure(job: EngineJob, error: OSError) -> str:
 
 
 def exit_info_from_wait(status: int, rusage: Any, wall_seconds: float, cpus: int,
-                        killed: bool = False) -> ExitInfo:
-    """Exit info from a ``wait4`` status and rusage."""
+                        killed: bool = False, limit_reason: str | None = None) -> ExitInfo:
+    """Exit info from a ``wait4`` status and rusage; ``limit_reason`` when a limit
+    ended the job (TIMEOUT, OUT_OF_MEMORY: aborted, as batch systems report it)."""
     usage = format_resource_usage(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss,
                                   wall_seconds, cpus)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if killed:
-            return ExitInfo(constants.USER_KILLED, None, sig, usage)
+    signaled = os.WIFSIGNALED(status)
+    code, sig = (None, os.WTERMSIG(status)) if signaled else (os.WEXITSTATUS(status), 0)
+    if killed:
+        return ExitInfo(constants.USER_KILLED, code, sig, usage)
+    if limit_reason is not None:
+        return ExitInfo(constants.EXIT_ABORTED, code, sig, usage, limit_reason)
+    if signaled:
         return ExitInfo(constants.FINISHED_TERM_SIG, None, sig, usage,
                         reason=f"killed by signal {sig} ({_signal_name(sig)})")
-    code = os.WEXITSTATUS(status)
-    if killed:
-        return ExitInfo(constants.USER_KILLED, code, 0, usage)
     return ExitInfo(constants.FINISHED_REGULARLY, code, 0, usage)
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """A job started here, and what may end it early: a kill, its ``walltime_s``, its
+    memory limit. The local runner and MPI workers keep one per running job."""
+
+    job: EngineJob
+    pid: int
+    popen: subprocess.Popen[bytes] | None  # only for jobs Popen starts (Spawner.spawn)
+    started: float
+    memory: MemoryLimit | None = None
+    killed: bool = False  # by the user
+    timed_out: bool = False
+    terminating: bool = False
+    kill_deadline: float | None = None
+
+    def terminate(self) -> None:
+        """SIGTERM the job's process tree now, SIGKILL it after KILL_GRACE_SECONDS."""
+        if not self.terminating:
+            self.terminating = True
+            self.kill_deadline = time.monotonic() + KILL_GRACE_SECONDS
+            kill_tree(self.pid, signal.SIGTERM)
+
+    def due(self, now: float) -> float | None:
+        """End the job if its walltime is over, SIGKILL it once its grace is; seconds
+        until the next of these is due (None: nothing is)."""
+        walltime = self.job.resources.get("walltime_s")
+        if walltime and not self.terminating:
+            left = self.started + walltime - now
+            if left > 0:
+                return left
+            self.timed_out = True
+            self.terminate()
+        if self.kill_deadline is None:
+            return None
+        if now < self.kill_deadline:
+            return self.kill_deadline - now
+        self.kill_deadline = None
+        kill_tree(self.pid, signal.SIGKILL)
+        return None
+
+    def exit_info(self, status: int, rusage: Any, cpus: int) -> ExitInfo:
+        """The job's exit info once reaped (releases its memory limit)."""
+        reason = None if self.memory is None else self.memory.ended(status, self.job)
+        if self.timed_out:
+            reason = (f"TIMEOUT: killed at its time limit "
+                      f"(walltime_s={self.job.resources['walltime_s']})")
+        return exit_info_from_wait(status, rusage, time.monotonic() - self.started, cpus,
+                                   self.killed, reason)
 
 
 def format_resource_usage(cpu_seconds: float, maxrss_kb: int | None, wall_seconds: float,
