@@ -43,10 +43,10 @@ def resolve_config(resource: str | None = None, scheduler_type: str | None = Non
             config = Configuration.from_dict(config.resource_id, options)
     kind = config.get_scheduler_type()
     implementation = get_scheduler_implementation(kind)
+    config.check_keys(kind, implementation.CONFIG_KEYS, known_config_keys)
     enabled, reason = implementation.availability()
     if not enabled:
         raise InputError(f"scheduler {kind!r} cannot work here: {reason}")
-    config.check_keys(kind, implementation.CONFIG_KEYS, known_config_keys)
     implementation.check_config(config)
     return config
 
