@@ -105,7 +105,7 @@ class Configuration:
                     else {})
         default_resource = defaults.pop(DEFAULT_RESOURCE_KEY, "").strip()
         sections = [name for name in parser.sections() if name != DEFAULT_SECTION]
-        known = ", ".join(s if s.isprintable() else repr(s) for s in sections) or "none"
+        known = ", ".join(_shown(name) for name in sections) or "none"
         if resource_id is None:
             resource_id = default_resource or DEFAULT_RESOURCE
             if resource_id not in sections and resource_id != DEFAULT_RESOURCE:
@@ -138,7 +138,7 @@ class Configuration:
         """Where this configuration's keys are written, for error messages."""
         if self.source is None:
             return f"resource {self.resource_id!r}"
-        return f"{self.source}: [{self.resource_id}]"
+        return f"{self.source}: [{_shown(self.resource_id)}]"
 
     # --- typed access ----------------------------------------------------------
     def get_scheduler_type(self) -> str:
@@ -189,6 +189,11 @@ class Configuration:
 
     def __repr__(self) -> str:
         return f"Configuration({self.resource_id!r}, {self._options!r})"
+
+
+def _shown(name: str) -> str:
+    """A section name in a one-line message (quoted when it holds control characters)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _as_option_text(key: str, value: object) -> str:
