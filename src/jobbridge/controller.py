@@ -40,7 +40,7 @@ def resolve_config(resource: str | None = None, scheduler_type: str | None = Non
         if scheduler_type is not None:
             options = config.options()
             options["scheduler_type"] = scheduler_type
-            config = Configuration.from_dict(config.resource_id, options)
+            config = Configuration(config.resource_id, options, config.source, config.inherited)
     kind = config.get_scheduler_type()
     implementation = get_scheduler_implementation(kind)
     config.check_keys(kind, implementation.CONFIG_KEYS, known_config_keys)
