@@ -3,6 +3,7 @@ section, and keys each scheduler declares (an unknown one is an error naming it)
 
 from __future__ import annotations
 
+import configparser
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,12 @@ import pytest
 from jobbridge.configuration import Configuration
 from jobbridge.controller import resolve_config
 from jobbridge.errors import ConfigurationError
-from jobbridge.scheduler import Scheduler, describe_schedulers, get_scheduler_implementation
+from jobbridge.scheduler import (
+    Scheduler,
+    describe_schedulers,
+    get_scheduler_implementation,
+    known_config_keys,
+)
 
 FILE = """
 [DEFAULT]
@@ -102,3 +108,30 @@ def test_a_default_key_of_another_scheduler_is_not_an_error(
            "[cluster]\nscheduler_type = slurm\n", monkeypatch)
     assert resolve_config("laptop").get_int("cpu_nb") == 1
     assert resolve_config("cluster").get("job_python") == "/opt/python"
+
+
+def _documented_ini_blocks() -> list[tuple[str, str]]:
+    root = Path(__file__).resolve().parent.parent
+    blocks = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for number, block in enumerate(doc.read_text().split("```ini\n")[1:]):
+            blocks.append((f"{doc.name}#{number}", block.split("```")[0]))
+    return blocks
+
+
+@pytest.mark.parametrize(("where", "text"), _documented_ini_blocks(),
+                         ids=[where for where, _ in _documented_ini_blocks()])
+def test_documented_configurations_load_with_their_inline_comments(
+        where: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``ini`` example of the docs loads: keys known to their scheduler, values
+    checked, and ``# comments`` after a value not taken as part of it."""
+    _write(tmp_path, text, monkeypatch)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    for section in parser.sections():
+        config = Configuration.load(section)
+        implementation = get_scheduler_implementation(config.get_scheduler_type())
+        config.check_keys(config.get_scheduler_type(), implementation.CONFIG_KEYS,
+                          known_config_keys)
+        implementation.check_config(config)
+        assert not any(" #" in value for value in config.options().values()), where

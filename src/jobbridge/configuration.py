@@ -85,7 +85,7 @@ class Configuration:
             raise ConfigurationError(
                 f"unknown resource {resource_id!r}: no configuration file at {file}")
         # [DEFAULT] read as a plain section: its keys are told apart from a resource's own
-        parser = configparser.ConfigParser(interpolation=None, default_section="\0")
+        parser = _ini_parser(default_section="\0")
         try:
             with file.open(encoding="utf-8") as stream:
                 parser.read_file(stream)
@@ -212,8 +212,15 @@ def configured_values(key: str) -> list[str]:
     """Every value the configuration file gives ``key``, in any section: what a
     scheduler's ``availability`` (which has no resource) may look at. An unreadable
     file gives none; loading a resource reports what is wrong with it."""
-    parser = configparser.ConfigParser(interpolation=None)
+    parser = _ini_parser()
     with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
         parser.read(default_config_path(), encoding="utf-8")
     return [parser.get(section, key) for section in parser.sections()
             if parser.has_option(section, key)]
+
+
+def _ini_parser(default_section: str = configparser.DEFAULTSECT) -> configparser.ConfigParser:
+    """soma-workflow's INI dialect: no interpolation; ``# ...`` or ``; ...`` after a
+    blank ends a value (as in the README's examples), while ``{#command}`` stays."""
+    return configparser.ConfigParser(interpolation=None, default_section=default_section,
+                                     inline_comment_prefixes=("#", ";"))
