@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                      "allocation.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"jobbridge {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="the resources' configuration file "
+                        "(jobbridge's or soma-workflow's; default: $JOBBRIDGE_CONFIG)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     def command(name: str, description: str) -> argparse.ArgumentParser:
@@ -76,12 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     def json_flag(p: argparse.ArgumentParser, what: str) -> None:
         p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
+    file_help = "the workflow file (JSON: jobbridge's, or soma-workflow's Helper.serialize)"
     p = command("run", "run a workflow to its end here, with a progress bar")
-    p.add_argument("file", metavar="FILE", help="the workflow file (JSON)")
+    p.add_argument("file", metavar="FILE", help=file_help)
     target(p)
     json_flag(p, "the status object at the end (as status --json)")
     p = command("submit", "store a workflow and let the background engine run it")
-    p.add_argument("file", metavar="FILE", help="the workflow file (JSON)")
+    p.add_argument("file", metavar="FILE", help=file_help)
     target(p)
     p = command("engine", "run the engine in the foreground until all work is done")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -123,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # bare ``jobbridge``: what it can do
         parser.print_help(sys.stderr)
         return 2
+    if args.config is not None:
+        os.environ["JOBBRIDGE_CONFIG"] = args.config
     logging.basicConfig(level=logging.WARNING, format="jobbridge: %(message)s")
     if _on_mpi(args):
         from .schedulers.mpi import run_ranks

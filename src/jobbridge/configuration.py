@@ -118,6 +118,10 @@ class Configuration:
             raise ConfigurationError(
                 f"{file}: unknown resource {resource_id!r} (resources: {known})")
         own = dict(parser.items(resource_id))
+        from .compat.soma_workflow.config import is_soma_section, soma_options
+
+        if is_soma_section(own):  # soma-workflow's server configuration: its keys mapped
+            own = soma_options(own, f"{file}: [{_shown(resource_id)}]")
         return cls(resource_id, {**defaults, **own}, source=file,
                    inherited=frozenset(defaults) - set(own))
 

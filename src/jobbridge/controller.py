@@ -41,6 +41,12 @@ def resolve_config(resource: str | None = None, scheduler_type: str | None = Non
             options = config.options()
             options["scheduler_type"] = scheduler_type
             config = Configuration(config.resource_id, options, config.source, config.inherited)
+    return check_config(config)
+
+
+def check_config(config: Configuration) -> Configuration:
+    """``config`` if its keys are its scheduler's, the scheduler can work here and the
+    values are valid."""
     kind = config.get_scheduler_type()
     implementation = get_scheduler_implementation(kind)
     config.check_keys(kind, implementation.CONFIG_KEYS, known_config_keys)

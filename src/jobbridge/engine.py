@@ -296,17 +296,27 @@ class Engine:
 
     def _apply_request(self, run: _Run, action: str) -> None:
         log.info("workflow %s: %s requested", run.id, action)
+        # "stop:3,4" / "restart:3,4": only the jobs of these indexes (soma-workflow's
+        # stop_jobs / restart_jobs); the workflow goes on with its other jobs
+        action, _, listed = action.partition(":")
+        chosen = {int(i) for i in listed.split(",")} if listed else None
+        jobs = run.jobs if chosen is None else [run.jobs[i] for i in sorted(chosen)]
         if action in ("stop", "delete"):
-            run.stopping = True
-            run.ready.clear()
-            for job in run.jobs:
+            if chosen is None:
+                run.stopping = True
+                run.ready.clear()
+            else:
+                run.ready = [entry for entry in run.ready if entry[1] not in chosen]
+                heapq.heapify(run.ready)
+            reason = ("workflow deleted" if action == "delete" else
+                      "workflow stopped" if chosen is None else "job stopped")
+            for job in jobs:
                 if job.status == constants.NOT_SUBMITTED:
-                    self._end(run, job, constants.EXIT_NOTRUN, reason=f"workflow {action}ped"
-                              if action == "stop" else "workflow deleted")
+                    self._end(run, job, constants.EXIT_NOTRUN, reason=reason)
                 elif job.status in _ACTIVE and job.scheduler_job_id is not None:
                     run.set_status(job, constants.KILL_PENDING)
             self._commit_and_report()
-            for job in run.jobs:
+            for job in jobs:
                 if job.status == constants.KILL_PENDING and job.scheduler_job_id:
                     run.resource.scheduler.kill_job(job.scheduler_job_id)
             if action == "delete":
@@ -317,18 +327,20 @@ class Engine:
                 self.store.delete_workflow(run.id)
         elif action == "restart":
             run.stopping = False
-            for job in run.jobs:
-                if job.status == constants.FAILED:
+            for job in jobs:
+                if (job.status == constants.FAILED if chosen is None
+                        else job.status in constants.ENDED_JOB_STATUS):
                     run.set_status(job, constants.NOT_SUBMITTED, exit_status=None,
                                    exit_value=None, term_sig=None, resource_usage=None,
                                    exit_reason=None, scheduler_job_id=None,
                                    submission_date=None, execution_date=None, ending_date=None)
                     job.scheduler_job_id = None
                     job.running_seen = False
+            queued = {idx for _, idx in run.ready}  # a running workflow's: not twice
             for job in run.jobs:
                 if job.status == constants.NOT_SUBMITTED:
                     job.preds_left = sum(run.jobs[p].status != constants.DONE for p in job.preds)
-                    if job.preds_left == 0:
+                    if job.preds_left == 0 and job.idx not in queued:
                         self._make_ready(run, job)
             self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
 

@@ -188,6 +188,10 @@ def load_workflow_file(path: str | Path) -> WorkflowSpec:
             raise InputError(f"{file}: invalid JSON: nested too deeply") from None
         # a lone surrogate can only come from a \\uD800-\\uDFFF escape: skip the full check
         surrogates = re.search(r"\\u[dD][89a-fA-F]", text) is not None
+        from .compat.soma_workflow.workflow_file import is_soma_workflow, soma_workflow_spec
+
+        if is_soma_workflow(data):  # soma-workflow's Helper.serialize format
+            return soma_workflow_spec(data, source=str(file), base_dir=file.parent)
         return parse_workflow(data, source=str(file), base_dir=file.parent,
                               check_unicode=surrogates)
 
