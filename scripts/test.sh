@@ -6,7 +6,7 @@
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-source scripts/venv.sh '.[test,drmaa,mpi]'
+source scripts/venv.sh '.[test,drmaa,mpi,soma]'
 
 PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh
 # shellcheck source=scripts/clusters/env.sh

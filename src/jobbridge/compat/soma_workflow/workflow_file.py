@@ -186,7 +186,9 @@ class _Converter:
         return converted
 
     def mapping(self, data: Mapping[str, Any], key: str) -> dict[str, Any]:
-        value = data.get(key) or {}
+        value = data.get(key)
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise self.error(key, "must be an object")
         return value

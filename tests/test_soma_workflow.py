@@ -1,0 +1,484 @@
+"""soma-workflow users switch: its client API on jobbridge (jobbridge.compat.soma_workflow), its
+workflow files run by ``jobbridge run``, its configuration files read by ``jobbridge --config``.
+
+Workflows are built with soma-workflow's own classes; where it matters the same workflow is
+also run by soma-workflow itself (in a subprocess) and the results compared.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jbcli import error_line, jb
+
+if os.environ.get("CI") != "true":  # under CI a missing system fails, it does not skip
+    pytest.importorskip("soma_workflow.client")
+
+import soma_workflow.constants as soma_constants
+from soma_workflow.client import BarrierJob, Group, Helper, Job, Workflow
+from soma_workflow.errors import UnknownObjectError, WorkflowError
+
+from jobbridge.compat import soma_workflow as compat
+from jobbridge.compat.soma_workflow.controller import WORKFLOW_NOT_STARTED, WorkflowController
+
+#: ``jobbridge ARGS`` in a Python where soma-workflow cannot be imported.
+WITHOUT_SOMA = [sys.executable, "-c", "import sys; sys.modules['soma_workflow'] = None; "
+                "from jobbridge.cli import main; sys.exit(main())"]
+#: Run a serialized workflow with soma-workflow itself; print {job name: [status, exit status,
+#: exit value]} as JSON.
+SOMA_RUN = textwrap.dedent("""
+    import contextlib, json, sys
+    from soma_workflow.client import Helper, WorkflowController
+    with contextlib.redirect_stdout(sys.stderr):
+        controller = WorkflowController(isolated_light_mode=sys.argv[2])
+        workflow_id = controller.submit_workflow(Helper.unserialize(sys.argv[1]))
+        controller.wait_workflow(workflow_id)
+        jobs = controller.workflow_elements_status(workflow_id)[0]
+        names = controller.jobs([j[0] for j in jobs])
+        result = {names[j[0]][0]: [j[1], j[3][0], j[3][1]] for j in jobs}
+        controller.stop_engine()
+    print("RESULT", json.dumps(result))
+""")
+
+
+@pytest.fixture
+def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkflowController]:
+    monkeypatch.setenv("SOMA_WORKFLOW_CONFIG", str(tmp_path / "none.cfg"))  # restored after
+    ctrl = WorkflowController(isolated_light_mode=str(tmp_path / "soma"))
+    yield ctrl
+    ctrl.stop_engine()
+
+
+def _shell(script: str, name: str, **options: Any) -> Job:
+    return Job(["sh", "-c", script], name=name, **options)
+
+
+def _sample(folder: Path) -> Workflow:
+    """A workflow using what jobbridge runs of soma-workflow: param_dict, env, env_builder_code,
+    configuration, an input parameters file, groups as dependency ends, a failing job."""
+    folder.mkdir(parents=True, exist_ok=True)
+    where = {"working_directory": str(folder)}
+    one = _shell("echo one $X > one.txt", "one", env={"X": "job"}, **where)
+    two = Job(["echo", "%(greeting)s", "%(who)s!"], name="two", stdout_file=str(folder / "two.txt"),
+              param_dict={"greeting": "hello", "who": "world"}, **where)
+    three = _shell("echo three; exit 3", "three", **where)
+    after_three = _shell("echo never > never.txt", "after three", **where)
+    five = _shell("echo $W $B $X $Y > five.txt", "five", env={"X": "five"}, **where)
+    conf = Job(["sh", "-c", "cat $SOMAWF_INPUT_PARAMS > params.json; "
+                "echo '%(configuration_dict)s' > conf.txt"], name="conf", configuration={"a": 1},
+               param_dict={"p": ["x", "y"]}, use_input_params_file=True, **where)
+    group = Group([one, two], name="first")
+    return Workflow([one, two, three, after_three, five, conf], name="sample",
+                    dependencies=[(three, after_three), (group, five)],
+                    root_group=[group, three, after_three, five, conf],
+                    env={"W": "workflow", "B": "overridden"},
+                    env_builder_code=("import json; "
+                                      "print(json.dumps({'B': 'b', 'W': 'w', 'Y': 'built'}))"))
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.iterdir())
+            if path.suffix in (".txt", ".json") and path.name != "sample.workflow"}
+
+
+# --- workflow files -----------------------------------------------------------------------------
+
+
+def test_serialized_workflow_runs_as_soma_workflow_runs_it(tmp_path: Path) -> None:
+    """Helper.serialize's file: ``jobbridge run`` (soma-workflow not importable) gives the
+    statuses, exit values and files that soma-workflow itself gives."""
+    results = {}
+    for runner in ("soma", "jobbridge"):
+        folder = tmp_path / runner
+        path = folder / "sample.workflow"
+        Helper.serialize(str(path), _sample(folder))
+        if runner == "soma":
+            run = subprocess.run([sys.executable, "-c", SOMA_RUN, str(path), str(tmp_path / "s")],
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr
+            [line] = [li for li in run.stdout.splitlines() if li.startswith("RESULT ")]
+            results[runner] = json.loads(line.removeprefix("RESULT "))
+        else:
+            run = subprocess.run([*WITHOUT_SOMA, "run", str(path), "--json"],
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 1, run.stderr  # "three" failed
+            jobs = json.loads(run.stdout)["jobs"]
+            soma_status = {(soma_constants.FAILED, soma_constants.FINISHED_REGULARLY):
+                           soma_constants.DONE}
+            results[runner] = {j["name"]: [soma_status.get((j["status"], j["exit_status"]),
+                                                           j["status"]),
+                                           j["exit_status"], j["exit_value"]] for j in jobs}
+    assert results["jobbridge"] == results["soma"]
+    assert results["jobbridge"]["three"] == ["done", "finished_regularly", 3]
+    assert results["jobbridge"]["after three"][:2] == ["failed", "aborted_before_running"]
+    assert results["jobbridge"]["first_input"] == ["done", "finished_regularly", 0]  # barrier
+    assert _outputs(tmp_path / "jobbridge") == _outputs(tmp_path / "soma")
+    files = _outputs(tmp_path / "jobbridge")
+    assert files["one.txt"] == "one job\n"
+    assert files["two.txt"] == "hello world!\n"
+    assert files["five.txt"] == "workflow overridden five built\n"  # job > workflow > builder
+    assert json.loads(files["params.json"]) == {"parameters": {"p": ["x", "y"]},
+                                                "configuration_dict": {"a": 1}}
+    assert files["conf.txt"] == "%(configuration_dict)s\n"  # a params file: no substitution
+
+
+def test_submit_a_serialized_workflow(tmp_path: Path) -> None:
+    path = tmp_path / "sample.workflow"
+    Helper.serialize(str(path), _sample(tmp_path / "out"))
+    submitted = subprocess.run([*WITHOUT_SOMA, "submit", str(path)], capture_output=True,
+                               text=True, timeout=120)
+    assert submitted.returncode == 0, submitted.stderr
+    waited = jb("wait", submitted.stdout.strip(), "--timeout", "120")
+    assert waited.returncode == 1, waited.stderr
+    assert (tmp_path / "out" / "five.txt").read_text() == "workflow overridden five built\n"
+
+
+def _serialized(tmp_path: Path, workflow: Workflow) -> Path:
+    path = tmp_path / "w.workflow"
+    Helper.serialize(str(path), workflow)
+    return path
+
+
+def _refused(path: Path) -> str:
+    return error_line(subprocess.run([*WITHOUT_SOMA, "run", str(path)], capture_output=True,
+                                     text=True, timeout=60))
+
+
+def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
+    from soma_workflow.client import FileTransfer, MapJob, TemporaryPath
+
+    first = Job(["echo"], name="first", has_outputs=True)
+    second = Job(["echo", "%(x)s"], name="second", param_dict={"x": ""})
+    linked = Workflow([first, second], param_links={second: {"x": [(first, "y")]}})
+    assert "param_links: parameter links (param_links) are not supported" in _refused(
+        _serialized(tmp_path, linked))
+    outputs = Workflow([Job(["echo"], name="o", has_outputs=True)])
+    assert "has_outputs: output parameters (has_outputs) are not supported" in _refused(
+        _serialized(tmp_path, outputs))
+    mapping = Workflow([Job(["echo"]), MapJob()])
+    assert "engine execution jobs (MapJob) are not supported" in _refused(
+        _serialized(tmp_path, mapping))
+    transfer = FileTransfer(True, str(tmp_path / "in.txt"), name="in")
+    moved = Workflow([Job(["cat", transfer], referenced_input_files=[transfer])])
+    assert "file transfers (FileTransfer) are not supported" in _refused(
+        _serialized(tmp_path, moved))
+    temporary = TemporaryPath(name="tmp")
+    temp = Workflow([Job(["touch", temporary], referenced_output_files=[temporary])])
+    assert "temporary paths (TemporaryPath) are not supported" in _refused(
+        _serialized(tmp_path, temp))
+
+
+@pytest.mark.parametrize(("edit", "place"), [
+    (lambda d: d.update(serialized_jobs=[]), "serialized_jobs: must be an object"),
+    (lambda d: d.update(dependencies=[["<tuple>", 0, 7]]), "dependencies[0]: unknown job"),
+    (lambda d: d["serialized_jobs"]["0"].update(command=[]), "['0'].command: must be a non-empty"),
+    (lambda d: d["serialized_jobs"]["0"].update(colour="red"), "unknown key 'colour'"),
+    (lambda d: d.update(colour="red"), "unknown key 'colour' of a soma-workflow workflow"),
+    (lambda d: d["serialized_jobs"]["0"].update({"class": "my.Job"}), "unknown job class"),
+    (lambda d: d["serialized_jobs"]["0"].update(env={"A": 1}), "env: must be an object of str"),
+    (lambda d: d.update(env_builder_code="raise SystemExit(4)"), "env_builder_code: failed"),
+    (lambda d: d.update(env_builder_code="print(3)"), "must print a JSON object"),
+    (lambda d: d.update(dependencies=[["<tuple>", 0, 1], ["<tuple>", 1, 0]]), "cycle"),
+])
+def test_bad_files_get_one_line_naming_the_place(tmp_path: Path, edit: Any, place: str) -> None:
+    a, b = Job(["true"], name="a"), Job(["true"], name="b")
+    path = _serialized(tmp_path, Workflow([a, b]))
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    line = _refused(path)
+    assert place in line and str(path) in line, line
+
+
+def test_a_file_with_group_dependencies_and_old_barriers(tmp_path: Path) -> None:
+    """Dependencies naming groups (files of other tools) and soma-workflow 2's
+    serialized_barriers are read too."""
+    data = {"name": "old", "jobs": [0, 1, 2], "groups": [3], "root_group": [3, 2],
+            "serialized_jobs": {"0": {"command": ["sh", "-c", "echo 0 > 0.txt"], "name": "a"},
+                                "1": {"command": ["sh", "-c", "echo 1 > 1.txt"], "name": "b"}},
+            "serialized_barriers": {"2": {"name": "hub"}},
+            "serialized_groups": {"3": {"name": "g", "elements": [0, 1]}},
+            "dependencies": [["<tuple>", 3, 2]]}
+    path = tmp_path / "old.workflow"
+    path.write_text(json.dumps(data))
+    run = subprocess.run([*WITHOUT_SOMA, "run", str(path), "--json"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "0.txt").read_text() == "0\n"  # the file's folder: working directory
+    statuses = {j["name"]: j["status"] for j in json.loads(run.stdout)["jobs"]}
+    assert statuses == {"a": "done", "b": "done", "hub": "done"}
+
+
+# --- configuration files ---------------------------------------------------------------------
+
+
+SOMA_CONFIG = """\
+[{host}]
+LIGHT_MODE = 1
+SOMA_WORKFLOW_DIR = {tmp}/swf
+ENGINE_LOG_LEVEL = DEBUG
+CPU_NB = 1
+MAX_JOB_IN_QUEUE = {{1}}
+
+[titan]
+CLUSTER_ADDRESS = titan.example.org
+SUBMITTING_MACHINES = titan0
+SCHEDULER_TYPE = slurm
+"""
+
+
+def test_soma_configuration_file(tmp_path: Path) -> None:
+    """A soma-workflow server configuration: its keys mapped (CPU_NB = 1: jobs one at a
+    time), its own machinery's keys dropped, what jobbridge cannot do named."""
+    import socket
+
+    config = tmp_path / "soma-workflow.cfg"
+    config.write_text(SOMA_CONFIG.format(host=socket.gethostname(), tmp=tmp_path))
+    jobs = [{"id": str(i), "command": ["sh", "-c", f"date +%s.%N > {i}.start; sleep 0.5"]}
+            for i in range(3)]
+    workflow = tmp_path / "w.json"
+    workflow.write_text(json.dumps({"jobs": jobs}))
+    run = jb("--config", str(config), "run", str(workflow), "-r", socket.gethostname())
+    assert run.returncode == 0, run.stderr
+    starts = sorted(float((tmp_path / f"{i}.start").read_text()) for i in range(3))
+    assert starts[2] - starts[0] >= 1.0  # one slot: one after the other
+    line = error_line(jb("--config", str(config), "run", str(workflow), "-r", "titan"))
+    assert "remote soma-workflow resource" in line and "titan0" in line
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("MAX_JOB_RUNNING = long{5}\n", "limits per queue (long{...}) are not supported"),
+    ("MAX_JOB_IN_QUEUE = {x}\n", "expected {N} or a number"),
+    ("MPI = -pe mpi\n", "MPI: soma-workflow's parallel job settings are not supported"),
+    ("CONTAINER_COMMAND = ['docker', 1]\n", "expected a list of strings"),
+])
+def test_soma_configuration_refused(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "soma-workflow.cfg"
+    config.write_text(f"[r]\nLIGHT_MODE = 1\n{text}")
+    workflow = tmp_path / "w.json"
+    workflow.write_text(json.dumps({"jobs": [{"id": "a", "command": ["true"]}]}))
+    line = error_line(jb("--config", str(config), "run", str(workflow)))
+    assert expected in line and "[r]" in line, line
+
+
+def test_soma_configuration_values_mapped(tmp_path: Path) -> None:
+    from jobbridge.configuration import Configuration
+
+    config = tmp_path / "soma-workflow.cfg"
+    config.write_text("[r]\nSCHEDULER_TYPE = local_basic\nSUBMITTING_MACHINES = localhost\n"
+                      "MAX_JOB_IN_QUEUE = {15}\nCONTAINER_COMMAND = ['docker', 'run', "
+                      "'{#command}']\nQUEUES = long short\nSERVER_NAME = swf\n")
+    options = Configuration.load("r", config).options()
+    assert options == {"scheduler_type": "local_basic", "max_job_in_queue": "15",
+                       "container_command": "docker run '{#command}'", "queues": "long short"}
+
+
+# --- the controller ------------------------------------------------------------------------------
+
+
+def test_install_makes_soma_code_use_jobbridge(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from soma_workflow import client
+
+    original = client.WorkflowController
+    compat.install()
+    try:
+        assert client.WorkflowController is WorkflowController
+        assert compat.WorkflowController is WorkflowController
+        monkeypatch.setattr(WorkflowController, "isolated_light_mode", str(tmp_path / "iso"))
+        monkeypatch.setenv("SOMA_WORKFLOW_CONFIG", str(tmp_path / "none.cfg"))
+        ctrl = client.WorkflowController()
+        workflow_id = ctrl.submit_workflow(Workflow([Job(["true"], name="t")]))
+        Helper.wait_workflow(workflow_id, ctrl)
+        assert Helper.list_failed_jobs(workflow_id, ctrl, include_aborted_jobs=True) == []
+        assert ctrl.home == tmp_path / "iso" / "jobbridge"
+        ctrl.stop_engine()
+    finally:
+        compat.uninstall()
+    assert client.WorkflowController is original
+
+
+def test_soma_return_shapes_and_status_semantics(controller: WorkflowController) -> None:
+    failing = _shell("echo out; echo err >&2; exit 3", "failing")
+    after = Job(["true"], name="after")
+    barrier = BarrierJob(name="hub")
+    workflow = Workflow([failing, after, barrier], dependencies=[(failing, after)], name="w")
+    workflow_id = controller.submit_workflow(workflow)
+    assert isinstance(workflow_id, int)
+    assert controller.workflow_status(workflow_id) in (
+        WORKFLOW_NOT_STARTED, soma_constants.WORKFLOW_IN_PROGRESS, soma_constants.WORKFLOW_DONE)
+    assert WORKFLOW_NOT_STARTED == soma_constants.WORKFLOW_NOT_STARTED == "worklflow_not_started"
+    controller.wait_workflow(workflow_id)
+    assert controller.workflow_status(workflow_id) == soma_constants.WORKFLOW_DONE
+    jobs, transfers, status, queue, temporary = controller.workflow_elements_status(workflow_id)
+    assert (transfers, status, queue, temporary) == ([], soma_constants.WORKFLOW_DONE, None, [])
+    by_name = {controller.jobs([j[0]])[j[0]][0]: j for j in jobs}
+    job_id, job_status, job_queue, exit_info, dates, drms_id = by_name["failing"]
+    assert isinstance(job_id, int) and job_queue is None and isinstance(drms_id, str)
+    assert job_status == soma_constants.DONE  # soma-workflow: it ran to its end
+    assert exit_info[:3] == (soma_constants.FINISHED_REGULARLY, 3, None)
+    assert all(isinstance(d, datetime) and d.tzinfo is None for d in dates[:3])
+    assert controller.job_status(job_id) == soma_constants.DONE
+    assert controller.job_termination_status(job_id)[:2] == (soma_constants.FINISHED_REGULARLY, 3)
+    assert by_name["after"][1] == soma_constants.FAILED
+    assert by_name["after"][3][0] == soma_constants.EXIT_NOTRUN
+    assert by_name["hub"][1] == soma_constants.DONE
+    name, command, submitted = controller.jobs([job_id])[job_id]
+    assert (name, command) == ("failing", "'sh' '-c' 'echo out; echo err >&2; exit 3'")
+    assert isinstance(submitted, datetime)
+    assert Helper.list_failed_jobs(workflow_id, controller) == [job_id]
+    assert len(Helper.list_failed_jobs(workflow_id, controller, include_aborted_jobs=True)) == 2
+    [(name, expiration)] = controller.workflows().values()
+    assert name == "w" and isinstance(expiration, datetime)
+    out, err = controller.home / "o", controller.home / "e"
+    controller.retrieve_job_stdouterr(job_id, str(out), str(err))
+    assert (out.read_text(), err.read_text()) == ("out\n", "err\n")
+    log = io.StringIO()
+    assert controller.log_failed_workflow(workflow_id, log) is False
+    assert "'sh' '-c' 'echo out; echo err >&2; exit 3'" in log.getvalue()
+    assert controller.delete_workflow(workflow_id) is True
+    with pytest.raises(UnknownObjectError):
+        controller.workflow_status(workflow_id)
+    with pytest.raises(UnknownObjectError):
+        controller.job_status(job_id)
+
+
+def test_job_ids_are_unique_in_a_home(controller: WorkflowController) -> None:
+    ids = []
+    for _ in range(2):
+        workflow_id = controller.submit_workflow(Workflow([Job(["true"]), Job(["true"])]))
+        controller.wait_workflow(workflow_id)
+        ids += [j[0] for j in controller.workflow_elements_status(workflow_id)[0]]
+        controller.delete_workflow(workflow_id)
+    assert len(set(ids)) == 4
+
+
+def test_stop_restart_workflow(controller: WorkflowController, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    slow = _shell(f"test -e {flag} || sleep 600", "slow")
+    workflow_id = controller.submit_workflow(Workflow([slow, Job(["true"], name="quick")],
+                                                      dependencies=[]))
+    slow_id = controller.workflow_elements_status(workflow_id)[0][0][0]
+    _wait_for(lambda: controller.job_status(slow_id) == soma_constants.RUNNING)
+    assert controller.stop_workflow(workflow_id) is True
+    assert controller.workflow_status(workflow_id) == soma_constants.WORKFLOW_DONE
+    assert controller.job_status(slow_id) == soma_constants.FAILED
+    assert controller.job_termination_status(slow_id)[0] == soma_constants.USER_KILLED
+    flag.touch()
+    assert controller.restart_workflow(workflow_id) is True
+    controller.wait_workflow(workflow_id)
+    assert controller.job_status(slow_id) == soma_constants.DONE
+    assert controller.restart_workflow(workflow_id) is False  # nothing failed
+
+
+def test_stop_jobs_and_restart_jobs(controller: WorkflowController, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    slow = _shell(f"test -e {flag} || sleep 600", "slow")
+    after = _shell("echo after >> after.txt", "after", working_directory=str(tmp_path))
+    other = _shell(f"test -e {flag}.other || sleep 600", "other")
+    workflow_id = controller.submit_workflow(Workflow([slow, after, other],
+                                                      dependencies=[(slow, after)]))
+    ids = {controller.jobs([j[0]])[j[0]][0]: j[0]
+           for j in controller.workflow_elements_status(workflow_id)[0]}
+    _wait_for(lambda: controller.job_status(ids["slow"]) == soma_constants.RUNNING)
+    assert controller.stop_jobs(workflow_id, [ids["slow"]]) is True
+    assert controller.job_termination_status(ids["slow"])[0] == soma_constants.USER_KILLED
+    assert controller.job_termination_status(ids["after"])[0] == soma_constants.EXIT_NOTRUN
+    assert controller.job_status(ids["other"]) == soma_constants.RUNNING  # the rest goes on
+    flag.touch()
+    assert controller.restart_jobs(workflow_id, [ids["slow"]]) is True
+    controller.wait_job([ids["slow"], ids["after"]], timeout=60)
+    assert controller.job_status(ids["after"]) == soma_constants.DONE
+    controller.stop_jobs(workflow_id, [ids["other"]])
+    controller.wait_workflow(workflow_id, timeout=60)
+    assert controller.workflow_status(workflow_id) == soma_constants.WORKFLOW_DONE
+    assert (tmp_path / "after.txt").read_text() == "after\n"
+
+
+def test_waits_with_a_timeout_return(controller: WorkflowController, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    workflow_id = controller.submit_workflow(Workflow([_shell(
+        f"test -e {flag} || sleep 600", "slow")]))
+    started = time.monotonic()
+    controller.wait_workflow(workflow_id, timeout=1)
+    job_id = controller.workflow_elements_status(workflow_id)[0][0][0]
+    controller.wait_job([job_id], timeout=1)
+    assert time.monotonic() - started < 30
+    assert controller.workflow_status(workflow_id) != soma_constants.WORKFLOW_DONE
+    assert controller.delete_workflow(workflow_id) is True  # kills it
+    with pytest.raises(UnknownObjectError):
+        controller.job_status(job_id)
+
+
+def test_unsupported_workflows_raise_workflow_error(controller: WorkflowController) -> None:
+    first = Job(["echo"], name="first")
+    second = Job(["echo", "%(x)s"], name="second", param_dict={"x": ""})
+    with pytest.raises(WorkflowError, match="parameter links"):
+        controller.submit_workflow(Workflow([first, second],
+                                            param_links={second: {"x": [(first, "y")]}}))
+    assert controller.workflows() == {}
+
+
+def test_each_database_path_is_its_own_home(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller's home follows the configuration's database file (soma-workflow's
+    tests give each run its own); soma-workflow's default database: jobbridge's home."""
+    from soma_workflow.configuration import Configuration
+
+    monkeypatch.setenv("SOMA_WORKFLOW_CONFIG", str(tmp_path / "none.cfg"))
+    homes = []
+    for name in ("a", "b"):
+        config = Configuration.load_from_file()
+        config._database_file = str(tmp_path / f"{name}.db")
+        ctrl = WorkflowController(config=config)
+        workflow_id = ctrl.submit_workflow(Workflow([Job(["true"])]))
+        ctrl.wait_workflow(workflow_id)
+        homes.append(ctrl.home)
+        assert list(ctrl.workflows()) == [1]
+        ctrl.stop_engine()
+    assert homes == [tmp_path / "a.jobbridge", tmp_path / "b.jobbridge"]
+    default = WorkflowController(config=Configuration.load_from_file())
+    assert default.home == Path(os.environ["JOBBRIDGE_HOME"])
+    assert default.scheduler_config.get_proc_nb() >= 1
+    default.stop_engine()
+
+
+def test_a_remote_resource_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from soma_workflow.configuration import Configuration
+    from soma_workflow.errors import ConfigurationError
+
+    config_file = tmp_path / "soma.cfg"
+    config_file.write_text("[titan]\nCLUSTER_ADDRESS = titan\nSUBMITTING_MACHINES = titan0\n"
+                           "SCHEDULER_TYPE = slurm\n")
+    monkeypatch.setenv("SOMA_WORKFLOW_CONFIG", str(config_file))
+    with pytest.raises(ConfigurationError, match="remote"):
+        WorkflowController("titan", config=Configuration.load_from_file("titan"))
+
+
+def _wait_for(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_jobbridge_commands_see_soma_workflows(controller: WorkflowController) -> None:
+    workflow_id = controller.submit_workflow(Workflow([Job(["echo", "hi"], name="hi")],
+                                                      name="from soma"))
+    controller.wait_workflow(workflow_id)
+    env = {"JOBBRIDGE_HOME": str(controller.home)}
+    status = json.loads(jb("status", str(workflow_id), "--json", env=env).stdout)
+    assert (status["name"], status["jobs"][0]["name"]) == ("from soma", "hi")
+    assert jb("logs", str(workflow_id), "0", env=env).stdout == "hi\n"
