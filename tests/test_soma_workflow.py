@@ -190,6 +190,8 @@ def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
     (lambda d: d["serialized_jobs"]["0"].update(env={"A": 1}), "env: must be an object of str"),
     (lambda d: d.update(env_builder_code="raise SystemExit(4)"), "env_builder_code: failed"),
     (lambda d: d.update(env_builder_code="print(3)"), "must print a JSON object"),
+    (lambda d: d.update(env_builder_code="import json; print(json.dumps({'A': 1}))"),
+     "env_builder_code printed.env: must be an object of string values"),
     (lambda d: d.update(dependencies=[["<tuple>", 0, 1], ["<tuple>", 1, 0]]), "cycle"),
 ])
 def test_bad_files_get_one_line_naming_the_place(tmp_path: Path, edit: Any, place: str) -> None:
@@ -200,6 +202,18 @@ def test_bad_files_get_one_line_naming_the_place(tmp_path: Path, edit: Any, plac
     path.write_text(json.dumps(data))
     line = _refused(path)
     assert place in line and str(path) in line, line
+
+
+def test_env_builder_code_runs_only_for_a_valid_file(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    a, b = Job(["true"], name="a"), Job(["true"], name="b")
+    path = _serialized(tmp_path, Workflow([a, b], env_builder_code=(
+        f"open({str(marker)!r}, 'w'); print('{{}}')")))
+    data = json.loads(path.read_text())
+    data["dependencies"] = [["<tuple>", 0, 1], ["<tuple>", 1, 0]]
+    path.write_text(json.dumps(data))
+    assert "cycle" in _refused(path)
+    assert not marker.exists()
 
 
 def test_a_file_with_group_dependencies_and_old_barriers(tmp_path: Path) -> None:

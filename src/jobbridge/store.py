@@ -383,6 +383,12 @@ class Store:
             raise InputError(f"workflow {workflow_id} has no job {job_id!r}")
         return self._job_rows([row])[0]
 
+    def job_at(self, workflow_id: int, idx: int) -> JobRow | None:
+        """The job of this index (soma-workflow's job ids are indexes), None if none."""
+        row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE workflow_id = ? AND "
+                              "idx = ?", (workflow_id, idx)).fetchone()
+        return None if row is None else self._job_rows([row])[0]
+
     def _job_rows(self, rows: Sequence[Sequence[Any]]) -> list[JobRow]:
         """Jobs from their rows. A job's stdout/stderr, unless the user set them, are
         files under ``$JOBBRIDGE_HOME/logs/WF/``: derived here, not stored (they

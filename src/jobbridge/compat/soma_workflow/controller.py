@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -334,6 +334,8 @@ class WorkflowController:
             first = self._range(workflow.id)[0]
             indexes = _downstream(self._store, workflow.id,
                                   self._indexes(workflow.id, job_ids))
+            if not indexes:
+                return True
         every = [first + idx for idx in sorted(indexes)]
         self.stop_jobs(workflow.id, every)
         with self._lock:
@@ -458,17 +460,25 @@ class WorkflowController:
 
     def _jobs(self, job_ids: Iterable[Any], missing_ok: bool = False
               ) -> list[tuple[int, JobRow]]:
+        """``(job_id, row)`` of soma-workflow job ids (a workflow's rows read at once)."""
+        wanted = list(job_ids)
+        places = {job_id: self._locate(job_id) for job_id in wanted}
+        many: dict[int, list[JobRow]] = {}
+        if len(wanted) > 1:
+            for workflow_id in {place[0] for place in places.values() if place is not None}:
+                many[workflow_id] = self._store.jobs(workflow_id, include_hidden=True)
         found: list[tuple[int, JobRow]] = []
-        rows: dict[int, list[JobRow]] = {}
-        for job_id in job_ids:
-            place = self._locate(job_id)
-            if place is not None and place[0] not in rows:
-                rows[place[0]] = self._store.jobs(place[0], include_hidden=True)
-            if place is None or place[1] >= len(rows[place[0]]):
-                if missing_ok:
-                    continue
+        for job_id, place in places.items():
+            row = None
+            if place is not None and place[0] in many:
+                rows = many[place[0]]
+                row = rows[place[1]] if place[1] < len(rows) else None
+            elif place is not None:
+                row = self._store.job_at(*place)
+            if row is not None:
+                found.append((int(job_id), row))
+            elif not missing_ok:
                 raise UnknownObjectError(f"The job id {job_id!r} is not valid")
-            found.append((int(job_id), rows[place[0]][place[1]]))
         return found
 
     def _job(self, job_id: Any) -> JobRow:
@@ -487,17 +497,18 @@ class WorkflowController:
         self._store.request(workflow_id, action)
         ensure_engine(self.home)
 
-    def _wait(self, done: Any, timeout: float, *workflow_ids: int) -> None:
-        """Poll until ``done()``; make sure an engine drives the workflows meanwhile."""
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+    def _wait(self, done: Callable[[], bool], timeout: float, *workflow_ids: int) -> None:
+        """Until ``done()`` (asked again each time the engine wrote), or ``timeout`` seconds
+        if >= 0; an engine is started if none drives these workflows."""
+        deadline = None if timeout < 0 else time.monotonic() + timeout
         version = -1
         while True:
             with self._lock:
-                if done():
-                    return
                 current = self._store.data_version()
                 if current != version:
                     version = current
+                    if done():
+                        return
                     live = live_engines(self.home)
                     rows = [self._store.workflow(wf) for wf in workflow_ids if self._exists(wf)]
                     if any(row.engine not in live and not _ended(row) for row in rows):

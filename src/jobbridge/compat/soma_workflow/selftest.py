@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ...engine import live_engines
 
@@ -95,7 +96,7 @@ def cases() -> list[Case]:
     found = []
     for name in MODULES:
         module = importlib.import_module(name)
-        classes = [value for value in vars(module).values() if isinstance(value, type)
+        classes: list[Any] = [value for value in vars(module).values() if isinstance(value, type)
                    and issubclass(value, WorkflowTest) and value is not WorkflowTest]
         if not classes:  # a plain unittest module
             found.append(Case(name.rsplit(".", 1)[-1], name))
@@ -128,7 +129,7 @@ def run_case(case: Case) -> bool:
             return [n for n in super().__dir__() if not n.startswith("test_")
                     or n == case.method]
 
-    only = OneTest(test_class.__name__, (test_class,),
+    only: Any = OneTest(test_class.__name__, (test_class,),
                    {"allowed_config": [(LIGHT_MODE, case.file_system)],
                     "__module__": test_class.__module__})
     return bool(only.run_test_function(debug=False))

@@ -35,7 +35,7 @@ from typing import Any
 
 from ...configuration import jobbridge_home, private_dir
 from ...errors import InputError
-from ...model import WorkflowSpec, parse_workflow
+from ...model import EngineJob, WorkflowSpec, parse_workflow
 
 #: Keys of a serialized workflow; any other is refused by name.
 _TOP_KEYS = frozenset({
@@ -87,10 +87,16 @@ def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
     ``$JOBBRIDGE_HOME/soma-params``), written only once the workflow is valid.
     """
     files: dict[Path, str] = {}
-    converted = _Converter(source, queue, params_dir).workflow(_decode(data), files)
+    converter = _Converter(source, queue, params_dir)
+    converted = converter.workflow(_decode(data), files)
     if name is not None:
         converted["name"] = name
     spec = parse_workflow(converted, source=source, base_dir=base_dir)
+    if converter.env_builder_code is not None:  # run only once all the rest is valid
+        built = converter.run_env_builder(converter.env_builder_code)
+        for job in spec.jobs:
+            if not job.is_barrier:
+                job.env = {**built, **job.env}
     for path, text in files.items():
         private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -139,6 +145,7 @@ class _Converter:
         self.source = source
         self.queue = queue
         self.params_dir = params_dir
+        self.env_builder_code: str | None = None
 
     def error(self, where: str, message: str) -> InputError:
         return InputError(f"{self.source}: {where}: {message}" if where
@@ -193,21 +200,18 @@ class _Converter:
             raise self.error(key, "must be an object")
         return value
 
-    def environment(self, data: Mapping[str, Any]) -> dict[str, str]:
-        """The workflow's environment: its ``env`` over what ``env_builder_code`` prints."""
-        env: dict[str, Any] = {}
+    def environment(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The workflow's ``env`` (what ``env_builder_code`` prints comes under it, later)."""
         code = data.get("env_builder_code")
-        if code is not None:
-            if not isinstance(code, str):
-                raise self.error("env_builder_code", "must be a string of Python code")
-            env.update(self.run_env_builder(code))
+        if code is not None and not isinstance(code, str):
+            raise self.error("env_builder_code", "must be a string of Python code")
+        self.env_builder_code = code
         given = data.get("env") or {}
         if not isinstance(given, dict):
             raise self.error("env", "must be an object of string values")
-        env.update(given)
-        return env
+        return given
 
-    def run_env_builder(self, code: str) -> dict[str, Any]:
+    def run_env_builder(self, code: str) -> dict[str, str]:
         """What soma-workflow's engine does at submission: run the code in a separate
         Python, read a JSON object of variables on its stdout."""
         where = "env_builder_code"
@@ -227,7 +231,9 @@ class _Converter:
         if not isinstance(value, dict):
             raise self.error(where, "must print a JSON object of environment variables, "
                              f"printed {result.stdout.strip()[:80]!r}")
-        return value
+        # checked as a job's env is
+        return EngineJob.from_dict({"id": "env", "barrier": True, "env": value},
+                                   f"{self.source}: {where} printed").env
 
     def barrier(self, key: str, raw: Any, table: str) -> dict[str, Any]:
         where = f"{table}[{key!r}]"
