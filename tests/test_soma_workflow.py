@@ -369,6 +369,14 @@ def test_soma_return_shapes_and_status_semantics(controller: WorkflowController)
         controller.job_status(job_id)
 
 
+def test_path_objects_in_jobs(controller: WorkflowController, tmp_path: Path) -> None:
+    """soma-workflow runs pathlib paths in commands and as files (Popen takes them)."""
+    job = Job([Path("/bin/echo"), tmp_path / "x"], name="p", stdout_file=tmp_path / "out")
+    workflow_id = controller.submit_workflow(Workflow([job]))
+    controller.wait_workflow(workflow_id)
+    assert (tmp_path / "out").read_text() == f"{tmp_path / 'x'}\n"
+
+
 def test_job_ids_are_unique_in_a_home(controller: WorkflowController) -> None:
     ids = []
     for _ in range(2):

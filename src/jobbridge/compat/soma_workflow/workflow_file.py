@@ -330,7 +330,7 @@ class _Converter:
     def path(self, value: Any, where: str) -> str:
         if _is_special(value) or isinstance(value, tuple):
             raise self.unsupported(where, "file transfers and special paths")
-        return self.text(value, where)
+        return self.text(os.fspath(value) if isinstance(value, os.PathLike) else value, where)
 
     def params_file(self, key: str, given: Any, where: str) -> Path:
         if given is not None:
@@ -358,6 +358,8 @@ class _Converter:
             return tuple(parts) if isinstance(item, tuple) else parts
         if item is None or isinstance(item, str | bool | int | float | dict):
             return item
+        if isinstance(item, os.PathLike):  # in memory (to_dict()): soma's Popen takes them
+            return os.fspath(item)
         raise self.error(where, f"unsupported command element {item!r}")
 
     def groups(self, data: Mapping[str, Any], ids: set[str]
