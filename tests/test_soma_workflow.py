@@ -216,6 +216,20 @@ def test_env_builder_code_runs_only_for_a_valid_file(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_graph_of_a_file_runs_nothing(tmp_path: Path) -> None:
+    """``jobbridge graph FILE.workflow`` draws it: no env_builder_code run, no file written."""
+    marker = tmp_path / "ran"
+    one = Job(["true"], name="only job", use_input_params_file=True, param_dict={"a": "b"})
+    path = _serialized(tmp_path, Workflow([one], env_builder_code=(
+        f"open({str(marker)!r}, 'w'); print('{{}}')")))
+    drawn = subprocess.run([*WITHOUT_SOMA, "graph", str(path), "-o", str(tmp_path / "g.svg")],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "g.svg").read_text().startswith("<svg")
+    assert not marker.exists()
+    assert not (Path(os.environ["JOBBRIDGE_HOME"]) / "soma-params").exists()
+
+
 def test_a_file_with_group_dependencies_and_old_barriers(tmp_path: Path) -> None:
     """Dependencies naming groups (files of other tools) and soma-workflow 2's
     serialized_barriers are read too."""

@@ -294,7 +294,7 @@ def _graph(args: argparse.Namespace) -> int:
         default = f"workflow-{workflow.id}.svg"
     else:
         file = Path(args.workflow)
-        spec = load_workflow_file(file)
+        spec = load_workflow_file(file, to_run=False)
         nodes, edges = graph.spec_graph(spec)
         title = f"{spec.name or file.name} - not submitted"
         default = file.with_suffix(".svg").name

@@ -168,8 +168,11 @@ _RESOURCE_KEYS = ("cpus", "memory_mb", "walltime_s")
 _PARALLEL_KEYS = {"config_name": str, "nodes_number": int, "cpu_per_node": int}
 
 
-def load_workflow_file(path: str | Path) -> WorkflowSpec:
-    """Read and validate a workflow file; relative paths resolve against its folder."""
+def load_workflow_file(path: str | Path, *, to_run: bool = True) -> WorkflowSpec:
+    """Read and validate a workflow file; relative paths resolve against its folder.
+
+    ``to_run=False`` (only to look at it): a soma-workflow file's env_builder_code is
+    not run, its input parameters files are not written."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -191,7 +194,8 @@ def load_workflow_file(path: str | Path) -> WorkflowSpec:
         from .compat.soma_workflow.workflow_file import is_soma_workflow, soma_workflow_spec
 
         if is_soma_workflow(data):  # soma-workflow's Helper.serialize format
-            return soma_workflow_spec(data, source=str(file), base_dir=file.parent)
+            return soma_workflow_spec(data, source=str(file), base_dir=file.parent,
+                                      to_run=to_run)
         return parse_workflow(data, source=str(file), base_dir=file.parent,
                               check_unicode=surrogates)
 

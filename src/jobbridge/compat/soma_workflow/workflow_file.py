@@ -79,12 +79,14 @@ def is_soma_workflow(data: object) -> bool:
 
 def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
                        base_dir: Path | None = None, *, name: str | None = None,
-                       queue: str | None = None, params_dir: Path | None = None) -> WorkflowSpec:
+                       queue: str | None = None, params_dir: Path | None = None,
+                       to_run: bool = True) -> WorkflowSpec:
     """The jobbridge workflow of a soma-workflow workflow dict; InputError naming the place.
 
     ``name`` and ``queue`` are ``submit_workflow``'s (``queue`` goes to every job).
     Input parameters files go to ``params_dir`` (default: a new folder under
-    ``$JOBBRIDGE_HOME/soma-params``), written only once the workflow is valid.
+    ``$JOBBRIDGE_HOME/soma-params``), written only once the workflow is valid, and
+    ``env_builder_code`` runs then; neither with ``to_run=False`` (to draw it).
     """
     files: dict[Path, str] = {}
     converter = _Converter(source, queue, params_dir)
@@ -92,6 +94,8 @@ def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
     if name is not None:
         converted["name"] = name
     spec = parse_workflow(converted, source=source, base_dir=base_dir)
+    if not to_run:
+        return spec
     if converter.env_builder_code is not None:  # run only once all the rest is valid
         built = converter.run_env_builder(converter.env_builder_code)
         for job in spec.jobs:
