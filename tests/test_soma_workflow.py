@@ -291,13 +291,14 @@ def test_soma_configuration_file(tmp_path: Path) -> None:
     ("MAX_JOB_IN_QUEUE = {x}\n", "expected {N} or a number"),
     ("MPI = -pe mpi\n", "MPI: soma-workflow's parallel job settings are not supported"),
     ("CONTAINER_COMMAND = ['docker', 1]\n", "expected a list of strings"),
+    ("DATABSE_FILE = /tmp/x.db\n", "unknown key 'databse_file'"),  # jobbridge's own check
 ])
 def test_soma_configuration_refused(tmp_path: Path, text: str, expected: str) -> None:
     config = tmp_path / "soma-workflow.cfg"
     config.write_text(f"[r]\nLIGHT_MODE = 1\n{text}")
     workflow = tmp_path / "w.json"
     workflow.write_text(json.dumps({"jobs": [{"id": "a", "command": ["true"]}]}))
-    line = error_line(jb("--config", str(config), "run", str(workflow)))
+    line = error_line(jb("--config", str(config), "run", str(workflow), "-r", "r"))
     assert expected in line and "[r]" in line, line
 
 

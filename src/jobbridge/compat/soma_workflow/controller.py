@@ -47,7 +47,7 @@ from soma_workflow.info import DB_VERSION
 
 from ... import constants
 from ...configuration import Configuration, jobbridge_home
-from ...controller import check_config, ensure_engine
+from ...controller import check_config, check_jobs_fit, ensure_engine
 from ...engine import live_engines
 from ...errors import InputError
 from ...store import JobRow, Store, WorkflowRow
@@ -151,6 +151,7 @@ class WorkflowController:
             spec = soma_workflow_spec(data, source=f"workflow {name!r}" if name else "workflow",
                                       base_dir=Path.cwd(), name=name, queue=queue,
                                       params_dir=params_dir)
+            check_jobs_fit(spec, self._config)
         except InputError as error:
             raise WorkflowError(str(error)) from None
         expiration = expiration_date or datetime.now() + EXPIRATION
