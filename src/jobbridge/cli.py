@@ -33,7 +33,7 @@ from .controller import WorkflowController, resolve_config, schedulers_table
 from .engine import Progress
 from .errors import InputError, JobbridgeError
 from .model import EngineJob, load_workflow_file
-from .scheduler import build_scheduler, run_to_end
+from .scheduler import Scheduler, build_scheduler, get_scheduler_implementation, run_to_end
 
 log = logging.getLogger("jobbridge")
 
@@ -129,22 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is not None:
         os.environ["JOBBRIDGE_CONFIG"] = args.config
     logging.basicConfig(level=logging.WARNING, format="jobbridge: %(message)s")
-    if _on_mpi(args):
-        from .schedulers.mpi import run_ranks
-
-        return run_ranks(lambda: _main(args))
-    return _main(args)
+    return _runner(args).run_command(lambda: _main(args))
 
 
-def _on_mpi(args: argparse.Namespace) -> bool:
-    """``run`` or ``check`` on the mpi scheduler, started on every rank by mpirun:
-    rank 0 runs the command, the other ranks its jobs (see schedulers/mpi.py)."""
-    if args.command not in ("run", "check"):
-        return False
-    try:
-        return resolve_config(args.resource, args.scheduler).get_scheduler_type() == "mpi"
-    except JobbridgeError:
-        return False  # _main reports it
+def _runner(args: argparse.Namespace) -> type[Scheduler]:
+    """The scheduler type that says how ``run`` or ``check`` runs in this process
+    (``Scheduler.run_command``: MPI's runs on every rank); the plain way otherwise."""
+    if args.command in ("run", "check"):
+        try:
+            config = resolve_config(args.resource, args.scheduler)
+            return get_scheduler_implementation(config.get_scheduler_type())
+        except JobbridgeError:
+            pass  # _main reports it
+    return Scheduler
 
 
 def _main(args: argparse.Namespace) -> int:

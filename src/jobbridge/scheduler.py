@@ -5,13 +5,22 @@ A scheduler for a new kind of cluster is a small :class:`Scheduler` subclass
 ``jobbridge.schedulers``; :mod:`jobbridge.testing` proves it honours the API.
 Built-in schedulers are registered the same way.
 
+Every status a scheduler gives comes from its system: an id that no query of
+this process has seen is asked about before it is answered, and an id the
+system does not know is ``undetermined`` (its exit info
+``exit_status_undetermined``), never a guess.
+
 Beyond the four methods, a scheduler may offer *extras* the engine uses when
 present (the defaults below keep a minimal scheduler correct):
 
-- :meth:`Scheduler.get_jobs_status`: the status of many jobs in one query;
+- :meth:`Scheduler.get_jobs_status`: the status of many jobs in one query (a
+  scheduler whose system answers in bulk defines it instead of
+  ``get_job_status``, which then asks it about one id);
 - :meth:`Scheduler.set_change_notifier`: wake the engine as soon as a job ends;
 - :meth:`Scheduler.poll_interval`: how long the engine may wait between polls;
-- :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made.
+- :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made;
+- :meth:`Scheduler.run_command`: how a command using the scheduler runs (MPI's
+  runs on every rank of the allocation).
 
 A scheduler also declares what a resource using it may say: the configuration
 keys it reads (:attr:`Scheduler.CONFIG_KEYS`: any other key is refused, naming
@@ -51,6 +60,7 @@ __all__ = [
     "describe_schedulers",
     "get_scheduler_implementation",
     "get_schedulers_list",
+    "job_list",
     "known_config_keys",
     "run_to_end",
     "wait_for_status",
@@ -60,6 +70,11 @@ ENTRY_POINT_GROUP = "jobbridge.schedulers"
 #: ``notify(scheduler_job_ids=None)``: see :meth:`Scheduler.set_change_notifier`.
 ChangeNotifier = Callable[..., None]
 log = logging.getLogger(__name__)
+
+
+def job_list(jobs: EngineJob | Sequence[EngineJob]) -> list[EngineJob]:
+    """The jobs of a ``job_submission`` call as a list (it takes one job or several)."""
+    return [jobs] if isinstance(jobs, EngineJob) else list(jobs)
 
 
 class Scheduler(abc.ABC):
@@ -72,12 +87,25 @@ class Scheduler(abc.ABC):
         "max_job_running", "native_specification", "queues", "container_command"})
 
     @abc.abstractmethod
-    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
-        """Submit jobs; one scheduler job id per job, in order, None where it failed."""
+    def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                       ) -> list[str | None]:
+        """Submit jobs; one scheduler job id per job, in order, None where it failed.
 
-    @abc.abstractmethod
+        ``signal_end``: soma-workflow's request that the jobs' ends be signalled;
+        jobbridge's schedulers signal every end through :meth:`set_change_notifier`
+        when one is set, so they accept it and change nothing.
+        """
+
     def get_job_status(self, scheduler_job_id: str) -> str:
-        """A ``constants.JOB_STATUS`` value; UNDETERMINED for an id it does not know."""
+        """A ``constants.JOB_STATUS`` value; UNDETERMINED for an id it does not know.
+
+        By default, :meth:`get_jobs_status` asked about this one id: a scheduler
+        defines one of the two.
+        """
+        if type(self).get_jobs_status is Scheduler.get_jobs_status:
+            raise NotImplementedError(
+                f"{type(self).__name__} defines neither get_job_status nor get_jobs_status")
+        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
 
     @abc.abstractmethod
     def get_job_exit_info(self, scheduler_job_id: str
@@ -117,7 +145,8 @@ class Scheduler(abc.ABC):
         return None
 
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
-        """Status of many jobs; batch schedulers answer with one query to the system."""
+        """Status of many jobs, each as :meth:`get_job_status` gives it; batch
+        schedulers answer with one query to the system."""
         return {job_id: self.get_job_status(job_id) for job_id in scheduler_job_ids}
 
     def set_change_notifier(self, notify: ChangeNotifier) -> None:
@@ -144,6 +173,14 @@ class Scheduler(abc.ABC):
 
     def close(self) -> None:
         """Release resources (sessions, threads); jobs keep running."""
+
+    @classmethod
+    def run_command(cls, main: Callable[[], int]) -> int:
+        """Run ``main``, a command (``jobbridge run``, ``check``) that uses this
+        scheduler type, in this process; its exit status. A scheduler whose jobs
+        need the command's process to be arranged differently says so here (MPI:
+        rank 0 runs the command, the other ranks the jobs)."""
+        return main()
 
 
 # --- using a scheduler directly (checks, tests, benchmarks) -----------------------------------

@@ -7,6 +7,7 @@ replays feed recorded qstat output (tests/data/pbs) through the scheduler.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -270,12 +271,15 @@ def test_host_command_prefix(fake_pbs: FakePBS) -> None:
 
 
 def test_out_of_container_command(fake_pbs: FakePBS, monkeypatch: pytest.MonkeyPatch) -> None:
-    scheduler = fake_pbs.scheduler()
-    assert scheduler.out_of_container_command() == []
+    """A staticmethod, as the seed documents it: called on the class."""
+    assert isinstance(inspect.getattr_static(PBSProScheduler, "out_of_container_command"),
+                      staticmethod)
+    assert PBSProScheduler.out_of_container_command() == []
     monkeypatch.setenv("APPTAINER_CONTAINER", "/images/tools.sif")
-    assert scheduler.out_of_container_command() == []  # qstat is reachable here
-    scheduler.pbs_bin_dir = "/no/pbs/here"
-    assert scheduler.out_of_container_command() == ["ssh", "-o", "BatchMode=yes", "localhost"]
+    qstat = str(fake_pbs.bin / "qstat")
+    assert PBSProScheduler.out_of_container_command(qstat) == []  # qstat is reachable here
+    assert PBSProScheduler.out_of_container_command("/no/pbs/here/qstat") == [
+        "ssh", "-o", "BatchMode=yes", "localhost"]
 
 
 def test_missing_commands_are_a_clear_error(tmp_path: Path) -> None:
@@ -345,7 +349,8 @@ def test_unknown_ids_do_not_hide_the_others(tmp_path: Path) -> None:
 def test_unreachable_server_keeps_the_last_states(tmp_path: Path) -> None:
     scheduler = replay(tmp_path, "pbspro-qstat-json-nojobs-1.json",
                        stderr="pbspro-qstat-json-nojobs-1.stderr.txt", code=255)
-    assert scheduler.get_job_status("40.pbs") == constants.QUEUED_ACTIVE
+    # no answer yet about this id: undetermined (never a guess), and not lost
+    assert scheduler.get_job_status("40.pbs") == constants.UNDETERMINED
     assert scheduler.calls["status"] == 2, "cannot connect: retried, not a lost job"
 
 

@@ -87,12 +87,16 @@ def test_sacct_records_and_usage() -> None:
     assert set(records) == {str(n) for n in range(537, 549)}  # steps folded into jobs
     mem = records["538"]
     assert (mem.state, mem.exit_value, mem.term_sig) == ("COMPLETED", 0, None)
-    assert mem.resource_usage == "cput=00:00:00 mem=219816kb walltime=00:00:13 ncpus=1"
+    # soma-workflow's rounded items, then the exact ones (a short job is not all zeros)
+    assert mem.resource_usage == ("cput=00:00:00 mem=219816kb walltime=00:00:13 ncpus=1 "
+                                  "cpu_s=0.480 wall_s=13.000")
     assert (records["539"].exit_value, records["539"].term_sig) == (7, None)
     assert (records["540"].exit_value, records["540"].term_sig) == (None, 9)
     assert records["547"].state == "TIMEOUT"
-    assert records["547"].resource_usage == "cput=00:00:00 mem=3152kb walltime=00:01:03 ncpus=1"
-    assert records["541"].resource_usage == "cput=00:00:00 walltime=00:00:00 ncpus=1"
+    assert records["547"].resource_usage == ("cput=00:00:00 mem=3152kb walltime=00:01:03 "
+                                             "ncpus=1 cpu_s=0.004 wall_s=63.000")
+    assert records["541"].resource_usage == ("cput=00:00:00 walltime=00:00:00 ncpus=1 "
+                                             "cpu_s=0.000 wall_s=0.000")
     cancelled = parse_sacct(data("sacct-1.txt"))["543"]
     assert (cancelled.state, cancelled.reason) == ("CANCELLED", "CANCELLED by 0")
 
@@ -107,10 +111,11 @@ def test_sacct_while_jobs_run() -> None:
 def test_sacct_durations_and_sizes() -> None:
     line = "9|COMPLETED|0:0|1-02:03:04.5|1.5G|12:00:01|4\n9.batch|COMPLETED|0:0||2048|00:00:01|1\n"
     assert parse_sacct(line)["9"].resource_usage == (
-        "cput=26:03:04 mem=2kb walltime=12:00:01 ncpus=4")
+        "cput=26:03:04 mem=2kb walltime=12:00:01 ncpus=4 cpu_s=93784.500 wall_s=43201.000")
     line = "9|COMPLETED|0:0|00:00.480||00:00:13|1\n9.batch|COMPLETED|0:0||1.5G|00:00:13|1\n"
     assert parse_sacct(line)["9"].resource_usage == (
-        f"cput=00:00:00 mem={3 * 1024 * 512}kb walltime=00:00:13 ncpus=1")
+        f"cput=00:00:00 mem={3 * 1024 * 512}kb walltime=00:00:13 ncpus=1 cpu_s=0.480 "
+        "wall_s=13.000")
 
 
 def test_preempted_is_an_end_only_in_sacct() -> None:

@@ -1,15 +1,27 @@
 """Shared base of the schedulers that drive a batch system through its commands.
 
-A backend (Slurm, PBS...) is a small subclass: a table of native states, the
-argv of its submit / status / cancel commands and parsers of their output. This
-base does the rest, the same way for every backend:
+A backend (Slurm, PBS...) is a small subclass. It must define (abstract here):
+
+- ``build_scheduler`` (the Scheduler API) and :meth:`BatchScheduler.submit_argv`,
+  :meth:`~BatchScheduler.cancel_argv`: the argv of its submit and cancel commands;
+- :meth:`~BatchScheduler.query_status`: one status query for many ids, parsed
+  into :class:`JobRecord` (native state, exit information once ended);
+
+and may fill in the tables ``STATES`` (native state -> JOB_STATUS) and
+``ABNORMAL_ENDS``, and override the optional hooks: ``parse_submit_output``,
+``record_status``, ``ended_records`` (finished-job history), ``find_by_name``
+(re-attach a lost submission), ``is_transient`` (which failures to retry).
+This base does the rest, the same way for every backend:
 
 - **safe scripts**: the batch script holds no user string; it only runs
   :mod:`.jobwrap` on a private JSON spec (argv, env, paths arrive byte-exact);
   queue, resources and native options go to the submit command as argv;
 - **bulk polling**: one status query per cycle for all tracked jobs, then one
-  query of finished-job records (accounting, history) for those that left the
-  queue; an adaptive interval, fast while jobs change, backing off when idle;
+  query of finished-job records for those that left the queue; an adaptive
+  interval, fast while jobs change, backing off when idle. An id this process
+  has not asked about yet (a job of an earlier engine) is asked about before it
+  is answered, all such ids of one call in one query; an id the system does not
+  know is undetermined;
 - **faults**: every command runs with a timeout and is retried with backoff;
   a failing status query never fails a job; a submission whose answer was lost
   is looked up by its tag before it is retried, so no job is submitted twice;
@@ -19,11 +31,11 @@ base does the rest, the same way for every backend:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import logging
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -31,27 +43,19 @@ import threading
 import time
 from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
 from ..model import EngineJob, ended_status
-from ..scheduler import ExitInfo, Scheduler
+from ..scheduler import ExitInfo, Scheduler, job_list
+from .common import LOST_AFTER, Absence, create_private, in_container, safe_name, write_private
 from .jobwrap import read_exit_file
-from .process import wrap_in_container
+from .process import note_to_job
 
 log = logging.getLogger(__name__)
-
-#: Characters allowed in a job name given to a batch system; others become "_".
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
-
-
-def safe_name(text: str, limit: int) -> str:
-    """``text`` as a batch job name or file name: characters other than letters,
-    digits and ``_.+-`` replaced by ``_``, at most ``limit`` of them."""
-    return _UNSAFE_NAME.sub("_", text)[:limit]
 
 
 @dataclass
@@ -86,14 +90,15 @@ class CommandError(Exception):
 
 @dataclass
 class _Tracked:
-    tag: str
     files: Path
+    #: submitted here, or else adopted by id (a job of an earlier engine)
+    submitted: bool = True
     status: str = constants.QUEUED_ACTIVE
     record: JobRecord | None = None
-    missing_since: float | None = None
+    absence: Absence = field(default_factory=Absence)
 
 
-class BatchScheduler(Scheduler):
+class BatchScheduler(Scheduler, abc.ABC):
     """Base of command-driven batch schedulers; subclasses fill in the hooks."""
 
     #: Short backend name (file folder, messages).
@@ -106,16 +111,14 @@ class BatchScheduler(Scheduler):
     #: Native terminal states that mean an abnormal end: state -> (exit_status, reason).
     ABNORMAL_ENDS: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: Seconds a job may be missing from every query before it is declared lost.
-    LOST_AFTER: ClassVar[float] = 600.0
+    LOST_AFTER: ClassVar[float] = LOST_AFTER
 
-    def __init__(self, config: Configuration | None = None, *,
-                 min_interval: float = 0.5, max_interval: float = 10.0,
+    def __init__(self, *, min_interval: float = 0.5, max_interval: float = 10.0,
                  command_timeout: float = 30.0, retries: int = 4,
                  native_specification: Sequence[str] = (),
                  container_command: Sequence[str] = (),
                  job_python: str | None = None,
                  state_dir: str | os.PathLike[str] | None = None) -> None:
-        self.config = config
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.command_timeout = command_timeout
@@ -127,6 +130,8 @@ class BatchScheduler(Scheduler):
         self._interval = min_interval
         self._lock = threading.RLock()
         self._jobs: dict[str, _Tracked] = {}
+        #: adopted ids no status query has answered about yet: asked before answered
+        self._unasked: set[str] = set()
         self._last_poll = 0.0
         self._killed: set[str] = set()
         #: cancels the batch system could not take (down): asked again at each poll
@@ -148,25 +153,22 @@ class BatchScheduler(Scheduler):
         }
 
     # --- hooks: what a backend defines ------------------------------------------------------
+    @abc.abstractmethod
     def submit_argv(self, job: EngineJob, script: Path, name: str) -> list[str]:
         """argv submitting ``script`` for ``job`` (queue, resources, native options)."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def cancel_argv(self, scheduler_job_id: str) -> list[str]:
+        """argv cancelling one job, queued or running."""
+
+    @abc.abstractmethod
+    def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """One status query for these jobs (run with :meth:`run`): a record for each
+        job the system answered about; CommandError if it failed (states are kept)."""
 
     def parse_submit_output(self, stdout: str) -> str:
         """The job id in the submit command's output."""
         return stdout.strip().splitlines()[-1].strip()
-
-    def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
-        """argv of one query giving the state of these queued or running jobs."""
-        raise NotImplementedError
-
-    def parse_status_output(self, stdout: str) -> dict[str, JobRecord]:
-        raise NotImplementedError
-
-    def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """One status query for these jobs; CommandError if it failed (states are kept)."""
-        return self.parse_status_output(
-            self.run("status", self.status_argv(scheduler_job_ids)).stdout)
 
     def record_status(self, record: JobRecord) -> str | None:
         """The JOB_STATUS of a native record: ``STATES`` by default; a backend may
@@ -183,13 +185,6 @@ class BatchScheduler(Scheduler):
         can tell; used to re-attach a submission whose answer was lost."""
         return {}
 
-    def cancel_argv(self, scheduler_job_id: str) -> list[str]:
-        raise NotImplementedError
-
-    def directives(self, job: EngineJob, name: str) -> list[str]:
-        """Lines of the script after the shebang (``#SBATCH ...``); default none."""
-        return []
-
     def is_transient(self, result: CommandResult) -> bool:
         """Whether a failed command may succeed if retried (daemon down, timeout)."""
         text = (result.stderr + result.stdout).lower()
@@ -199,23 +194,23 @@ class BatchScheduler(Scheduler):
             "not responding", "no route to host"))
 
     # --- the Scheduler API ------------------------------------------------------------------
-    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
-        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+    def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                       ) -> list[str | None]:
+        batch = job_list(jobs)
         if len(batch) <= 1:
             return [self._submit_one(job) for job in batch]
         with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
             return list(pool.map(self._submit_one, batch))
 
-    def get_job_status(self, scheduler_job_id: str) -> str:
-        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
-
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        """The statuses of the last poll; a new poll when it is older than the
+        shortest interval, or when an id has not been asked about yet."""
         with self._lock:
             for job_id in scheduler_job_ids:
                 if job_id not in self._jobs:
                     self._adopt(job_id)
             stale = time.monotonic() - self._last_poll > min(self.min_interval, 0.2)
-            if stale:
+            if stale or not self._unasked.isdisjoint(scheduler_job_ids):
                 self._poll()
                 for job_id in sorted(self._cancel_pending):
                     tracked = self._jobs.get(job_id)
@@ -227,6 +222,9 @@ class BatchScheduler(Scheduler):
 
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
         with self._lock:
+            if scheduler_job_id not in self._jobs:  # never asked about: ask first
+                self.get_jobs_status([scheduler_job_id])
+            self._unasked.discard(scheduler_job_id)
             tracked = self._jobs.pop(scheduler_job_id, None)
             killed = scheduler_job_id in self._killed
             self._killed.discard(scheduler_job_id)
@@ -277,7 +275,7 @@ class BatchScheduler(Scheduler):
         return min(times, default=None)
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
-        names = {self.job_name_for(tag): tag for tag in submission_tags}
+        names = {_job_name(tag): tag for tag in submission_tags}
         try:
             found = self.find_by_name(list(names))
         except CommandError as error:
@@ -319,15 +317,11 @@ class BatchScheduler(Scheduler):
         raise AssertionError("unreachable")
 
     # --- submission -------------------------------------------------------------------------
-    def job_name_for(self, tag: str) -> str:
-        """The batch job name: derived from the submission tag only (safe, unique)."""
-        return safe_name(tag, 120)
-
     def _submit_one(self, job: EngineJob) -> str | None:
-        tag = job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}"
-        name = self.job_name_for(tag)
+        # the batch job name: from the submission tag only (safe, unique)
+        name = _job_name(job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}")
         try:
-            files = self._write_files(job, tag, name)
+            files = self._write_files(job, name)
         except OSError as error:
             log.error("%s: cannot write the batch script of %s: %s", self.name, job.label, error)
             return None
@@ -337,17 +331,17 @@ class BatchScheduler(Scheduler):
         except CommandError as error:
             if not error.transient:
                 log.error("%s: submission of %s refused: %s", self.name, job.label, error)
-                self._write_refusal(job, str(error))
+                note_to_job(job, f"{self.name} refused the job: {error}")
                 return None
             job_id = self._retry_submission(argv, name, error)
             if job_id is None:
-                self._write_refusal(job, str(error))
+                note_to_job(job, f"{self.name} refused the job: {error}")
                 return None
         else:
             job_id = self.parse_submit_output(result.stdout)
         self._link(job_id, files)
         with self._lock:
-            self._jobs[job_id] = _Tracked(tag, files)
+            self._jobs[job_id] = _Tracked(files)
             self._interval = self.min_interval
         return job_id
 
@@ -369,28 +363,20 @@ class BatchScheduler(Scheduler):
         log.error("%s: submission failed: %s", self.name, error)
         return None
 
-    def _write_files(self, job: EngineJob, tag: str, name: str) -> Path:
+    def _write_files(self, job: EngineJob, name: str) -> Path:
+        """The job's private folder: its spec, the batch script (read by the submit
+        command, never executed itself) and the batch output, all 0600."""
         folder = self.state_dir / name
         private_dir(folder)
-        if self.container_command:
-            job = replace(job, command=wrap_in_container(job.command, self.container_command))
+        job = in_container(job, self.container_command)
         spec = {"job": job.to_dict(), "exit_file": str(folder / "exit.json")}
-        _write_private(folder / "job.json", json.dumps(spec))
-        lines = ["#!/bin/bash", *self.directives(job, name),
-                 "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers.jobwrap",
-                                       str(folder / "job.json")]), ""]
-        _write_private(folder / "job.sh", "\n".join(lines), mode=0o700)
+        write_private(folder / "job.json", json.dumps(spec))
+        write_private(folder / "job.sh", "\n".join([
+            "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
+                                                 ".jobwrap", str(folder / "job.json")]), ""]))
         (folder / "exit.json").unlink(missing_ok=True)
+        create_private(self.batch_output_path(name))
         return folder
-
-    def _write_refusal(self, job: EngineJob, message: str) -> None:
-        target = job.stdout_file if job.join_stderrout else job.stderr_file
-        if target:
-            try:
-                with open(target, "a", encoding="utf-8") as stream:
-                    stream.write(f"jobbridge: {self.name} refused the job: {message}\n")
-            except OSError:
-                pass
 
     def batch_output_path(self, name: str) -> Path:
         """Where the batch system writes the script's own output (not the job's)."""
@@ -415,10 +401,12 @@ class BatchScheduler(Scheduler):
         link.symlink_to(files)
 
     def _adopt(self, job_id: str) -> None:
-        """Track a job that an earlier engine submitted."""
+        """Track a job this process did not submit (an earlier engine's, a script's):
+        undetermined until a query answers about it."""
         link = self._link_path(job_id)
         files = link.resolve() if link.is_symlink() else link
-        self._jobs[job_id] = _Tracked(tag=files.name, files=files)
+        self._jobs[job_id] = _Tracked(files, submitted=False, status=constants.UNDETERMINED)
+        self._unasked.add(job_id)
 
     def _poll(self) -> None:
         active = [job_id for job_id, t in self._jobs.items()
@@ -434,6 +422,7 @@ class BatchScheduler(Scheduler):
             log.warning("%s: status query failed, keeping last states: %s", self.name, error)
             self._interval = min(self._interval * 2, self.max_interval)
             return
+        self._unasked.difference_update(active)
         ended = [job_id for job_id in active if job_id not in records
                  or self.record_status(records[job_id]) == constants.DONE]
         if ended:
@@ -462,7 +451,7 @@ class BatchScheduler(Scheduler):
     def _status_of(self, job_id: str, tracked: _Tracked, record: JobRecord | None,
                    now: float) -> str:
         if record is not None:
-            tracked.missing_since = None
+            tracked.absence.seen()
             status = self.record_status(record)
             if status is None:
                 log.warning("%s: job %s in unknown state %r: treated as undetermined",
@@ -475,9 +464,7 @@ class BatchScheduler(Scheduler):
         exit_record = read_exit_file(tracked.files / "exit.json")
         if exit_record is not None:
             return ended_status(*exit_record["exit"][:2])
-        if tracked.missing_since is None:
-            tracked.missing_since = now
-        if now - tracked.missing_since > self.LOST_AFTER:
+        if tracked.absence.lost(self.LOST_AFTER):
             tracked.record = JobRecord("LOST", reason=f"{self.name} lost track of the job")
             return constants.FAILED
         return constants.UNDETERMINED
@@ -499,8 +486,11 @@ class BatchScheduler(Scheduler):
         return self.ABNORMAL_ENDS.get(record.state)
 
     def _exit_info(self, tracked: _Tracked, killed: bool) -> ExitInfo:
-        record = tracked.record or JobRecord("UNKNOWN")
         exit_record = read_exit_file(tracked.files / "exit.json")
+        if tracked.record is None and exit_record is None and not tracked.submitted:
+            return ExitInfo(constants.EXIT_UNDETERMINED,
+                            reason=f"{self.name} does not know this job")
+        record = tracked.record or JobRecord("UNKNOWN")
         usage = record.resource_usage
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
@@ -537,8 +527,7 @@ def _merge_usage(system: str | None, wrapper: str | None) -> str | None:
     return " ".join(f"{key}={value}" for key, value in items.items()) or None
 
 
-def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(text)
+
+def _job_name(tag: str) -> str:
+    return safe_name(tag, 120)
 

@@ -10,7 +10,8 @@ used; the library comes from ``DRMAA_LIBRARY_PATH`` or the resource's
   sets the env, opens the files and execs the argv: GE cuts an argument at a
   newline, an env value at ``=`` or after ~10 kB, and expands ``$HOME``,
   ``$JOB_ID``... in paths. Other jobs are plain templates; GE appends to output
-  files, so they are emptied first (every jobbridge scheduler truncates them);
+  files, so they are emptied first (every jobbridge scheduler truncates them),
+  and created 0600 as every job's output is;
 - **exit info**: ``wait`` gives it for jobs ended in our session; a job of an
   earlier session (engine or DRMS restarted) vanishes from DRMAA once ended, so
   its end comes from Grid Engine's accounting (:func:`accounting_records`, one ``qacct`` a poll);
@@ -32,16 +33,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import constants
 from ..configuration import Configuration, configured_values
 from ..errors import JobbridgeError
 from ..model import EngineJob
-from ..scheduler import ExitInfo, Scheduler
-from .batch import safe_name
-from .process import format_resource_usage, wrap_in_container
+from ..scheduler import ExitInfo, Scheduler, job_list
+from .common import LOST_AFTER, Absence, in_container, safe_name
+from .process import OUTPUT_MODE, format_resource_usage, note_to_job
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,14 +70,13 @@ EXEC_STUB = (
     "import json,os,signal,sys;j=json.loads(sys.argv[1]);"
     "[signal.signal(s,signal.SIG_DFL) for s in (signal.SIGPIPE,signal.SIGXFSZ)];"
     "os.chdir(j['cwd']);"
-    "[os.dup2(os.open(p,f,438),d) for d,p,f in j['files']];"
+    "[os.dup2(os.open(p,f,384),d) for d,p,f in j['files']];"
     "j['join'] and os.dup2(1,2);"
     "os.environ.update(j['env']);"
     "os.execvp(j['argv'][0],j['argv'])"
 )
 #: Longest ``NAME=value`` Grid Engine passes whole (it cut 10 kB ones; margin kept).
 _ENV_ITEM_LIMIT = 8000
-#: Characters allowed in a job name; others become "_" (GE refuses ``/:@\\*?``, blanks...).
 #: Grid Engine's memory units in qacct output.
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -212,14 +212,16 @@ class _Job:
     status: str = constants.UNDETERMINED
     info: ExitInfo | None = None  # once ended
     killed: bool = False
-    missing_since: float | None = None
+    #: submitted here, or DRMAA answered about it: a job the DRMS knew
+    known: bool = False
+    absence: Absence = field(default_factory=Absence)
 
 
 class DrmaaScheduler(Scheduler):
     """Jobs on a DRMS through DRMAA 1.0 (Grid Engine: queues, ``-pe``, ``-l`` limits)."""
 
     #: Seconds an id may be unknown to DRMAA and accounting before it counts as lost.
-    LOST_AFTER = 600.0
+    LOST_AFTER = LOST_AFTER
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"drmaa_library_path", "parallel_environment",
                                            "memory_resource", "job_python"}
 
@@ -273,9 +275,9 @@ class DrmaaScheduler(Scheduler):
         return self.interval
 
     # --- submission -----------------------------------------------------------------------
-    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
-        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
-        return [self._submit(job) for job in batch]
+    def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                       ) -> list[str | None]:
+        return [self._submit(job) for job in job_list(jobs)]
 
     def _submit(self, job: EngineJob) -> str | None:
         def run(session: Any) -> str:
@@ -291,15 +293,16 @@ class DrmaaScheduler(Scheduler):
             job_id = _SESSION.call(run)
         except (DrmaaUnavailable, load_drmaa().errors.DrmaaException) as error:
             log.error("drmaa: submission of %s refused: %s", job.label, error)
-            _write_refusal(job, str(error))
+            note_to_job(job, f"the DRMS refused the job: {error}")
             return None
         with self._lock:
-            self._jobs[job_id] = _Job(cpus=job.cpu_count, status=constants.QUEUED_ACTIVE)
+            self._jobs[job_id] = _Job(cpus=job.cpu_count, status=constants.QUEUED_ACTIVE,
+                                      known=True)
         return job_id
 
     def fill_template(self, template: Any, job: EngineJob) -> None:
         """Set a DRMAA job template's attributes from ``job``."""
-        command = wrap_in_container(job.command, self.container_command)
+        command = in_container(job, self.container_command).command
         # the submission tag when the engine gave one: find_submitted looks it up
         template.jobName = job_name(job.submission_tag or job.label)
         native = self.native_options(job)
@@ -323,7 +326,7 @@ class DrmaaScheduler(Scheduler):
         for path in outputs:
             if path:  # Grid Engine appends: start the job's files empty, as elsewhere
                 with contextlib.suppress(OSError):
-                    os.truncate(path, 0)
+                    os.close(os.open(path, _WRITE, OUTPUT_MODE))
         template.outputPath = ":" + (job.stdout_file or os.devnull)
         if job.join_stderrout:
             template.joinFiles = True
@@ -379,9 +382,6 @@ class DrmaaScheduler(Scheduler):
                 self._next_accounting_read = time.monotonic() + wait
             return {job_id: self._jobs[job_id].status for job_id in scheduler_job_ids}
 
-    def get_job_status(self, scheduler_job_id: str) -> str:
-        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
-
     def _query(self, job_id: str, job: _Job) -> str | None:
         """The job's status from DRMAA (its exit info once ended); None when DRMAA no
         longer knows it (ended out of our session's sight, or unknown)."""
@@ -393,6 +393,8 @@ class DrmaaScheduler(Scheduler):
         except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
             log.warning("drmaa: status of %s unknown, keeping %s: %s", job_id, job.status, error)
             return job.status
+        job.known = True
+        job.absence.seen()
         status = STATES.get(state, constants.UNDETERMINED)
         if status not in constants.ENDED_JOB_STATUS:
             return status
@@ -421,13 +423,11 @@ class DrmaaScheduler(Scheduler):
         """The status of a job DRMAA forgot, from its accounting record (if any yet)."""
         if record is not None:
             job.info = exit_info_from_accounting(record, job.killed)
-        elif job.killed:  # deleted while queued: Grid Engine keeps no record of it
+        elif job.killed and job.known:  # deleted while queued: GE keeps no record of it
             job.info = ExitInfo(constants.USER_KILLED)
+        elif not job.absence.lost(self.LOST_AFTER):
+            return constants.UNDETERMINED
         else:
-            now = time.monotonic()
-            job.missing_since = job.missing_since or now
-            if now - job.missing_since < self.LOST_AFTER:
-                return constants.UNDETERMINED
             job.info = ExitInfo(constants.EXIT_UNDETERMINED,
                                 reason="the DRMS knows no such job, and has no record of its end")
         return job.info.job_status
@@ -436,7 +436,10 @@ class DrmaaScheduler(Scheduler):
         with self._lock:
             self.get_job_status(scheduler_job_id)
             job = self._jobs.pop(scheduler_job_id)
-        return job.info or ExitInfo(constants.EXIT_UNDETERMINED, reason="the job has not ended")
+        if job.info is not None:
+            return job.info
+        return ExitInfo(constants.EXIT_UNDETERMINED, reason="the job has not ended"
+                        if job.known else "the DRMS knows no such job")
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
         """Jobs named after these tags, from Grid Engine's ``qstat -j`` (queued or
@@ -486,7 +489,7 @@ class DrmaaScheduler(Scheduler):
 
 
 def job_name(label: str) -> str:
-    """A job name Grid Engine accepts (no blanks, ``/:@``..., not starting with a digit)."""
+    """A job name Grid Engine accepts (no blanks, ``/:@\\*?``..., not starting with a digit)."""
     name = safe_name(label, 100) or "job"
     return name if name[0].isalpha() else f"j{name}"[:100]
 
@@ -519,13 +522,6 @@ def _quote(word: str) -> str:
     if word and not re.search(r"[\s'\"]", word):
         return word
     return f"'{word}'" if '"' in word else f'"{word}"'
-
-
-def _write_refusal(job: EngineJob, message: str) -> None:
-    target = job.stdout_file if job.join_stderrout else job.stderr_file
-    if target:
-        with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as stream:
-            stream.write(f"jobbridge: the DRMS refused the job: {message}\n")
 
 
 # --- exit information -------------------------------------------------------------------------

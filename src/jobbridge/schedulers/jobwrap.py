@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import constants
 from ..model import EngineJob
+from .common import write_private
 from .process import exit_info_from_wait, report_start_failure, start_process
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
@@ -29,10 +30,9 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR
 
 
 def write_exit_file(path: str, record: dict[str, Any]) -> None:
-    """Atomically write the exit record (a reader never sees half of it)."""
+    """Atomically write the exit record, private (a reader never sees half of it)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump(record, stream)
+    write_private(tmp, json.dumps(record))
     os.replace(tmp, path)
 
 

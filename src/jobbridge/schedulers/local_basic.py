@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -35,9 +35,10 @@ from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
 from ..errors import JobbridgeError
 from ..model import EngineJob
-from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
+from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
+from .common import in_container
 from .memory_limits import configured_mode
-from .process import kill_tree, start_process, wrap_in_container
+from .process import kill_tree, note_to_job, start_process
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,9 @@ class LocalScheduler(Scheduler):
         """Start ``engine_job`` as a child process of the caller (no shell)."""
         return start_process(engine_job)
 
-    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
-        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+    def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                       ) -> list[str | None]:
+        batch = job_list(jobs)
         if not batch:
             return []
         lines = []
@@ -129,6 +131,13 @@ class LocalScheduler(Scheduler):
         with self._lock:
             self._ensure_runner()
             for job in batch:
+                if job.cpu_count > self.slots:
+                    log.error("local: %s needs %d CPUs, this machine has %d slots: refused",
+                              job.label, job.cpu_count, self.slots)
+                    note_to_job(job, f"local_basic refused the job: it needs {job.cpu_count} "
+                                     f"CPUs, this machine has {self.slots} slots")
+                    ids.append(None)
+                    continue
                 self._next += 1
                 job_id = f"{self.runner_id}.{self._next}"
                 ids.append(job_id)
@@ -136,10 +145,7 @@ class LocalScheduler(Scheduler):
                     self._status[job_id] = constants.DONE
                     self._exit[job_id] = ExitInfo(constants.FINISHED_REGULARLY, 0, 0, None)
                     continue
-                wrapped = job
-                if self.container_command:
-                    wrapped = replace(job, command=wrap_in_container(job.command,
-                                                                     self.container_command))
+                wrapped = in_container(job, self.container_command)
                 self._status[job_id] = constants.QUEUED_ACTIVE
                 self._queued += 1
                 # the fields as they are (JSON copies them): to_dict's deep copy costs more
@@ -147,9 +153,6 @@ class LocalScheduler(Scheduler):
                               "job": {name: getattr(wrapped, name) for name in _JOB_FIELDS}})
             self._send(lines)
         return ids
-
-    def get_job_status(self, scheduler_job_id: str) -> str:
-        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
 
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         with self._lock:
@@ -186,8 +189,8 @@ class LocalScheduler(Scheduler):
             status = self._status.get(scheduler_job_id)
             if status is None:
                 status = self._foreign_status(scheduler_job_id)
-            if status in constants.ENDED_JOB_STATUS:
-                return
+            if status in constants.ENDED_JOB_STATUS or status == constants.UNDETERMINED:
+                return  # ended before the kill (that end stands), or unknown
             self._killed.add(scheduler_job_id)
             if scheduler_job_id.startswith(self.runner_id + "."):
                 self._send([{"kill": scheduler_job_id}])
@@ -408,11 +411,12 @@ class LocalScheduler(Scheduler):
         status = self._status.get(job_id)
         if status is not None:
             return status
-        if not journal.exists:
+        if not journal.exists or journal.runner_alive():
+            # an alive runner journals a job once started: until then, queued there or
+            # never submitted, its journal cannot tell
             return constants.UNDETERMINED
-        if journal.runner_alive():
-            return constants.QUEUED_ACTIVE
         journal.refresh(self._apply, self._status, self._exit, self._pids)
+        # a dead runner that never started it: not submitted (the engine submits it again)
         return self._status.get(job_id, constants.NOT_SUBMITTED)
 
 

@@ -8,7 +8,8 @@ shell, env, cwd, files, exact signal and rusage from ``wait4``).
 
 A worker runs one job at a time: start one rank per job that should run at
 once (typically one per core, plus rank 0); a job's cpus request is not
-enforced, but a job asking for more cores than the node has is refused. Its
+enforced, but a job asking for more cores than the node has, or than there are
+workers, is refused. Its
 ``walltime_s`` and ``memory_mb`` are, as on ``local_basic`` (:mod:`.process`,
 :mod:`.memory_limits`: the resource key ``enforce_memory``). Rank 0 keeps the
 queue (by priority) and hands jobs to idle workers first, then one more to each
@@ -48,7 +49,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -56,9 +57,16 @@ from .. import constants
 from ..configuration import Configuration
 from ..errors import JobbridgeError
 from ..model import EngineJob
-from ..scheduler import ChangeNotifier, ExitInfo, Scheduler
+from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
+from .common import in_container
 from .memory_limits import MemoryLimiter, configured_mode
-from .process import RunningJob, Spawner, kill_tree, report_start_failure, wrap_in_container
+from .process import (
+    RunningJob,
+    Spawner,
+    kill_tree,
+    note_to_job,
+    report_start_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +167,7 @@ class MPIScheduler(Scheduler):
         self.max_attempts = 1
         self.container_command: list[str] = []
         self.enforce_memory = "auto"
-        self.prefix = f"mpi.{os.urandom(3).hex()}."
+        self.prefix = f"mpi.{os.urandom(3).hex()}."  # see _is_mpi_id
         self._lock = threading.Lock()
         self._notify: ChangeNotifier | None = None
         self._jobs: dict[str, _Job] = {}
@@ -212,19 +220,30 @@ class MPIScheduler(Scheduler):
         is one of the allocation's, which are alike as a rule)."""
         return os.cpu_count()
 
+    @classmethod
+    def run_command(cls, main: Callable[[], int]) -> int:
+        """Every rank of ``mpirun -n N jobbridge run ...`` runs this: rank 0 the
+        command, the others its jobs (:func:`run_ranks`)."""
+        return run_ranks(main)
+
     # --- Scheduler API ---------------------------------------------------------------------
-    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
-        batch = [jobs] if isinstance(jobs, EngineJob) else list(jobs)
+    def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                       ) -> list[str | None]:
         ids: list[str | None] = []
+        workers = len(self._held)
         with self._lock:
             if self._exit_code is not None:
                 raise MPISchedulerError("the MPI workers have exited")
-            for given in batch:
+            for given in job_list(jobs):
+                if given.cpu_count > workers:
+                    note_to_job(given, f"mpi refused the job: it needs {given.cpu_count} CPUs, "
+                                       f"the allocation has {workers} workers")
+                    ids.append(None)
+                    continue
                 self._count += 1
                 job_id = f"{self.prefix}{self._count}"
                 ids.append(job_id)
-                spec = given if not self.container_command else replace(
-                    given, command=wrap_in_container(given.command, self.container_command))
+                spec = in_container(given, self.container_command)
                 job = self._jobs[job_id] = _Job(spec, (-spec.priority, self._count),
                                                 self.max_attempts)
                 if spec.is_barrier:
@@ -233,9 +252,6 @@ class MPIScheduler(Scheduler):
                     heapq.heappush(self._queue, (job.key, job_id))
         self._wake()
         return ids
-
-    def get_job_status(self, scheduler_job_id: str) -> str:
-        return self.get_jobs_status([scheduler_job_id])[scheduler_job_id]
 
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         with self._lock:
@@ -425,16 +441,20 @@ class MPIScheduler(Scheduler):
 class _AllocationGone(Scheduler):
     """What an engine outside mpirun sees of an MPI workflow whose allocation ended
     (killed, out of time): the jobs it ran ended with it, new ones cannot run. So
-    that engine ends the workflow, and can stop or delete it, instead of failing."""
+    that engine ends the workflow, and can stop or delete it, instead of failing.
+    An id no MPI scheduler gave is undetermined, as everywhere."""
 
-    def job_submission(self, jobs: EngineJob | list[EngineJob]) -> list[str | None]:
+    def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                       ) -> list[str | None]:
         raise MPISchedulerError("no MPI workers here: run the workflow again under "
                                 "`mpirun -n N jobbridge run FILE --scheduler mpi`")
 
     def get_job_status(self, scheduler_job_id: str) -> str:
-        return constants.FAILED
+        return constants.FAILED if _is_mpi_id(scheduler_job_id) else constants.UNDETERMINED
 
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        if not _is_mpi_id(scheduler_job_id):
+            return ExitInfo(constants.EXIT_UNDETERMINED, reason="not a job id of an MPI scheduler")
         return ExitInfo(constants.FINISHED_UNCLEAR_CONDITIONS,
                         reason="its MPI allocation ended before the job did")
 
@@ -444,6 +464,12 @@ class _AllocationGone(Scheduler):
     @classmethod
     def build_scheduler(cls, config: Configuration) -> Scheduler:
         return cls()
+
+
+def _is_mpi_id(scheduler_job_id: str) -> bool:
+    """Whether an id has the shape MPIScheduler gives (``mpi.RANDOM.N``)."""
+    prefix, _, number = scheduler_job_id.rpartition(".")
+    return prefix.startswith("mpi.") and number.isdigit()
 
 
 @dataclass(slots=True)

@@ -98,7 +98,8 @@ class PBSProScheduler(BatchScheduler):
             key: list(value) for key, value in (parallel_job_submission_info or {}).items()}
         self.tmp_file_path = Path(tmp_file_path) if tmp_file_path else self.state_dir / "test"
         self.pbs_bin_dir = pbs_bin_dir
-        self.host_command = list(host_command) or self.out_of_container_command()
+        self.host_command = list(host_command) or self.out_of_container_command(
+            self._program("qstat"))
         self.implementation, self.version, self.status_format = pbs_output.TORQUE, "", "text"
         self.setup_pbs_variant()
 
@@ -112,7 +113,7 @@ class PBSProScheduler(BatchScheduler):
         options = cls.options_from_config(config)
         options.pop("native_specification", None)  # given as configured_native_spec
         return cls(parallel, config.get("tmp_file_path"),
-                   config.get_words("native_specification"), config=config,
+                   config.get_words("native_specification"),
                    pbs_bin_dir=config.get("pbs_bin_dir"),
                    host_command=config.get_words("pbs_host_command"), **options)
 
@@ -166,16 +167,19 @@ class PBSProScheduler(BatchScheduler):
         log.info("pbspro: %s %s, status by qstat %s", self.implementation,
                  self.version or "(version unknown)", self.status_format)
 
-    def out_of_container_command(self) -> list[str]:
-        """argv prefix reaching the host's PBS commands from inside a container.
+    @staticmethod
+    def out_of_container_command(qstat: str = "qstat") -> list[str]:
+        """argv prefix reaching the host's PBS commands from inside a container (a
+        staticmethod, as the seed documents it; ``qstat``: the command to look for).
 
         Inside Singularity/Apptainer (which shares the host's network) without a
-        reachable qstat: ``ssh -o BatchMode=yes localhost``, as the seed did. Other
-        containers (Docker, Podman) need ``pbs_host_command`` set.
+        reachable qstat: ``ssh -o BatchMode=yes localhost``, back to the host that
+        runs the container. Other containers (Docker, Podman) need
+        ``pbs_host_command`` set.
         """
         in_container = any(os.path.exists(mark) for mark in _CONTAINER_MARKS) or any(
             name in os.environ for name in ("SINGULARITY_CONTAINER", "APPTAINER_CONTAINER"))
-        if not in_container or shutil.which(self._program("qstat")):
+        if not in_container or shutil.which(qstat):
             return []
         return ["ssh", "-o", "BatchMode=yes", "localhost"]
 

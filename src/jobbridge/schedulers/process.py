@@ -1,8 +1,10 @@
 """Running one job as a local process: shared by the local runner and MPI workers.
 
 Jobs are argv lists started without a shell, in their own session (so a kill
-reaches the whole process group), with their own files. Exit info is read from
-the ``wait4`` status and rusage, so signals and resource usage are exact.
+reaches the whole process group), with their own files: an output file jobbridge
+creates is private (0600: outputs may hold secrets), an existing one keeps its
+mode. Exit info is read from the ``wait4`` status and rusage, so signals and
+resource usage are exact.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 CONTAINER_PLACEHOLDER = "{#command}"
 #: Seconds between SIGTERM and SIGKILL when a job is killed or over its walltime.
 KILL_GRACE_SECONDS = 2.0
+_OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+#: Mode of the output files a job gets (see the module doc).
+OUTPUT_MODE = 0o600
 
 
 def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) -> list[str]:
@@ -65,13 +70,14 @@ def _path_error(key: str, path: str, error: OSError) -> StartError:
     return StartError(f"{key}: cannot {verb} {path}: {error.strerror or error}")
 
 
-def _open(key: str, path: str | None, mode: str) -> IO[bytes] | int:
+def _open(key: str, path: str | None, flags: int) -> IO[bytes] | int:
     if path is None:
         return subprocess.DEVNULL
     try:
-        return open(path, mode)
+        fd = os.open(path, flags, OUTPUT_MODE)
     except OSError as error:
         raise _path_error(key, path, error) from None
+    return os.fdopen(fd, "rb" if flags == os.O_RDONLY else "wb")
 
 
 def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None
@@ -84,12 +90,12 @@ def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None
     env = {**os.environ, **job.env} if job.env else None
     files: list[IO[bytes] | int] = []
     try:
-        stdin = _open("stdin", job.stdin, "rb")
+        stdin = _open("stdin", job.stdin, os.O_RDONLY)
         files.append(stdin)
-        stdout = _open("stdout_file", job.stdout_file, "wb")
+        stdout = _open("stdout_file", job.stdout_file, _OUTPUT_FLAGS)
         files.append(stdout)
         stderr: IO[bytes] | int = (subprocess.STDOUT if job.join_stderrout
-                                   else _open("stderr_file", job.stderr_file, "wb"))
+                                   else _open("stderr_file", job.stderr_file, _OUTPUT_FLAGS))
         files.append(stderr)
         return subprocess.Popen(
             job.command, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
@@ -111,7 +117,6 @@ def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None
 #: Signals Popen's ``restore_signals`` gives back their default action in the child.
 _DEFAULT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ")
                          if hasattr(signal, name))
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
 class Spawner:
@@ -152,9 +157,9 @@ class Spawner:
         opened: list[int] = []
         try:
             stdin = self._open("stdin", job.stdin, os.O_RDONLY | os.O_CLOEXEC, opened)
-            stdout = self._open("stdout_file", job.stdout_file, _WRITE_FLAGS, opened)
+            stdout = self._open("stdout_file", job.stdout_file, _OUTPUT_FLAGS, opened)
             stderr = 1 if job.join_stderrout else self._open("stderr_file", job.stderr_file,
-                                                             _WRITE_FLAGS, opened)
+                                                             _OUTPUT_FLAGS, opened)
             self._chdir(job.working_directory)
             env = {**os.environ, **job.env} if job.env else self.environ
             return os.posix_spawnp(
@@ -169,7 +174,7 @@ class Spawner:
         if path is None:
             return self.devnull
         try:
-            fd = os.open(path, flags, 0o666, dir_fd=self.origin)
+            fd = os.open(path, flags, OUTPUT_MODE, dir_fd=self.origin)
         except OSError as error:
             raise _path_error(key, path, error) from None
         opened.append(fd)
@@ -191,14 +196,21 @@ def report_start_failure(job: EngineJob, error: OSError) -> str:
     """Write why ``job`` could not start into its stderr file; return the reason."""
     reason = (error.reason if isinstance(error, StartError)
               else f"cannot start {job.command[0]!r}: {error.strerror or error}")
-    target = job.stdout_file if job.join_stderrout else job.stderr_file
-    if target:
-        try:
-            with open(target, "ab") as stream:
-                stream.write(f"jobbridge: {reason}\n".encode())
-        except OSError:
-            pass
+    note_to_job(job, reason)
     return reason
+
+
+def note_to_job(job: EngineJob, text: str) -> None:
+    """Append ``jobbridge: TEXT`` to the job's stderr file (its stdout when joined),
+    where its user looks first (why it could not start, why it was refused);
+    nothing when it has none or it cannot be written."""
+    target = job.stdout_file if job.join_stderrout else job.stderr_file
+    if not target:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, OUTPUT_MODE)
+        with os.fdopen(fd, "ab") as stream:
+            stream.write(f"jobbridge: {text}\n".encode())
 
 
 def exit_info_from_wait(status: int, rusage: Any, wall_seconds: float, cpus: int,
@@ -271,7 +283,9 @@ class RunningJob:
 
 def format_resource_usage(cpu_seconds: float, maxrss_kb: int | None, wall_seconds: float,
                           cpus: int) -> str:
-    """The SPEC's ``key=value`` resource usage string."""
+    """The ``key=value`` resource usage string (docs/format.md): soma-workflow's items
+    (whole seconds as ``HH:MM:SS``), then exact seconds, so that a short job's usage
+    is not all zeros."""
     items = [f"cput={hms(cpu_seconds)}"]
     if maxrss_kb is not None:
         items.append(f"mem={maxrss_kb}kb")
@@ -279,7 +293,15 @@ def format_resource_usage(cpu_seconds: float, maxrss_kb: int | None, wall_second
     if wall_seconds > 0:
         items.append(f"cpupercent={round(100 * cpu_seconds / wall_seconds)}")
     items.append(f"ncpus={cpus}")
+    items += exact_usage(cpu_seconds, wall_seconds)
     return " ".join(items)
+
+
+def exact_usage(cpu_seconds: float | None, wall_seconds: float | None) -> list[str]:
+    """``cpu_s=`` and ``wall_s=`` items (seconds, millisecond precision) for the known ones."""
+    return [f"{key}={value:.3f}" for key, value in (("cpu_s", cpu_seconds),
+                                                      ("wall_s", wall_seconds))
+            if value is not None]
 
 
 def hms(seconds: float) -> str:

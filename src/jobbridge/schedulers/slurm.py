@@ -102,8 +102,8 @@ class SlurmScheduler(BatchScheduler):
         "launch failed requeued held": constants.SYSTEM_ON_HOLD,
     }
 
-    def __init__(self, config: Configuration | None = None, **options: Any) -> None:
-        super().__init__(config, **options)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.accounting = True  # until scontrol or sacct say otherwise
         self.min_job_age: float | None = None
         self._slurm_config_read = False
@@ -111,7 +111,7 @@ class SlurmScheduler(BatchScheduler):
     @classmethod
     def build_scheduler(cls, config: Configuration) -> SlurmScheduler:
         """Keys: those of the batch base (``native_specification`` goes to sbatch)."""
-        return cls(config, **cls.options_from_config(config))
+        return cls(**cls.options_from_config(config))
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -337,15 +337,19 @@ def parse_sacct(text: str) -> dict[str, JobRecord]:
             record.term_sig = int(sig)
         elif code.isdigit():
             record.exit_value = int(code)
-        items.update((key, _hms(value)) for key, value in
-                     (("cput", total_cpu), ("walltime", elapsed)) if _DURATION.match(value))
+        for key, exact, value in (("cput", "cpu_s", total_cpu), ("walltime", "wall_s", elapsed)):
+            if _DURATION.match(value):
+                seconds = _seconds(value)
+                items[key] = hms(int(seconds))  # whole seconds, as sacct shows them
+                items[exact] = f"{seconds:.3f}"
         if cpus.isdigit():
             items["ncpus"] = cpus
     for job, record in records.items():
         items = usage[job]
         if SlurmScheduler.STATES.get(record.state) == constants.DONE:
             record.resource_usage = " ".join(
-                f"{key}={items[key]}" for key in ("cput", "mem", "walltime", "ncpus")
+                f"{key}={items[key]}" for key in ("cput", "mem", "walltime", "ncpus", "cpu_s",
+                                                  "wall_s")
                 if key in items) or None
     return records
 
@@ -371,14 +375,12 @@ def _names_and_ids(text: str) -> dict[str, str]:
     return found
 
 
-def _hms(duration: str) -> str:
-    """``[D-][HH:]MM:SS[.mmm]`` -> ``HH:MM:SS`` (hours may exceed 24)."""
+def _seconds(duration: str) -> float:
+    """``[D-][HH:]MM:SS[.mmm]`` in seconds."""
     match = _DURATION.match(duration)
     assert match is not None
     days, hours, minutes, seconds = match.groups()
-    total = (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60
-             + int(float(seconds)))
-    return hms(total)
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _kilobytes(size: str) -> int:

@@ -2,7 +2,9 @@
 
 Each test submits real jobs through the scheduler under test and asserts what a
 user sees: exit codes, signals, files, statuses. Jobs only need ``/bin/sh`` and
-coreutils on the execution hosts.
+coreutils on the execution hosts. Every check can fail: jobbridge's own suite runs
+the kit against deliberately broken schedulers and expects each to be caught
+(tests/test_conformance_kit.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ HOSTILE_STRINGS = [
 ]
 _USAGE_ITEM = re.compile(
     r"^(cpupercent=\d+|cput=\d+:\d\d:\d\d|walltime=\d+:\d\d:\d\d|mem=\d+kb|vmem=\d+kb"
-    r"|ncpus=\d+)$")
+    r"|ncpus=\d+|cpu_s=\d+(\.\d+)?|wall_s=\d+(\.\d+)?)$")
 
 
 class SchedulerConformance:
@@ -37,6 +39,8 @@ class SchedulerConformance:
     job_timeout: float = 120.0
     #: How many jobs the "many jobs at once" test submits.
     many_jobs: int = 12
+    #: A job id the system under test does not know.
+    unknown_id: str = "99999999"
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         """A new instance of the scheduler under test (``tmp_path``: a private folder)."""
@@ -65,6 +69,16 @@ class SchedulerConformance:
         options.setdefault("stderr_file", str(job_dir / f"{name}.err"))
         return EngineJob(job_id=name, command=command, submission_tag=f"conformance-{name}-"
                          f"{time.time_ns():x}", **options)  # type: ignore[arg-type]
+
+    # --- the seed's API --------------------------------------------------------------------
+    def test_submission_takes_one_job_and_signal_end(self, scheduler: Scheduler,
+                                                     job_dir: Path) -> None:
+        """soma-workflow's call: ``job_submission(job, signal_end=True)``."""
+        ids = scheduler.job_submission(self.job(job_dir, "seed", ["true"]), signal_end=True)
+        assert len(ids) == 1 and ids[0] is not None
+        assert wait_for_status(scheduler, [ids[0]], timeout=self.job_timeout) == {
+            ids[0]: constants.DONE}
+        assert scheduler.get_job_exit_info(ids[0])[:2] == (constants.FINISHED_REGULARLY, 0)
 
     # --- exit codes and signals ----------------------------------------------------------
     def test_success(self, scheduler: Scheduler, job_dir: Path) -> None:
@@ -181,16 +195,18 @@ class SchedulerConformance:
         assert good_status == constants.DONE
 
     def test_failed_submission(self, scheduler: Scheduler, job_dir: Path) -> None:
-        """A job the system refuses gets None (or ends failed); the others still run."""
+        """A job no system can run (an unknown queue, 100000 CPUs) is refused: None, or
+        an id that ends FAILED, never DONE; the jobs around it still run."""
         jobs = [self.job(job_dir, "before", ["true"]),
                 self.job(job_dir, "refused", ["true"], queue="no-such-queue-jobbridge",
                          resources={"cpus": 100000}),
                 self.job(job_dir, "after", ["true"])]
-        results = self.run(scheduler, *jobs)
+        results = self.run(scheduler, *jobs)  # a None id ends FAILED, aborted
         assert results[0][0] == constants.DONE
         assert results[2][0] == constants.DONE
-        # local schedulers have no queues: there, refusing is not required
-        assert results[1][0] in constants.ENDED_JOB_STATUS
+        status, info = results[1]
+        assert status == constants.FAILED, f"a refused job ended {status} {info}"
+        assert not (info[0] == constants.FINISHED_REGULARLY and info[1] == 0)
 
     def test_many_jobs_at_once(self, scheduler: Scheduler, job_dir: Path) -> None:
         jobs = [self.job(job_dir, f"many{i}", ["sh", "-c", f"echo {i}; exit {i % 3}"])
@@ -202,18 +218,49 @@ class SchedulerConformance:
             assert Path(str(job.stdout_file)).read_text() == f"{i}\n"
 
     def test_unknown_id(self, scheduler: Scheduler) -> None:
-        status = scheduler.get_job_status("99999999")
-        assert status in constants.JOB_STATUS
-        assert status != constants.DONE
-        scheduler.kill_job("99999999")  # must not raise
+        """An id the system does not know is exactly undetermined, alone, in bulk and
+        after a kill (which must not raise); its exit info says so too."""
+        unknown = self.unknown_id
+        assert scheduler.get_job_status(unknown) == constants.UNDETERMINED
+        assert scheduler.get_jobs_status([unknown]) == {unknown: constants.UNDETERMINED}
+        scheduler.kill_job(unknown)
+        assert scheduler.get_job_status(unknown) == constants.UNDETERMINED
+        assert scheduler.get_job_exit_info(unknown)[0] == constants.EXIT_UNDETERMINED
 
-    def test_bulk_status(self, scheduler: Scheduler, job_dir: Path) -> None:
-        jobs = [self.job(job_dir, f"bulk{i}", ["true"]) for i in range(3)]
-        ids = [i for i in scheduler.job_submission(jobs) if i is not None]
-        statuses = wait_for_status(scheduler, ids, timeout=self.job_timeout)
-        assert set(statuses) == set(ids)
-        for job_id in ids:
-            scheduler.get_job_exit_info(job_id)
+    def test_bulk_equals_single(self, scheduler: Scheduler, job_dir: Path) -> None:
+        """The same jobs followed in bulk and one id at a time end the same way, with
+        the same exit info; once ended, both ways of asking agree."""
+        commands = [["true"], ["sh", "-c", "exit 3"], ["sh", "-c", "kill -KILL $$"]]
+        bulk_ids = self._submit_all(scheduler, [
+            self.job(job_dir, f"bulk{i}", command) for i, command in enumerate(commands)])
+        single_ids = self._submit_all(scheduler, [
+            self.job(job_dir, f"single{i}", command) for i, command in enumerate(commands)])
+        bulk = wait_for_status(scheduler, bulk_ids, timeout=self.job_timeout)
+        single = {job_id: self._wait_alone(scheduler, job_id) for job_id in single_ids}
+        expected = [constants.DONE, constants.FAILED, constants.FAILED]
+        assert [bulk[job_id] for job_id in bulk_ids] == expected
+        assert [single[job_id] for job_id in single_ids] == expected
+        every = bulk_ids + single_ids
+        assert scheduler.get_jobs_status(every) == {
+            job_id: scheduler.get_job_status(job_id) for job_id in every}
+        for bulk_id, single_id in zip(bulk_ids, single_ids, strict=True):
+            bulk_info = scheduler.get_job_exit_info(bulk_id)
+            single_info = scheduler.get_job_exit_info(single_id)
+            assert bulk_info[:3] == single_info[:3], (bulk_info, single_info)
+
+    def _submit_all(self, scheduler: Scheduler, jobs: list[EngineJob]) -> list[str]:
+        ids = scheduler.job_submission(jobs)
+        assert len(ids) == len(jobs) and None not in ids, ids
+        return [str(job_id) for job_id in ids]
+
+    def _wait_alone(self, scheduler: Scheduler, job_id: str) -> str:
+        """Poll one id with ``get_job_status`` until it ended."""
+        deadline = time.monotonic() + self.job_timeout
+        while (status := scheduler.get_job_status(job_id)) not in constants.ENDED_JOB_STATUS:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status} after {self.job_timeout:g} s")
+            time.sleep(min(max(scheduler.poll_interval(), 0.02), 1.0))
+        return status
 
 
 def _alive(pid: int) -> bool:
