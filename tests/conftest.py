@@ -1,4 +1,5 @@
-"""Every test runs with its own private JOBBRIDGE_HOME and no user configuration."""
+"""Every test runs with its own private JOBBRIDGE_HOME and no user configuration.
+Tests needing a real system say so by a marker (see systems.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ("pytester", "systems")
 
 
 @pytest.fixture(autouse=True)

@@ -134,16 +134,3 @@ def kill_engines(home: Path) -> int:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return len(pids)
-
-
-def skip_marked_tests_unless(marker: str, why_not: Callable[[], str]) -> Any:
-    """An autouse fixture (assign it in the test module) that skips the tests marked
-    ``marker``, saying why, when ``why_not()`` says why their system is unusable."""
-    import pytest
-
-    @pytest.fixture(autouse=True)
-    def skip_unless_available(request: pytest.FixtureRequest) -> None:
-        if request.node.get_closest_marker(marker) and (reason := why_not()):
-            pytest.skip(reason)
-
-    return skip_unless_available

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,9 +24,7 @@ from jbcli import kill_engines
 from jobbridge import constants
 from jobbridge.controller import WorkflowController
 
-pytestmark = [pytest.mark.slurm,
-              pytest.mark.skipif(shutil.which("sbatch") is None,
-                                 reason="Slurm is not installed (scripts/clusters/slurm-up.sh)")]
+pytestmark = pytest.mark.slurm
 SLURM_UP = Path(__file__).resolve().parent.parent / "scripts" / "clusters" / "slurm-up.sh"
 CONFIG = "[slurm]\nscheduler_type = slurm\nscheduler_interval = 2\nmin_scheduler_interval = 0.2\n"
 

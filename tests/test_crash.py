@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -92,8 +91,6 @@ def test_local_engine_killed_20_times(tmp_path: Path, jobbridge_home: Path) -> N
 
 @pytest.mark.slurm
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="Slurm is not installed "
-                    "(scripts/clusters/slurm-up.sh)")
 def test_slurm_engine_killed_20_times(tmp_path: Path, jobbridge_home: Path) -> None:
     _crash_and_resume(tmp_path, jobbridge_home,
                       "[target]\nscheduler_type = slurm\nscheduler_interval = 2\n", 0.5, 3.0)

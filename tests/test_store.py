@@ -15,8 +15,6 @@ from contextlib import closing, contextmanager
 from functools import partial
 from pathlib import Path
 
-import pytest
-
 from jbcli import (
     error_line,
     finish,
@@ -31,6 +29,7 @@ from jbcli import (
 )
 from jobbridge import constants
 from jobbridge.store import SCHEMA_VERSION
+from systems import unavailable
 
 
 def _query(home: Path, sql: str) -> list[tuple[object, ...]]:
@@ -214,7 +213,7 @@ def test_concurrent_clients_while_an_engine_runs(tmp_path: Path, jobbridge_home:
 def _mount(*args: str) -> None:
     result = subprocess.run(["mount", *args], capture_output=True, text=True)
     if result.returncode != 0:
-        pytest.skip(f"cannot mount here ({result.stderr.strip() or 'not permitted'})")
+        unavailable(f"cannot mount here ({result.stderr.strip() or 'not permitted'})")
 
 
 @contextmanager

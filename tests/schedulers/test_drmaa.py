@@ -2,15 +2,12 @@
 then the conformance kit and DRMAA's own cases (hostile strings, parallel jobs, holds,
 a job re-attached by id from a new instance, the qmaster restarted) on the real Grid
 Engine that scripts/clusters/sge-up.sh starts (``source scripts/clusters/env.sh``
-first); those are skipped, saying why, without it."""
+first), marked ``sge`` (see tests/systems.py)."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +21,6 @@ from jbcli import (
     jb,
     jb_start,
     kill_engines,
-    skip_marked_tests_unless,
     status_json,
     wait_for,
     write_json,
@@ -44,6 +40,7 @@ from jobbridge.schedulers.drmaa import (
     stub_spec,
 )
 from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
+from systems import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 #: ``qacct -j`` of jobs of the test cell: exit 3, killed by SIGKILL, a missing program.
@@ -60,25 +57,6 @@ ru_wallclock 3s
 cpu          1.010s
 maxvmem      1.711MB
 """
-
-
-@functools.cache
-def _why_not() -> str:
-    enabled, reason = DrmaaScheduler.availability()
-    if not enabled:
-        return f"the drmaa scheduler is disabled: {reason}"
-    if not os.environ.get("SGE_ROOT"):
-        return "SGE_ROOT is not set (source scripts/clusters/env.sh)"
-    if shutil.which("qstat") is None:
-        return "Grid Engine's qstat is not on PATH (run scripts/clusters/sge-up.sh)"
-    answer = subprocess.run(["qstat", "-f"], capture_output=True, text=True, timeout=30,
-                            check=False)
-    if answer.returncode != 0:
-        return f"Grid Engine does not answer (scripts/clusters/sge-up.sh): {answer.stderr}"
-    return ""
-
-
-_needs_grid_engine = skip_marked_tests_unless("sge", _why_not)
 
 
 def make_scheduler(**options: str) -> DrmaaScheduler:
@@ -104,10 +82,8 @@ def job(tmp_path: Path, name: str, command: list[str], **options: object) -> Eng
 
 
 # --- no Grid Engine needed -----------------------------------------------------------------
+@pytest.mark.sge
 def test_every_drmaa_state_is_mapped() -> None:
-    enabled, reason = DrmaaScheduler.availability()
-    if not enabled:
-        pytest.skip(reason)
     drmaa = drmaa_scheduler.load_drmaa()
     states = {value for name, value in vars(drmaa.JobState).items() if name.isupper()}
     assert set(STATES) == states
@@ -184,9 +160,8 @@ def test_exit_info_of_a_job_that_never_ran() -> None:
     assert info.reason == "Grid Engine: failed 27  : searching requested shell"
 
 
+@pytest.mark.sge
 def test_native_specification(tmp_path: Path) -> None:
-    if not DrmaaScheduler.availability()[0]:
-        pytest.skip(DrmaaScheduler.availability()[1])
     scheduler = make_scheduler(native_specification="-P proj -v 'A=1 2'",
                                parallel_environment="mpi")
     try:
@@ -204,11 +179,10 @@ def test_native_specification(tmp_path: Path) -> None:
         scheduler.close()
 
 
+@pytest.mark.sge
 def test_availability_says_why(tmp_path: Path) -> None:
     """A missing or unloadable library disables the scheduler with the reason; the
     configuration's drmaa_library_path is enough without DRMAA_LIBRARY_PATH."""
-    if importlib.util.find_spec("drmaa") is None:
-        pytest.skip("the drmaa package is not installed")
     code = ("from jobbridge.schedulers.drmaa import DrmaaScheduler as D;"
             "print(*D.availability(), sep='|')")
 
@@ -378,7 +352,7 @@ def test_survives_grid_engine_restarting(scheduler: DrmaaScheduler, tmp_path: Pa
     end while the qmaster was down shows it running for minutes (it re-registers late).
     """
     if os.geteuid() != 0:
-        pytest.skip("restarting Grid Engine needs root")
+        unavailable("restarting Grid Engine needs root")
     [running] = scheduler.job_submission(job(tmp_path, "across", ["sh", "-c", "sleep 5; exit 3"]))
     assert running
     wait_for_status(scheduler, [running], {constants.RUNNING}, timeout=60)

@@ -6,7 +6,6 @@ also needs the real Slurm (scripts/clusters/slurm-up.sh).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -15,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from jbcli import stored_rows
 from jobbridge import constants
 from jobbridge.schedulers.mpi import MPIScheduler
 from jobbridge.testing.conformance import HOSTILE_STRINGS
+from systems import unavailable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -33,20 +33,6 @@ ROOT = HERE.parents[1]
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 JOBBRIDGE = [sys.executable, "-m", "jobbridge"]
-
-
-def _missing() -> str | None:
-    if shutil.which("mpirun") is None:
-        return "mpirun not found (scripts/clusters/mpi-up.sh installs Open MPI)"
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py not installed (pip install 'jobbridge[mpi]')"
-    return None
-
-
-def needs_mpi(test: Callable[..., None]) -> Callable[..., None]:
-    """Mark ``test`` mpi, and skip it where mpirun or mpi4py is missing."""
-    missing = _missing()
-    return pytest.mark.mpi(pytest.mark.skipif(missing is not None, reason=str(missing))(test))
 
 
 def mpirun(*command: str, timeout: float = 60, env: Mapping[str, str] | None = None
@@ -100,8 +86,8 @@ def test_unavailable_outside_mpirun(tmp_path: Path) -> None:
     assert not mpi["enabled"] and mpi["reason"]
 
 
+@pytest.mark.mpi
 def test_availability_counts_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("mpi4py")
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
     enabled, reason = MPIScheduler.availability()
     assert not enabled and "1 MPI rank" in reason
@@ -112,7 +98,7 @@ def test_availability_counts_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- under mpirun -------------------------------------------------------------------------------
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_scheduler_api_conformance_under_mpirun() -> None:
     """The conformance kit and the API tests of mpi_conformance.py, on rank 0."""
     script = ("import sys, pytest; from jobbridge.schedulers.mpi import run_ranks; "
@@ -123,7 +109,7 @@ def test_scheduler_api_conformance_under_mpirun() -> None:
     assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_workflow_dependencies_failure_retries_argv(tmp_path: Path) -> None:
     config = tmp_path / "jobbridge.cfg"
     config.write_text("[cluster]\nscheduler_type = mpi\nmpi_max_attempts = 2\n")
@@ -163,7 +149,7 @@ def test_workflow_dependencies_failure_retries_argv(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists()
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_all_ok_exits_0_and_only_rank_0_prints(tmp_path: Path) -> None:
     workflow = write(tmp_path / "wf.json", {"jobs": [
         {"id": f"j{i}", "command": ["sh", "-c", "exit 0"]} for i in range(6)]})
@@ -174,7 +160,7 @@ def test_all_ok_exits_0_and_only_rank_0_prints(tmp_path: Path) -> None:
     assert [job["status"] for job in printed["jobs"]] == ["done"] * 6
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_a_job_may_itself_be_an_mpi_program(tmp_path: Path) -> None:
     """Jobs do not inherit the launcher's variables: MPI_Init makes a singleton, and
     mpirun nests (neither would with them)."""
@@ -188,7 +174,7 @@ def test_a_job_may_itself_be_an_mpi_program(tmp_path: Path) -> None:
     assert jb("logs", "1", "mpirun").stdout == "nested\n" * 2
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_bad_workflow_exits_2_without_hanging(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     result = mpirun(*JOBBRIDGE, "run", str(tmp_path / "bad.json"), "--scheduler", "mpi")
@@ -252,7 +238,7 @@ def _start_long_workflow(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     return process, pid_file
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_stop_from_another_process_kills_the_job_tree(tmp_path: Path) -> None:
     process, pid_file = _start_long_workflow(tmp_path)
     child = int(pid_file.read_text())
@@ -266,7 +252,7 @@ def test_stop_from_another_process_kills_the_job_tree(tmp_path: Path) -> None:
              psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_rank_0_dying_ends_mpirun_and_the_jobs(tmp_path: Path,
                                                  jobbridge_home: Path) -> None:
     process, pid_file = _start_long_workflow(tmp_path)
@@ -286,16 +272,6 @@ def test_rank_0_dying_ends_mpirun_and_the_jobs(tmp_path: Path,
     assert jobs["next"]["exit_status"] == constants.EXIT_NOTRUN
 
 
-def _slurm_up() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return False
-    try:
-        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10
-                              ).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def _slurm_job_end(job_id: str, timeout: float = 60) -> tuple[str, str]:
     """``(JobState, ExitCode)`` once the job has ended (sbatch --wait polls for seconds)."""
     deadline = time.monotonic() + timeout
@@ -309,10 +285,6 @@ def _slurm_job_end(job_id: str, timeout: float = 60) -> tuple[str, str]:
         time.sleep(0.2)
 
 
-slurm_up = pytest.mark.skipif(not _slurm_up(), reason="Slurm is not running "
-                              "(scripts/clusters/slurm-up.sh)")
-
-
 def _where_workflow(tmp_path: Path) -> str:
     return write(tmp_path / "wf.json", {"jobs": [
         {"id": "where", "command": ["sh", "-c", 'echo "slurm job $SLURM_JOB_ID"']},
@@ -321,8 +293,7 @@ def _where_workflow(tmp_path: Path) -> str:
 
 
 @pytest.mark.slurm
-@slurm_up
-@needs_mpi
+@pytest.mark.mpi
 def test_whole_workflow_as_one_slurm_job(tmp_path: Path) -> None:
     """``sbatch -n 3 --wrap "mpirun -n 3 jobbridge run ..."``: the Slurm job's exit code
     is jobbridge's (1: a job failed)."""
@@ -345,11 +316,10 @@ def _srun_has_pmix() -> bool:
 
 
 @pytest.mark.slurm
-@slurm_up
-@needs_mpi
+@pytest.mark.mpi
 def test_srun_launches_the_ranks_itself(tmp_path: Path) -> None:
     if not _srun_has_pmix():
-        pytest.skip("this Slurm has no PMIx plugin (srun --mpi=list)")
+        unavailable("this Slurm has no PMIx plugin (srun --mpi=list)")
     result = subprocess.run(["srun", "--mpi=pmix", "-n", "3", *JOBBRIDGE, "run",
                              _where_workflow(tmp_path), "--scheduler", "mpi"],
                             capture_output=True, text=True, timeout=60)

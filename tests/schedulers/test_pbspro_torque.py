@@ -9,9 +9,6 @@ so every exit code here comes from the job wrapper's exit file.
 
 from __future__ import annotations
 
-import functools
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,34 +18,9 @@ from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler
 from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
-
-TORQUE_BIN = Path(os.environ.get("JOBBRIDGE_TORQUE_BIN", "/opt/jobbridge-torque/bin"))
-
-
-@functools.cache
-def _why_not() -> str:
-    if not (TORQUE_BIN / "qsub").exists():
-        return (f"Slurm's Torque wrappers are not in {TORQUE_BIN} "
-                "(run scripts/clusters/torque-wrappers-up.sh, or set JOBBRIDGE_TORQUE_BIN)")
-    try:
-        answer = subprocess.run([str(TORQUE_BIN / "qstat")], capture_output=True, text=True,
-                                timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"{TORQUE_BIN}/qstat does not answer: {error}"
-    if answer.returncode not in (0, 153):
-        return f"{TORQUE_BIN}/qstat fails (is Slurm up?): {answer.stdout}{answer.stderr}".strip()
-    return ""
-
+from systems import TORQUE_BIN
 
 pytestmark = pytest.mark.torque
-
-
-@pytest.fixture(autouse=True)
-def _torque_available() -> None:
-    """Skip, saying why, where the wrappers or Slurm are missing."""
-    reason = _why_not()
-    if reason:
-        pytest.skip(reason)
 
 
 def torque_scheduler() -> PBSProScheduler:

@@ -1,13 +1,11 @@
 """slurm: parsers on output captured from a real Slurm (tests/data/slurm), then the
 conformance kit and Slurm's own cases (resources, holds, TIMEOUT, one squeue per
 poll, slurmctld stopped for 30 s) on the real one-node Slurm that
-scripts/clusters/slurm-up.sh starts; those are skipped, saying why, without it."""
+scripts/clusters/slurm-up.sh starts (marked ``slurm``: see tests/systems.py)."""
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -16,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from jbcli import skip_marked_tests_unless
 from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
@@ -31,6 +28,7 @@ from jobbridge.schedulers.slurm import (
     resource_args,
 )
 from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
+from systems import unavailable
 
 DATA = Path(__file__).parent.parent / "data" / "slurm"
 #: Every job state squeue documents (Slurm 22.05 ``squeue(1)``, JOB STATE CODES).
@@ -253,23 +251,6 @@ def test_without_accounting_sacct_is_not_asked_again(tmp_path: Path,
 
 
 # --- the real Slurm ------------------------------------------------------------------------
-@functools.cache
-def _why_not() -> str:
-    if shutil.which("sbatch") is None:
-        return "Slurm is not installed (run scripts/clusters/slurm-up.sh)"
-    try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"scontrol ping does not answer: {error}"
-    if "UP" not in ping.stdout:
-        return f"slurmctld is not up (scripts/clusters/slurm-up.sh): {ping.stdout.strip()}"
-    return ""
-
-
-_slurm_available = skip_marked_tests_unless("slurm", _why_not)
-
-
 def slurm_scheduler(tmp_path: Path, **options: object) -> SlurmScheduler:
     """A scheduler whose files live in a folder with a space and a ``%`` (sbatch
     patterns) in its name, polling fast as tests want."""
@@ -423,7 +404,7 @@ def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
     still running after it all end with their true exit info; no poll fails a job; a
     job killed during the outage is cancelled once Slurm is back."""
     if os.geteuid() != 0:
-        pytest.skip("stopping and starting slurmctld needs root")
+        unavailable("stopping and starting slurmctld needs root")
     scheduler = slurm_scheduler(tmp_path, command_timeout=20.0)
     jobs = [EngineJob("quick", ["sh", "-c", "sleep 3; exit 0"]),
             EngineJob("five", ["sh", "-c", "sleep 8; exit 5"]),
