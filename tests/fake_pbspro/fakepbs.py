@@ -14,7 +14,7 @@ real state. What it imitates of PBS Pro, from ``tests/data/pbs/EXIT_CODES.md``:
 - exit statuses: qstat 153 (unknown id; the others still printed), 35 (a
   finished job without ``-x``); qsub 170 (unknown queue), 188 (over limits);
 - ``qdel`` sends SIGTERM, then SIGKILL after a kill delay; ``-l walltime`` is
-  enforced the same way;
+  enforced the same way; ``qsub -h`` holds a job (state H, Hold_Types u) for good;
 - openpbs issue #1255: ``Variable_List`` values that look numeric are printed
   unquoted, so ``qsub -v X=005`` makes the JSON invalid (as on real servers).
 
@@ -122,7 +122,10 @@ class Server:
                        "err": options.get("e", [f"{cwd}/STDIN.e{number}"])[-1],
                        "resources": resources, "variables": variables,
                        "export_all": "V" in options, "workdir": str(cwd),
-                       "submit_args": " ".join(sys.argv[3:]), "state": "Q", "substate": 10,
+                       "submit_args": " ".join(sys.argv[3:]),
+                       "state": "H" if "h" in options else "Q",
+                       "substate": 20 if "h" in options else 10,
+                       "hold_types": "u" if "h" in options else "n",
                        "ctime": time.time(), "env": dict(os.environ)})
         subprocess.Popen([sys.executable, __file__, str(self.home), "_run", job_id],
                          start_new_session=True, stdin=subprocess.DEVNULL,
@@ -166,7 +169,7 @@ class Server:
                 elif job["state"] == "F":
                     errors.append(f"qdel: Job has finished {job_id}")
                     code = 35
-                elif job["state"] == "Q":
+                elif job["state"] in ("Q", "H"):
                     job.update(state="F", substate=91, comment="Job deleted before it ran")
                     self.save(job)
                 elif not job.get("delete_at"):
@@ -274,6 +277,7 @@ class Server:
             mtime=pbs_time(job["mtime"]), Output_Path=f"{SERVER}:{job['out']}",
             Error_Path=f"{SERVER}:{job['err']}", Join_Path="oe" if job["join"] else "n",
             Resource_List={"ncpus": 1, "nodect": 1, "place": "pack", **resources},
+            Hold_Types=job.get("hold_types", "n"),
             substate=job["substate"], Submit_arguments=job["submit_args"],
             Variable_List={**record["Variable_List"], "PBS_O_WORKDIR": job["workdir"],
                            "PBS_O_QUEUE": job["queue"], **job["variables"]},
