@@ -1,4 +1,4 @@
-"""The command line of SPEC §6, driven as a user does: real processes, exit codes,
+"""The command line of docs/format.md, driven as a user does: real processes, exit codes,
 one-line errors, JSON objects with exactly the documented keys."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from jbcli import (
 )
 from jobbridge import constants
 
-#: SPEC §6's keys, and those §7 adds (what the Python API's status has)
+#: The keys of docs/format.md (what the Python API's status has too)
 STATUS_KEYS = {"id", "name", "status", "jobs", "resource", "scheduler_type", "submission_date",
                "ending_date"}
 JOB_KEYS = {"id", "name", "status", "exit_status", "exit_value", "term_sig", "resource_usage",
@@ -90,7 +90,8 @@ def test_run_exit_codes(tmp_path: Path) -> None:
 
 
 def test_run_json_and_status_json_have_exactly_the_spec_keys(tmp_path: Path) -> None:
-    """run --json prints the status object: SPEC keys only, string ids, ISO 8601 dates."""
+    """run --json prints the status object: the keys of docs/format.md only, string ids,
+    ISO 8601 dates."""
     result = jb("run", str(_ok(tmp_path)), "--json")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
@@ -115,7 +116,7 @@ def test_run_json_and_status_json_have_exactly_the_spec_keys(tmp_path: Path) -> 
 
 
 def test_list_json_shape_and_counts(tmp_path: Path) -> None:
-    """list --json: one object per workflow with the SPEC keys and job counts per status."""
+    """list --json: one object per workflow with the documented keys and job counts per status."""
     assert listed() == []
     jb("run", str(_ok(tmp_path)))
     jb("run", str(_failing(tmp_path)))

@@ -1,4 +1,4 @@
-"""Workflow validation (SPEC §4) seen from the real command line.
+"""Workflow validation (docs/format.md) seen from the real command line.
 
 Bad input is refused by ``run`` and ``submit`` alike with exit status 2, one
 stderr line naming the file and the place, and nothing stored. Valid workflows

@@ -30,7 +30,7 @@ SETTINGS = settings(max_examples=50, deadline=None,
                                            HealthCheck.function_scoped_fixture])
 CLI_SETTINGS = settings(SETTINGS, max_examples=8)
 
-# the workflow format of SPEC §4, written out here independently of the model's tables
+# the workflow format of docs/format.md, written out here independently of the model's tables
 TOP_KEYS = {"name", "jobs", "dependencies", "groups"}
 JOB_KEYS = {"id", "command", "name", "working_directory", "env", "stdin", "stdout_file",
             "stderr_file", "join_stderrout", "priority", "queue", "native_specification",

@@ -33,7 +33,7 @@ _ids = itertools.count(1)
 
 @dataclass(eq=False)
 class Job:
-    """A job of the workflow format (SPEC §4); ``id`` defaults to ``job<N>``."""
+    """A job of the workflow format (docs/format.md); ``id`` defaults to ``job<N>``."""
 
     command: list[str] | None
     id: str = field(default_factory=lambda: f"job{next(_ids)}")
@@ -95,7 +95,7 @@ class Workflow:
     name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The workflow file object (SPEC §4)."""
+        """The workflow file object (docs/format.md)."""
         data: dict[str, Any] = {"jobs": [job.to_dict() for job in self.jobs],
                                 "dependencies": [[_end(a), _end(b)] for a, b in self.dependencies],
                                 "groups": [group.to_dict() for group in self.groups]}

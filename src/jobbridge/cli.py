@@ -1,4 +1,4 @@
-"""The ``jobbridge`` command line (SPEC §6).
+"""The ``jobbridge`` command line (docs/format.md: Command line JSON).
 
 Exit status (also in ``--help`` and the README):
 

@@ -151,7 +151,7 @@ class WorkflowController:
 
     # --- reading ---------------------------------------------------------------------------
     def status(self, workflow_id: str | None = None) -> dict[str, Any]:
-        """The ``status --json`` object (SPEC §6)."""
+        """The ``status --json`` object (docs/format.md)."""
         wf_id = workflow_id if workflow_id is not None else self.store.latest_workflow_id()
         with self.store.snapshot():
             workflow = self.store.workflow(wf_id)
@@ -162,7 +162,7 @@ class WorkflowController:
                 "jobs": [job.as_json() | {"exit_reason": job.exit_reason} for job in jobs]}
 
     def list(self) -> list[dict[str, Any]]:
-        """The ``list --json`` array (SPEC §6)."""
+        """The ``list --json`` array (docs/format.md)."""
         with self.store.snapshot():
             counts = self.store.status_counts()
             workflows = self.store.workflows()

@@ -103,7 +103,7 @@ class EngineJob:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "job") -> EngineJob:
-        """Build a job from a job object of the workflow format (SPEC §4)."""
+        """Build a job from a job object of the workflow format (docs/format.md)."""
         return _parse_job(d, where)
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def gc_paused() -> Iterator[None]:
 
 def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None,
                    *, check_unicode: bool = True) -> WorkflowSpec:
-    """Validate a workflow object (SPEC §4); raise InputError naming the first bad place.
+    """Validate a workflow object (docs/format.md); raise InputError naming the first bad place.
 
     Relative paths resolve against ``base_dir`` (the workflow file's folder, else
     the current directory), which is also the default working directory.

@@ -127,7 +127,7 @@ class JobRow:
     ending_date: str | None
 
     def as_json(self) -> dict[str, Any]:
-        """The job object of ``status --json`` (SPEC §6)."""
+        """The job object of ``status --json`` (docs/format.md)."""
         return {"id": self.job_id, "name": self.name, "status": self.status,
                 "exit_status": self.exit_status, "exit_value": self.exit_value,
                 "term_sig": self.term_sig, "resource_usage": self.resource_usage,

@@ -3,15 +3,11 @@
 A third-party scheduler proves it honours the Scheduler API with a few lines in
 its own pytest suite::
 
-    import pytest
     from jobbridge.testing import SchedulerConformance
 
     class TestMySchedulerConformance(SchedulerConformance):
-        @pytest.fixture
-        def scheduler(self):
-            scheduler = MyScheduler(...)
-            yield scheduler
-            scheduler.close()
+        def make_scheduler(self, tmp_path):   # a new instance; the kit closes it
+            return MyScheduler(...)
 
 Override ``job_dir`` when jobs run on machines that do not see pytest's
 ``tmp_path`` (it must be a folder both sides see), and ``job_timeout`` for slow
