@@ -17,7 +17,11 @@ from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler, build_scheduler, get_scheduler_implementation
+from jobbridge.schedulers import batch
+from jobbridge.schedulers.batch import BatchScheduler
 from jobbridge.schedulers.local_basic import LocalScheduler
+from jobbridge.schedulers.pbspro import PBSProScheduler
+from jobbridge.schedulers.slurm import SlurmScheduler
 from jobbridge.testing import wait_for_status
 
 BUILT_IN = ["local_basic", "slurm", "pbspro", "drmaa", "drmaa2", "mpi"]
@@ -122,3 +126,36 @@ def test_resource_usage_keeps_soma_items_and_adds_exact_seconds(tmp_path: Path) 
     assert usage["walltime"] == "00:00:00"
     assert 0 < float(usage["wall_s"]) < 5 and float(usage["cpu_s"]) >= 0
     assert len(usage["wall_s"].split(".")[1]) == 3  # milliseconds
+
+
+def test_the_batch_base_says_what_a_backend_defines() -> None:
+    """Its hooks are abstract (a backend missing one cannot be built), and each
+    optional hook is one a backend overrides: no dead hooks."""
+    assert BatchScheduler.__abstractmethods__ == {"build_scheduler", "submit_argv",
+                                                  "cancel_argv", "query_status"}
+    doc = inspect.getdoc(batch)
+    assert doc is not None
+    for hook in ("submit_argv", "cancel_argv", "query_status", "parse_submit_output",
+                 "record_status", "ended_records", "find_by_name", "is_transient"):
+        assert hook in doc, hook
+    for hook in ("parse_submit_output", "record_status", "ended_records", "find_by_name",
+                 "is_transient"):
+        assert any(hook in vars(backend) for backend in (SlurmScheduler, PBSProScheduler)), hook
+    assert "NotImplementedError" not in inspect.getsource(batch)
+
+
+def test_shared_logic_has_one_definition() -> None:
+    """List normalisation, get_job_status through the bulk query, container wrapping,
+    notes to a job's output and the lost-job timer are each written once."""
+    sources = {path.name: path.read_text(encoding="utf-8")
+               for path in Path(batch.__file__).parent.glob("*.py")}
+
+    def where(text: str) -> list[str]:
+        return sorted(name for name, source in sources.items() if text in source)
+
+    assert where("isinstance(jobs, EngineJob)") == []
+    assert where("def get_job_status") == ["mpi.py"]  # the stand-in outside mpirun only
+    assert where("wrap_in_container(job.command") == ["common.py"]
+    assert where('open(target, "a') == []
+    assert where("missing_since") == []
+    assert where("as the seed did") == []
