@@ -318,7 +318,6 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     # --- submission -------------------------------------------------------------------------
     def _submit_one(self, job: EngineJob) -> str | None:
-        # the batch job name: from the submission tag only (safe, unique)
         name = _job_name(job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}")
         try:
             files = self._write_files(job, name)
@@ -435,11 +434,10 @@ class BatchScheduler(Scheduler, abc.ABC):
                 # a history lagging behind the queue does not undo an end the queue saw
                 if job_id not in records or self.record_status(final) == constants.DONE:
                     records[job_id] = final
-        now = time.monotonic()
         for job_id in active:
             tracked = self._jobs[job_id]
             record = records.get(job_id)
-            status = self._status_of(job_id, tracked, record, now)
+            status = self._status_of(job_id, tracked, record)
             if status != tracked.status:
                 changed = True
                 tracked.status = status
@@ -448,8 +446,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._interval = (self.min_interval if changed
                           else min(self._interval * 1.5, self.max_interval))
 
-    def _status_of(self, job_id: str, tracked: _Tracked, record: JobRecord | None,
-                   now: float) -> str:
+    def _status_of(self, job_id: str, tracked: _Tracked, record: JobRecord | None) -> str:
         if record is not None:
             tracked.absence.seen()
             status = self.record_status(record)
@@ -527,7 +524,7 @@ def _merge_usage(system: str | None, wrapper: str | None) -> str | None:
     return " ".join(f"{key}={value}" for key, value in items.items()) or None
 
 
-
 def _job_name(tag: str) -> str:
+    """The batch job name: from the submission tag only (safe, unique)."""
     return safe_name(tag, 120)
 
