@@ -146,8 +146,8 @@ def test_exit_info_from_accounting(failed: str, code: str,
                   QACCT.format(failed=failed, code=code).splitlines()[1:])
     info = exit_info_from_accounting(record, killed=False)
     assert tuple(info)[:3] == expected
-    assert info.resource_usage == ("cput=00:00:01 walltime=00:00:03 cpupercent=34 ncpus=2 "
-                                   "vmem=1752kb")
+    assert info.resource_usage == ("cput=00:00:01 vmem=1752kb walltime=00:00:03 cpupercent=34 "
+                                   "ncpus=2 cpu_s=1.010 wall_s=3.000")
     assert (info.reason is not None) == failed.startswith("37")
     assert exit_info_from_accounting(record, killed=True)[0] == constants.USER_KILLED
 

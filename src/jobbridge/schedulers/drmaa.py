@@ -636,8 +636,8 @@ def _usage(cpu: float | None, maxrss_kb: float | None, vmem_bytes: float | None,
            wall: float | None, cpus: int) -> str | None:
     if cpu is None or wall is None:
         return None
-    usage = format_resource_usage(cpu, int(maxrss_kb) if maxrss_kb else None, wall, cpus)
-    return f"{usage} vmem={int(vmem_bytes) // 1024}kb" if vmem_bytes else usage
+    return format_resource_usage(cpu, int(maxrss_kb) if maxrss_kb else None, wall, cpus,
+                                 int(vmem_bytes) // 1024 if vmem_bytes else None)
 
 
 def _number(text: str | None) -> float | None:

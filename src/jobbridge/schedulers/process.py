@@ -282,13 +282,15 @@ class RunningJob:
 
 
 def format_resource_usage(cpu_seconds: float, maxrss_kb: int | None, wall_seconds: float,
-                          cpus: int) -> str:
+                          cpus: int, vmem_kb: int | None = None) -> str:
     """The ``key=value`` resource usage string (docs/format.md): soma-workflow's items
     (whole seconds as ``HH:MM:SS``), then exact seconds, so that a short job's usage
     is not all zeros."""
     items = [f"cput={hms(cpu_seconds)}"]
     if maxrss_kb is not None:
         items.append(f"mem={maxrss_kb}kb")
+    if vmem_kb is not None:
+        items.append(f"vmem={vmem_kb}kb")
     items.append(f"walltime={hms(wall_seconds)}")
     if wall_seconds > 0:
         items.append(f"cpupercent={round(100 * cpu_seconds / wall_seconds)}")
