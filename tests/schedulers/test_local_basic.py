@@ -20,6 +20,7 @@ from jobbridge.scheduler import Scheduler, build_scheduler
 from jobbridge.schedulers import memory_limits
 from jobbridge.schedulers.local_basic import ConfiguredLocalScheduler, LocalScheduler
 from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
+from systems import unavailable
 
 
 class TestLocalConformance(SchedulerConformance):
@@ -273,7 +274,7 @@ def test_memory_limit_ends_a_greedy_job_out_of_memory(enforce: str, tmp_path: Pa
     its limit is untouched. ``enforce_memory`` picks the mechanism (auto: a cgroup
     when this process may create one, else RLIMIT_AS)."""
     if enforce == "cgroup" and (why := memory_limits.cgroup_unusable()):
-        pytest.skip(f"no cgroup can be created here: {why}")
+        unavailable(f"no cgroup can be created here: {why}")
     scheduler = build_scheduler("local_basic", Configuration.from_dict(
         "here", {"cpu_nb": 2, "enforce_memory": enforce}))
     try:

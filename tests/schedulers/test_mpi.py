@@ -182,7 +182,7 @@ def test_bad_workflow_exits_2_without_hanging(tmp_path: Path) -> None:
     assert "jobbridge: error:" in result.stderr
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_walltime_memory_and_wrong_paths_are_enforced_on_the_workers(tmp_path: Path) -> None:
     """As on local_basic: walltime_s kills the job tree (TIMEOUT), memory_mb ends a
     greedy job (OUT_OF_MEMORY), a missing folder is named with its key."""
@@ -213,7 +213,7 @@ def test_walltime_memory_and_wrong_paths_are_enforced_on_the_workers(tmp_path: P
              psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_a_job_needing_more_cpus_than_a_node_has_is_refused(tmp_path: Path,
                                                             jobbridge_home: Path) -> None:
     workflow = write(tmp_path / "wf.json", {"jobs": [
