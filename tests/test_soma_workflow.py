@@ -20,16 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from jbcli import error_line, jb
-
-if os.environ.get("CI") != "true":  # under CI a missing system fails, it does not skip
-    pytest.importorskip("soma_workflow.client")
-
 import soma_workflow.constants as soma_constants
 from soma_workflow.client import BarrierJob, Group, Helper, Job, Workflow
 from soma_workflow.errors import UnknownObjectError, WorkflowError
 
+from jbcli import error_line, jb
 from jobbridge.compat import soma_workflow as compat
 from jobbridge.compat.soma_workflow.controller import WORKFLOW_NOT_STARTED, WorkflowController
 
