@@ -19,3 +19,12 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 
 # Slurm's Torque/PBS wrappers (private prefix of torque-wrappers-up.sh)
 export JOBBRIDGE_TORQUE_BIN=${TORQUE_WRAPPERS_PREFIX:-/opt/jobbridge-torque}/bin
+
+# OpenPBS (openpbs-up.sh). Its daemons live in a private network namespace, so
+# every PBS command runs through a prefix: as root `ip netns exec jbpbs`, as
+# the ordinary user $JOBBRIDGE_PBS_USER through its one sudo rule. Full paths:
+# /usr/bin/qstat is Grid Engine's. Job ids look like 12.pbshost.
+export JOBBRIDGE_PBS_BIN=/opt/pbs/bin
+export JOBBRIDGE_PBS_USER=${OPENPBS_CI_USER:-pbsuser}
+export JOBBRIDGE_PBS_HOST_COMMAND="ip netns exec ${OPENPBS_CI_NETNS:-jbpbs}"
+export JOBBRIDGE_PBS_USER_HOST_COMMAND="sudo -n /usr/sbin/ip netns exec ${OPENPBS_CI_NETNS:-jbpbs} /usr/sbin/runuser -u $JOBBRIDGE_PBS_USER --"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # up-all.sh - install and start everything the jobbridge test suite needs:
 # Slurm (+ slurmdbd/MariaDB), Grid Engine (+ DRMAA), Slurm's Torque wrappers in
-# a private prefix, Open MPI + mpi4py. Idempotent (a warm re-run takes a few
+# a private prefix, Open MPI + mpi4py, OpenPBS (built once from $OPENPBS_SRC,
+# see openpbs-up.sh). Idempotent (a warm re-run takes a few
 # seconds), quiet on success; the first failing step prints
 # "NAME: ERROR: ..." and up-all.sh exits 1. Knobs: see each script.
 # Order: Slurm before the Torque wrappers (they need a running slurmctld and
-# slurmd for their smoke test); Grid Engine and MPI are independent.
+# slurmd for their smoke test); Grid Engine, MPI and OpenPBS are independent.
 # Then: `source scripts/clusters/env.sh` for the client environment.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,3 +14,4 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 "$here/sge-up.sh"
 "$here/torque-wrappers-up.sh"
 "$here/mpi-up.sh"
+"$here/openpbs-up.sh"
