@@ -13,6 +13,9 @@ real state. What it imitates of PBS Pro, from ``tests/data/pbs/EXIT_CODES.md``:
   ``Exit_status`` is 256 + signal for a job killed by a signal;
 - exit statuses: qstat 153 (unknown id; the others still printed), 35 (a
   finished job without ``-x``); qsub 170 (unknown queue), 188 (over limits);
+- ``qstat -F json ID1 ID2 ...`` prints only the first job, as a real OpenPBS
+  does; with ``-E`` it prints them all and drops unknown ids silently (153 only
+  when it knows none of them);
 - ``qdel`` sends SIGTERM, then SIGKILL after a kill delay; ``-l walltime`` is
   enforced the same way; ``qsub -h`` holds a job (state H, Hold_Types u) for good;
 - openpbs issue #1255: ``Variable_List`` values that look numeric are printed
@@ -137,12 +140,14 @@ class Server:
             return "pbs_version = 19.0.0\n", "", 0
         flags = {a for a in args if a.startswith("-")}
         ids = [a for a in args if not a.startswith("-") and a != "json"]
+        express = "-E" in flags
         jobs, errors, code = [], [], 0
         for job_id in ids:
             job = self.load(job_id)
             if job is None:
-                errors.append(f"qstat: Unknown Job Id {job_id}")
-                code = 153
+                if not express or (job_id == ids[-1] and not jobs):
+                    errors.append(f"qstat: Unknown Job Id {job_id}")
+                    code = 153
             elif job["state"] == "F" and "-x" not in flags:
                 errors.append(f"qstat: {job_id} Job has finished, use -x or -H to obtain "
                               "historical job information")
@@ -151,6 +156,8 @@ class Server:
                 jobs.append(job)
         if not ids:
             jobs = [j for j in self.all_jobs() if j["state"] != "F" or "-x" in flags]
+        if "-F" in flags and not express:
+            jobs = jobs[:1]
         records = {job["id"]: self.record(job) for job in jobs}
         if "-F" in flags:
             out = to_json(records)

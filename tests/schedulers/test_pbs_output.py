@@ -62,7 +62,7 @@ def test_json_walltime_kill_is_aborted_with_its_reason() -> None:
     killed = job_record(jobs["6617175.aurora-pbs-0001.hostmgmt.cm.aurora.alcf.anl.gov"], PBSPRO)
     assert killed.exit_status == constants.EXIT_ABORTED
     assert killed.reason is not None
-    assert killed.reason.startswith("Exit_status -29 JOB_EXEC_KILL_WALLTIME")
+    assert killed.reason.startswith("TIMEOUT: Exit_status -29 JOB_EXEC_KILL_WALLTIME")
     assert len(killed.reason) < 250  # the comment listing 40 nodes is cut
     assert killed.resource_usage is not None and "cput=45682:59:56" in killed.resource_usage
     clean = job_record(jobs["6631289.aurora-pbs-0001.hostmgmt.cm.aurora.alcf.anl.gov"], PBSPRO)
@@ -141,7 +141,7 @@ def test_text_torque_8_space_continuations_escaped_commas_and_raw_newlines() -> 
 def test_text_torque_tab_continuations_and_walltime_code() -> None:
     record = job_record(only_job(pbs_output.parse_text(read("torque-qstat-f-C-4.txt"))), TORQUE)
     assert record.exit_status == constants.EXIT_ABORTED
-    assert str(record.reason).startswith("Exit_status -11 JOB_EXEC_OVERLIMIT_WT")
+    assert str(record.reason).startswith("TIMEOUT: Exit_status -11 JOB_EXEC_OVERLIMIT_WT")
     assert record.resource_usage == "cput=00:00:00 mem=3500kb vmem=336264kb walltime=00:00:14"
 
 

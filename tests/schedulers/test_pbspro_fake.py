@@ -81,7 +81,39 @@ def test_detects_pbs_pro_and_asks_qstat_for_json(fake_pbs: FakePBS) -> None:
     assert scheduler.get_pbs_version() == ("pbspro", "19.0.0")
     assert scheduler.status_format == "json"
     assert scheduler.status_argv(["1.pbs", "2.pbs"])[1:] == [
-        "-x", "-f", "-F", "json", "1.pbs", "2.pbs"]
+        "-E", "-t", "-x", "-f", "-F", "json", "1.pbs", "2.pbs"]
+
+
+@pytest.mark.parametrize(("version", "express"), [
+    ("pbspro-qstat-version-1.txt", False),  # PBS Pro 11.1: neither -E nor JSON
+    ("pbspro-qstat-version-2.txt", True),  # OpenPBS 19.0.0
+    ("pbspro-qstat-version-3.txt", True),  # PBS Pro 2025.2.0
+])
+def test_qstat_form_by_release(tmp_path: Path, version: str, express: bool) -> None:
+    """-E (one batch request: without it a real qstat prints only the first job of
+    ``-F json ID1 ID2``) and JSON came with release 18; before: text, id by id."""
+    scheduler = replay(tmp_path, "pbspro-qstat-f-F-1.txt", version=version)
+    assert scheduler.express is express
+    assert scheduler.status_argv(["1.pbs"])[1:] == (
+        ["-E", "-t", "-x", "-f", "-F", "json", "1.pbs"] if express else ["-x", "-f", "1.pbs"])
+
+
+def test_a_qstat_refusing_e_gets_text(tmp_path: Path) -> None:
+    """A qstat that prints its usage for -E (a release older than its version
+    says) is asked again in text, without -E, in the same poll."""
+    bin_dir = tmp_path / "old-bin"
+    bin_dir.mkdir()
+    text = shlex.quote(str(DATA / "pbspro-qstat-f-F-1.txt"))
+    _script(bin_dir / "qstat", 'case "$1" in\n'
+            "  --version) echo 'pbs_version = 19.2.1';;\n"
+            "  -E) echo \"qstat: invalid option -- 'E'\" >&2; echo 'usage: qstat [-f] ...' >&2;"
+            " exit 2;;\n"
+            f"  *) cat {text};;\n"
+            "esac")
+    scheduler = PBSProScheduler({}, pbs_bin_dir=str(bin_dir), **FAST)
+    assert scheduler.get_job_status("4686875") == constants.DONE
+    assert (scheduler.express, scheduler.status_format) == (False, "text")
+    assert scheduler.calls["status"] == 2
 
 
 def test_status_of_many_jobs_costs_one_qstat_per_cycle(
@@ -101,6 +133,19 @@ def test_status_of_many_jobs_costs_one_qstat_per_cycle(
     assert all(status == constants.DONE for status, _ in results)
     assert len(asked[0]) == 6, "the first poll asks about every job at once"
     assert scheduler.calls["status"] == len(asked), "one qstat call per poll"
+
+
+def test_one_poll_gives_every_job_its_state(fake_pbs: FakePBS) -> None:
+    """Like a real OpenPBS, the fake prints only the first job of ``qstat -F json
+    ID1 ID2`` without -E: every queued job must still be seen queued."""
+    fake_pbs.configure(start_delay=5)
+    scheduler = fake_pbs.scheduler()
+    ids = [str(i) for i in scheduler.job_submission(
+        [EngineJob(f"q{i}", ["true"]) for i in range(4)])]
+    assert scheduler.get_jobs_status(ids) == dict.fromkeys(ids, constants.QUEUED_ACTIVE)
+    assert scheduler.calls["status"] == 1
+    for job_id in ids:
+        scheduler.kill_job(job_id)
 
 
 def test_walltime_kill_is_aborted_with_pbs_reason(fake_pbs: FakePBS) -> None:

@@ -461,6 +461,9 @@ class BatchScheduler(Scheduler, abc.ABC):
         exit_record = read_exit_file(tracked.files / "exit.json")
         if exit_record is not None:
             return ended_status(*exit_record["exit"][:2])
+        if (tracked.record is not None and job_id in self._killed
+                and job_id not in self._cancel_pending):
+            return constants.FAILED  # deleted before it ran, on a system keeping no history
         if tracked.absence.lost(self.LOST_AFTER):
             tracked.record = JobRecord("LOST", reason=f"{self.name} lost track of the job")
             return constants.FAILED

@@ -84,6 +84,12 @@ EXEC_CODES: dict[str, dict[int, tuple[str, str]]] = {
         -14: ("JOB_EXEC_RETRY_PROLOGUE", "prologue failed"),
     },
 }
+#: The reason word of the codes that mean a limit was hit: the words Slurm's states
+#: use, which ``retry_on`` matches whatever the batch system.
+LIMIT_WORDS: dict[str, dict[int, str]] = {
+    PBSPRO: {-26: "OUT_OF_MEMORY", -27: "OUT_OF_MEMORY", -29: "TIMEOUT", -31: "OUT_OF_MEMORY"},
+    TORQUE: {-10: "OUT_OF_MEMORY", -11: "TIMEOUT"},
+}
 _MAX_SIGNAL = 64
 _MAX_COMMENT = 160
 _PBS_SUBSTATE_TERMINATED = 91  # PBS Pro F: deleted or terminated before it ran
@@ -107,6 +113,13 @@ def parse_version(text: str) -> tuple[str, str] | None:
         if sep and value.strip() and key == "version":
             return TORQUE, value.strip()
     return None
+
+
+def major_version(version: str) -> int | None:
+    """The release number a PBS Pro version starts with: ``PBSPro_11.1.0.111761`` ->
+    11, ``19.0.0`` -> 19, ``2025.2.0.2025...`` -> 2025; None if there is none."""
+    match = re.search(r"\d+", version)
+    return int(match[0]) if match else None
 
 
 # --- qstat formats ---------------------------------------------------------------------------
@@ -248,7 +261,8 @@ def job_record(attrs: Mapping[str, Any], flavour: str) -> JobRecord:
     elif value < 0:
         name, meaning = EXEC_CODES[flavour].get(value, ("JOB_EXEC_?", "unknown PBS code"))
         record.exit_status = constants.EXIT_ABORTED
-        record.reason = f"Exit_status {value} {name}: {meaning}" + (
+        word = LIMIT_WORDS[flavour].get(value)
+        record.reason = (f"{word}: " if word else "") + f"Exit_status {value} {name}: {meaning}" + (
             f" ({comment})" if comment else "")
     elif 256 < value <= 256 + _MAX_SIGNAL:
         record.term_sig = value - 256

@@ -4,12 +4,17 @@ The seed's PBSProScheduler, on the shared :class:`.BatchScheduler` base (safe
 scripts, bulk polling, retries, the job wrapper's exit file). What is PBS's own:
 
 - **flavour**: ``qstat --version`` tells PBS Pro (``pbs_version = X``: status by
-  ``qstat -x -f -F json``) from Torque (``Version: X``: ``qstat -x`` XML); output
-  it does not recognize (Slurm's Torque wrappers print their usage) means the
-  ``qstat -f`` text every flavour prints. Output that does not parse (PBS's
+  ``qstat -E -t -x -f -F json``) from Torque (``Version: X``: ``qstat -x`` XML);
+  output it does not recognize (Slurm's Torque wrappers print their usage) means
+  the ``qstat -f`` text every flavour prints. Output that does not parse (PBS's
   known invalid-JSON bugs, Torque's unescaped XML) drops to that text format;
 - **one query per cycle**: every tracked id goes to one ``qstat`` call; its exit
-  status 153 (some ids unknown) still carries the others' answers;
+  status 153 (some ids unknown) still carries the others' answers. On PBS Pro
+  that call needs ``-E`` (one batch request): without it a real server prints
+  only the FIRST job of ``-F json ID1 ID2 ...``. ``-E`` drops unknown ids
+  silently, so a job missing from the answer is simply asked about again.
+  Releases before 18 (no ``-E``, no JSON; OpenPBS 18.1 was the first with both)
+  get ``qstat -x -f`` text, as does a qstat that refuses ``-E`` with its usage;
 - **exit rules**: :mod:`.pbs_output` (signals, negative ``JOB_EXEC_*`` codes,
   ``resources_used``). The wrapper's exit file, when there is one, gives the exact
   code: Slurm's Torque wrappers print no ``exit_status`` at all;
@@ -45,6 +50,11 @@ log = logging.getLogger(__name__)
 
 #: qstat exit statuses that still answer: 153 = PBSE_UNKJOBID & 0xFF (some ids unknown).
 QSTAT_ANSWERED = (0, 153)
+#: qstat's exit status for options it does not know (it prints its usage).
+QSTAT_USAGE = 2
+#: The first PBS Pro release whose qstat has ``-E`` and ``-F json`` (both came to
+#: OpenPBS between 14.1.2 and 18.1.1, -E first).
+EXPRESS_SINCE = 18
 #: First words of Grid Engine's ``qstat --version`` (it ships commands of the same names).
 _GRID_ENGINE = re.compile(r"(SGE|OGS/GE|GE|UGE|Univa Grid Engine|Altair Grid Engine) \d")
 #: Where a Singularity/Apptainer container shows itself (it shares the host's network).
@@ -101,6 +111,8 @@ class PBSProScheduler(BatchScheduler):
         self.host_command = list(host_command) or self.out_of_container_command(
             self._program("qstat"))
         self.implementation, self.version, self.status_format = pbs_output.TORQUE, "", "text"
+        #: PBS Pro's qstat takes ``-E``: all listed jobs in one batch request
+        self.express = False
         self.setup_pbs_variant()
 
     @classmethod
@@ -158,14 +170,17 @@ class PBSProScheduler(BatchScheduler):
         return pbs_output.parse_version(text) or (pbs_output.TORQUE, "")
 
     def setup_pbs_variant(self) -> None:
-        """Pick the status format from the flavour: JSON, Torque XML, else text."""
+        """Pick the status format from the flavour: PBS Pro JSON with ``-E`` (text
+        before release 18), Torque XML, else text."""
         self.implementation, self.version = self.get_pbs_version()
         if self.implementation == pbs_output.PBSPRO:
-            self.status_format = "json"
+            major = pbs_output.major_version(self.version)
+            self.express = major is None or major >= EXPRESS_SINCE
+            self.status_format = "json" if self.express else "text"
         else:
             self.status_format = "xml" if self.version else "text"
         log.info("pbspro: %s %s, status by qstat %s", self.implementation,
-                 self.version or "(version unknown)", self.status_format)
+                 self.version or "(version unknown)", " ".join(self.status_argv([])[1:]))
 
     @staticmethod
     def out_of_container_command(qstat: str = "qstat") -> list[str]:
@@ -243,9 +258,12 @@ class PBSProScheduler(BatchScheduler):
 
     # --- status ----------------------------------------------------------------------------
     def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
-        options = {"json": ["-x", "-f", "-F", "json"], "xml": ["-x"],
-                   "text": ["-x", "-f"] if self.implementation == pbs_output.PBSPRO else ["-f"]}
-        return self.command("qstat", *options[self.status_format], *scheduler_job_ids)
+        if self.implementation == pbs_output.PBSPRO:
+            options = ["-E", "-t"] if self.express else []  # -t: subjobs of arrays too
+            options += ["-x", "-f", *(["-F", "json"] if self.status_format == "json" else [])]
+        else:
+            options = ["-x"] if self.status_format == "xml" else ["-f"]
+        return self.command("qstat", *options, *scheduler_job_ids)
 
     def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
         """Each job's attributes, in PBS Pro's JSON shape, from the current format."""
@@ -261,7 +279,16 @@ class PBSProScheduler(BatchScheduler):
     def _qstat(self, scheduler_job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """One qstat call; answers keyed by the ids asked for (a server may print
         ``12.server.domain`` for ``12.server``: the number then decides)."""
-        result = self.run("status", self.status_argv(scheduler_job_ids), ok_codes=QSTAT_ANSWERED)
+        result = self.run("status", self.status_argv(scheduler_job_ids),
+                          ok_codes=(*QSTAT_ANSWERED, QSTAT_USAGE))
+        if result.returncode == QSTAT_USAGE:
+            if not (self.express and "usage" in result.stderr.lower()):
+                message = (result.stderr.strip() or "exit status 2").splitlines()[-1]
+                raise CommandError(f"qstat: {message}", transient=False)
+            log.warning("pbspro: qstat refuses -E (PBS Pro %s): using qstat -x -f text, "
+                        "one connection per job", self.version or "of unknown version")
+            self.express, self.status_format = False, "text"
+            return self._qstat(scheduler_job_ids)
         try:
             jobs = self.parse_jobs(result.stdout)
         except ValueError as error:
