@@ -81,12 +81,14 @@ q() { in_ns "$EXEC/bin/$1" "${@:2}"; }
 
 # ---------------------------------------------------------------- packages
 # build and run dependencies (OpenPBS's INSTALL, Debian section) without
-# sendmail (the server's mailer is /bin/true), plus sudo for the user prefix
+# sendmail (the server's mailer is /bin/true), plus sudo for the user's prefix
+# and python3-psutil: the user's tests run jobbridge with Debian's python3
 PKGS=(gcc g++ make libtool autoconf automake pkg-config perl swig
   libhwloc-dev libx11-dev libxt-dev libedit-dev libical-dev libncurses-dev
   postgresql-server-dev-all postgresql-contrib python3-dev tcl-dev tk-dev
   libexpat1-dev libssl-dev libxext-dev libxft-dev libcjson-dev
-  expat libedit2 postgresql python3 sudo tcl tk libical3 libcjson1 iproute2 procps)
+  expat libedit2 postgresql python3 sudo tcl tk libical3 libcjson1 iproute2 procps
+  python3-psutil)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

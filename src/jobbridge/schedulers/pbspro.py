@@ -15,6 +15,9 @@ scripts, bulk polling, retries, the job wrapper's exit file). What is PBS's own:
   silently, so a job missing from the answer is simply asked about again.
   Releases before 18 (no ``-E``, no JSON; OpenPBS 18.1 was the first with both)
   get ``qstat -x -f`` text, as does a qstat that refuses ``-E`` with its usage;
+- **no history**: a server without ``job_history_enable`` (PBS's default) answers
+  nothing at all to ``-x``, only "not configured to maintain job history": then
+  ``-x`` goes, and ended jobs, which vanish at once, end by their exit files;
 - **exit rules**: :mod:`.pbs_output` (signals, negative ``JOB_EXEC_*`` codes,
   ``resources_used``). The wrapper's exit file, when there is one, gives the exact
   code: Slurm's Torque wrappers print no ``exit_status`` at all;
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 QSTAT_ANSWERED = (0, 153)
 #: qstat's exit status for options it does not know (it prints its usage).
 QSTAT_USAGE = 2
+#: What qstat and qselect say, and nothing else, to ``-x`` where no history is kept.
+NO_HISTORY = "not configured to maintain job history"
 #: The first PBS Pro release whose qstat has ``-E`` and ``-F json`` (both came to
 #: OpenPBS between 14.1.2 and 18.1.1, -E first).
 EXPRESS_SINCE = 18
@@ -113,6 +118,8 @@ class PBSProScheduler(BatchScheduler):
         self.implementation, self.version, self.status_format = pbs_output.TORQUE, "", "text"
         #: PBS Pro's qstat takes ``-E``: all listed jobs in one batch request
         self.express = False
+        #: the PBS Pro server keeps ended jobs: ``-x`` shows them
+        self.history = True
         self.setup_pbs_variant()
 
     @classmethod
@@ -260,7 +267,8 @@ class PBSProScheduler(BatchScheduler):
     def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
         if self.implementation == pbs_output.PBSPRO:
             options = ["-E", "-t"] if self.express else []  # -t: subjobs of arrays too
-            options += ["-x", "-f", *(["-F", "json"] if self.status_format == "json" else [])]
+            options += [*self._history_option(), "-f",
+                        *(["-F", "json"] if self.status_format == "json" else [])]
         else:
             options = ["-x"] if self.status_format == "xml" else ["-f"]
         return self.command("qstat", *options, *scheduler_job_ids)
@@ -289,6 +297,8 @@ class PBSProScheduler(BatchScheduler):
                         "one connection per job", self.version or "of unknown version")
             self.express, self.status_format = False, "text"
             return self._qstat(scheduler_job_ids)
+        if self._history_refused(result):
+            return self._qstat(scheduler_job_ids)
         try:
             jobs = self.parse_jobs(result.stdout)
         except ValueError as error:
@@ -311,7 +321,7 @@ class PBSProScheduler(BatchScheduler):
         if self.implementation == pbs_output.PBSPRO:  # qselect, not a dump of all history
             found = {}
             for name in names:
-                ids = self.run("find", self.command("qselect", "-x", "-N", name)).stdout.split()
+                ids = self._qselect("-N", name).split()
                 if ids:
                     found[name] = ids[-1]
             return found
@@ -320,6 +330,22 @@ class PBSProScheduler(BatchScheduler):
         return {str(attrs.get("Job_Name")): job_id
                 for job_id, attrs in self.parse_jobs(result.stdout).items()
                 if attrs.get("Job_Name") in wanted}
+
+    def _qselect(self, *args: str) -> str:
+        result = self.run("find", self.command("qselect", *self._history_option(), *args))
+        return self._qselect(*args) if self._history_refused(result) else result.stdout
+
+    def _history_option(self) -> list[str]:
+        return ["-x"] if self.history else []
+
+    def _history_refused(self, result: CommandResult) -> bool:
+        """Whether the server refused ``-x`` (it keeps no job history): then ask
+        again without it, from now on."""
+        if not (self.history and NO_HISTORY in result.stderr):
+            return False
+        log.info("pbspro: the server keeps no job history: asking qstat without -x")
+        self.history = False
+        return True
 
     # --- the seed's extras -----------------------------------------------------------------
     def get_job_extended_status(self, scheduler_job_id: str) -> dict[str, Any]:
