@@ -107,8 +107,8 @@ def test_many_jobs_each_with_its_true_state(tmp_path: Path) -> None:
             == constants.FAILED
         info = scheduler.get_job_exit_info(running[0])
         assert (info[0], info[2]) == (constants.FINISHED_TERM_SIG, signal.SIGTERM)
-    finally:
-        for job_id in everyone[1:]:
+    finally:  # queued ones first: killing a running one lets a big one start
+        for job_id in reversed(everyone[1:]):
             scheduler.kill_job(job_id)
     rest = [job_id for job_id in everyone[1:] if job_id != held[0]]
     assert wait_for_status(scheduler, rest, timeout=60) == dict.fromkeys(rest, constants.FAILED)
@@ -323,5 +323,5 @@ def test_qdel_of_an_ordinary_users_jobs(user_dir: Path) -> None:
     assert [jobs["three"][key] for key in ("status", "exit_value")] == [constants.FAILED, 3]
     victim = openpbs.attributes(ids[0])
     assert victim["Job_Owner"].startswith(f"{openpbs.USER}@")
-    assert victim["Exit_status"] == 256 + signal.SIGTERM
+    assert victim["Exit_status"] == 256 + signal.SIGTERM, victim
     assert "Exit_status" not in openpbs.attributes(ids[1])  # it never ran

@@ -186,8 +186,9 @@ class PBSProScheduler(BatchScheduler):
             self.status_format = "json" if self.express else "text"
         else:
             self.status_format = "xml" if self.version else "text"
-        log.info("pbspro: %s %s, status by qstat %s", self.implementation,
-                 self.version or "(version unknown)", " ".join(self.status_argv([])[1:]))
+        log.info("pbspro: %s %s, status by qstat %s%s", self.implementation,
+                 self.version or "(version unknown)", self.status_format,
+                 " -E" if self.express else "")
 
     @staticmethod
     def out_of_container_command(qstat: str = "qstat") -> list[str]:
