@@ -55,7 +55,7 @@ def resource(name: str = "openpbs", host_command: list[str] | None = None, **key
 def why_not() -> str:
     """Why the tests cannot use the server, or ``""``."""
     if not (BIN / "qsub").exists():
-        return f"OpenPBS is not installed in {BIN.parent} (run scripts/clusters/openpbs-up.sh)"
+        return f"OpenPBS's commands are not in {BIN} (run scripts/clusters/openpbs-up.sh)"
     if os.geteuid() != 0:
         return "OpenPBS runs in a network namespace that only root can enter"
     try:
