@@ -1,4 +1,5 @@
-"""The real OpenPBS that scripts/clusters/openpbs-up.sh runs, as tests reach it.
+"""The real OpenPBS that scripts/clusters/openpbs-up.sh runs, as tests reach it
+(tests needing it are marked ``pbspro``: systems.py probes it).
 
 Its daemons live in a private network namespace, so every PBS command goes
 through a prefix: ``ip netns exec jbpbs`` for root, and for the ordinary user
@@ -8,7 +9,6 @@ root's) the same through one sudo rule. scripts/clusters/env.sh exports both.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shlex
@@ -16,10 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+from systems import PBSPRO_BIN as BIN
+from systems import PBSPRO_HOST_COMMAND as HOST_COMMAND
 
-BIN = Path(os.environ.get("JOBBRIDGE_PBS_BIN", "/opt/pbs/bin"))
-HOST_COMMAND = shlex.split(os.environ.get("JOBBRIDGE_PBS_HOST_COMMAND", "ip netns exec jbpbs"))
 USER = os.environ.get("JOBBRIDGE_PBS_USER", "pbsuser")
 USER_HOST_COMMAND = shlex.split(os.environ.get(
     "JOBBRIDGE_PBS_USER_HOST_COMMAND",
@@ -50,26 +49,3 @@ def resource(name: str = "openpbs", host_command: list[str] | None = None, **key
              *(f"{key} = {value}" for key, value in keys.items())]
     return "\n".join(lines) + "\n"
 
-
-@functools.cache
-def why_not() -> str:
-    """Why the tests cannot use the server, or ``""``."""
-    if not (BIN / "qsub").exists():
-        return f"OpenPBS's commands are not in {BIN} (run scripts/clusters/openpbs-up.sh)"
-    if os.geteuid() != 0:
-        return "OpenPBS runs in a network namespace that only root can enter"
-    try:
-        answer = pbs("qstat", "-B", check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"qstat -B does not answer: {error}"
-    if answer.returncode != 0:
-        return f"pbs_server does not answer (scripts/clusters/openpbs-up.sh): {answer.stderr}"
-    return ""
-
-
-def require() -> None:
-    """Skip the test, saying why, when the server cannot be used; under CI, fail."""
-    if reason := why_not():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI: {reason}")
-        pytest.skip(reason)

@@ -100,6 +100,5 @@ def test_slurm_engine_killed_20_times(tmp_path: Path, jobbridge_home: Path) -> N
 
 @pytest.mark.pbspro
 def test_openpbs_engine_killed_6_times(tmp_path: Path, jobbridge_home: Path) -> None:
-    openpbs.require()
     _crash_and_resume(tmp_path, jobbridge_home, openpbs.resource("target"), 0.5, 3.0,
                       count=80, kills_wanted=6)

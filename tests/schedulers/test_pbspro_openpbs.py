@@ -30,13 +30,9 @@ from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler
 from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.testing import SchedulerConformance, run_to_end, wait_for_status
+from systems import unavailable
 
 pytestmark = pytest.mark.pbspro
-
-
-@pytest.fixture(autouse=True)
-def _openpbs_available() -> None:
-    openpbs.require()
 
 
 def openpbs_scheduler(native: Sequence[str] = (), **options: object) -> PBSProScheduler:
@@ -259,7 +255,7 @@ def user_dir() -> Iterator[Path]:
     check = _as_user(folder, ["test", "-r", str(openpbs.REPO / "src" / "jobbridge" / "cli.py")])
     if check.returncode != 0:
         shutil.rmtree(folder)
-        pytest.skip(f"{openpbs.USER} cannot read {openpbs.REPO}/src")
+        unavailable(f"{openpbs.USER} cannot read {openpbs.REPO}/src")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
