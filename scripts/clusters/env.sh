@@ -28,3 +28,10 @@ export JOBBRIDGE_PBS_BIN=/opt/pbs/bin
 export JOBBRIDGE_PBS_USER=${OPENPBS_CI_USER:-pbsuser}
 export JOBBRIDGE_PBS_HOST_COMMAND="ip netns exec ${OPENPBS_CI_NETNS:-jbpbs}"
 export JOBBRIDGE_PBS_USER_HOST_COMMAND="sudo -n /usr/sbin/ip netns exec ${OPENPBS_CI_NETNS:-jbpbs} /usr/sbin/runuser -u $JOBBRIDGE_PBS_USER --"
+# The SSH "cluster" of the remote-resource tests (sshd-up.sh; defaults shown):
+# its login node's port, its jump host's port, its account, and the folder of
+# the laptop's keys and ssh_config ($SSH_CI_STATE/client)
+export SSH_CI_PORT=${SSH_CI_PORT:-2222}
+export SSH_CI_JUMP_PORT=${SSH_CI_JUMP_PORT:-2223}
+export SSH_CI_USER=${SSH_CI_USER:-jbcluster}
+export SSH_CI_STATE=${SSH_CI_STATE:-/var/tmp/jobbridge-ssh}

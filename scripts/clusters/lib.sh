@@ -8,7 +8,7 @@ alive() {
   local st; st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || return 1
   [ "$st" != Z ] && [ "$st" != X ] || return 1
   case "$(cat "/proc/$p/comm" 2>/dev/null)" in   # guard against a reused pid
-    slurm*|munged|mariadbd|mysqld|sge_*) return 0 ;; *) return 1 ;;
+    slurm*|munged|mariadbd|mysqld|sge_*|sshd) return 0 ;; *) return 1 ;;
   esac
 }
 # stop PIDFILE [SECONDS]: SIGTERM, wait up to SECONDS (default 15; Grid Engine's

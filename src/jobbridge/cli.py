@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__, constants
 from .configuration import Configuration
@@ -34,6 +34,9 @@ from .engine import Progress
 from .errors import InputError, JobbridgeError
 from .model import EngineJob, load_workflow_file
 from .scheduler import Scheduler, build_scheduler, get_scheduler_implementation, run_to_end
+
+if TYPE_CHECKING:
+    from .remote.client import RemoteController
 
 log = logging.getLogger("jobbridge")
 
@@ -117,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     json_flag(p, "the table")
     p = command("check", "submit test jobs and say what works")
     target(p)
+    from .remote.cli import extend_parser
+
+    extend_parser(sub)
     return parser
 
 
@@ -146,7 +152,9 @@ def _runner(args: argparse.Namespace) -> type[Scheduler]:
 
 def _main(args: argparse.Namespace) -> int:
     try:
-        return int(_COMMANDS[args.command](args))
+        from .remote.cli import remote_handler
+
+        return int((remote_handler(args) or _COMMANDS[args.command])(args))
     except InputError as error:
         print(f"jobbridge: error: {error}", file=sys.stderr)
         return 2
@@ -163,8 +171,16 @@ def _main(args: argparse.Namespace) -> int:
 # --- commands ------------------------------------------------------------------------------------
 
 
+def _controller(args: argparse.Namespace) -> WorkflowController | RemoteController:
+    """This machine's workflows, or a remote resource's (``cluster:12``, ``--resource
+    cluster``: see jobbridge.remote)."""
+    from .remote.cli import controller_for
+
+    return controller_for(args)
+
+
 def _run(args: argparse.Namespace) -> int:
-    controller = WorkflowController()
+    controller = _controller(args)
     started = time.monotonic()
     with ProgressBar() as bar:
         workflow_id = controller.run(args.file, args.resource, args.scheduler,
@@ -182,7 +198,7 @@ def _say_resource(config: Configuration) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    print(WorkflowController().submit(args.file, args.resource, args.scheduler))
+    print(_controller(args).submit(args.file, args.resource, args.scheduler))
     return 0
 
 
@@ -196,7 +212,7 @@ def _engine(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    workflows = WorkflowController().list()
+    workflows = _controller(args).list()
     if args.json:
         _print_json(workflows)
         return 0
@@ -210,7 +226,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = WorkflowController().status(args.workflow)
+    status = _controller(args).status(args.workflow)
     failed = any(job["status"] == constants.FAILED for job in status["jobs"])
     if args.json:
         _print_json(status)
@@ -226,8 +242,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
-    controller = WorkflowController()
-    since = _epoch(controller.store.workflow(args.workflow).submission_date)
+    controller = _controller(args)
+    since = _submitted(controller, args.workflow)
     with ProgressBar(since) as bar:
         try:
             status = controller.wait(args.workflow, args.timeout, progress=bar.update)
@@ -236,7 +252,8 @@ def _wait(args: argparse.Namespace) -> int:
         else:
             timed_out = ""
             counts = Counter(job["status"] for job in status["jobs"])
-            bar.update(Progress(int(status["id"]), len(status["jobs"]), dict(counts)))
+            number = int(status["id"].rpartition(":")[2])  # a remote id is RESOURCE:N
+            bar.update(Progress(number, len(status["jobs"]), dict(counts)))
     if timed_out:
         print(f"jobbridge: {timed_out} after {args.timeout:g} s", file=sys.stderr)
         return EXIT_TIMEOUT
@@ -245,25 +262,21 @@ def _wait(args: argparse.Namespace) -> int:
     return _exit_code(status)
 
 
+def _submitted(controller: WorkflowController | RemoteController, workflow_id: str) -> float:
+    """When the workflow was submitted: the progress bar's elapsed time counts from it."""
+    if isinstance(controller, WorkflowController):  # the one row, not the jobs
+        return _epoch(controller.store.workflow(workflow_id).submission_date)
+    return _epoch(controller.status(workflow_id)["submission_date"])
+
+
 def _request(args: argparse.Namespace) -> int:
-    WorkflowController().request(args.workflow, args.command)
+    _controller(args).request(args.workflow, args.command)
     print(f"workflow {args.workflow}: {args.command} requested")
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
-    controller = WorkflowController()
-    path = controller.log_path(args.workflow, args.job, args.stderr)
-    job = controller.store.job(args.workflow, args.job)
-    if job.execution_date is None and (job.exit_status == constants.EXIT_NOTRUN
-                                       or not path.exists()):
-        if job.status in constants.ENDED_JOB_STATUS:
-            why = job.exit_reason or job.exit_status
-            print(f"jobbridge: job {args.job!r} never ran ({why})", file=sys.stderr)
-        else:
-            print(f"jobbridge: job {args.job!r} has not started yet ({job.status})",
-                  file=sys.stderr)
-        return 1
+    path = WorkflowController().log_file(args.workflow, args.job, args.stderr)
     try:
         with path.open("rb") as stream:
             shutil.copyfileobj(stream, sys.stdout.buffer)

@@ -21,7 +21,7 @@ from typing import Any
 from . import constants
 from .configuration import Configuration
 from .engine import Engine, Progress, live_engines
-from .errors import InputError
+from .errors import InputError, JobbridgeError
 from .model import WorkflowSpec, load_workflow_file, parse_workflow
 from .scheduler import describe_schedulers, get_scheduler_implementation, known_config_keys
 from .store import Store
@@ -183,6 +183,19 @@ class WorkflowController:
         if path is None:
             raise InputError(f"job {job_id!r} has no {'stderr' if stderr else 'stdout'} file")
         return Path(path)
+
+    def log_file(self, workflow_id: str, job_id: str, stderr: bool = False) -> Path:
+        """The file ``jobbridge logs`` shows; JobbridgeError (exit 1) when the job has
+        none (yet): it never ran, or has not started."""
+        path = self.log_path(workflow_id, job_id, stderr)
+        job = self.store.job(workflow_id, job_id)
+        if job.execution_date is None and (job.exit_status == constants.EXIT_NOTRUN
+                                           or not path.exists()):
+            if job.status in constants.ENDED_JOB_STATUS:
+                why = job.exit_reason or job.exit_status
+                raise JobbridgeError(f"job {job_id!r} never ran ({why})")
+            raise JobbridgeError(f"job {job_id!r} has not started yet ({job.status})")
+        return path
 
 
 def schedulers_table() -> list[dict[str, object]]:

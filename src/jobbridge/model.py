@@ -174,6 +174,15 @@ def load_workflow_file(path: str | Path, *, to_run: bool = True) -> WorkflowSpec
     ``to_run=False`` (only to look at it): a soma-workflow file's env_builder_code is
     not run, its input parameters files are not written."""
     file = Path(path)
+    with gc_paused():
+        data, surrogates = read_workflow_json(file)
+        return workflow_from_data(data, str(file), file.parent, check_unicode=surrogates,
+                                  to_run=to_run)
+
+
+def read_workflow_json(file: Path) -> tuple[Any, bool]:
+    """A workflow file's JSON data, not validated yet, and whether it may hold a
+    lone surrogate (then :func:`parse_workflow` must check its strings)."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -181,23 +190,26 @@ def load_workflow_file(path: str | Path, *, to_run: bool = True) -> WorkflowSpec
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{file}: cannot read: {getattr(error, 'strerror', None) or error}"
                          ) from None
-    with gc_paused():
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"{file}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
-        except RecursionError:
-            raise InputError(f"{file}: invalid JSON: nested too deeply") from None
-        # a lone surrogate can only come from a \\uD800-\\uDFFF escape: skip the full check
-        surrogates = re.search(r"\\u[dD][89a-fA-F]", text) is not None
-        from .compat.soma_workflow.workflow_file import is_soma_workflow, soma_workflow_spec
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"{file}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
+    except RecursionError:
+        raise InputError(f"{file}: invalid JSON: nested too deeply") from None
+    # a lone surrogate can only come from a \\uD800-\\uDFFF escape: skip the full check
+    return data, re.search(r"\\u[dD][89a-fA-F]", text) is not None
 
-        if is_soma_workflow(data):  # soma-workflow's Helper.serialize format
-            return soma_workflow_spec(data, source=str(file), base_dir=file.parent,
-                                      to_run=to_run)
-        return parse_workflow(data, source=str(file), base_dir=file.parent,
-                              check_unicode=surrogates)
+
+def workflow_from_data(data: Any, source: str, base_dir: Path, *, check_unicode: bool = True,
+                       to_run: bool = True) -> WorkflowSpec:
+    """A workflow document of either format: jobbridge's, or soma-workflow's serialized
+    one (``to_run``: see :func:`load_workflow_file`)."""
+    from .compat.soma_workflow.workflow_file import is_soma_workflow, soma_workflow_spec
+
+    if is_soma_workflow(data):  # soma-workflow's Helper.serialize format
+        return soma_workflow_spec(data, source=source, base_dir=base_dir, to_run=to_run)
+    return parse_workflow(data, source=source, base_dir=base_dir, check_unicode=check_unicode)
 
 
 @contextlib.contextmanager
