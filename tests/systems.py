@@ -1,5 +1,6 @@
 """The one way tests say which real system they need (a pytest plugin, loaded by
-conftest.py): mark a test ``slurm``, ``sge``, ``torque``, ``mpi`` or ``pbspro``.
+conftest.py): mark a test ``slurm``, ``sge``, ``torque``, ``mpi``, ``pbspro`` or
+``ssh``.
 
 Before a marked test runs, its system is probed once per run (:data:`PROBES`).
 Where it is missing or does not answer, the test is skipped saying why, except
@@ -13,7 +14,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +29,12 @@ TORQUE_BIN = Path(os.environ.get("JOBBRIDGE_TORQUE_BIN", "/opt/jobbridge-torque/
 #: How the real OpenPBS server is reached: its daemons run in a network namespace.
 PBSPRO_HOST_COMMAND = ["ip", "netns", "exec", "jbpbs"]
 PBSPRO_BIN = Path("/opt/pbs/bin")
+#: The SSH "cluster" of scripts/clusters/sshd-up.sh: its state (keys, configs),
+#: login node and jump host ports, and account (env.sh exports the knobs).
+SSH_STATE = Path(os.environ.get("SSH_CI_STATE", "/var/tmp/jobbridge-ssh"))
+SSH_PORT = int(os.environ.get("SSH_CI_PORT", "2222"))
+SSH_JUMP_PORT = int(os.environ.get("SSH_CI_JUMP_PORT", "2223"))
+SSH_USER = os.environ.get("SSH_CI_USER", "jbcluster")
 
 
 def _answer(argv: list[str], timeout: float = 30) -> tuple[int, str]:
@@ -92,10 +101,29 @@ def probe_pbspro() -> str:
     return ""
 
 
+def probe_ssh() -> str:
+    if shutil.which("ssh") is None:
+        return "no ssh client (scripts/clusters/sshd-up.sh installs OpenSSH)"
+    client = SSH_STATE / "client"
+    for path in (client / "id_ed25519", client / "id_ed25519_prompt", client / "known_hosts"):
+        if not path.exists():
+            return f"{path} is missing (run scripts/clusters/sshd-up.sh)"
+    try:
+        pwd.getpwnam(SSH_USER)
+    except KeyError:
+        return f"no user {SSH_USER} (run scripts/clusters/sshd-up.sh)"
+    for port in (SSH_PORT, SSH_JUMP_PORT):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except OSError as error:
+            return f"no sshd on 127.0.0.1:{port} (scripts/clusters/sshd-up.sh): {error}"
+    return ""
+
+
 #: One probe per system: "" when it is usable, else why not.
 PROBES: dict[str, Callable[[], str]] = {
     "slurm": probe_slurm, "sge": probe_sge, "torque": probe_torque, "mpi": probe_mpi,
-    "pbspro": probe_pbspro,
+    "pbspro": probe_pbspro, "ssh": probe_ssh,
 }
 _used: set[str] = set()
 _missing: dict[str, str] = {}

@@ -122,16 +122,17 @@ class Session:
     def _lost(self, sent: bool) -> _Lost:
         code, errors = self._ended()
         resource = self.connection.resource
-        return _Lost(f"lost the connection to {resource.name} ({resource.destination}): "
-                     f"{stderr_tail(errors) or f'ssh exit status {code}'}", sent)
+        why = stderr_tail(errors) or f"it closed (ssh exit status {code})"
+        return _Lost(f"lost the connection to {resource.name} ({resource.destination}): {why}",
+                     sent)
 
     def _failed_start(self) -> RemoteError:
         """Why no hello came: ssh failed, jobbridge is missing there, or too old."""
         code, errors = self._ended()
         resource = self.connection.resource
         command = " ".join(resource.remote_jobbridge)
-        if code == SSH_FAILED or code < 0:
-            return _Lost(self.connection.unreachable(errors), sent=False)
+        if code == SSH_FAILED or code < 0:  # the master connection was up a moment ago
+            return self._lost(sent=False)
         if code in (126, 127) or "No module named jobbridge" in errors:
             return RemoteError(
                 f"jobbridge is not installed on {resource.name} ({resource.destination}): "
@@ -175,7 +176,7 @@ class RemoteController:
         self.resource = resource
         self.connection = SshConnection(resource, home, prompt)
         self._session: Session | None = None
-        self._connected = False  # a session worked: a later failure is a dropped connection
+        self._connected = False  # the host was reached: a later failure is a dropped connection
 
     def close(self) -> None:
         if self._session is not None:
@@ -277,8 +278,8 @@ class RemoteController:
             try:
                 if self._session is None:
                     self.connection.ensure_master()
-                    self._session = Session(self.connection)
                     self._connected = True
+                    self._session = Session(self.connection)
                 return self._session.request(message() if callable(message) else message,
                                              on_event)
             except ConnectionLost as error:

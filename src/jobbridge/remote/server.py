@@ -39,8 +39,10 @@ def serve(home: str | None) -> int:
     requests = sys.stdin.buffer
     controller: WorkflowController | None = None
     broken: JobbridgeError | None = None
+    if home:  # also for what reads the variable (the engine, the schedulers)
+        os.environ["JOBBRIDGE_HOME"] = home = os.path.expanduser(home)
     try:
-        controller = WorkflowController(os.path.expanduser(home) if home else None)
+        controller = WorkflowController(home)
     except JobbridgeError as error:
         broken = error  # said in answer to each request
     protocol.send(channel, {"jobbridge": __version__, "protocol": protocol.PROTOCOL,
