@@ -131,7 +131,8 @@ Host *
   StrictHostKeyChecking yes
 """, encoding="utf-8")
     cluster_home = Path(pwd.getpwnam(USER).pw_dir)
-    remote_home = cluster_home / f"jbtest-{uuid.uuid4().hex[:12]}"
+    # a name the remote shell would split, quote-mangle and expand, were it not quoted
+    remote_home = cluster_home / f"jb test 'q' $(touch PWNED) ü-{uuid.uuid4().hex[:12]}"
     config = jobbridge_home / "jobbridge.cfg"
     monkeypatch.setenv("JOBBRIDGE_CONFIG", str(config))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # keys from files only
@@ -208,7 +209,7 @@ def test_submit_status_logs_wait_on_the_cluster(laptop: Laptop, tmp_path: Path) 
         "jobs": [{"id": job_id, "name": name, "env": {"HOSTILE": "\n".join(HOSTILE)},
                   "command": ["python3", "-c", script, *HOSTILE]},
                  {"id": "relative", "working_directory": laptop.remote_home.name,
-                  "command": ["sh", "-c", f"pwd > {marker.name}"]}],
+                  "command": ["sh", "-c", 'pwd > "$1"', "sh", marker.name]}],
         "dependencies": [[job_id, "relative"]]})
     submitted = laptop.jb("submit", str(workflow), "--resource", "cluster")
     assert submitted.returncode == 0, submitted.stderr
@@ -245,7 +246,7 @@ def test_submit_status_logs_wait_on_the_cluster(laptop: Laptop, tmp_path: Path) 
 def test_stop_restart_delete(laptop: Laptop, tmp_path: Path) -> None:
     once = laptop.remote_home / "ran-once"
     workflow = write_json(tmp_path / "stop.json", {"jobs": [{"id": "long", "command": [
-        "sh", "-c", f"[ -e {once} ] && exit 0; touch {once}; exec sleep 300"]}]})
+        "sh", "-c", f'[ -e "$1" ] && exit 0; touch "$1"; exec sleep 300', "sh", str(once)]}]})
     workflow_id = laptop.jb("submit", str(workflow), "-r", "cluster").stdout.strip()
     wait_for(lambda: job_status(laptop, workflow_id, "long") == "running", 120, "running")
     stopped = laptop.jb("stop", workflow_id)
@@ -341,8 +342,8 @@ def test_remote_engine_killed_is_resumed(laptop: Laptop, tmp_path: Path) -> None
     starts one again, which resumes the workflow; every job ran exactly once."""
     ran = laptop.remote_home / "ran"
     workflow = write_json(tmp_path / "chain.json", {
-        "jobs": [{"id": "a", "command": ["sh", "-c", f"echo a >> {ran}; sleep 4"]},
-                 {"id": "b", "command": ["sh", "-c", f"echo b >> {ran}"]}],
+        "jobs": [{"id": "a", "command": ["sh", "-c", 'echo a >> "$1"; sleep 4', "sh", str(ran)]},
+                 {"id": "b", "command": ["sh", "-c", 'echo b >> "$1"', "sh", str(ran)]}],
         "dependencies": [["a", "b"]]})
     workflow_id = laptop.jb("submit", str(workflow), "-r", "cluster").stdout.strip()
     wait_for(lambda: job_status(laptop, workflow_id, "a") == "running", 120, "a running")

@@ -184,12 +184,12 @@ class RemoteController:
             self._session = None
 
     # --- ids -------------------------------------------------------------------------------
-    def local_id(self, workflow_id: str | None) -> str | None:
-        """``12`` for ``cluster:12`` (or ``12``); None (the latest) for ``cluster:``."""
-        if workflow_id is None:
-            return None
+    def local_id(self, workflow_id: str) -> str:
+        """``12`` for ``cluster:12`` (or ``12``)."""
         number = workflow_id.removeprefix(f"{self.resource.name}:")
-        return number or None
+        if not number:
+            raise InputError(f"workflow {workflow_id!r}: no id after ':' (RESOURCE:ID)")
+        return number
 
     def shown_id(self, workflow_id: object) -> str:
         return f"{self.resource.name}:{workflow_id}"
@@ -225,8 +225,10 @@ class RemoteController:
         return workflows
 
     def status(self, workflow_id: str | None = None) -> dict[str, Any]:
-        status: dict[str, Any] = self._call({"op": "status",
-                                             "workflow": self.local_id(workflow_id)})
+        """``cluster:12``'s status object; ``cluster:`` (or None) the latest workflow's."""
+        latest = workflow_id is None or workflow_id == f"{self.resource.name}:"
+        status: dict[str, Any] = self._call({
+            "op": "status", "workflow": None if latest else self.local_id(workflow_id or "")})
         return self._shown(status)
 
     def wait(self, workflow_id: str, timeout: float | None = None,
