@@ -105,8 +105,9 @@ class Session:
             return protocol.receive(self.answers)
         except protocol.ProtocolError as error:
             self.close()
-            raise RemoteError(f"{self.connection.resource.name}: {error} (is "
-                              f"remote_jobbridge a jobbridge?)") from None
+            raise RemoteError(f"{self.connection.resource.name}: {error} (does a startup file "
+                              "there, such as ~/.bashrc, print to stdout? is remote_jobbridge "
+                              "a jobbridge?)") from None
         except OSError:
             raise self._lost(sent) from None
 
