@@ -246,9 +246,13 @@ def test_submit_status_logs_wait_on_the_cluster(laptop: Laptop, tmp_path: Path) 
 def test_stop_restart_delete(laptop: Laptop, tmp_path: Path) -> None:
     once = laptop.remote_home / "ran-once"
     workflow = write_json(tmp_path / "stop.json", {"jobs": [{"id": "long", "command": [
-        "sh", "-c", f'[ -e "$1" ] && exit 0; touch "$1"; exec sleep 300', "sh", str(once)]}]})
+        "sh", "-c", '[ -e "$1" ] && exit 0; touch "$1"; exec sleep 300', "sh", str(once)]}]})
     workflow_id = laptop.jb("submit", str(workflow), "-r", "cluster").stdout.strip()
     wait_for(lambda: job_status(laptop, workflow_id, "long") == "running", 120, "running")
+    timed_out = laptop.jb("wait", workflow_id, "--timeout", "1")
+    assert timed_out.returncode == 124, timed_out.stderr
+    assert timed_out.stderr.endswith(f"cluster: workflow {workflow_id.split(':')[1]} still "
+                                     "running after 1 s\n"), timed_out.stderr
     stopped = laptop.jb("stop", workflow_id)
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.strip() == f"workflow {workflow_id}: stop requested"

@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--scheduler", "-s", help="a scheduler type, with its default "
                            "settings (see jobbridge schedulers)")
 
-    def workflow(p: argparse.ArgumentParser, help: str = "the workflow's id",
+    def workflow(p: argparse.ArgumentParser,
+                 help: str = "the workflow's id (RESOURCE:ID on a remote resource)",
                  nargs: str | None = None) -> None:
         p.add_argument("workflow", metavar="WF", help=help, nargs=nargs)
 

@@ -26,8 +26,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def extend_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``remote-serve`` and ``list --resource``."""
-    p = sub.add_parser("remote-serve", help="answer a remote resource's requests on stdin/"
-                       "stdout (run over SSH by a laptop's jobbridge; docs/remote.md)")
+    what = ("answer a remote resource's requests on stdin/stdout (run over SSH by a "
+            "laptop's jobbridge: docs/remote.md)")
+    p = sub.add_parser("remote-serve", help=what, description=what[0].upper() + what[1:] + ".")
     p.add_argument("--home", help="the JOBBRIDGE_HOME to use (default: this account's)")
     sub.choices["list"].add_argument("--resource", "-r", help="list a remote resource's "
                                      "workflows (ids RESOURCE:ID)")
