@@ -11,6 +11,7 @@ import pytest
 from jobbridge.configuration import Configuration
 from jobbridge.controller import resolve_config
 from jobbridge.errors import ConfigurationError
+from jobbridge.remote import is_remote, remote_resource
 from jobbridge.scheduler import (
     Scheduler,
     describe_schedulers,
@@ -130,6 +131,9 @@ def test_documented_configurations_load_with_their_inline_comments(
     parser.read_string(text)
     for section in parser.sections():
         config = Configuration.load(section)
+        if is_remote(config):  # its own keys, no scheduler (docs/remote.md)
+            remote_resource(config)
+            continue
         implementation = get_scheduler_implementation(config.get_scheduler_type())
         config.check_keys(config.get_scheduler_type(), implementation.CONFIG_KEYS,
                           known_config_keys)

@@ -36,7 +36,8 @@ import pytest
 
 import jobbridge
 from jbcli import JOBBRIDGE, engine_pids, error_line, wait_for, write_json
-from jobbridge.errors import JobbridgeError
+from jobbridge.controller import WorkflowController
+from jobbridge.errors import InputError, JobbridgeError
 from jobbridge.remote import load_remote
 from jobbridge.remote.ssh import SshConnection, control_dir, remote_command
 from systems import SSH_JUMP_PORT, SSH_PORT, SSH_STATE, SSH_USER
@@ -271,6 +272,8 @@ def test_run_waits_with_the_cluster(laptop: Laptop, tmp_path: Path) -> None:
         {"id": "ok", "command": ["true"]}, {"id": "bad", "command": ["sh", "-c", "exit 3"]}]})
     ran = laptop.jb("run", str(workflow), "-r", "cluster", "--json")
     assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.startswith("jobbridge: running on resource 'cluster:localhost' "
+                                 "(local_basic)\n"), ran.stderr
     status = json.loads(ran.stdout)
     assert status["id"].startswith("cluster:")
     assert {j["id"]: j["exit_value"] for j in status["jobs"]} == {"ok": 0, "bad": 3}
@@ -521,7 +524,9 @@ def test_a_terminal_is_asked_once_per_master_connection(laptop: Laptop) -> None:
 def test_bad_remote_sections_are_refused(laptop: Laptop) -> None:
     laptop.add("typo", host="cluster-direct", scheduler_type="slurm")
     line = error_line(laptop.jb("list", "-r", "typo"))
-    assert "unknown key 'scheduler_type' for a remote resource" in line
+    assert line.endswith(f"{laptop.config}: [typo]: unknown key 'scheduler_type' (remote keys: "
+                         "host, remote_home, remote_jobbridge, remote_resource, ssh_options, "
+                         "user)")
     laptop.add("option", host="-oProxyCommand=sh -c 'touch /tmp/PWNED'")
     line = error_line(laptop.jb("list", "-r", "option"))
     assert "option host = " in line and "is not a host name" in line
@@ -532,6 +537,30 @@ def test_bad_remote_sections_are_refused(laptop: Laptop) -> None:
     assert "no resource before ':'" in line
     line = error_line(laptop.jb("list", "-r", "localhost"))
     assert "is not remote" in line
+    with pytest.raises(InputError, match=r"resource 'cluster' is remote .*RemoteController"):
+        WorkflowController().submit({"jobs": [{"id": "a", "command": ["true"]}]},
+                                    resource="cluster")
+
+
+@pytest.mark.ssh
+def test_default_section_and_default_resource(laptop: Laptop, tmp_path: Path) -> None:
+    """Remote keys may sit in [DEFAULT] (a local resource ignores them), a scheduler's
+    key there does not trouble a remote resource, and the default resource may be
+    remote: then a bare submit goes there."""
+    laptop.resources.clear()
+    laptop.add("DEFAULT", default_resource="cluster", ssh_options=f"-F {laptop.ssh_config}",
+               remote_jobbridge=laptop.remote_jobbridge, remote_home=str(laptop.remote_home),
+               max_job_running="2")
+    laptop.add("cluster", host="cluster-direct")
+    laptop.add("here", scheduler_type="local_basic")
+    workflow = write_json(tmp_path / "wf.json", {"jobs": [{"id": "a", "command": ["true"]}]})
+    submitted = laptop.jb("submit", str(workflow))
+    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.stdout.startswith("cluster:")
+    assert laptop.jb("wait", submitted.stdout.strip()).returncode == 0
+    here = laptop.jb("run", str(workflow), "-r", "here")
+    assert here.returncode == 0, here.stderr
+    assert [w["id"] for w in laptop.jb_json("list")] == ["1"]  # this machine's
 
 
 def test_control_folder_falls_back_when_the_home_path_is_long(tmp_path: Path) -> None:

@@ -47,6 +47,9 @@ def resolve_config(resource: str | None = None, scheduler_type: str | None = Non
 def check_config(config: Configuration) -> Configuration:
     """``config`` if its keys are its scheduler's, the scheduler can work here and the
     values are valid."""
+    if config.get("host"):
+        raise InputError(f"resource {config.resource_id!r} is remote (host = ...): its "
+                         "workflows go through jobbridge.remote.client.RemoteController")
     kind = config.get_scheduler_type()
     implementation = get_scheduler_implementation(kind)
     config.check_keys(kind, implementation.CONFIG_KEYS, known_config_keys)

@@ -271,9 +271,11 @@ def build_scheduler(scheduler_type: str, config: Configuration) -> Scheduler:
 
 
 def known_config_keys() -> frozenset[str]:
-    """Every key some registered scheduler reads: what a ``[DEFAULT]`` section (given
-    to every resource) may hold."""
-    keys = set(Scheduler.CONFIG_KEYS)
+    """Every key some registered scheduler, or a remote resource, reads: what a
+    ``[DEFAULT]`` section (given to every resource) may hold."""
+    from .remote import REMOTE_KEYS
+
+    keys = set(Scheduler.CONFIG_KEYS) | set(REMOTE_KEYS)
     for name in _entry_points():
         with contextlib.suppress(Exception):  # a broken plug-in must not break the others
             keys |= get_scheduler_implementation(name).CONFIG_KEYS

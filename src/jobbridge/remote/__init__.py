@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..configuration import Configuration
 from ..errors import ConfigurationError, InputError
+from ..scheduler import known_config_keys
 
 #: The keys of a remote resource section; ``host`` makes a section remote. Declared
 #: here, in one place, for the configuration's check of unknown keys.
@@ -53,14 +54,9 @@ def is_remote(config: Configuration) -> bool:
 
 def remote_resource(config: Configuration) -> RemoteResource:
     """The remote resource a configuration describes; ConfigurationError naming
-    the first bad key."""
-    options = config.options()
-    for key in sorted(options):
-        if key not in REMOTE_KEYS:
-            raise ConfigurationError(
-                f"resource {config.resource_id!r}: unknown key {key!r} for a remote resource "
-                f"(remote keys: {', '.join(REMOTE_KEYS)}; the host's own configuration "
-                "chooses the scheduler: remote_resource = a resource there)")
+    the first bad key (a scheduler's keys have no place here: the host's own
+    configuration chooses how its jobs run, see ``remote_resource``)."""
+    config.check_keys("remote", frozenset(REMOTE_KEYS), known_config_keys)
 
     def name(key: str) -> str | None:
         value = (config.get(key) or "").strip()

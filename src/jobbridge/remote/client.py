@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import __version__
+from ..configuration import Configuration
 from ..engine import Progress
 from ..errors import InputError, JobbridgeError
 from ..model import gc_paused, read_workflow_json, workflow_from_data
@@ -208,10 +209,16 @@ class RemoteController:
         return self.shown_id(number)
 
     def run(self, workflow: Any, resource: str | None = None, scheduler_type: str | None = None,
-            progress: Callable[[Progress], None] | None = None) -> str:
-        """Submit, then wait for the end; Ctrl-C stops the workflow there."""
+            progress: Callable[[Progress], None] | None = None,
+            starting: Callable[[Configuration], None] | None = None) -> str:
+        """Submit, then wait for the end; Ctrl-C stops the workflow there. ``starting``
+        is told the resource it runs on there (``cluster:slurm``)."""
         workflow_id = self.submit(workflow)
         try:
+            if starting is not None:
+                status = self.status(workflow_id)
+                starting(Configuration.from_dict(status["resource"],
+                                                 {"scheduler_type": status["scheduler_type"]}))
             self.wait(workflow_id, progress=progress)
         except KeyboardInterrupt:
             self.close()  # the session died with the interrupted ssh
