@@ -146,14 +146,15 @@ start_sshd() {  # SIDE PORT EXTRA
   local changed=0
   write_config "$1" "$2" "$3" && changed=1
   install -d -m 0755 /run/sshd   # privilege separation directory (sshd -t wants it too)
-  /usr/sbin/sshd -t -f "$STATE/$1/sshd_config" 2>"$STATE/$1/sshd.log" \
-    || die "sshd -t: bad $STATE/$1/sshd_config"
+  local out
+  out=$(/usr/sbin/sshd -t -f "$STATE/$1/sshd_config" 2>&1) \
+    || die "sshd -t: bad $STATE/$1/sshd_config: $out"
   if alive "$STATE/$1/sshd.pid"; then
     [ $changed = 0 ] && return 0
     say "restarting the $1 sshd (config changed)"
     stop "$STATE/$1/sshd.pid" 5
   fi
-  if ss -ltnH "sport = :$2" 2>/dev/null | grep -q .; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
     die "port $2 is taken by another program (set SSH_CI_PORT / SSH_CI_JUMP_PORT)"
   fi
   say "starting the $1 sshd on 127.0.0.1:$2"
