@@ -14,6 +14,7 @@ import argparse
 import atexit
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ..configuration import Configuration
 from ..controller import WorkflowController
@@ -58,7 +59,7 @@ def remote_handler(args: argparse.Namespace) -> Handler | None:
 def _remote_target(args: argparse.Namespace) -> RemoteResource | None:
     """The remote resource named by the command's id or resource; None if local."""
     workflow = getattr(args, "workflow", None)
-    if workflow is not None:
+    if workflow is not None and not (args.command == "graph" and Path(workflow).exists()):
         split = split_remote_id(workflow)
         return None if split is None else load_remote(split[0])
     if args.command == "list":
