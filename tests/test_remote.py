@@ -244,6 +244,26 @@ def test_submit_status_logs_wait_on_the_cluster(laptop: Laptop, tmp_path: Path) 
 
 
 @pytest.mark.ssh
+def test_a_soma_workflow_file_is_built_on_the_cluster(laptop: Laptop, tmp_path: Path) -> None:
+    """A soma-workflow file goes as it is: its env_builder_code runs on the cluster (as
+    the cluster account), not on the laptop."""
+    marker = laptop.remote_home / "built"
+    builder = (f"import json, os; open({str(marker)!r}, 'w').close(); "
+               "print(json.dumps({'BUILT_BY': str(os.getuid())}))")
+    workflow = write_json(tmp_path / "pipeline.workflow", {
+        "name": "soma", "jobs": [0], "dependencies": [], "env_builder_code": builder,
+        "serialized_jobs": {"0": {"command": ["sh", "-c", "echo $BUILT_BY"], "name": "a"}}})
+    submitted = laptop.jb("submit", str(workflow), "-r", "cluster")
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    assert laptop.jb("wait", workflow_id).returncode == 0
+    job = remote_status(laptop, workflow_id)["jobs"][0]
+    uid = pwd.getpwnam(USER).pw_uid
+    assert laptop.jb("logs", workflow_id, job["id"]).stdout == f"{uid}\n"
+    assert marker.stat().st_uid == uid
+
+
+@pytest.mark.ssh
 def test_stop_restart_delete(laptop: Laptop, tmp_path: Path) -> None:
     once = laptop.remote_home / "ran-once"
     workflow = write_json(tmp_path / "stop.json", {"jobs": [{"id": "long", "command": [
