@@ -114,7 +114,7 @@ BAD: dict[str, tuple[Any, list[str]]] = {
     "duplicate-group": (_wf(groups=[{"name": "g", "elements": []}, {"name": "g"}]),
                         ["groups[1].name: duplicate group name 'g'"]),
     "barrier-with-command": (_wf({"id": "a", "barrier": True, "command": ["true"]}),
-                             ["jobs[0].command: a barrier job has no command"]),
+                             ["jobs[0].command: a barrier or engine-side job has no command"]),
 }
 
 

@@ -3,9 +3,8 @@
 Each case runs as ``python -m jobbridge.compat.soma_workflow.selftest --case NAME`` (its own
 isolated home); the cases run a few at a time from the first test on, as they are mostly
 sleeping jobs, so the whole suite costs about its longest case (FakePipeline, ~1 min), not
-the 4 minutes soma-workflow's main takes. Cases jobbridge does not pass yet (parameter links,
-output parameters, engine execution jobs, file transfers) are strict xfails: passing one
-fails here, to have its mark removed.
+the 4 minutes soma-workflow's main takes: its light mode in both path managements, local
+paths and file transfers.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
-
-from jobbridge.compat.soma_workflow.selftest import KNOWN_FAILING
 
 SELFTEST = [sys.executable, "-m", "jobbridge.compat.soma_workflow.selftest"]
 #: Cases run at once (their jobs mostly sleep).
@@ -32,7 +29,7 @@ def _case_names() -> list[str]:
     listed = subprocess.run([*SELFTEST, "--list"], capture_output=True, text=True, timeout=300)
     if listed.returncode != 0:
         raise RuntimeError(f"selftest --list failed: {listed.stderr}")
-    names = [line.split("  (")[0] for line in listed.stdout.splitlines() if line.strip()]
+    names = [line for line in listed.stdout.splitlines() if line.strip()]
     return sorted(names, key=lambda n: (n not in LONGEST,
                                         LONGEST.index(n) if n in LONGEST else 0))
 
@@ -55,9 +52,7 @@ def runs(request: pytest.FixtureRequest
             future.cancel()
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_FAILING[name], strict=True))
-    if name in KNOWN_FAILING else name for name in CASES])
+@pytest.mark.parametrize("case", CASES)
 def test_soma_workflow_case(case: str,
                             runs: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
     result = runs[case].result()
@@ -67,7 +62,7 @@ def test_soma_workflow_case(case: str,
 def test_the_cases_are_soma_workflows() -> None:
     """soma-workflow's main runs 30 light-mode cases; WorkflowConf is the one it leaves out."""
     assert len(CASES) == 31 and "WorkflowConf" in CASES
-    assert set(KNOWN_FAILING) <= set(CASES)
+    assert sum(name.endswith("[file transfer]") for name in CASES) == 8
 
 
 def test_unknown_case() -> None:

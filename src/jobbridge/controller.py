@@ -20,6 +20,7 @@ from typing import Any
 
 from . import constants
 from .configuration import Configuration
+from .dynamic import Placement
 from .engine import Engine, Progress, live_engines
 from .errors import InputError, JobbridgeError
 from .model import WorkflowSpec, load_workflow_file, parse_workflow
@@ -71,16 +72,17 @@ def check_jobs_fit(spec: WorkflowSpec, config: Configuration) -> None:
                              f"{config.resource_id!r} has {limit}")
 
 
-def as_spec(workflow: WorkflowSpec | str | os.PathLike[str] | dict[str, Any] | Any
-            ) -> WorkflowSpec:
-    """A validated workflow from a spec, a file path, a dict or an API ``Workflow``."""
+def as_spec(workflow: WorkflowSpec | str | os.PathLike[str] | dict[str, Any] | Any,
+            placement: Placement | None = None) -> WorkflowSpec:
+    """A validated workflow from a spec, a file path, a dict or an API ``Workflow``;
+    ``placement``: where on its resource its temporary and shared paths are."""
     if isinstance(workflow, WorkflowSpec):
         return workflow
     if isinstance(workflow, str | os.PathLike):
-        return load_workflow_file(Path(workflow))
+        return load_workflow_file(Path(workflow), placement=placement)
     if hasattr(workflow, "to_dict"):
         workflow = workflow.to_dict()
-    return parse_workflow(workflow)
+    return parse_workflow(workflow, placement=placement)
 
 
 class WorkflowController:
@@ -96,8 +98,8 @@ class WorkflowController:
     def submit(self, workflow: Any, resource: str | None = None,
                scheduler_type: str | None = None) -> str:
         """Store the workflow, make sure an engine drives it; its id."""
-        spec = as_spec(workflow)
         config = resolve_config(resource, scheduler_type)
+        spec = as_spec(workflow, Placement.for_resource(config, self.store.home))
         check_jobs_fit(spec, config)
         workflow_id = self.store.add_workflow(spec, config)
         ensure_engine(self.store.home)
@@ -108,8 +110,8 @@ class WorkflowController:
             starting: Callable[[Configuration], None] | None = None) -> str:
         """Run the workflow to its end in this process; its id. ``starting`` is told
         the resource's configuration once the workflow is stored, before it runs."""
-        spec = as_spec(workflow)
         config = resolve_config(resource, scheduler_type)
+        spec = as_spec(workflow, Placement.for_resource(config, self.store.home))
         check_jobs_fit(spec, config)
         engine = Engine(self.store, progress=progress)
         engine.start()

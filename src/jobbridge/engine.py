@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import constants
+from .dynamic import NotReady, collect_outputs, prepare
 from .model import EngineJob, ended_status
 from .scheduler import Scheduler, build_scheduler
 from .store import Store, WorkflowRow, now_iso
@@ -44,6 +45,8 @@ MAX_WAIT = 5.0
 #: Most jobs submitted in one cycle: a fan-out of 10,000 starts running after the
 #: first chunk is committed and submitted, not after all of them.
 SUBMIT_CHUNK = 500
+#: How often an engine removes the temporary paths whose disposal time has passed.
+DISPOSAL_INTERVAL = 600.0
 
 
 @dataclass(slots=True)
@@ -58,6 +61,10 @@ class _Job:
     succs: list[int] = field(default_factory=list)
     preds_left: int = 0
     running_seen: bool = False
+    #: a dynamic job's output parameters once it ended; its spec as submitted when
+    #: ``spec`` is what it became when ready (links applied)
+    outputs: dict[str, Any] | None = None
+    base: EngineJob | None = None
 
 
 class _Resource:
@@ -95,9 +102,14 @@ class _Run:
         self.changes: list[tuple[int, dict[str, Any]]] = []
         self.stopping = False
         self.unended = 0
+        self.folder = store.home / "logs" / str(workflow.id)  # its jobs' files
+        self._index: dict[str, int] | None = None
         for row in store.jobs(workflow.id, include_hidden=True):
-            self.jobs.append(_Job(row.idx, row.spec, row.status, row.scheduler_job_id,
-                                 row.attempt, row.hidden))
+            job = _Job(row.idx, row.spec, row.status, row.scheduler_job_id, row.attempt,
+                       row.hidden, outputs=row.outputs, base=row.base)
+            if row.base is not None and row.status == constants.NOT_SUBMITTED:
+                job.spec, job.base = row.base, None  # made ready, not submitted: again
+            self.jobs.append(job)
         for before, after in store.dependencies(workflow.id):
             self.jobs[before].succs.append(after)
             self.jobs[after].preds.append(before)
@@ -118,6 +130,12 @@ class _Run:
     @property
     def finished(self) -> bool:
         return self.unended == 0
+
+    def outputs_of(self, job_id: str) -> dict[str, Any] | None:
+        """A job's stored output parameters, by its id (what links read)."""
+        if self._index is None:
+            self._index = {job.spec.job_id: job.idx for job in self.jobs}
+        return self.jobs[self._index[job_id]].outputs
 
 
 @dataclass
@@ -158,6 +176,7 @@ class Engine:
         self._lock_fd: int | None = None
         self._data_version = -1
         self._next_store_check = 0.0
+        self._next_disposal = 0.0
 
     # --- life -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -218,6 +237,9 @@ class Engine:
         if now < self._next_store_check:
             return
         self._next_store_check = now + STORE_CHECK_INTERVAL
+        if now >= self._next_disposal:
+            self._next_disposal = now + DISPOSAL_INTERVAL
+            self._dispose_temporaries()
         version = self.store.data_version()
         if version == self._data_version:
             return
@@ -273,6 +295,17 @@ class Engine:
                     self._make_ready(run, job)
         resource.next_full_poll = 0.0
         self._wake.set()
+
+    def _dispose_temporaries(self) -> None:
+        """Remove the temporary paths of workflows ended longer ago than their disposal
+        time (jobbridge has no daemon: engines do it as they run)."""
+        try:
+            removed = self.store.dispose_temporaries()
+        except Exception:  # housekeeping must never stop the engine
+            log.exception("removing expired temporary paths failed")
+            return
+        if removed:
+            log.info("removed %d expired temporary paths", removed)
 
     def _fail_workflow(self, workflow: WorkflowRow, reason: str) -> None:
         """End every unended job of a workflow that cannot run at all (restartable)."""
@@ -333,9 +366,13 @@ class Engine:
                     run.set_status(job, constants.NOT_SUBMITTED, exit_status=None,
                                    exit_value=None, term_sig=None, resource_usage=None,
                                    exit_reason=None, scheduler_job_id=None,
-                                   submission_date=None, execution_date=None, ending_date=None)
+                                   submission_date=None, execution_date=None, ending_date=None,
+                                   rendered=None, outputs=None)
                     job.scheduler_job_id = None
                     job.running_seen = False
+                    if job.base is not None:  # links are applied again when it is ready
+                        job.spec, job.base = job.base, None
+                    job.outputs = None
             queued = {idx for _, idx in run.ready}  # a running workflow's: not twice
             for job in run.jobs:
                 if job.status == constants.NOT_SUBMITTED:
@@ -346,10 +383,48 @@ class Engine:
 
     # --- submission -----------------------------------------------------------------------
     def _make_ready(self, run: _Run, job: _Job) -> None:
+        if job.spec.dynamic is not None and not self._prepare(run, job):
+            return
         if job.spec.is_barrier:  # nothing to run: it ends as soon as it is ready
             self._end(run, job, constants.FINISHED_REGULARLY, 0, 0)
             return
         heapq.heappush(run.ready, (-job.spec.priority, job.idx))
+
+    def _prepare(self, run: _Run, job: _Job) -> bool:
+        """Hook: a dynamic job becomes ready (jobbridge.dynamic.prepare): its links are
+        applied and its command rendered; what changed is committed with its submission.
+        An engine-side job runs here and ends. False if the job ended."""
+        try:
+            ready = prepare(job.base or job.spec, run.folder, run.outputs_of)
+        except NotReady as error:
+            self._end(run, job, constants.EXIT_ABORTED, reason=str(error))
+            return False
+        if ready.rendered:
+            job.base = job.base or job.spec
+            job.spec = ready.spec
+            run.changes.append((job.idx, {"rendered": json.dumps(ready.rendered)}))
+        if job.spec.dynamic is not None and "engine" in job.spec.dynamic:
+            job.outputs = ready.outputs
+            self._end(run, job, constants.FINISHED_REGULARLY, 0, 0)
+            return False
+        return True
+
+    def _collect_outputs(self, run: _Run, job: _Job, values: dict[str, Any]) -> str:
+        """Hook: a dynamic job ended well. Its output parameters (read from its file, or
+        an engine-side job's result) go in ``values``: committed with its end, before
+        any dependent is released. Its status: FAILED if it did not write the declared
+        ones."""
+        dynamic = job.spec.dynamic or {}
+        if "engine" not in dynamic:
+            if "outputs" not in dynamic:
+                return constants.DONE
+            job.outputs, problem = collect_outputs(job.spec, run.folder)
+            if problem is not None:
+                values.update(exit_status=constants.FINISHED_UNCLEAR_CONDITIONS,
+                              exit_reason=problem)
+                return constants.FAILED
+        values["outputs"] = None if job.outputs is None else json.dumps(job.outputs)
+        return constants.DONE
 
     def _submit_ready(self, run: _Run) -> None:
         if not run.ready or run.stopping:
@@ -478,6 +553,8 @@ class Engine:
         values = {"exit_status": exit_status, "exit_value": exit_value, "term_sig": term_sig,
                   "resource_usage": resource_usage, "exit_reason": reason,
                   "ending_date": now_iso(), **{k: v for k, v in dates.items() if v}}
+        if job.spec.dynamic is not None and status == constants.DONE:
+            status = self._collect_outputs(run, job, values)
         run.set_status(job, status, **values)
         if status != constants.DONE:
             self._abort_descendants(run, job)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import constants
+from .dynamic import DYNAMIC_KEYS, Placement, Temporary, link_edges, parse_job_dynamic
+from .dynamic import parse_temporaries as _parse_temporaries
 from .errors import InputError
 
 PARALLEL_CONFIGS = ("native", "MPI", "OpenMP")
@@ -81,7 +83,9 @@ class EngineJob:
     user's argv itself calls one. Paths are absolute once the engine hands the
     job over. ``submission_tag`` is a unique label of this submission attempt;
     batch schedulers put it in the job name so that a restarted engine can find
-    a job it submitted just before being killed.
+    a job it submitted just before being killed. ``dynamic`` is what the engine
+    resolves while the workflow runs (links, outputs...: :mod:`jobbridge.dynamic`);
+    schedulers ignore it.
     """
 
     job_id: str
@@ -99,6 +103,7 @@ class EngineJob:
     parallel_job_info: dict[str, Any] | None = None
     resources: dict[str, int] = field(default_factory=dict)
     is_barrier: bool = False
+    dynamic: dict[str, Any] | None = None
     submission_tag: str | None = None
 
     @classmethod
@@ -146,7 +151,8 @@ class WorkflowSpec:
 
     ``edges`` are (before, after) job ids. Dependencies between large groups are
     routed through a hidden barrier job (``hidden_ids``) so that a fan-in of n
-    jobs to m jobs costs n + m edges, not n * m.
+    jobs to m jobs costs n + m edges, not n * m. ``temporaries`` are the paths
+    created when the workflow is stored, removed with it.
     """
 
     name: str | None
@@ -154,6 +160,7 @@ class WorkflowSpec:
     edges: list[tuple[str, str]]
     groups: list[Group]
     hidden_ids: set[str] = field(default_factory=set)
+    temporaries: list[Temporary] = field(default_factory=list)
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -161,23 +168,26 @@ class WorkflowSpec:
 _JOB_KEYS = {
     "id", "command", "name", "working_directory", "env", "stdin", "stdout_file",
     "stderr_file", "join_stderrout", "priority", "queue", "native_specification",
-    "parallel_job_info", "resources", "barrier",
+    "parallel_job_info", "resources", "barrier", *DYNAMIC_KEYS,
 }
-_TOP_KEYS = {"name", "jobs", "dependencies", "groups"}
+_TOP_KEYS = {"name", "jobs", "dependencies", "groups", "temporary_paths"}
 _RESOURCE_KEYS = ("cpus", "memory_mb", "walltime_s")
 _PARALLEL_KEYS = {"config_name": str, "nodes_number": int, "cpu_per_node": int}
 
 
-def load_workflow_file(path: str | Path, *, to_run: bool = True) -> WorkflowSpec:
+def load_workflow_file(path: str | Path, *, to_run: bool = True,
+                       placement: Placement | None = None) -> WorkflowSpec:
     """Read and validate a workflow file; relative paths resolve against its folder.
 
-    ``to_run=False`` (only to look at it): a soma-workflow file's env_builder_code is
-    not run, its input parameters files are not written."""
+    ``placement``: where its temporary paths go and how shared resource paths
+    translate (default: under ``$JOBBRIDGE_HOME``, no translation). ``to_run=False``
+    (only to look at it): a soma-workflow file's env_builder_code is not run, its
+    shared resource paths are not translated."""
     file = Path(path)
     with gc_paused():
         data, surrogates = read_workflow_json(file)
         return workflow_from_data(data, str(file), file.parent, check_unicode=surrogates,
-                                  to_run=to_run)
+                                  to_run=to_run, placement=placement)
 
 
 def read_workflow_json(file: Path) -> tuple[Any, bool]:
@@ -202,14 +212,16 @@ def read_workflow_json(file: Path) -> tuple[Any, bool]:
 
 
 def workflow_from_data(data: Any, source: str, base_dir: Path, *, check_unicode: bool = True,
-                       to_run: bool = True) -> WorkflowSpec:
+                       to_run: bool = True, placement: Placement | None = None) -> WorkflowSpec:
     """A workflow document of either format: jobbridge's, or soma-workflow's serialized
-    one (``to_run``: see :func:`load_workflow_file`)."""
+    one (``to_run``, ``placement``: see :func:`load_workflow_file`)."""
     from .compat.soma_workflow.workflow_file import is_soma_workflow, soma_workflow_spec
 
     if is_soma_workflow(data):  # soma-workflow's Helper.serialize format
-        return soma_workflow_spec(data, source=source, base_dir=base_dir, to_run=to_run)
-    return parse_workflow(data, source=source, base_dir=base_dir, check_unicode=check_unicode)
+        return soma_workflow_spec(data, source=source, base_dir=base_dir, to_run=to_run,
+                                  placement=placement)
+    return parse_workflow(data, source=source, base_dir=base_dir, check_unicode=check_unicode,
+                          placement=placement)
 
 
 @contextlib.contextmanager
@@ -227,13 +239,14 @@ def gc_paused() -> Iterator[None]:
 
 
 def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None,
-                   *, check_unicode: bool = True) -> WorkflowSpec:
+                   *, check_unicode: bool = True, placement: Placement | None = None
+                   ) -> WorkflowSpec:
     """Validate a workflow object (docs/format.md); raise InputError naming the first bad place.
 
     Relative paths resolve against ``base_dir`` (the workflow file's folder, else
     the current directory), which is also the default working directory.
     ``check_unicode=False`` skips the lone-surrogate check when the caller knows
-    every string is valid Unicode.
+    every string is valid Unicode. ``placement``: see :func:`load_workflow_file`.
     """
     base_dir = (base_dir or Path.cwd()).resolve()
     if not isinstance(data, dict):
@@ -247,12 +260,14 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
     raw_jobs = data.get("jobs")
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise InputError(f"{source}: jobs: must be a non-empty list")
+    placement = placement or Placement.for_resource(None)
+    temporaries = _parse_temporaries(data.get("temporary_paths"), source, placement)
     jobs: list[EngineJob] = []
     ids: set[str] = set()
     directories: dict[str | None, tuple[Path, str]] = {}  # resolved once, not once a job
     for index, raw in enumerate(raw_jobs):
         where = f"{source}: jobs[{index}]"
-        job = _parse_job(raw, where, base_dir, directories)
+        job = _parse_job(raw, where, base_dir, directories, temporaries)
         if job.job_id in ids:
             raise InputError(f"{where}.id: duplicate id {job.job_id!r}")
         ids.add(job.job_id)
@@ -277,19 +292,23 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
             else:
                 raise InputError(f"{where}: unknown job or group {end!r}")
         ends.append((resolved[0], resolved[1]))
+    ends.extend(([before], [after]) for before, after in link_edges(jobs, source))
     edges, barriers = _expand_dependencies(ends, ids)
     jobs.extend(barriers)
-    spec = WorkflowSpec(name, jobs, edges, groups, {b.job_id for b in barriers})
+    spec = WorkflowSpec(name, jobs, edges, groups, {b.job_id for b in barriers},
+                        placement.temporaries)
     _refuse_cycles(spec, source)
     return spec
 
 
 def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
-               directories: dict[str | None, tuple[Path, str]] | None = None) -> EngineJob:
+               directories: dict[str | None, tuple[Path, str]] | None = None,
+               temporaries: dict[str, str] | None = None) -> EngineJob:
     """One job object; with ``base_dir``, paths become absolute (default cwd: base_dir).
 
     ``directories`` caches each working directory's (joined, resolved) forms across
-    the jobs of a workflow: resolving costs system calls.
+    the jobs of a workflow: resolving costs system calls. ``temporaries``: the
+    workflow's temporary paths by name, for its commands.
     """
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be a JSON object")
@@ -302,10 +321,11 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
     barrier = raw.get("barrier", False)
     if not isinstance(barrier, bool):
         raise InputError(f"{where}.barrier: must be true or false")
+    barrier = barrier or raw.get("engine") is not None  # engine-side jobs run no command
     command = raw.get("command")
     if barrier:
         if command not in (None, []):
-            raise InputError(f"{where}.command: a barrier job has no command")
+            raise InputError(f"{where}.command: a barrier or engine-side job has no command")
         command = []
     elif command is None:
         raise InputError(f"{where}.command: required (or set \"barrier\": true)")
@@ -364,7 +384,7 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise InputError(f"{where}.name: must be a string")
-    return EngineJob(
+    job = EngineJob(
         job_id=job_id,
         command=list(command),
         name=name,
@@ -376,8 +396,14 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
         parallel_job_info=_parse_parallel(raw.get("parallel_job_info"), where),
         resources=_parse_resources(raw.get("resources"), where),
         is_barrier=barrier,
-        **paths,
+        working_directory=paths["working_directory"],
+        stdin=paths["stdin"],
+        stdout_file=paths["stdout_file"],
+        stderr_file=paths["stderr_file"],
     )
+    if temporaries or not DYNAMIC_KEYS.isdisjoint(raw):
+        parse_job_dynamic(raw, job, where, temporaries or {})
+    return job
 
 
 def _parse_parallel(raw: Any, where: str) -> dict[str, Any] | None:

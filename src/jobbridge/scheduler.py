@@ -81,10 +81,12 @@ class Scheduler(abc.ABC):
     """Submits, follows and kills jobs on one computing resource."""
 
     #: The keys a resource section of this type may hold: the common ones (the engine
-    #: reads ``max_job_*``), plus those the subclass's ``build_scheduler`` reads.
+    #: reads ``max_job_*``, submission ``scratch_directory`` and ``path_translation_files``),
+    #: plus those the subclass's ``build_scheduler`` reads.
     CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({
         "scheduler_type", "cpu_nb", "max_cpu_nb", "scheduler_interval", "max_job_in_queue",
-        "max_job_running", "native_specification", "queues", "container_command"})
+        "max_job_running", "native_specification", "queues", "container_command",
+        "scratch_directory", "path_translation_files"})
 
     @abc.abstractmethod
     def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True

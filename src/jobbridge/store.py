@@ -11,22 +11,24 @@ from __future__ import annotations
 import json
 import operator
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from . import constants
 from .configuration import Configuration, jobbridge_home, private_dir
+from .dynamic import Temporary, create_temporaries
 from .errors import InputError, StoreError
 from .model import EngineJob, WorkflowSpec, gc_paused
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,6 +65,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     submission_date TEXT,
     execution_date TEXT,
     ending_date TEXT,
+    rendered TEXT,
+    outputs TEXT,
     PRIMARY KEY (workflow_id, idx)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_id ON jobs(workflow_id, job_id);
@@ -72,10 +76,22 @@ CREATE TABLE IF NOT EXISTS dependencies (
     after_idx INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dependencies_by_workflow ON dependencies(workflow_id);
+CREATE TABLE IF NOT EXISTS temporary_paths (
+    workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    is_directory INTEGER NOT NULL DEFAULT 0,
+    disposal_hours REAL NOT NULL,
+    PRIMARY KEY (workflow_id, name)
+) WITHOUT ROWID;
 """
 
-#: Migrations from version N to N+1, applied in order inside one transaction.
-_MIGRATIONS: dict[int, str] = {}
+#: Migrations from version N to N+1, applied in order inside one transaction (new tables
+#: come from the schema itself, created if missing).
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: a job's fields set when it became ready (links applied), its output parameters
+    1: "ALTER TABLE jobs ADD COLUMN rendered TEXT; ALTER TABLE jobs ADD COLUMN outputs TEXT",
+}
 
 _SPEC_FIELDS = [f.name for f in fields(EngineJob) if f.name not in ("job_id", "submission_tag")]
 _spec_values = operator.attrgetter(*_SPEC_FIELDS)
@@ -105,7 +121,12 @@ def now_iso() -> str:
 
 @dataclass
 class JobRow:
-    """A job as stored: its spec and its state."""
+    """A job as stored: its spec and its state.
+
+    ``spec`` is what the job runs: for a job made ready with links, its command and
+    parameters then; ``base`` its spec as submitted (None when the same). ``outputs``:
+    its output parameters once it ended.
+    """
 
     workflow_id: int
     idx: int
@@ -125,15 +146,26 @@ class JobRow:
     submission_date: str | None
     execution_date: str | None
     ending_date: str | None
+    outputs: dict[str, Any] | None = None
+    base: EngineJob | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """The job object of ``status --json`` (docs/format.md)."""
-        return {"id": self.job_id, "name": self.name, "status": self.status,
-                "exit_status": self.exit_status, "exit_value": self.exit_value,
-                "term_sig": self.term_sig, "resource_usage": self.resource_usage,
-                "scheduler_job_id": self.scheduler_job_id,
-                "submission_date": self.submission_date,
-                "execution_date": self.execution_date, "ending_date": self.ending_date}
+        """The job object of ``status --json`` (docs/format.md), with the parameters and outputs
+        of a job that has them."""
+        shown: dict[str, Any] = {"id": self.job_id, "name": self.name, "status": self.status,
+                                 "exit_status": self.exit_status, "exit_value": self.exit_value,
+                                 "term_sig": self.term_sig,
+                                 "resource_usage": self.resource_usage,
+                                 "scheduler_job_id": self.scheduler_job_id,
+                                 "submission_date": self.submission_date,
+                                 "execution_date": self.execution_date,
+                                 "ending_date": self.ending_date}
+        dynamic = self.spec.dynamic
+        if dynamic is not None:
+            shown["parameters"] = dynamic.get("parameters", {})
+            if "outputs" in dynamic or "engine" in dynamic:
+                shown["outputs"] = self.outputs
+        return shown
 
 
 @dataclass
@@ -156,7 +188,7 @@ class WorkflowRow:
 
 _JOB_COLUMNS = ("workflow_id, idx, job_id, name, hidden, spec, status, exit_status, exit_value, "
                 "term_sig, resource_usage, exit_reason, scheduler_job_id, submission_tag, "
-                "attempt, submission_date, execution_date, ending_date")
+                "attempt, submission_date, execution_date, ending_date, rendered, outputs")
 _WORKFLOW_COLUMNS = ("id, name, resource, scheduler_type, options, status, submission_date, "
                      "ending_date, engine, request")
 
@@ -269,7 +301,7 @@ class Store:
             db.executemany(
                 f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id,"
                 " priority) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-                " 0, NULL, NULL, NULL, ?, ?)",
+                " 0, NULL, NULL, NULL, NULL, NULL, ?, ?)",
                 ((i, job.job_id, job.name, job.job_id in spec.hidden_ids,
                   _spec_json(job), constants.NOT_SUBMITTED, workflow_id,
                   job.priority)
@@ -277,10 +309,15 @@ class Store:
             db.executemany(
                 "INSERT INTO dependencies VALUES (?, ?, ?)",
                 ((workflow_id, index[before], index[after]) for before, after in spec.edges))
+            db.executemany(
+                "INSERT INTO temporary_paths VALUES (?, ?, ?, ?, ?)",
+                ((workflow_id, t.name, t.path, t.is_directory, t.disposal_hours)
+                 for t in spec.temporaries))
         try:
             private_dir(folder)
+            create_temporaries(spec.temporaries)
         except OSError as error:
-            raise StoreError(f"cannot create {folder}: {error.strerror}") from None
+            raise StoreError(f"cannot create {error.filename}: {error.strerror}") from None
         return workflow_id
 
     def workflow(self, workflow_id: int | str) -> WorkflowRow:
@@ -357,7 +394,9 @@ class Store:
                        (status, ending, workflow_id))
 
     def delete_workflow(self, workflow_id: int) -> None:
+        temporaries = self.temporary_paths(workflow_id)
         with self.transaction() as db:
+            db.execute("DELETE FROM temporary_paths WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM dependencies WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM jobs WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
@@ -366,6 +405,32 @@ class Store:
             for path in folder.iterdir():
                 path.unlink(missing_ok=True)
             folder.rmdir()
+        _remove_temporaries(temporaries)
+
+    # --- temporary paths -------------------------------------------------------------------
+    def temporary_paths(self, workflow_id: int) -> list[Temporary]:
+        rows = self.db.execute("SELECT name, path, is_directory, disposal_hours FROM "
+                               "temporary_paths WHERE workflow_id = ?", (workflow_id,))
+        return [Temporary(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    def dispose_temporaries(self, now: datetime | None = None) -> int:
+        """Remove the temporary paths of workflows ended longer ago than their disposal
+        time (and not restarted since); how many."""
+        now = now or datetime.now(UTC)
+        rows = self.db.execute(
+            "SELECT t.workflow_id, t.name, t.path, t.is_directory, t.disposal_hours, "
+            "w.ending_date FROM temporary_paths t JOIN workflows w ON w.id = t.workflow_id "
+            "WHERE w.status = ? AND w.request IS NULL AND w.ending_date IS NOT NULL",
+            (constants.WORKFLOW_DONE,)).fetchall()
+        expired = [row for row in rows
+                   if datetime.fromisoformat(row[5]) + timedelta(hours=row[4]) <= now]
+        if not expired:
+            return 0
+        with self.transaction() as db:
+            db.executemany("DELETE FROM temporary_paths WHERE workflow_id = ? AND name = ?",
+                           ((row[0], row[1]) for row in expired))
+        _remove_temporaries([Temporary(row[1], row[2], bool(row[3]), row[4]) for row in expired])
+        return len(expired)
 
     # --- jobs ------------------------------------------------------------------------------
     def jobs(self, workflow_id: int | str, include_hidden: bool = False) -> list[JobRow]:
@@ -402,9 +467,17 @@ class Store:
                 spec.setdefault("stdout_file", stem + ".out")
                 if not spec.get("join_stderrout"):
                     spec.setdefault("stderr_file", stem + ".err")
-            jobs.append(JobRow(row[0], row[1], row[2], row[3], bool(row[4]),
-                               EngineJob(job_id=row[2], submission_tag=row[13], **spec),
-                               *row[6:]))
+            job = EngineJob(job_id=row[2], submission_tag=row[13], **spec)
+            base = None
+            if row[18] is not None:  # the fields set when it became ready
+                base, job = job, replace(job, **json.loads(row[18]))
+            jobs.append(JobRow(
+                row[0], row[1], row[2], row[3], bool(row[4]), job, status=row[6],
+                exit_status=row[7], exit_value=row[8], term_sig=row[9], resource_usage=row[10],
+                exit_reason=row[11], scheduler_job_id=row[12], submission_tag=row[13],
+                attempt=row[14], submission_date=row[15], execution_date=row[16],
+                ending_date=row[17], outputs=None if row[19] is None else json.loads(row[19]),
+                base=base))
         return jobs
 
     def dependencies(self, workflow_id: int) -> list[tuple[int, int]]:
@@ -450,6 +523,19 @@ def _spec_json(job: EngineJob) -> str:
     return _dumps({name: value for name, value, default
                    in zip(_SPEC_FIELDS, _spec_values(job), _SPEC_DEFAULTS, strict=True)
                    if value != default})
+
+
+def _remove_temporaries(temporaries: Iterable[Temporary]) -> None:
+    """Remove temporary paths, and their workflow's folder once empty."""
+    for temporary in temporaries:
+        path = Path(temporary.path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                path.unlink(missing_ok=True)
+        with suppress(OSError):
+            path.parent.rmdir()
 
 
 def _set_wal(db: sqlite3.Connection, timeout: float = 60.0) -> None:

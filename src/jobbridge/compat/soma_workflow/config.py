@@ -27,8 +27,9 @@ MACHINERY_KEYS = frozenset({
     "engine_log_dir", "engine_log_level", "engine_log_format", "server_log_file",
     "server_log_level", "server_log_format", "remove_orphan_files", "light_mode",
     "allowed_python_versions", "python_command", "installpath", "drmaa_implementation",
-    "shared_temporary_dir", "path_translation_files",
 })
+#: soma-workflow keys jobbridge has under another name.
+RENAMED_KEYS = {"shared_temporary_dir": "scratch_directory"}
 #: Keys of a soma-workflow client reaching a remote server over ssh.
 REMOTE_KEYS = frozenset({"cluster_address", "submitting_machines", "login", "sshport"})
 #: soma-workflow's parallel job settings: jobbridge's schedulers place parallel jobs
@@ -40,7 +41,7 @@ UNSUPPORTED_KEYS = frozenset({
 })
 _LIMIT_KEYS = ("max_job_in_queue", "max_job_running")
 #: What marks a section as soma-workflow's: any key jobbridge itself does not have.
-SOMA_ONLY_KEYS = MACHINERY_KEYS | REMOTE_KEYS | UNSUPPORTED_KEYS
+SOMA_ONLY_KEYS = MACHINERY_KEYS | REMOTE_KEYS | UNSUPPORTED_KEYS | set(RENAMED_KEYS)
 
 
 def is_soma_section(options: Mapping[str, str]) -> bool:
@@ -68,6 +69,8 @@ def soma_options(options: Mapping[str, str], where: str) -> dict[str, str]:
             result[name] = _limit(value, f"{where}: {key.upper()}")
         elif name == "container_command":
             result[name] = _container_command(value, f"{where}: {key.upper()}")
+        elif name in RENAMED_KEYS:
+            result[RENAMED_KEYS[name]] = value
         else:
             result[name] = value
     if "scheduler_type" not in result and remote.get("submitting_machines"):

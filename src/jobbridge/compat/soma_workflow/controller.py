@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import soma_workflow.configuration as soma_configuration
+import soma_workflow.constants as soma_constants
 from soma_workflow.client_types import BarrierJob, EngineExecutionJob, Job
 from soma_workflow.errors import (
     ConfigurationError as SomaConfigurationError,
@@ -48,6 +49,7 @@ from soma_workflow.info import DB_VERSION
 from ... import constants
 from ...configuration import Configuration, jobbridge_home
 from ...controller import check_config, check_jobs_fit, ensure_engine
+from ...dynamic import Placement
 from ...engine import live_engines
 from ...errors import InputError
 from ...store import JobRow, Store, WorkflowRow
@@ -65,8 +67,7 @@ _TABLE = """CREATE TABLE IF NOT EXISTS soma_workflows (
     first_job INTEGER NOT NULL UNIQUE,
     job_count INTEGER NOT NULL,
     expiration_date TEXT NOT NULL,
-    queue TEXT,
-    params_dir TEXT)"""
+    queue TEXT)"""
 _NEXT_ID = "soma_next_job_id"
 #: soma-workflow's value of WORKFLOW_NOT_STARTED (sic), where jobbridge's is spelt right.
 WORKFLOW_NOT_STARTED: Final = "worklflow_not_started"
@@ -146,18 +147,17 @@ class WorkflowController:
                                     "run the workflow with mpirun jobbridge run FILE")
         data = _workflow_dict(workflow)
         name = name if name is not None else workflow.name
-        params_dir = self.home / "soma-params" / os.urandom(6).hex()
         try:
             spec = soma_workflow_spec(data, source=f"workflow {name!r}" if name else "workflow",
                                       base_dir=Path.cwd(), name=name, queue=queue,
-                                      params_dir=params_dir)
+                                      placement=Placement.for_resource(self._config, self.home))
             check_jobs_fit(spec, self._config)
         except InputError as error:
             raise WorkflowError(str(error)) from None
         expiration = expiration_date or datetime.now() + EXPIRATION
         with self._lock:
             workflow_id = self._store.add_workflow(spec, self._config)
-            self._register(workflow_id, len(spec.jobs), expiration, queue, params_dir)
+            self._register(workflow_id, len(spec.jobs), expiration, queue)
         ensure_engine(self.home)
         return workflow_id
 
@@ -183,9 +183,10 @@ class WorkflowController:
                                             str | None, list[Any]]:
         """``(jobs, transfers, workflow_status, workflow_queue, temporary_paths)``; a job is
         ``(job_id, status, queue, exit_info, (submission, execution, ending, queue)
-        [, drms_id])``."""
+        [, drms_id])``, a temporary path ``(name, path, status)``. There are no transfers:
+        the resource shares the client's file system."""
         with self._lock:
-            first, _, _, queue, _ = self._range(self._workflow(workflow_id).id)
+            first, _, _, queue = self._range(self._workflow(workflow_id).id)
         with self._lock, self._snapshot():
             workflow = self._workflow(workflow_id)
             jobs = []
@@ -197,7 +198,9 @@ class WorkflowController:
                     (_date(job.submission_date), _date(job.execution_date),
                      _date(job.ending_date), job.spec.queue))
                 jobs.append((*info, job.scheduler_job_id) if with_drms_id else info)
-            return jobs, [], _workflow_status(workflow), queue, []
+            temporaries = [(t.name, t.path, soma_constants.FILES_ON_CR)
+                           for t in self._store.temporary_paths(workflow.id)]
+            return jobs, [], _workflow_status(workflow), queue, temporaries
 
     def jobs(self, job_ids: Iterable[int] | None = None
              ) -> dict[int, tuple[str | None, str, datetime | None]]:
@@ -243,17 +246,15 @@ class WorkflowController:
                 Path(target).write_bytes(b"")
 
     def transfers(self, transfer_ids: Iterable[Any] | None = None) -> dict[Any, Any]:
-        """File transfers are not supported: there are none."""
+        """None: a file transfer is its client path on a resource sharing the client's
+        file system (jobbridge's resources, for now: issue 19 copies them over SSH)."""
         del transfer_ids
         return {}
 
     def transfer_files(self, transfer_ids: Any, buffer_size: int = 512 ** 2) -> None:
-        """Nothing to do for no transfers (``Helper.transfer_input_files``)."""
-        del buffer_size
-        if transfer_ids and not isinstance(transfer_ids, str | bytes):
-            transfer_ids = list(transfer_ids)
-        if transfer_ids:
-            raise SomaWorkflowError("file transfers are not supported by jobbridge yet")
+        """Nothing to copy: jobs read and write the client's files themselves
+        (``Helper.transfer_input_files`` / ``transfer_output_files`` work unchanged)."""
+        del transfer_ids, buffer_size
 
     # --- waiting ------------------------------------------------------------------------------
     def wait_workflow(self, workflow_id: int, timeout: float = -1) -> None:
@@ -300,7 +301,6 @@ class WorkflowController:
         False if jobs may still be running when it had to be deleted without them."""
         with self._lock:
             workflow = self._workflow(workflow_id)
-            params_dir = self._range(workflow.id)[4]
             if _ended(workflow) and workflow.engine not in live_engines(self.home):
                 self._store.delete_workflow(workflow.id)  # no engine: nothing runs
                 deleted = True
@@ -313,8 +313,6 @@ class WorkflowController:
                 deleted = not self._exists(workflow.id)
                 if not deleted:  # soma-workflow's force: out of the database all the same
                     self._store.delete_workflow(workflow.id)
-        if params_dir:
-            shutil.rmtree(params_dir, ignore_errors=True)
         return deleted
 
     def stop_jobs(self, workflow_id: int, job_ids: Sequence[int]) -> bool:
@@ -382,15 +380,34 @@ class WorkflowController:
                 print(f"\n  {label}:\n  ----------------\n{text}", file=file)
         return status == constants.WORKFLOW_DONE and not failed
 
-    # --- not supported yet ---------------------------------------------------------------------
+    # --- not supported -------------------------------------------------------------------------
     def register_transfer(self, file_transfer: Any) -> Any:
-        raise SomaWorkflowError("file transfers are not supported by jobbridge yet")
+        raise SomaWorkflowError("transfers outside workflows are not supported by jobbridge "
+                                "(jobs run in workflows, where a transfer is its client path)")
 
-    def get_job_output_params(self, job_id: int) -> Any:
-        raise SomaWorkflowError("output parameters are not supported by jobbridge yet")
+    # --- parameters -----------------------------------------------------------------------
+    def get_job_output_params(self, job_id: int) -> dict[str, Any] | None:
+        """The job's output parameters (None before it ended, or if it wrote none)."""
+        with self._lock:
+            return self._job(job_id).outputs
 
-    def updated_job_parameters(self, job_id: int) -> Any:
-        raise SomaWorkflowError("parameter links are not supported by jobbridge yet")
+    def updated_job_parameters(self, job_id: int) -> dict[str, list[tuple[Any, str, Any]]]:
+        """``{param: [(function, source output, value), ...]}``: what the job's links
+        give it from the outputs of the jobs that ended (soma-workflow's shape)."""
+        with self._lock:
+            job = self._job(job_id)
+            links = (job.spec.dynamic or {}).get("links") or []
+            outputs = {}
+            for _, upstream, _, _ in links:
+                if upstream not in outputs:
+                    outputs[upstream] = self._store.job(job.workflow_id, upstream).outputs or {}
+        result: dict[str, list[tuple[Any, str, Any]]] = {}
+        for param, upstream, output, function in links:
+            if output in outputs[upstream]:
+                shown = None if function is None else (
+                    function[0] if len(function) == 1 else tuple(function))
+                result.setdefault(param, []).append((shown, output, outputs[upstream][output]))
+        return result
 
     # --- inside -----------------------------------------------------------------------------------
     @property
@@ -420,21 +437,21 @@ class WorkflowController:
         return self._store.db.execute(query, (workflow_id,)).fetchone() is not None
 
     def _register(self, workflow_id: int, count: int, expiration: datetime,
-                  queue: str | None, params_dir: Path | None) -> int:
+                  queue: str | None) -> int:
         """Give a workflow its range of job ids (never reused in this home)."""
         with self._write() as db:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (_NEXT_ID,)).fetchone()
             first = int(row[0]) if row else 1
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_NEXT_ID, str(first + count)))
-            db.execute("INSERT INTO soma_workflows VALUES (?, ?, ?, ?, ?, ?)",
-                       (workflow_id, first, count, expiration.isoformat(), queue,
-                        None if params_dir is None else str(params_dir)))
+            db.execute("INSERT INTO soma_workflows (workflow_id, first_job, job_count, "
+                       "expiration_date, queue) VALUES (?, ?, ?, ?, ?)",
+                       (workflow_id, first, count, expiration.isoformat(), queue))
         return first
 
-    def _range(self, workflow_id: int) -> tuple[int, int, str, str | None, str | None]:
-        """``(first_job, job_count, expiration, queue, params_dir)`` of a workflow; one is
-        given to workflows submitted another way (``jobbridge submit``) when first seen."""
-        query = ("SELECT first_job, job_count, expiration_date, queue, params_dir "
+    def _range(self, workflow_id: int) -> tuple[int, int, str, str | None]:
+        """``(first_job, job_count, expiration, queue)`` of a workflow; one is given to
+        workflows submitted another way (``jobbridge submit``) when first seen."""
+        query = ("SELECT first_job, job_count, expiration_date, queue "
                  "FROM soma_workflows WHERE workflow_id = ?")
         row = self._store.db.execute(query, (workflow_id,)).fetchone()
         if row is None:
@@ -442,9 +459,9 @@ class WorkflowController:
             count = self._store.db.execute("SELECT count(*) FROM jobs WHERE workflow_id = ?",
                                            (workflow_id,)).fetchone()[0]
             submitted = _date(workflow.submission_date) or datetime.now()
-            self._register(workflow_id, count, submitted + EXPIRATION, None, None)
+            self._register(workflow_id, count, submitted + EXPIRATION, None)
             row = self._store.db.execute(query, (workflow_id,)).fetchone()
-        return row[0], row[1], row[2], row[3], row[4]
+        return row[0], row[1], row[2], row[3]
 
     def _locate(self, job_id: Any) -> tuple[int, int] | None:
         """``(workflow_id, index)`` of a soma-workflow job id, None if there is none."""

@@ -8,9 +8,8 @@ iff every case passed.
 
 ``--case NAME`` (repeatable) runs only these cases, each through soma-workflow's
 own ``WorkflowTest.run_test`` restricted to one test method and one path
-management; ``--list`` shows them, with the reason of the ones jobbridge does not
-pass yet. ``WorkflowConf`` (``test_workflow_config``, which soma-workflow's main
-leaves out) is a case too.
+management; ``--list`` shows them. ``WorkflowConf`` (``test_workflow_config``,
+which soma-workflow's main leaves out) is a case too.
 """
 
 from __future__ import annotations
@@ -51,24 +50,6 @@ MODULES = (
     "soma_workflow.test.test_serialization",
     "soma_workflow.test.workflow_tests.test_workflow_config",
 )
-_OUTPUTS = "output parameters and parameter links"
-_ENGINE_JOBS = "engine execution jobs (MapJob, LeaveOneOutJob, CrossValidationFoldJob...)"
-#: Cases jobbridge does not pass yet, and why (issue 18 takes them).
-KNOWN_FAILING = {
-    "Simple.test_workflow_with_outputs": _OUTPUTS,
-    "Simple.test_workflow_mapreduce_with_outputs": _OUTPUTS,
-    "Simple.test_workflow_loo": _OUTPUTS,
-    "Simple.test_workflow_cv": _OUTPUTS,
-    "Simple.test_workflow_mapreduce_with_jobs": f"{_OUTPUTS}, {_ENGINE_JOBS}",
-    "Simple.test_workflow_loo_with_jobs": f"{_OUTPUTS}, {_ENGINE_JOBS}",
-    "Simple.test_workflow_cv_with_jobs": f"{_OUTPUTS}, {_ENGINE_JOBS}",
-    **{f"Simple.{method}[file transfer]": "file transfers (FileTransfer)" + (
-        "" if method == "test_simple_workflow" else f", {_OUTPUTS}") for method in (
-        "test_simple_workflow", "test_workflow_with_outputs",
-        "test_workflow_mapreduce_with_outputs", "test_workflow_loo", "test_workflow_cv",
-        "test_workflow_mapreduce_with_jobs", "test_workflow_loo_with_jobs",
-        "test_workflow_cv_with_jobs")},
-}
 
 
 @dataclass(frozen=True)
@@ -81,10 +62,6 @@ class Case:
     test_class: str | None = None
     method: str | None = None
     file_system: str | None = None
-
-    @property
-    def known_failure(self) -> str | None:
-        return KNOWN_FAILING.get(self.name)
 
 
 def cases() -> list[Case]:
@@ -190,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         known = {case.name: case for case in cases()}
         if args.list:
             for case in known.values():
-                why = f"  (not yet: {case.known_failure})" if case.known_failure else ""
-                print(f"{case.name}{why}")
+                print(case.name)
             return 0
         unknown = [name for name in args.case if name not in known]
         if unknown:

@@ -3,37 +3,51 @@
 soma-workflow writes a workflow as JSON: jobs and groups by number in
 ``serialized_jobs`` / ``serialized_groups``, dependencies as pairs of those
 numbers, tuples and sets encoded as lists starting with ``"<tuple>"`` /
-``"<set>"``. This module reads that form without soma-workflow installed and
-builds the jobbridge workflow soma-workflow's engine would have run:
+``"<set>"``, file transfers, shared resource, temporary and option paths by
+number (``["<id>", n]``) in their own tables. This module reads that form without
+soma-workflow installed and builds the jobbridge workflow soma-workflow's engine
+would have run:
 
 - a job's id is its number in the file, its name soma's name; a ``BarrierJob``
-  is a barrier; a dependency end may be a job or a group;
+  is a barrier, soma-workflow's engine execution jobs (``MapJob``, ``ReduceJob``,
+  ``ListCatJob``, ``LeaveOneOutJob``, ``CrossValidationFoldJob``, ``StrCatJob``,
+  ``EngineExecutionJob``) engine-side jobs; a dependency end may be a job or a group;
 - commands as soma-workflow's engine builds them: lists inside a command become
   their ``repr``, ``["<join>", ...]`` is joined, ``%(name)s`` is replaced from
   ``param_dict`` (and from ``configuration_dict``, the JSON of the job's
-  ``configuration``);
+  ``configuration``) at submission, and again when the job becomes ready for a
+  job that parameter links (``param_links``, with soma-workflow's link functions)
+  give values;
+- paths: a file transfer is its client path (jobbridge's resources share the
+  client's file system), a shared resource path is translated through the
+  resource's ``path_translation_files``, a temporary path is placed by
+  :class:`jobbridge.dynamic.Placement`, an option path is its parent's path and URI;
 - environment: the job's ``env`` over the workflow's ``env`` over what the
   workflow's ``env_builder_code`` prints (run once, now, with this Python);
-- ``use_input_params_file``: the job's parameters are written to a JSON file
-  named by ``SOMAWF_INPUT_PARAMS`` in its environment.
-
-What jobbridge cannot run yet (parameter links, output parameters, engine
-execution jobs, file transfers, shared resource and temporary paths) is
-refused by name with one :class:`InputError` line, never ignored.
+- ``use_input_params_file``, ``has_outputs``: the engine writes the parameters file
+  named by ``SOMAWF_INPUT_PARAMS`` and reads the outputs file named by
+  ``SOMAWF_OUTPUT_PARAMS`` (:mod:`jobbridge.dynamic`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...configuration import jobbridge_home, private_dir
+from ...dynamic import (
+    LINK_FUNCTIONS,
+    SOMA_ENGINE_CLASSES,
+    SOMA_STYLE,
+    Placement,
+    soma_decode,
+    soma_substitute,
+    soma_values,
+)
 from ...errors import InputError
 from ...model import EngineJob, WorkflowSpec, parse_workflow
 
@@ -52,24 +66,20 @@ _JOB_KEYS = frozenset({
     "stdout_file", "stderr_file", "working_directory", "input_params_file",
     "output_params_file", "param_dict", "user_storage",
 })
-#: soma-workflow features jobbridge does not run yet: (key, what it is).
-_UNSUPPORTED_TOP = (
-    ("param_links", "parameter links (param_links)"),
-    ("serialized_file_transfers", "file transfers (FileTransfer)"),
-    ("serialized_shared_res_paths", "shared resource paths (SharedResourcePath)"),
-    ("serialized_temporary_paths", "temporary paths (TemporaryPath)"),
-    ("serialized_option_paths", "option paths (OptionPath)"),
-)
-_PLAIN_CLASSES = frozenset({"Job", "soma_workflow.client_types.Job", "soma_workflow.client.Job"})
-_BARRIER_CLASSES = frozenset({"BarrierJob", "soma_workflow.client_types.BarrierJob",
-                              "soma_workflow.custom_jobs.BarrierJob",
-                              "soma_workflow.client.BarrierJob"})
-#: soma-workflow's engine substitution pattern (greedy, as soma-workflow's own).
-_PARAMETER = re.compile(r"%\((.+)\)[dsf]")
+_MODULES = ("soma_workflow.client_types", "soma_workflow.client", "soma_workflow.custom_jobs")
+_PLAIN_CLASSES = frozenset({"Job", *(f"{module}.Job" for module in _MODULES)})
+_BARRIER_CLASSES = frozenset({"BarrierJob", *(f"{module}.BarrierJob" for module in _MODULES)})
+#: soma-workflow's engine execution job classes, as they are written: their kind.
+_ENGINE_CLASSES = {prefix + name: kind for name, kind in SOMA_ENGINE_CLASSES.items()
+                   for prefix in ("", *(f"{module}." for module in _MODULES))}
+_LINK_MODULE = "soma_workflow.param_link_functions."
+#: Tables of special paths, by the kind of path they hold.
+_SPECIAL_TABLES = (("serialized_file_transfers", "transfer"),
+                   ("serialized_shared_res_paths", "shared"),
+                   ("serialized_temporary_paths", "temporary"),
+                   ("serialized_option_paths", "option"))
 #: How long a workflow's env_builder_code may run.
 ENV_BUILDER_TIMEOUT = 120.0
-#: Environment variable naming a job's input parameters file (soma-workflow's name).
-INPUT_PARAMS_VARIABLE = "SOMAWF_INPUT_PARAMS"
 
 
 def is_soma_workflow(data: object) -> bool:
@@ -79,64 +89,30 @@ def is_soma_workflow(data: object) -> bool:
 
 def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
                        base_dir: Path | None = None, *, name: str | None = None,
-                       queue: str | None = None, params_dir: Path | None = None,
-                       to_run: bool = True) -> WorkflowSpec:
+                       queue: str | None = None, to_run: bool = True,
+                       placement: Placement | None = None) -> WorkflowSpec:
     """The jobbridge workflow of a soma-workflow workflow dict; InputError naming the place.
 
     ``name`` and ``queue`` are ``submit_workflow``'s (``queue`` goes to every job).
-    Input parameters files go to ``params_dir`` (default: a new folder under
-    ``$JOBBRIDGE_HOME/soma-params``), written only once the workflow is valid, and
-    ``env_builder_code`` runs then; neither with ``to_run=False`` (to draw it).
+    ``placement``: where temporary paths go and how shared resource paths translate.
+    ``env_builder_code`` runs once the rest is valid; not with ``to_run=False`` (to draw
+    it), which shows shared resource paths untranslated.
     """
-    files: dict[Path, str] = {}
-    converter = _Converter(source, queue, params_dir)
-    converted = converter.workflow(_decode(data), files)
+    placement = placement or Placement.for_resource(None)
+    converter = _Converter(source, queue, placement, to_run)
+    converted, dynamics = converter.workflow(soma_decode(data))
     if name is not None:
         converted["name"] = name
-    spec = parse_workflow(converted, source=source, base_dir=base_dir)
-    if not to_run:
-        return spec
-    if converter.env_builder_code is not None:  # run only once all the rest is valid
+    spec = parse_workflow(converted, source=source, base_dir=base_dir, placement=placement)
+    by_id = {job.job_id: job for job in spec.jobs}
+    for key, dynamic in dynamics.items():
+        by_id[key].dynamic = dynamic
+    if to_run and converter.env_builder_code is not None:  # only once all the rest is valid
         built = converter.run_env_builder(converter.env_builder_code)
         for job in spec.jobs:
             if not job.is_barrier:
                 job.env = {**built, **job.env}
-    for path, text in files.items():
-        private_dir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
     return spec
-
-
-def _decode(value: Any) -> Any:
-    """soma-workflow's ``utils.from_json``: ``["<tuple>", ...]`` -> tuple, ``["<set>", ...]``
-    -> list, ``["<undefined>"]`` -> None; plain Python values (``to_dict()``) unchanged."""
-    if isinstance(value, dict):
-        return {key: _decode(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        if isinstance(value, list) and value and isinstance(value[0], str):
-            code = value[0]
-            if code == "<tuple>":
-                return tuple(_decode(item) for item in value[1:])
-            if code == "<set>":
-                return [_decode(item) for item in value[1:]]
-            if code == "<undefined>":
-                return None
-        items = [_decode(item) for item in value]
-        return tuple(items) if isinstance(value, tuple) else items
-    return value
-
-
-def _encode(value: Any) -> Any:
-    """soma-workflow's ``utils.to_json`` (how it writes input parameters files)."""
-    if isinstance(value, tuple):
-        return ["<tuple>", *(_encode(item) for item in value)]
-    if isinstance(value, list):
-        return [_encode(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _encode(item) for key, item in value.items()}
-    return value
 
 
 def _is_special(value: object) -> bool:
@@ -145,31 +121,33 @@ def _is_special(value: object) -> bool:
 
 
 class _Converter:
-    def __init__(self, source: str, queue: str | None, params_dir: Path | None) -> None:
+    def __init__(self, source: str, queue: str | None, placement: Placement,
+                 to_run: bool) -> None:
         self.source = source
         self.queue = queue
-        self.params_dir = params_dir
+        self.placement = placement
+        self.to_run = to_run
         self.env_builder_code: str | None = None
+        self.specials: dict[str, tuple[str, Any]] = {}
+        self.paths: dict[str, tuple[str, str]] = {}
 
     def error(self, where: str, message: str) -> InputError:
         return InputError(f"{self.source}: {where}: {message}" if where
                           else f"{self.source}: {message}")
 
-    def unsupported(self, where: str, what: str) -> InputError:
-        return self.error(where, f"{what} are not supported by jobbridge yet")
-
-    def workflow(self, data: Any, files: dict[Path, str]) -> dict[str, Any]:
+    def workflow(self, data: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The jobbridge workflow, and the dynamic part of its jobs by id."""
         if not isinstance(data, dict):
             raise self.error("", "a soma-workflow workflow must be a JSON object")
         for key in data:
             if key not in _TOP_KEYS:
                 raise self.error("", f"unknown key {key!r} of a soma-workflow workflow")
-        for key, what in _UNSUPPORTED_TOP:
-            if data.get(key):
-                raise self.unsupported(key, what)
         name = data.get("name")
         if name is not None and not isinstance(name, str):
             raise self.error("name", "must be a string or null")
+        for table, kind in _SPECIAL_TABLES:
+            for key, value in self.mapping(data, table).items():
+                self.specials[str(key)] = (kind, value)
         serialized = self.mapping(data, "serialized_jobs")
         barriers = self.mapping(data, "serialized_barriers")  # soma-workflow < 3 files
         order = data.get("jobs")
@@ -177,24 +155,37 @@ class _Converter:
             order = [*serialized, *barriers]
         if not isinstance(order, list | tuple):
             raise self.error("jobs", "must be a list of job numbers")
+        links = self.links(data, {str(number) for number in order})
         env = self.environment(data)
         workflow_native = data.get("native_specification")
         jobs: list[dict[str, Any]] = []
+        dynamics: dict[str, dict[str, Any]] = {}
         for number in order:
             key = str(number)
             if key in barriers:
                 jobs.append(self.barrier(key, barriers[key], "serialized_barriers"))
             elif key in serialized:
-                jobs.append(self.job(key, serialized[key], env, workflow_native, files))
+                job, dynamic = self.job(key, serialized[key], env, workflow_native,
+                                        links.get(key, []))
+                jobs.append(job)
+                if dynamic is not None:
+                    dynamics[key] = dynamic
             else:
                 raise self.error("jobs", f"job {number!r} is not in serialized_jobs")
         ids = {job["id"] for job in jobs}
         groups, group_names = self.groups(data, ids)
+        dependencies = self.dependencies(data, ids, group_names)
+        known = {tuple(pair) for pair in dependencies}
+        for key, items in links.items():  # a link is a dependency too (soma-workflow adds it)
+            for _, upstream, _, _ in items:
+                if (upstream, key) not in known:
+                    known.add((upstream, key))
+                    dependencies.append([upstream, key])
         converted: dict[str, Any] = {"jobs": jobs, "groups": groups,
-                                     "dependencies": self.dependencies(data, ids, group_names)}
+                                     "dependencies": dependencies}
         if name is not None:
             converted["name"] = name
-        return converted
+        return converted, dynamics
 
     def mapping(self, data: Mapping[str, Any], key: str) -> dict[str, Any]:
         value = data.get(key)
@@ -203,6 +194,47 @@ class _Converter:
         if not isinstance(value, dict):
             raise self.error(key, "must be an object")
         return value
+
+    def links(self, data: Mapping[str, Any], ids: set[str]) -> dict[str, list[list[Any]]]:
+        """``param_links`` (``{dest: {param: [(source, output, function)...]}}``) as each
+        destination job's links ``[param, source, output, function]``."""
+        raw = self.mapping(data, "param_links")
+        links: dict[str, list[list[Any]]] = {}
+        for dest, params in raw.items():
+            where = f"param_links[{dest!r}]"
+            if str(dest) not in ids:
+                raise self.error(where, f"unknown job {dest!r}")
+            if not isinstance(params, dict):
+                raise self.error(where, "must be an object: parameter -> links")
+            for param, items in params.items():
+                if not isinstance(items, list | tuple):
+                    raise self.error(f"{where}[{param!r}]", "must be a list of links")
+                for index, link in enumerate(items):
+                    here = f"{where}[{param!r}][{index}]"
+                    if not isinstance(link, list | tuple) or len(link) not in (2, 3):
+                        raise self.error(here, "must be (source job, output[, function])")
+                    source = str(link[0])
+                    if source not in ids:
+                        raise self.error(here, f"unknown job {link[0]!r}")
+                    if not isinstance(link[1], str):
+                        raise self.error(here, "the output name must be a string")
+                    function = self.link_function(link[2] if len(link) == 3 else None, here)
+                    links.setdefault(str(dest), []).append([param, source, link[1], function])
+        return links
+
+    def link_function(self, raw: Any, where: str) -> list[Any] | None:
+        """soma-workflow's ``"name"`` or ``("name", *args)``, a function of its
+        param_link_functions."""
+        if raw is None:
+            return None
+        name, *args = raw if isinstance(raw, list | tuple) and raw else [raw]
+        if not isinstance(name, str):
+            raise self.error(where, f"the link function must be a name, not {name!r}")
+        short = name.removeprefix(_LINK_MODULE)
+        if short not in LINK_FUNCTIONS:
+            raise self.error(where, f"link function {name!r} is not supported by jobbridge "
+                             f"(soma-workflow's: {', '.join(LINK_FUNCTIONS)})")
+        return [short, *args]
 
     def environment(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """The workflow's ``env`` (what ``env_builder_code`` prints comes under it, later)."""
@@ -243,16 +275,25 @@ class _Converter:
         where = f"{table}[{key!r}]"
         if not isinstance(raw, dict):
             raise self.error(where, "must be an object")
-        for field in ("referenced_input_files", "referenced_output_files"):
-            if any(_is_special(item) for item in raw.get(field) or ()):
-                raise self.unsupported(f"{where}.{field}", "file transfers (FileTransfer)")
+        self.referenced(raw, where)
         job: dict[str, Any] = {"id": key, "barrier": True}
         if raw.get("name") is not None:
             job["name"] = self.text(raw["name"], f"{where}.name")
         return job
 
+    def referenced(self, raw: Mapping[str, Any], where: str) -> None:
+        """Referenced input and output files: checked, their temporary paths placed
+        (created with the workflow, as soma-workflow's engine does)."""
+        for field in ("referenced_input_files", "referenced_output_files"):
+            items = raw.get(field) or ()
+            if not isinstance(items, list | tuple):
+                raise self.error(f"{where}.{field}", "must be a list")
+            for index, item in enumerate(items):
+                self.structure(item, f"{where}.{field}[{index}]")
+
     def job(self, key: str, raw: Any, workflow_env: Mapping[str, Any],
-            workflow_native: Any, files: dict[Path, str]) -> dict[str, Any]:
+            workflow_native: Any, links: list[list[Any]]
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         where = f"serialized_jobs[{key!r}]"
         if not isinstance(raw, dict):
             raise self.error(where, "must be an object")
@@ -261,50 +302,59 @@ class _Converter:
                 raise self.error(where, f"unknown key {field!r} of a soma-workflow job")
         kind = raw.get("class", "Job")
         if kind in _BARRIER_CLASSES:
-            return self.barrier(key, raw, "serialized_jobs")
-        if kind not in _PLAIN_CLASSES:
-            if isinstance(kind, str) and kind.startswith("soma_workflow."):
-                raise self.unsupported(f"{where}.class", "engine execution jobs "
-                                       f"({kind.rsplit('.', 1)[-1]})")
-            raise self.error(f"{where}.class", f"unknown job class {kind!r}")
-        if raw.get("has_outputs") or raw.get("output_params_file"):
-            raise self.unsupported(f"{where}.has_outputs", "output parameters (has_outputs)")
-        for field in ("referenced_input_files", "referenced_output_files"):
-            if any(_is_special(item) for item in raw.get(field) or ()):
-                raise self.unsupported(f"{where}.{field}", "file transfers (FileTransfer)")
+            return self.barrier(key, raw, "serialized_jobs"), None
+        engine = _ENGINE_CLASSES.get(kind) if isinstance(kind, str) else None
+        if engine is None and kind not in _PLAIN_CLASSES:
+            raise self.error(f"{where}.class", f"unknown job class {kind!r} (jobbridge runs "
+                             f"soma-workflow's Job, BarrierJob, {', '.join(SOMA_ENGINE_CLASSES)})")
+        self.referenced(raw, where)
         configuration = raw.get("configuration") or {}
         if not isinstance(configuration, dict):
             raise self.error(f"{where}.configuration", "must be an object")
         params = raw.get("param_dict") or {}
         if not isinstance(params, dict):
             raise self.error(f"{where}.param_dict", "must be an object")
-        for name, value in params.items():
-            self.structure(value, f"{where}.param_dict[{name!r}]")
+        params = {name: self.structure(value, f"{where}.param_dict[{name!r}]")
+                  for name, value in params.items()}
         use_params_file = raw.get("use_input_params_file", False)
-        if not isinstance(use_params_file, bool):
-            raise self.error(f"{where}.use_input_params_file", "must be true or false")
-        substitutions = dict(params)
-        if configuration and not use_params_file:
-            substitutions["configuration_dict"] = json.dumps(configuration)
-        command = raw.get("command")
-        if not isinstance(command, list | tuple) or not command:
-            raise self.error(f"{where}.command", "must be a non-empty list")
-        argv = [_substitute(self.argument(item, f"{where}.command[{index}]"), substitutions)
-                for index, item in enumerate(command)]
-        job: dict[str, Any] = {"id": key, "command": argv}
-        env = {**workflow_env, **(self.env(raw.get("env"), f"{where}.env"))}
+        has_outputs = raw.get("has_outputs", False)
+        for field, value in (("use_input_params_file", use_params_file),
+                             ("has_outputs", has_outputs)):
+            if not isinstance(value, bool):
+                raise self.error(f"{where}.{field}", "must be true or false")
+        dynamic: dict[str, Any] = {"style": SOMA_STYLE, "parameters": params}
+        if configuration:
+            dynamic["configuration"] = configuration
         if use_params_file:
-            path = self.params_file(key, raw.get("input_params_file"), where)
-            env[INPUT_PARAMS_VARIABLE] = str(path)
-            content: dict[str, Any] = {"parameters": _encode(params)}
-            if configuration:
-                content["configuration_dict"] = _encode(configuration)
-            files[path] = json.dumps(content)
-        if env:
-            job["env"] = env
+            given = raw.get("input_params_file")
+            dynamic["input_file"] = (True if given is None else
+                                     self.path(given, f"{where}.input_params_file"))
+        if has_outputs and engine is None:  # an engine-side job's outputs are its result
+            dynamic["outputs"] = []
+            given = raw.get("output_params_file")
+            if given is not None:
+                dynamic["output_file"] = self.path(given, f"{where}.output_params_file")
+        if links:
+            dynamic["links"] = links
+        job: dict[str, Any] = {"id": key}
         name = raw.get("name")
         if name is not None:
             job["name"] = self.text(name, f"{where}.name")
+        if engine is not None:  # runs in the engine: no command, no files
+            dynamic["engine"] = engine
+            return {**job, "barrier": True}, dynamic
+        command = raw.get("command")
+        if not isinstance(command, list | tuple) or not command:
+            raise self.error(f"{where}.command", "must be a non-empty list")
+        template = [self.argument(item, f"{where}.command[{index}]")
+                    for index, item in enumerate(command)]
+        values = soma_values(params, dynamic)
+        job["command"] = [soma_substitute(argument, values) for argument in template]
+        if links and template != job["command"]:
+            dynamic["command"] = template
+        env = {**workflow_env, **(self.env(raw.get("env"), f"{where}.env"))}
+        if env:
+            job["env"] = env
         for field in ("stdin", "stdout_file", "stderr_file", "working_directory"):
             value = raw.get(field)
             if value is not None:
@@ -317,7 +367,8 @@ class _Converter:
                              ("queue", self.queue)):
             if value is not None and value is not False:
                 job[field] = value
-        return job
+        ready_work = links or use_params_file or has_outputs
+        return job, dynamic if ready_work else None
 
     def env(self, value: Any, where: str) -> dict[str, Any]:
         if value is None:
@@ -332,16 +383,52 @@ class _Converter:
         return value
 
     def path(self, value: Any, where: str) -> str:
-        if _is_special(value) or isinstance(value, tuple):
-            raise self.unsupported(where, "file transfers and special paths")
+        if _is_special(value):
+            return self.special(value, where)[0]
         return self.text(os.fspath(value) if isinstance(value, os.PathLike) else value, where)
 
-    def params_file(self, key: str, given: Any, where: str) -> Path:
-        if given is not None:
-            return Path(self.path(given, f"{where}.input_params_file")).absolute()
-        if self.params_dir is None:
-            self.params_dir = jobbridge_home() / "soma-params" / os.urandom(6).hex()
-        return self.params_dir / f"{key}.json"
+    def special(self, value: Any, where: str) -> tuple[str, str]:
+        """A special path's ``(main path, directory)`` on the resource (the directory is
+        what ``(transfer, relative_path)`` tuples join to)."""
+        key = str(value[1])
+        if key in self.paths:
+            return self.paths[key]
+        if key not in self.specials:
+            raise self.error(where, f"unknown special path {value[1]!r} (not in the "
+                             "serialized file transfers, shared resource, temporary or "
+                             "option paths)")
+        kind, raw = self.specials[key]
+        place = f"{where}: {kind} path {key}"
+        if not isinstance(raw, dict):
+            raise self.error(place, "must be an object")
+        pattern = raw.get("pattern") or "%s"
+        if not isinstance(pattern, str) or pattern.count("%s") != 1 or "%" in pattern.replace(
+                "%s", ""):
+            raise self.error(place, f"invalid pattern {pattern!r}")
+        self.paths[key] = ("", "")  # an option path naming itself must not loop
+        if kind == "transfer":  # the client's file system is the resource's
+            main = self.text(raw.get("client_path"), f"{place}.client_path")
+            directory = os.path.dirname(main) if raw.get("client_paths") else main
+        elif kind == "shared":
+            parts = [self.text(raw.get(k), f"{place}.{k}")
+                     for k in ("namespace", "uuid", "relative_path")]
+            main = directory = (self.placement.translate(*parts) if self.to_run
+                                else ":".join(parts))
+        elif kind == "temporary":
+            suffix = raw.get("suffix") or ""
+            hours = raw.get("disposal_timeout")
+            main = directory = self.placement.temporary(
+                key, self.text(raw.get("name") or "temporary", f"{place}.name"),
+                self.text(suffix, f"{place}.suffix").replace("/", "_"),
+                bool(raw.get("is_directory")),
+                float(hours) if isinstance(hours, int | float) and hours > 0 else 168.0)
+        else:  # option: its parent's path and a URI
+            parent = raw.get("parent_path")
+            base = (self.special(parent, place)[0] if _is_special(parent)
+                    else self.text(parent, f"{place}.parent_path"))
+            main = directory = base + self.text(raw.get("uri") or "", f"{place}.uri")
+        self.paths[key] = (pattern % main, pattern % directory)
+        return self.paths[key]
 
     def argument(self, item: Any, where: str) -> str:
         """One command element as soma-workflow's engine writes it (``generate_command``):
@@ -353,14 +440,22 @@ class _Converter:
             value, list | tuple | dict) else str(value)
 
     def structure(self, item: Any, where: str) -> Any:
-        if _is_special(item) or (isinstance(item, tuple) and item and _is_special(item[0])):
-            raise self.unsupported(where, "file transfers and special paths")
+        """A value with its special paths replaced by their paths (soma-workflow's
+        ``generate_command(..., "PathOnly")``)."""
+        if _is_special(item):
+            return self.special(item, where)[0]
+        if (isinstance(item, tuple) and len(item) == 2 and _is_special(item[0])
+                and isinstance(item[1], str)):  # (transfer, file in it)
+            return os.path.join(self.special(item[0], where)[1], item[1])
         if isinstance(item, list | tuple):
             parts = [self.structure(part, f"{where}[{i}]") for i, part in enumerate(item)]
             if isinstance(item, list) and parts and parts[0] == "<join>":
                 return "".join(str(part) for part in parts[1:])
             return tuple(parts) if isinstance(item, tuple) else parts
-        if item is None or isinstance(item, str | bool | int | float | dict):
+        if isinstance(item, dict):
+            return {key: self.structure(value, f"{where}[{key!r}]")
+                    for key, value in item.items()}
+        if item is None or isinstance(item, str | bool | int | float):
             return item
         if isinstance(item, os.PathLike):  # in memory (to_dict()): soma's Popen takes them
             return os.fspath(item)
@@ -419,21 +514,3 @@ class _Converter:
                     raise self.error(where, f"unknown job or group {end!r}")
             pairs.append(ends)
         return pairs
-
-
-def _substitute(argument: str, values: Mapping[str, Any]) -> str:
-    """soma-workflow's ``Job.commandline_repl`` on one argument: ``%(name)s`` replaced by
-    the parameter's text; an argument naming no known parameter is left as it is."""
-    if not values or "%(" not in argument:
-        return argument
-    parts = _PARAMETER.split(argument)
-    replaced = False
-    for index in range(1, len(parts), 2):
-        value = values.get(parts[index])
-        if value is None:
-            parts[index] = f"%({parts[index]})s"
-        else:
-            replaced = True
-            parts[index] = value if isinstance(value, str) else str(value)
-    return "".join(parts) if replaced else argument
-
