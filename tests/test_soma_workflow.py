@@ -151,28 +151,152 @@ def _refused(path: Path) -> str:
                                      text=True, timeout=60))
 
 
-def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
-    from soma_workflow.client import FileTransfer, MapJob, TemporaryPath
+#: Job scripts of the dynamic workflow: list files (outputs), upper-case one (input and
+#: output parameters), concatenate some (input parameters).
+LISTER = ("import json, os, sys; files = [os.path.join(sys.argv[1], n + '.txt') for n in 'abc'];"
+          " json.dump({'files': files}, open(os.environ['SOMAWF_OUTPUT_PARAMS'], 'w'))")
+UPPER = ("import json, os; p = json.load(open(os.environ['SOMAWF_INPUT_PARAMS']))['parameters'];"
+         " out = p['input'] + '.up'; open(out, 'w').write(open(p['input']).read().upper());"
+         " json.dump({'output': out}, open(os.environ['SOMAWF_OUTPUT_PARAMS'], 'w'))")
+CAT = ("import json, os, sys; p = json.load(open(os.environ['SOMAWF_INPUT_PARAMS']))['parameters'];"
+       " open(sys.argv[1], 'w').write(''.join(open(f).read() for f in p['inputs']))")
 
-    first = Job(["echo"], name="first", has_outputs=True)
-    second = Job(["echo", "%(x)s"], name="second", param_dict={"x": ""})
-    linked = Workflow([first, second], param_links={second: {"x": [(first, "y")]}})
-    assert "param_links: parameter links (param_links) are not supported" in _refused(
-        _serialized(tmp_path, linked))
-    outputs = Workflow([Job(["echo"], name="o", has_outputs=True)])
-    assert "has_outputs: output parameters (has_outputs) are not supported" in _refused(
-        _serialized(tmp_path, outputs))
-    mapping = Workflow([Job(["echo"]), MapJob()])
-    assert "engine execution jobs (MapJob) are not supported" in _refused(
-        _serialized(tmp_path, mapping))
-    transfer = FileTransfer(True, str(tmp_path / "in.txt"), name="in")
-    moved = Workflow([Job(["cat", transfer], referenced_input_files=[transfer])])
-    assert "file transfers (FileTransfer) are not supported" in _refused(
-        _serialized(tmp_path, moved))
-    temporary = TemporaryPath(name="tmp")
-    temp = Workflow([Job(["touch", temporary], referenced_output_files=[temporary])])
-    assert "temporary paths (TemporaryPath) are not supported" in _refused(
-        _serialized(tmp_path, temp))
+
+def _dynamic(folder: Path) -> Workflow:
+    """Output parameters, links (with a link function), MapJob and ReduceJob, a temporary
+    path shared by two jobs."""
+    from soma_workflow.client import MapJob, ReduceJob, TemporaryPath
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in "abc":
+        (folder / f"{name}.txt").write_text(f"{name * 3}\n")
+    python = sys.executable
+    lister = Job([python, "-c", LISTER, str(folder)], name="lister", has_outputs=True)
+    mapper, reducer = MapJob(name="map"), ReduceJob(name="reduce")
+    uppers = [Job([python, "-c", UPPER], name=f"upper {i}", param_dict={"input": ""},
+                  has_outputs=True, use_input_params_file=True) for i in range(3)]
+    cat = Job([python, "-c", CAT, str(folder / "all.txt")], name="cat",
+              param_dict={"inputs": []}, use_input_params_file=True)
+    second = Job(["sh", "-c", "basename %(one)s > second.txt"], name="second",
+                 param_dict={"one": "none"}, working_directory=str(folder))
+    temporary = TemporaryPath(name="scratch", suffix=".txt")
+    writer = Job(["sh", "-c", 'echo in a temporary > "$0"', temporary], name="writer",
+                 referenced_output_files=[temporary])
+    reader = Job(["sh", "-c", 'cat "$0" > from_temporary.txt', temporary], name="reader",
+                 referenced_input_files=[temporary], working_directory=str(folder))
+    links: dict[Any, Any] = {
+        mapper: {"inputs": [(lister, "files")]},
+        **{upper: {"input": [(mapper, f"output_{i}")]} for i, upper in enumerate(uppers)},
+        reducer: {**{f"input_{i}": [(upper, "output")] for i, upper in enumerate(uppers)},
+                  "lengths": [(mapper, "lengths")]},
+        cat: {"inputs": [(reducer, "outputs")]},
+        second: {"one": [(lister, "files", ("list_to_sequence", 1))]}}
+    return Workflow([lister, mapper, *uppers, reducer, cat, second, writer, reader],
+                    dependencies=[(writer, reader)], param_links=links, name="dynamic")
+
+
+def test_dynamic_file_runs_as_soma_workflow_runs_it(tmp_path: Path) -> None:
+    """Outputs, links, engine execution jobs and temporary paths: ``jobbridge run`` (soma-workflow
+    not importable) gives soma-workflow's statuses and files."""
+    results, files = {}, {}
+    for runner in ("soma", "jobbridge"):
+        folder = tmp_path / runner
+        path = tmp_path / f"{runner}.workflow"
+        Helper.serialize(str(path), _dynamic(folder))
+        if runner == "soma":
+            run = subprocess.run([sys.executable, "-c", SOMA_RUN, str(path), str(tmp_path / "s")],
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr
+            [line] = [li for li in run.stdout.splitlines() if li.startswith("RESULT ")]
+            results[runner] = {name: status for name, (status, *_) in json.loads(
+                line.removeprefix("RESULT ")).items()}
+        else:
+            run = subprocess.run([*WITHOUT_SOMA, "run", str(path), "--json"],
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr
+            jobs = {job["name"]: job for job in json.loads(run.stdout)["jobs"]}
+            results[runner] = {name: job["status"] for name, job in jobs.items()}
+        files[runner] = {p.name: p.read_text() for p in sorted(folder.iterdir())}
+    assert results["jobbridge"] == results["soma"]
+    assert set(results["soma"].values()) == {"done"}
+    assert files["jobbridge"] == files["soma"]
+    assert files["jobbridge"]["all.txt"] == "AAA\nBBB\nCCC\n"
+    assert files["jobbridge"]["second.txt"] == "b.txt\n"
+    assert files["jobbridge"]["from_temporary.txt"] == "in a temporary\n"
+    folder = tmp_path / "jobbridge"
+    assert jobs["map"]["outputs"] == {"output_0": str(folder / "a.txt"),
+                                      "output_1": str(folder / "b.txt"),
+                                      "output_2": str(folder / "c.txt"), "lengths": [3]}
+    assert jobs["reduce"]["outputs"]["outputs"] == [str(folder / f"{n}.txt.up") for n in "abc"]
+    assert jobs["second"]["parameters"] == {"one": str(folder / "b.txt")}
+
+
+def test_outputs_links_and_temporaries_through_the_controller(
+        controller: WorkflowController, tmp_path: Path) -> None:
+    """get_job_output_params, updated_job_parameters, the temporary paths of
+    workflow_elements_status; delete_workflow removes them."""
+    from soma_workflow.client import FileTransfer, OptionPath, TemporaryPath
+
+    source = tmp_path / "in.txt"
+    source.write_text("transferred\n")
+    transfer = FileTransfer(True, str(source), name="in")
+    temporary = TemporaryPath(name="scratch", suffix=".txt")
+    first = Job(["sh", "-c", 'cp "$0" "$1"; echo "{\\"copy\\": \\"$1\\"}" > '
+                 '"$SOMAWF_OUTPUT_PARAMS"', transfer, temporary], name="first",
+                has_outputs=True, referenced_input_files=[transfer],
+                referenced_output_files=[temporary])
+    second = Job(["sh", "-c", 'cat "$0" > "$1"; echo "$2" >> "$1"', "%(copy)s",
+                  str(tmp_path / "out.txt"), OptionPath(temporary, uri="?x=1")], name="second",
+                 param_dict={"copy": "nothing"}, referenced_input_files=[temporary])
+    workflow_id = controller.submit_workflow(Workflow(
+        [first, second], param_links={second: {"copy": [(first, "copy")]}}))
+    Helper.transfer_input_files(workflow_id, controller)  # nothing to copy: the same files
+    controller.wait_workflow(workflow_id)
+    Helper.transfer_output_files(workflow_id, controller)
+    jobs, transfers, status, _, temporaries = controller.workflow_elements_status(workflow_id)
+    assert status == soma_constants.WORKFLOW_DONE and transfers == []
+    [(_, path, transfer_status)] = temporaries
+    assert transfer_status == soma_constants.FILES_ON_CR and path.endswith(".txt")
+    assert Path(path).read_text() == "transferred\n"
+    first_id, second_id = (job[0] for job in jobs)
+    assert controller.get_job_output_params(first_id) == {"copy": path}
+    assert controller.get_job_output_params(second_id) is None
+    assert controller.updated_job_parameters(second_id) == {"copy": [(None, "copy", path)]}
+    assert (tmp_path / "out.txt").read_text() == f"transferred\n{path}?x=1\n"
+    assert controller.delete_workflow(workflow_id)
+    assert not Path(path).exists() and not Path(path).parent.exists()
+
+
+def test_shared_resource_paths_are_translated(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the resource's PATH_TRANSLATION_FILES; one without a translation is refused
+    by name."""
+    from soma_workflow.client import SharedResourcePath
+    from soma_workflow.configuration import Configuration
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("shared\n")
+    translation = tmp_path / "translation.sjtr"
+    translation.write_text(f"inputs {data}\n")
+    config_file = tmp_path / "soma.cfg"
+    config_file.write_text(f"[here]\nSCHEDULER_TYPE = local_basic\n"
+                           f"DATABASE_FILE = {tmp_path / 'db' / 'soma.db'}\n"
+                           f"PATH_TRANSLATION_FILES = project{{{translation}}}\n")
+    monkeypatch.setenv("SOMA_WORKFLOW_CONFIG", str(config_file))
+    ctrl = WorkflowController("here", config=Configuration.load_from_file("here"))
+    try:
+        shared = SharedResourcePath("in.txt", "project", "inputs")
+        workflow_id = ctrl.submit_workflow(Workflow([Job(
+            ["cp", shared, str(tmp_path / "out.txt")], name="copy")]))
+        ctrl.wait_workflow(workflow_id)
+        assert (tmp_path / "out.txt").read_text() == "shared\n"
+        missing = SharedResourcePath("x", "project", "outputs")
+        with pytest.raises(WorkflowError, match="no translation for 'outputs' in namespace "
+                                                "'project'"):
+            ctrl.submit_workflow(Workflow([Job(["ls", missing])]))
+    finally:
+        ctrl.stop_engine()
 
 
 @pytest.mark.parametrize(("edit", "place"), [
@@ -454,12 +578,12 @@ def test_waits_with_a_timeout_return(controller: WorkflowController, tmp_path: P
         controller.job_status(job_id)
 
 
-def test_unsupported_workflows_raise_workflow_error(controller: WorkflowController) -> None:
-    first = Job(["echo"], name="first")
+def test_a_bad_link_raises_workflow_error(controller: WorkflowController) -> None:
+    first = Job(["echo"], name="first", has_outputs=True)
     second = Job(["echo", "%(x)s"], name="second", param_dict={"x": ""})
-    with pytest.raises(WorkflowError, match="parameter links"):
-        controller.submit_workflow(Workflow([first, second],
-                                            param_links={second: {"x": [(first, "y")]}}))
+    with pytest.raises(WorkflowError, match=r"link function 'mine\.f' is not supported"):
+        controller.submit_workflow(Workflow([first, second], param_links={
+            second: {"x": [(first, "y", "mine.f")]}}))
     assert controller.workflows() == {}
 
 

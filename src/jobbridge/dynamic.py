@@ -466,7 +466,9 @@ def parse_job_dynamic(raw: Mapping[str, Any], job: EngineJob, where: str,
     for index, argument in enumerate(template):
         for name in placeholders(argument):
             if name not in values:
-                known = ", ".join(sorted(values)) or "none"
+                known = ", ".join(sorted(params)) or "none"
+                if temporaries:
+                    known += f"; temporary paths: {', '.join(sorted(temporaries))}"
                 raise InputError(f"{where}.command[{index}]: unknown parameter {name!r} "
                                  f"(parameters: {known})")
     if temporaries and links:  # the template the engine renders again: temporaries in
