@@ -56,7 +56,7 @@ def test_parameters_are_substituted_in_commands(tmp_path: Path) -> None:
                                     "true"])
 
 
-def test_outputs_links_and_engine_side_jobs(tmp_path: Path) -> None:
+def test_outputs_links_and_engine_side_jobs(tmp_path: Path, jobbridge_home: Path) -> None:
     """A job's outputs reach the jobs linked to them (link functions included) and an
     engine-side map job; ``status --json`` shows parameters and outputs."""
     out = tmp_path / "out"
@@ -82,7 +82,8 @@ def test_outputs_links_and_engine_side_jobs(tmp_path: Path) -> None:
          "links": {"input_0": {"job": "split", "output": "output_0"}}},
     ]}
     out.mkdir()
-    jobs = _jobs(_run(tmp_path, workflow))
+    status = _run(tmp_path, workflow)
+    jobs = _jobs(status)
     assert (out / "show.txt").read_text() == "a b c n=3 second=b all-but=[\"b\", \"c\"]\n"
     assert json.loads((out / "third.json").read_text()) == {
         "parameters": {"item": "c", "kept": {"k": [1]}}}
@@ -92,6 +93,8 @@ def test_outputs_links_and_engine_side_jobs(tmp_path: Path) -> None:
                                         "lengths": [3]}
     assert jobs["first"]["outputs"]["outputs"] == ["a"]
     assert {job["status"] for job in jobs.values()} == {constants.DONE}
+    written = jobbridge_home / "logs" / status["id"] / "list.outputs.json"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600  # private, as all the home's files
 
 
 def test_temporary_paths(tmp_path: Path, jobbridge_home: Path) -> None:
@@ -143,12 +146,13 @@ def test_missing_outputs_fail_the_job(tmp_path: Path) -> None:
                          _outputs_job("b", {"y": 1}),
                          {"id": "c", "command": ["echo", "%(v)s"], "parameters": {"v": 0},
                           "links": {"v": {"job": "a", "output": "x"}}},
-                         {"id": "d", "command": ["true"], "outputs": ["y", "z"]}],
+                         {**_outputs_job("d", {"y": 1}), "outputs": ["y", "z"]}],
                 "dependencies": [["b", "d"]]}
     jobs = _jobs(_run(tmp_path, workflow, status=1))
     assert (jobs["a"]["status"], jobs["a"]["exit_status"], jobs["a"]["exit_value"]) == (
         constants.FAILED, constants.FINISHED_UNCLEAR_CONDITIONS, 0)
-    assert "wrote no output parameters file" in jobs["a"]["exit_reason"]
+    assert jobs["a"]["exit_reason"].startswith("it wrote no output parameters ($SOMAWF_OUTPUT")
+    assert "output 'z' is missing from its output parameters file" in jobs["d"]["exit_reason"]
     assert jobs["c"]["exit_status"] == constants.EXIT_NOTRUN
     assert jobs["b"]["status"] == constants.DONE
 

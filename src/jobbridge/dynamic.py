@@ -645,7 +645,10 @@ def prepare(job: EngineJob, folder: Path,
             env[INPUT_PARAMS_VARIABLE] = str(path)
         if "outputs" in dynamic:
             path = output_file(job, folder)
-            path.unlink(missing_ok=True)  # a rerun's outputs are its own, never a stale file
+            if path.parent == folder:  # created empty and private: the job fills it
+                _write_private(path, "")
+            else:  # the user's: a rerun's outputs are its own, never a stale file
+                path.unlink(missing_ok=True)
             env[OUTPUT_PARAMS_VARIABLE] = str(path)
     except OSError as error:
         raise NotReady(f"cannot write the parameters file: {error}") from None
@@ -682,12 +685,15 @@ def collect_outputs(job: EngineJob, folder: Path) -> tuple[dict[str, Any] | None
     problem = None
     outputs: Any = None
     try:
-        if path.stat().st_size > MAX_OUTPUTS_BYTES:
+        size = path.stat().st_size
+        if size == 0:
+            problem = f"it wrote no output parameters (${OUTPUT_PARAMS_VARIABLE}: {path})"
+        elif size > MAX_OUTPUTS_BYTES:
             problem = f"its output parameters file {path} is larger than {MAX_OUTPUTS_BYTES} bytes"
         else:
             outputs = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        problem = f"it wrote no output parameters file (${OUTPUT_PARAMS_VARIABLE}: {path})"
+        problem = f"it wrote no output parameters (${OUTPUT_PARAMS_VARIABLE}: {path})"
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         problem = f"cannot read its output parameters file {path}: {error}"
     if problem is None and not isinstance(outputs, dict):
