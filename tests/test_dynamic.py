@@ -351,3 +351,25 @@ def test_a_home_of_schema_1_is_migrated(jobbridge_home: Path) -> None:
         0] == str(SCHEMA_VERSION) == "2"
     store.close()
     assert status_json("1")["jobs"][0]["status"] == constants.DONE
+
+
+def test_the_python_api(tmp_path: Path) -> None:
+    """jobbridge.api: parameters, outputs, links (to Job objects), engine-side jobs and
+    temporary paths."""
+    from jobbridge.api import Job, Link, Workflow, WorkflowController
+
+    listing = Job(["sh", "-c", WRITE, "sh", json.dumps({"files": ["p", "q"]})],
+                  outputs=["files"])
+    split = Job(None, engine="leave_one_out", parameters={"inputs": [], "index": 0},
+                links={"inputs": Link(listing, "files")})
+    use = Job(["sh", "-c", 'echo "$@" > "$0"', str(tmp_path / "use.txt"), "%(test)s",
+               "%(train)s", "%(t)s"], parameters={"test": None, "train": []},
+              links={"test": [Link(split, "test")], "train": Link(split, "train")})
+    controller = WorkflowController()
+    workflow_id = controller.submit(Workflow([listing, split, use],
+                                             temporary_paths={"t": {"suffix": ".x"}}))
+    status = controller.wait(workflow_id, timeout=180)
+    assert {job["status"] for job in status["jobs"]} == {constants.DONE}
+    test, train, temporary = (tmp_path / "use.txt").read_text().split()
+    assert (test, train) == ("p", "q") and temporary.endswith("t-0.x")
+    controller.close()

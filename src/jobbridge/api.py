@@ -20,13 +20,13 @@ workflow raises :class:`jobbridge.errors.InputError` before anything is stored.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .controller import WorkflowController
 
-__all__ = ["BarrierJob", "Group", "Job", "Workflow", "WorkflowController"]
+__all__ = ["BarrierJob", "Group", "Job", "Link", "Workflow", "WorkflowController"]
 
 _ids = itertools.count(1)
 
@@ -49,15 +49,29 @@ class Job:
     native_specification: str | list[str] | None = None
     parallel_job_info: dict[str, Any] | None = None
     resources: dict[str, int] | None = None
+    #: dynamic workflows (docs/format.md, "Parameters, outputs and links"); ``engine``
+    #: with no command: an engine-side job
+    parameters: dict[str, Any] | None = None
+    outputs: list[str] | None = None
+    links: Mapping[str, Link | Sequence[Link]] | None = None
+    parameters_file: bool = False
+    engine: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id}
-        if self.command is None:
-            data["barrier"] = True
-        else:
+        if self.command is not None:
             data["command"] = self.command
+        elif self.engine is None:
+            data["barrier"] = True
+        if self.links:
+            data["links"] = {param: link.to_dict() if isinstance(link, Link)
+                             else [item.to_dict() for item in link]
+                             for param, link in self.links.items()}
+        if self.parameters_file:
+            data["parameters_file"] = True
         for key in ("name", "working_directory", "env", "stdin", "stdout_file", "stderr_file",
-                    "queue", "native_specification", "parallel_job_info", "resources"):
+                    "queue", "native_specification", "parallel_job_info", "resources",
+                    "parameters", "outputs", "engine"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -65,6 +79,23 @@ class Job:
             data["join_stderrout"] = True
         if self.priority:
             data["priority"] = self.priority
+        return data
+
+
+@dataclass
+class Link:
+    """A parameter's value from another job's output, optionally through one of
+    soma-workflow's link functions (``function(*args, ...)``)."""
+
+    job: Job | str
+    output: str
+    function: str | None = None
+    args: Sequence[Any] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"job": _end(self.job), "output": self.output}
+        if self.function is not None:
+            data.update(function=self.function, args=list(self.args))
         return data
 
 
@@ -93,6 +124,8 @@ class Workflow:
     dependencies: Sequence[tuple[Job | Group | str, Job | Group | str]] = ()
     groups: Sequence[Group] = ()
     name: str | None = None
+    #: ``{name: {"suffix": ..., "directory": ..., "disposal_hours": ...}}``
+    temporary_paths: Mapping[str, Mapping[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow file object (docs/format.md)."""
@@ -101,6 +134,8 @@ class Workflow:
                                 "groups": [group.to_dict() for group in self.groups]}
         if self.name is not None:
             data["name"] = self.name
+        if self.temporary_paths is not None:
+            data["temporary_paths"] = {k: dict(v) for k, v in self.temporary_paths.items()}
         return data
 
 

@@ -99,7 +99,7 @@ def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
     it), which shows shared resource paths untranslated.
     """
     placement = placement or Placement.for_resource(None)
-    converter = _Converter(source, queue, placement, to_run)
+    converter = _Converter(source, queue, placement, to_run, base_dir or Path.cwd())
     converted, dynamics = converter.workflow(soma_decode(data))
     if name is not None:
         converted["name"] = name
@@ -122,8 +122,9 @@ def _is_special(value: object) -> bool:
 
 class _Converter:
     def __init__(self, source: str, queue: str | None, placement: Placement,
-                 to_run: bool) -> None:
+                 to_run: bool, base_dir: Path) -> None:
         self.source = source
+        self.base_dir = base_dir
         self.queue = queue
         self.placement = placement
         self.to_run = to_run
@@ -328,12 +329,12 @@ class _Converter:
         if use_params_file:
             given = raw.get("input_params_file")
             dynamic["input_file"] = (True if given is None else
-                                     self.path(given, f"{where}.input_params_file"))
+                                     self.job_file(given, f"{where}.input_params_file"))
         if has_outputs and engine is None:  # an engine-side job's outputs are its result
             dynamic["outputs"] = []
             given = raw.get("output_params_file")
             if given is not None:
-                dynamic["output_file"] = self.path(given, f"{where}.output_params_file")
+                dynamic["output_file"] = self.job_file(given, f"{where}.output_params_file")
         if links:
             dynamic["links"] = links
         job: dict[str, Any] = {"id": key}
@@ -386,6 +387,11 @@ class _Converter:
         if _is_special(value):
             return self.special(value, where)[0]
         return self.text(os.fspath(value) if isinstance(value, os.PathLike) else value, where)
+
+    def job_file(self, value: Any, where: str) -> str:
+        """A parameters file the job names: relative to the workflow's folder, as its
+        other paths (the engine writes or reads it, wherever it runs)."""
+        return str(self.base_dir / self.path(value, where))
 
     def special(self, value: Any, where: str) -> tuple[str, str]:
         """A special path's ``(main path, directory)`` on the resource (the directory is
