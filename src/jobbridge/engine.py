@@ -66,6 +66,11 @@ class _Job:
     outputs: dict[str, Any] | None = None
     base: EngineJob | None = None
 
+    def unprepare(self) -> None:
+        """Back to its spec as submitted: its links are applied again when it is ready."""
+        if self.base is not None:
+            self.spec, self.base = self.base, None
+
 
 class _Resource:
     """One scheduler instance and the limits of its resource, shared by workflows."""
@@ -107,8 +112,8 @@ class _Run:
         for row in store.jobs(workflow.id, include_hidden=True):
             job = _Job(row.idx, row.spec, row.status, row.scheduler_job_id, row.attempt,
                        row.hidden, outputs=row.outputs, base=row.base)
-            if row.base is not None and row.status == constants.NOT_SUBMITTED:
-                job.spec, job.base = row.base, None  # made ready, not submitted: again
+            if row.status == constants.NOT_SUBMITTED:  # made ready, not submitted: again
+                job.unprepare()
             self.jobs.append(job)
         for before, after in store.dependencies(workflow.id):
             self.jobs[before].succs.append(after)
@@ -370,8 +375,7 @@ class Engine:
                                    rendered=None, outputs=None)
                     job.scheduler_job_id = None
                     job.running_seen = False
-                    if job.base is not None:  # links are applied again when it is ready
-                        job.spec, job.base = job.base, None
+                    job.unprepare()
                     job.outputs = None
             queued = {idx for _, idx in run.ready}  # a running workflow's: not twice
             for job in run.jobs:
