@@ -264,6 +264,28 @@ def test_a_soma_workflow_file_is_built_on_the_cluster(laptop: Laptop, tmp_path: 
 
 
 @pytest.mark.ssh
+def test_a_dynamic_workflow_runs_on_the_cluster(laptop: Laptop, tmp_path: Path) -> None:
+    """Outputs, links and temporary paths work there: the cluster's engine stores the
+    outputs, its store the temporary paths (under the cluster account's home)."""
+    workflow = write_json(tmp_path / "dynamic.json", {
+        "temporary_paths": {"t": {}},
+        "jobs": [{"id": "a", "command": ["sh", "-c", 'echo "$0" > "$SOMAWF_OUTPUT_PARAMS"',
+                                         '{"v": "linked"}'], "outputs": ["v"]},
+                 {"id": "b", "command": ["sh", "-c", 'printf "%s\\n" "$@"', "sh", "%(v)s",
+                                         "%(t)s"], "parameters": {"v": None},
+                  "links": {"v": {"job": "a", "output": "v"}}}]})
+    submitted = laptop.jb("submit", str(workflow), "-r", "cluster")
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    assert laptop.jb("wait", workflow_id).returncode == 0
+    value, temporary = laptop.jb("logs", workflow_id, "b").stdout.splitlines()
+    assert value == "linked"
+    assert Path(temporary).parent.parent == laptop.remote_home / "tmp"
+    jobs = {job["id"]: job for job in remote_status(laptop, workflow_id)["jobs"]}
+    assert jobs["a"]["outputs"] == {"v": "linked"} and jobs["b"]["parameters"] == {"v": "linked"}
+
+
+@pytest.mark.ssh
 def test_stop_restart_delete(laptop: Laptop, tmp_path: Path) -> None:
     once = laptop.remote_home / "ran-once"
     workflow = write_json(tmp_path / "stop.json", {"jobs": [{"id": "long", "command": [

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..controller import WorkflowController
+from ..controller import WorkflowController, resolve_config
+from ..dynamic import Placement
 from ..engine import Progress
 from ..errors import InputError, JobbridgeError
 from ..model import workflow_from_data
@@ -94,11 +95,14 @@ def _text(request: dict[str, Any], key: str) -> str:
 
 def _submit(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> str:
     """Validate the workflow here: its paths are this machine's, relative ones
-    relative to the directory the SSH session starts in (the home directory). A
-    soma-workflow document's env_builder_code runs here, its parameters files are
-    written here."""
+    relative to the directory the SSH session starts in (the home directory), its
+    temporary paths under this resource's scratch directory. A soma-workflow
+    document's env_builder_code runs here; the engine writes its parameters files
+    here."""
+    placement = Placement.for_resource(resolve_config(request.get("resource")),
+                                       controller.store.home)
     spec = workflow_from_data(request["workflow"], str(request.get("source") or "workflow"),
-                              Path.cwd())
+                              Path.cwd(), placement=placement)
     return controller.submit(spec, resource=request.get("resource"))
 
 
