@@ -373,3 +373,15 @@ def test_the_python_api(tmp_path: Path) -> None:
     test, train, temporary = (tmp_path / "use.txt").read_text().split()
     assert (test, train) == ("p", "q") and temporary.endswith("t-0.x")
     controller.close()
+
+
+def test_the_example(tmp_path: Path) -> None:
+    """examples/dynamic runs as its README says."""
+    import shutil
+
+    example = tmp_path / "dynamic"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "dynamic", example)
+    result = jb("run", str(example / "pipeline.json"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    words = len((example / "input.txt").read_text().split())
+    assert (example / "result.txt").read_text() == f"{words} words in 3 chunks\n"
