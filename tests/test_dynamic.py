@@ -126,6 +126,18 @@ def test_temporary_paths(tmp_path: Path, jobbridge_home: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["scratch-0.txt", "work-1"]
 
 
+def test_an_unwritable_scratch_directory_stores_nothing(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text(f"[r]\nscheduler_type = local_basic\nscratch_directory = {blocked}\n")
+    path = write_json(tmp_path / "wf.json", {"temporary_paths": {"t": {}},
+                                             "jobs": [{"id": "a", "command": ["ls", "%(t)s"]}]})
+    line = error_line(jb("--config", str(config), "submit", str(path), "-r", "r"), 1)
+    assert line.startswith(f"jobbridge: cannot create {blocked}/jobbridge-"), line
+    assert jb("list", "--json").stdout.strip() == "[]"
+
+
 def test_temporary_paths_disposed_of_after_their_time(tmp_path: Path) -> None:
     workflow = {"temporary_paths": {"t": {"disposal_hours": 1}},
                 "jobs": [{"id": "a", "command": ["true", "%(t)s"]}]}

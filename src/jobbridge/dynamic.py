@@ -217,7 +217,7 @@ def placeholders(argument: str) -> list[str]:
 def render_command(command: Sequence[str], values: Mapping[str, Any]) -> list[str]:
     """jobbridge's substitution: ``%(name)s`` becomes the value's text; an argument that
     is exactly ``%(name)s`` of a list value becomes one argument per item. Every name
-    must be in ``values`` (KeyError); a NUL in the result is a ValueError."""
+    must be in ``values`` (KeyError)."""
     argv: list[str] = []
     for argument in command:
         if "%(" not in argument:
@@ -228,8 +228,6 @@ def render_command(command: Sequence[str], values: Mapping[str, Any]) -> list[st
             argv.extend(as_text(item) for item in values[whole[1]])
         else:
             argv.append(PLACEHOLDER.sub(lambda match: as_text(values[match[1]]), argument))
-    if any("\0" in argument for argument in argv):
-        raise ValueError("a parameter value puts a NUL byte in the command")
     return argv
 
 
@@ -624,8 +622,10 @@ def prepare(job: EngineJob, folder: Path,
                 changes["command"] = [soma_substitute(arg, values) for arg in template]
             else:
                 changes["command"] = render_command(template, params)
-        except (KeyError, ValueError) as error:
+        except KeyError as error:
             raise NotReady(f"cannot render the command: {error}") from None
+        if any("\0" in argument for argument in changes["command"]):
+            raise NotReady("a linked value puts a NUL byte in the command")
     engine = dynamic.get("engine")
     if engine is not None:
         try:

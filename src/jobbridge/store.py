@@ -287,8 +287,28 @@ class Store:
     # --- workflows -------------------------------------------------------------------------
     def add_workflow(self, spec: WorkflowSpec, config: Configuration, engine: str | None = None
                      ) -> int:
-        """Store a validated workflow, all or nothing; its id."""
+        """Store a validated workflow, all or nothing; its id. Its temporary paths are
+        created first (a scratch directory that cannot be written stores nothing)."""
         logs = self.home / "logs"
+        try:
+            create_temporaries(spec.temporaries)
+        except OSError as error:
+            _remove_temporaries(spec.temporaries)
+            raise StoreError(f"cannot create {error.filename}: {error.strerror}") from None
+        try:
+            workflow_id = self._insert_workflow(spec, config, engine)
+        except BaseException:
+            _remove_temporaries(spec.temporaries)
+            raise
+        folder = logs / str(workflow_id)
+        try:
+            private_dir(folder)
+        except OSError as error:
+            raise StoreError(f"cannot create {folder}: {error.strerror}") from None
+        return workflow_id
+
+    def _insert_workflow(self, spec: WorkflowSpec, config: Configuration, engine: str | None
+                         ) -> int:
         with gc_paused(), self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO workflows (name, resource, scheduler_type, options, status, "
@@ -296,7 +316,6 @@ class Store:
                 (spec.name, config.resource_id, config.get_scheduler_type(),
                  json.dumps(config.options()), constants.WORKFLOW_NOT_STARTED, now_iso(), engine))
             workflow_id = int(cursor.lastrowid or 0)
-            folder = logs / str(workflow_id)
             index = {job.job_id: i for i, job in enumerate(spec.jobs)}
             db.executemany(
                 f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id,"
@@ -313,11 +332,6 @@ class Store:
                 "INSERT INTO temporary_paths VALUES (?, ?, ?, ?, ?)",
                 ((workflow_id, t.name, t.path, t.is_directory, t.disposal_hours)
                  for t in spec.temporaries))
-        try:
-            private_dir(folder)
-            create_temporaries(spec.temporaries)
-        except OSError as error:
-            raise StoreError(f"cannot create {error.filename}: {error.strerror}") from None
         return workflow_id
 
     def workflow(self, workflow_id: int | str) -> WorkflowRow:
