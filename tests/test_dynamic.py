@@ -97,6 +97,23 @@ def test_outputs_links_and_engine_side_jobs(tmp_path: Path, jobbridge_home: Path
     assert stat.S_IMODE(written.stat().st_mode) == 0o600  # private, as all the home's files
 
 
+@pytest.mark.slurm
+def test_outputs_and_links_on_slurm(tmp_path: Path) -> None:
+    """The same on the real Slurm: jobs on its nodes write and read the files the engine
+    reads and writes in the home."""
+    workflow = {"jobs": [
+        _outputs_job("a", {"files": ["p", "q"]}),
+        {"id": "b", "command": ["echo", "%(second)s"], "parameters": {"second": None},
+         "parameters_file": True,
+         "links": {"second": {"job": "a", "output": "files", "function": "list_to_sequence",
+                              "args": [1]}}}]}
+    status = _run(tmp_path, workflow, "--scheduler", "slurm")
+    jobs = _jobs(status)
+    assert jobs["a"]["outputs"] == {"files": ["p", "q"]}
+    assert all(job["scheduler_job_id"].isdigit() for job in jobs.values())  # Slurm's ids
+    assert jb("logs", status["id"], "b").stdout == "q\n"
+
+
 def test_temporary_paths(tmp_path: Path, jobbridge_home: Path) -> None:
     """Created private when the workflow is stored, given to the commands naming them,
     removed when it is deleted; under the resource's scratch directory if it has one."""
