@@ -292,7 +292,9 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
             else:
                 raise InputError(f"{where}: unknown job or group {end!r}")
         ends.append((resolved[0], resolved[1]))
-    ends.extend(([before], [after]) for before, after in link_edges(jobs, source))
+    given = {(b[0], a[0]) for b, a in ends if len(b) == len(a) == 1}
+    ends.extend(([before], [after]) for before, after in dict.fromkeys(link_edges(jobs, source))
+                if (before, after) not in given)  # a link is a dependency, once
     edges, barriers = _expand_dependencies(ends, ids)
     jobs.extend(barriers)
     spec = WorkflowSpec(name, jobs, edges, groups, {b.job_id for b in barriers},
