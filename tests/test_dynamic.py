@@ -177,7 +177,9 @@ def test_missing_outputs_fail_the_job(tmp_path: Path) -> None:
                           "links": {"v": {"job": "a", "output": "x"}}},
                          {**_outputs_job("d", {"y": 1}), "outputs": ["y", "z"]}],
                 "dependencies": [["b", "d"]]}
-    jobs = _jobs(_run(tmp_path, workflow, status=1))
+    status = _run(tmp_path, workflow, status=1)
+    jobs = _jobs(status)
+    assert "unclear, exit code 0" in jb("status", status["id"]).stdout
     assert (jobs["a"]["status"], jobs["a"]["exit_status"], jobs["a"]["exit_value"]) == (
         constants.FAILED, constants.FINISHED_UNCLEAR_CONDITIONS, 0)
     assert jobs["a"]["exit_reason"].startswith("it wrote no output parameters ($SOMAWF_OUTPUT")

@@ -516,6 +516,8 @@ def _exit_text(job: dict[str, Any]) -> str:
         return f"exit code {job['exit_value']}"
     if exit_status == constants.FINISHED_TERM_SIG:
         return f"signal {_signal_name(job['term_sig'])}"
+    if exit_status == constants.FINISHED_UNCLEAR_CONDITIONS and job["exit_value"] is not None:
+        return f"unclear, exit code {job['exit_value']}"  # e.g. its outputs missing
     return {constants.USER_KILLED: "killed", constants.EXIT_NOTRUN: "not run",
             constants.EXIT_ABORTED: "aborted"}.get(exit_status, exit_status)
 
