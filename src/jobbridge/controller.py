@@ -134,6 +134,17 @@ class WorkflowController:
         self.store.request(workflow_id, action)
         ensure_engine(self.store.home)
 
+    def kill_job(self, workflow_id: str, job_id: str) -> None:
+        """Kill one job (one not started yet will not run): the engine's ``stop:IDX``;
+        its dependents are not run, the rest of the workflow goes on."""
+        job = self.store.job(workflow_id, job_id)
+        if job.status in constants.ENDED_JOB_STATUS:
+            raise InputError(f"job {job_id!r} has already ended ({job.status})")
+        pending = self.store.request_stop_jobs(workflow_id, job.idx)
+        if pending is not None:
+            raise InputError(f"workflow {workflow_id} has a {pending} request pending")
+        ensure_engine(self.store.home)
+
     def wait(self, workflow_id: str, timeout: float | None = None,
              progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         """Block until the workflow has ended; its status object."""

@@ -261,6 +261,13 @@ class Engine:
         requests = self.store.take_requests(list(self.runs))
         for wf_id, action in requests.items():
             self._apply_request(self.runs[wf_id], action)
+        for run in [run for run in self.runs.values() if run.finished and not run.changes]:
+            # a request on an ended workflow changed nothing: let it go, or this
+            # engine would wait on it forever
+            if self.store.workflow(run.id).status != constants.WORKFLOW_DONE:
+                self.store.set_workflow_status(run.id, constants.WORKFLOW_DONE)
+            self.store.release(run.id, self.engine_id)
+            del self.runs[run.id]
         self._data_version = self.store.data_version()
 
     def _load(self, workflow_id: int) -> None:

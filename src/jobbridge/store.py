@@ -390,6 +390,22 @@ class Store:
             raise InputError(f"no workflow {workflow_id}")
         return self.workflow(wf_id)
 
+    def request_stop_jobs(self, workflow_id: int | str, idx: int) -> str | None:
+        """Ask the workflow's engine to stop one job (the request ``stop:IDX,...``,
+        which collects jobs until the engine takes it). Another request pending (a
+        whole stop, restart or delete) is kept, not overwritten: it is returned."""
+        wf_id = _as_id(workflow_id)
+        with self.transaction() as db:
+            row = db.execute("SELECT request FROM workflows WHERE id = ?", (wf_id,)).fetchone()
+            if row is None:
+                raise InputError(f"no workflow {workflow_id}")
+            pending = row[0]
+            if pending is not None and not pending.startswith("stop:"):
+                return str(pending)
+            db.execute("UPDATE workflows SET request = ? WHERE id = ?",
+                       (f"{pending},{idx}" if pending else f"stop:{idx}", wf_id))
+        return None
+
     def take_requests(self, workflow_ids: Iterable[int]) -> dict[int, str]:
         ids = list(workflow_ids)
         if not ids:
