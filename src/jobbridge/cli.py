@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, metavar="SVG",
                    help="the file to write (default: workflow-WF.svg, or FILE's name "
                    "with .svg, in the current folder)")
+    p = command("ui", "serve a web dashboard of the workflows (needs jobbridge[ui])")
+    p.add_argument("--port", type=int, default=0, metavar="N",
+                   help="the port to listen on (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: "
+                   "127.0.0.1, this machine only)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host reachable from "
+                   "other machines (anyone with the printed URL can act on your workflows)")
     p = command("schedulers", "list the scheduler types installed, and which can work here")
     json_flag(p, "the table")
     p = command("check", "submit test jobs and say what works")
@@ -319,6 +326,17 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    from .configuration import jobbridge_home
+
+    try:
+        from .ui.server import serve
+    except ImportError as error:
+        raise JobbridgeError(f"jobbridge ui needs its extra ({error.name} is missing): "
+                             "pip install 'jobbridge[ui]'") from None
+    return serve(jobbridge_home(), args.host, args.port, args.allow_remote)
+
+
 def _schedulers(args: argparse.Namespace) -> int:
     table = schedulers_table()
     if args.json:
@@ -381,7 +399,7 @@ def _check_dir() -> str:
 _COMMANDS = {"run": _run, "submit": _submit, "engine": _engine, "list": _list,
              "status": _status, "wait": _wait, "stop": _request, "restart": _request,
              "delete": _request, "logs": _logs, "graph": _graph, "schedulers": _schedulers,
-             "check": _check}
+             "check": _check, "ui": _ui}
 
 
 # --- output ----------------------------------------------------------------------------------

@@ -1,0 +1,422 @@
+"""The dashboard's HTTP side: access token, JSON API, live events, actions.
+
+Starlette routes the requests and uvicorn serves them (docs/ui.md says why these
+two). Handlers that read the store are plain functions, which Starlette runs in
+its thread pool, each thread with its own store connection; the one coroutine
+that matters is the event stream, woken by :class:`StoreWatcher` when another
+connection (an engine, a submit, an action) commits.
+
+Security (docs/ui.md): every request needs the random token, given once in the
+printed URL and then kept in a cookie; actions are POSTs that also need a CSRF
+header only the page can know, or the token as a bearer header (scripts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import socket
+import sqlite3
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import controller as control
+from ..errors import InputError, JobbridgeError
+from ..store import Store
+from . import views
+
+STATIC = Path(__file__).parent / "static"
+#: How often the store is asked whether another connection committed.
+WATCH_INTERVAL = 0.25
+#: A comment line on idle event streams, so that proxies and ssh keep them open.
+KEEPALIVE = 15.0
+_SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+REFUSED = ("jobbridge ui: this address needs its access token: open the URL that "
+           "`jobbridge ui` printed (it ends with ?token=...)\n")
+
+
+# --- access --------------------------------------------------------------------------------------
+
+
+class TokenGuard:
+    """Refuses every request without the token (cookie or ``Authorization: Bearer``),
+    and every unsafe method without the CSRF header or the bearer token.
+
+    ``?token=`` in a URL sets the cookie and redirects to the same URL without it,
+    so the token leaves the address bar and the history."""
+
+    def __init__(self, app: ASGIApp, token: str, cookie: str) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.cookie = cookie
+        self.csrf = csrf_token(token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        send = _with_headers(send)
+        given = request.query_params.get("token")
+        if given is not None:
+            await self._login(scope, request, given)(scope, receive, send)
+            return
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        by_bearer = self._valid(bearer)
+        if not (by_bearer or self._valid(request.cookies.get(self.cookie, ""))):
+            await PlainTextResponse(REFUSED, 403)(scope, receive, send)
+            return
+        if request.method not in ("GET", "HEAD") and not by_bearer and not self._same_site(
+                request):
+            await PlainTextResponse("jobbridge ui: refused: an action must come from the "
+                                    "dashboard's own page (CSRF check)\n", 403)(
+                scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _valid(self, token: str) -> bool:
+        return bool(token) and hmac.compare_digest(token.encode(), self.token)
+
+    def _same_site(self, request: Request) -> bool:
+        header = request.headers.get("x-csrf-token", "")
+        origin = request.headers.get("origin")
+        host = request.headers.get("host", "")
+        return (hmac.compare_digest(header.encode(), self.csrf.encode())
+                and origin in (None, f"{request.url.scheme}://{host}"))
+
+    def _login(self, scope: Scope, request: Request, given: str) -> Response:
+        if not self._valid(given) or request.method != "GET":
+            return PlainTextResponse(REFUSED, 403)
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        target = request.url.path + ("?" + urlencode(query) if query else "")
+        response = RedirectResponse(target, 303)
+        response.set_cookie(self.cookie, self.token.decode(), httponly=True, samesite="strict",
+                            path="/")
+        return response
+
+
+def _with_headers(send: Send) -> Send:
+    """``send`` adding the security headers, and ``no-store`` unless a response says."""
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            names = {name.lower() for name, _ in headers}
+            headers += [h for h in _SECURITY_HEADERS if h[0] not in names]
+            if b"cache-control" not in names:
+                headers.append((b"cache-control", b"no-store"))
+            message["headers"] = headers
+        await send(message)
+
+    return sending
+
+
+def csrf_token(token: str) -> str:
+    """The value POSTs from the page carry in ``X-CSRF-Token``: derived from the
+    token, written into the page, unreadable to other sites."""
+    return hmac.new(token.encode(), b"jobbridge-ui-csrf", hashlib.sha256).hexdigest()
+
+
+# --- live events ---------------------------------------------------------------------------------
+
+
+class StoreWatcher:
+    """Counts the commits of other connections to the store (``PRAGMA data_version``)
+    and wakes the event streams: one cheap poll for all open pages. :meth:`stop` ends
+    the streams, so that Ctrl-C does not wait on the browsers still open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.version = 0
+        self.stopped = False
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def stop(self) -> None:
+        """End the event streams (from any thread, a signal handler's included)."""
+        def wake() -> None:
+            self.stopped = True
+            self._changed.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(wake)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        db = sqlite3.connect(self.path)
+        try:
+            last = None
+            while True:
+                current = db.execute("PRAGMA data_version").fetchone()[0]
+                if current != last:
+                    last = current
+                    self.version += 1
+                    self._changed.set()
+                    self._changed = asyncio.Event()
+                await asyncio.sleep(WATCH_INTERVAL)
+        finally:
+            db.close()
+
+    async def next_change(self, seen: int, timeout: float) -> int:
+        """The version after ``seen``, or ``seen`` after ``timeout`` without a change."""
+        if self.version == seen and not self.stopped:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        return self.version
+
+
+# --- the application -----------------------------------------------------------------------------
+
+
+class _Controllers(threading.local):
+    """One controller (one store connection) per thread of the pool."""
+
+    def __init__(self, home: Path) -> None:
+        self.controller = control.WorkflowController(home)
+
+
+def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
+               watcher: StoreWatcher | None = None) -> ASGIApp:
+    """The dashboard of ``home``, guarded by ``token``."""
+    local = _Controllers(home)
+    watcher = watcher or StoreWatcher(home / "jobbridge.db")
+    page = (STATIC / "index.html").read_text(encoding="utf-8").replace(
+        "{{csrf}}", csrf_token(token))
+
+    def reading(view: Callable[[Store, Request], Any]) -> Callable[[Request], Response]:
+        """A JSON endpoint of ``view(store, request)``; bad input is a 400/404 line."""
+        def endpoint(request: Request) -> Response:
+            try:
+                return JSONResponse(view(local.controller.store, request))
+            except InputError as error:
+                return _error(error)
+        return endpoint
+
+    def acting(act: Callable[[control.WorkflowController, Request], str]
+               ) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            try:
+                return JSONResponse({"ok": True, "message": act(local.controller, request)})
+            except InputError as error:
+                return _error(error)
+            except JobbridgeError as error:
+                return JSONResponse({"error": str(error)}, 500)
+        return endpoint
+
+    def index(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    def download(request: Request) -> Response:
+        stream = request.path_params["stream"]
+        if stream not in ("stdout", "stderr"):
+            return PlainTextResponse("not found: stdout or stderr\n", 404)
+        try:
+            path = views.output_path(local.controller.store, _workflow(request),
+                                     _job_id(request), stream)
+        except InputError as error:
+            return _error(error)
+        if not path.is_file():
+            return PlainTextResponse(f"{path} does not exist (yet)\n", 404)
+        return FileResponse(path, media_type="text/plain; charset=utf-8",
+                            filename=f"{_job_id(request)}.{stream}.txt",
+                            headers={"cache-control": "no-store"})
+
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            seen = watcher.version
+            yield f"retry: 1000\nevent: change\ndata: {seen}\n\n"
+            while True:
+                version = await watcher.next_change(seen, KEEPALIVE)
+                if watcher.stopped:
+                    return
+                if version == seen:
+                    yield ": keep-alive\n\n"
+                else:
+                    seen = version
+                    yield f"event: change\ndata: {seen}\n\n"
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-store",
+                                          "x-accel-buffering": "no"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    workflow = "/api/workflows/{workflow:int}"
+    routes = [
+        Route("/api/workflows", reading(lambda store, r: {"workflows": views.workflows(store)})),
+        Route(workflow, reading(lambda store, r: views.workflow(store, _workflow(r)))),
+        Route(workflow + "/graph", reading(lambda store, r: views.graph(store, _workflow(r)))),
+        Route(workflow + "/graph/counts",
+              reading(lambda store, r: views.graph_counts(store, _workflow(r)))),
+        Route(workflow + "/jobs", reading(_jobs_page)),
+        Route(workflow + "/timeline",
+              reading(lambda store, r: views.timeline(store, _workflow(r)))),
+        Route(workflow + "/job", reading(lambda store, r: views.job(
+            store, _workflow(r), _job_id(r), r.query_params.get("env") == "1"))),
+        Route(workflow + "/job/{stream:str}", download),
+        Route("/api/events", events),
+        Route(workflow + "/{action:str}", acting(_workflow_action), methods=["POST"]),
+        Route(workflow + "/job/kill", acting(_kill), methods=["POST"]),
+        Route("/", index),
+        Route("/workflows/{workflow:int}", index),
+        Route("/workflows/{workflow:int}/{tab:str}", index),
+        Mount("/static", StaticFiles(directory=STATIC)),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return TokenGuard(app, token, cookie)
+
+
+def _workflow(request: Request) -> int:
+    return int(request.path_params["workflow"])
+
+
+def _job_id(request: Request) -> str:
+    job_id = request.query_params.get("id")
+    if not job_id:
+        raise InputError("id: the job id is required (?id=JOB)")
+    return job_id
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{name}: must be an integer, not {text!r}") from None
+
+
+def _jobs_page(store: Store, request: Request) -> dict[str, Any]:
+    query = request.query_params
+    group = query.get("group")
+    return views.jobs_page(
+        store, _workflow(request), state=query.get("state") or None, search=query.get("q", ""),
+        sort=query.get("sort", "order"), descending=query.get("order") == "desc",
+        offset=_int(request, "offset", 0), limit=_int(request, "limit", 100),
+        group=None if group in (None, "") else _int(request, "group", 0))
+
+
+def _workflow_action(controller: control.WorkflowController, request: Request) -> str:
+    action = request.path_params["action"]
+    if action not in control.REQUESTS:
+        raise InputError(f"unknown action {action!r} (one of {', '.join(control.REQUESTS)})")
+    workflow_id = str(_workflow(request))
+    controller.request(workflow_id, action)
+    return f"workflow {workflow_id}: {action} requested"
+
+
+def _kill(controller: control.WorkflowController, request: Request) -> str:
+    workflow_id, job_id = str(_workflow(request)), _job_id(request)
+    controller.kill_job(workflow_id, job_id)
+    return f"job {job_id}: kill requested"
+
+
+def _error(error: InputError) -> Response:
+    status = 404 if str(error).startswith("no workflow") or " has no job " in str(error) else 400
+    return JSONResponse({"error": str(error)}, status)
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is printed: a busy port is one
+    clear error, and ``--port 0`` picks a free port we can then print."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise InputError(f"--host {host}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise InputError(f"--port {port}: cannot listen on {host}: {error.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False,
+          out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Serve the dashboard of ``home`` until interrupted; print the URL to open."""
+    import uvicorn
+
+    if not is_loopback(host) and not allow_remote:
+        raise InputError(f"--host {host} is not a loopback address: anyone who can reach it "
+                         "could try the dashboard; add --allow-remote if you mean it")
+    Store(home).close()  # a clear error now if the home cannot be used
+    sock = listen(host, port)
+    port = sock.getsockname()[1]
+    token = secrets.token_urlsafe(24)
+    shown = host if ":" not in host else f"[{host}]"
+    if not is_loopback(host):
+        shown = socket.getfqdn() if host in ("0.0.0.0", "::") else shown
+        print(f"jobbridge: warning: the dashboard listens on {host}, beyond this machine: "
+              "anyone who has its URL can stop or delete your workflows", file=err)
+    url = f"http://{shown}:{port}/?token={token}"
+    print(f"jobbridge ui: the dashboard of {home} (Ctrl-C stops it); open:\n  {url}", file=out)
+    if is_loopback(host) and (os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT")):
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+        print(f"over SSH, first forward the port from your own machine:\n"
+              f"  ssh -N -L {port}:{shown}:{port} {user + '@' if user else ''}"
+              f"{socket.getfqdn()}", file=out)
+    out.flush()
+    watcher = StoreWatcher(home / "jobbridge.db")
+    app = create_app(home, token, cookie=f"jobbridge_ui_{port}", watcher=watcher)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            watcher.stop()  # open pages' event streams end: nothing to wait for
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=3, server_header=False)
+    Server(config).run(sockets=[sock])
+    return 0

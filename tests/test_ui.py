@@ -1,0 +1,638 @@
+"""`jobbridge ui`: the dashboard as users meet it. The server runs as `jobbridge ui`
+does, in its own process; HTTP checks use urllib; the pages are driven in the
+system's headless Chromium (tests marked ``browser``), which write a screenshot of
+each page to build/ui-screenshots/ (or $JOBBRIDGE_UI_SCREENSHOTS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jbcli import error_line, jb, jb_start, job, status_json, wait_for, write_json
+from jobbridge import constants
+from jobbridge.configuration import Configuration
+from jobbridge.errors import InputError
+from jobbridge.model import parse_workflow
+from jobbridge.store import Store
+
+pytest.importorskip("starlette", reason="jobbridge[ui] is not installed")
+from jobbridge.ui import views
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = Path(os.environ.get("JOBBRIDGE_UI_SCREENSHOTS", ROOT / "build" / "ui-screenshots"))
+CHROMIUM = os.environ.get("JOBBRIDGE_CHROMIUM", "/usr/bin/chromium")
+#: Chromium as the test command runs it: headless, no sandbox (root in a container),
+#: nothing fetched from the network, a new empty profile each time.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+class Dashboard:
+    """A running `jobbridge ui`: its process, the URL it printed, and HTTP helpers."""
+
+    def __init__(self, process: subprocess.Popen[str], printed: str) -> None:
+        self.process = process
+        self.printed = printed
+        self.url = next(word for word in printed.split() if word.startswith("http://"))
+        self.base = self.url.split("/?")[0]
+        self.token = self.url.split("token=")[1]
+
+    def get(self, path: str, token: str | None = None, **headers: str) -> tuple[int, str]:
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return _request(urllib.request.Request(self.base + path, headers=headers))
+
+    def api(self, path: str) -> Any:
+        status, body = self.get(path, self.token)
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def post(self, path: str, **headers: str) -> tuple[int, str]:
+        return _request(urllib.request.Request(self.base + path, data=b"", method="POST",
+                                               headers=headers))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+def _request(request: urllib.request.Request) -> tuple[int, str]:
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@contextmanager
+def dashboard(*args: str, env: dict[str, str] | None = None) -> Iterator[Dashboard]:
+    """``jobbridge ui ARGS`` until the block ends; then Ctrl-C, which must stop it soon
+    even with a browser's event stream open."""
+    process = jb_start("ui", *args, env=env)
+    assert process.stdout is not None
+    lines = [process.stdout.readline(), process.stdout.readline()]
+    if not lines[1]:
+        raise AssertionError(f"jobbridge ui did not start: {lines} {process.communicate()}")
+    if "over SSH" in lines[1] or (env or {}).get("SSH_CONNECTION"):
+        lines += [process.stdout.readline(), process.stdout.readline()]
+    try:
+        yield Dashboard(process, "".join(lines))
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            _, err = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("jobbridge ui did not stop on Ctrl-C") from None
+        assert process.returncode in (0, 130), err
+        assert "Traceback" not in err, err
+
+
+@pytest.fixture
+def ui() -> Iterator[Dashboard]:
+    with dashboard() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_left(jobbridge_home: Path) -> Iterator[None]:
+    """Stop what a test left running (its jobs sleep), and let the engine end."""
+    yield
+    with _store(jobbridge_home) as store:
+        running = [w.id for w in store.workflows() if w.status != constants.WORKFLOW_DONE]
+    for workflow_id in running:
+        jb("stop", str(workflow_id))
+        jb("wait", str(workflow_id), "--timeout", "30")
+
+
+@contextmanager
+def _store(home: Path) -> Iterator[Store]:
+    store = Store(home)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _submit(path: Path) -> str:
+    submitted = jb("submit", str(path))
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip()
+
+
+def _job_status(workflow_id: str, job_id: str) -> str:
+    return str({j["id"]: j for j in status_json(workflow_id)["jobs"]}[job_id]["status"])
+
+
+# --- security and the command line ---------------------------------------------------------------
+
+
+def test_prints_one_url_and_the_ssh_hint() -> None:
+    env = {"SSH_CONNECTION": "10.0.0.1 50000 10.0.0.2 22", "USER": "alice"}
+    with dashboard(env=env) as running:
+        assert running.url.startswith("http://127.0.0.1:")
+        port = running.base.rsplit(":", 1)[1]
+        assert f"ssh -N -L {port}:127.0.0.1:{port} alice@" in running.printed
+        assert running.printed.count("http://") == 1
+
+
+def test_every_request_needs_the_token(ui: Dashboard) -> None:
+    """Without the token (or with a wrong one) every address is refused, the page and
+    its assets too; the printed URL sets a cookie and drops the token from the address."""
+    for path in ("/", "/static/app.js", "/api/workflows", "/api/events", "/workflows/1"):
+        status, body = ui.get(path)
+        assert status == 403 and "access token" in body, (path, status)
+        assert ui.get(path, token="wrong-" + ui.token)[0] == 403
+        assert ui.get(path, Cookie=f"jobbridge_ui_{ui.base.rsplit(':', 1)[1]}=nope")[0] == 403
+    assert ui.get("/?token=wrong")[0] == 403
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(ui.url, timeout=30)
+    assert redirect.value.code == 303
+    assert redirect.value.headers["Location"] == "/"
+    cookie = redirect.value.headers["Set-Cookie"]
+    assert ui.token in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    status, page = ui.get("/", Cookie=cookie.split(";")[0])
+    assert status == 200 and "<title>jobbridge</title>" in page
+    assert ui.api("/api/workflows") == {"workflows": []}
+
+
+def test_actions_need_the_csrf_header(ui: Dashboard, tmp_path: Path) -> None:
+    """A POST carrying only the cookie (what another site's form could send) is refused;
+    the page's CSRF header, from the page's own origin, or the bearer token passes."""
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"jobs": [
+        {"id": "long", "command": ["sleep", "30.4411"]}]}))
+    cookie = f"jobbridge_ui_{ui.base.rsplit(':', 1)[1]}={ui.token}"
+    _, page = ui.get("/", Cookie=cookie)
+    csrf = page.split('name="jb-csrf" content="')[1].split('"')[0]
+    stop = f"/api/workflows/{workflow_id}/stop"
+    assert ui.post(stop, Cookie=cookie)[0] == 403
+    assert ui.post(stop, Cookie=cookie, **{"X-CSRF-Token": "forged"})[0] == 403
+    assert ui.post(stop, Cookie=cookie, Origin="http://evil.example",
+                   **{"X-CSRF-Token": csrf})[0] == 403
+    assert status_json(workflow_id)["status"] != constants.WORKFLOW_DONE
+    host = ui.base.removeprefix("http://")
+    status, body = ui.post(stop, Cookie=cookie, Origin=f"http://{host}", **{"X-CSRF-Token": csrf})
+    assert status == 200, body
+    assert json.loads(body)["message"] == f"workflow {workflow_id}: stop requested"
+    assert jb("wait", workflow_id, "--timeout", "30").returncode == 1
+    assert ui.post("/api/workflows/999/stop", Authorization=f"Bearer {ui.token}")[0] == 404
+    assert ui.post(f"/api/workflows/{workflow_id}/explode",
+                   Authorization=f"Bearer {ui.token}")[0] == 400
+
+
+def test_security_headers(ui: Dashboard) -> None:
+    request = urllib.request.Request(ui.base + "/api/workflows",
+                                     headers={"Authorization": f"Bearer {ui.token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        headers = response.headers
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_a_non_loopback_host_needs_an_explicit_flag() -> None:
+    line = error_line(jb("ui", "--host", "0.0.0.0"), 2)
+    assert "--allow-remote" in line
+    with dashboard("--host", "0.0.0.0", "--allow-remote") as running:
+        warning = ""
+        assert running.process.stderr is not None
+        warning = running.process.stderr.readline()
+        assert warning.startswith("jobbridge: warning:") and "0.0.0.0" in warning
+        port = running.base.rsplit(":", 1)[1]
+        local = Dashboard(running.process, f"http://127.0.0.1:{port}/?token={running.token}")
+        assert local.api("/api/workflows") == {"workflows": []}
+
+
+def test_a_busy_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = error_line(jb("ui", "--port", str(port)), 2)
+    assert f"--port {port}" in line
+
+
+# --- the JSON API on real workflows ------------------------------------------------------------
+
+
+def test_api_follows_a_run_and_shows_a_failure(ui: Dashboard, tmp_path: Path) -> None:
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"name": "api", "jobs": [
+        job("ok", "echo fine"), job("bad", "echo 'no such input' >&2; exit 3"),
+        job("after", "true")], "dependencies": [["bad", "after"]]}))
+    assert jb("wait", workflow_id, "--timeout", "60").returncode == 1
+    [listed] = ui.api("/api/workflows")["workflows"]
+    assert listed["counts"] == {"failed": 1, "running": 0, "queued": 0, "waiting": 0,
+                                "done": 1, "not_run": 1}
+    bad = ui.api(f"/api/workflows/{workflow_id}/job?id=bad")
+    assert (bad["exit_status"], bad["exit_value"]) == (constants.FINISHED_REGULARLY, 3)
+    assert bad["stderr"]["text"] == "no such input\n"
+    assert bad["command"] == ["sh", "-c", "echo 'no such input' >&2; exit 3"]
+    after = ui.api(f"/api/workflows/{workflow_id}/job?id=after")
+    assert (after["class"], after["exit_reason"]) == ("not_run", "bad failed")
+    status, text = ui.get(f"/api/workflows/{workflow_id}/job/stderr?id=bad", ui.token)
+    assert (status, text) == (200, "no such input\n")
+    assert ui.get(f"/api/workflows/{workflow_id}/job?id=nope", ui.token)[0] == 404
+    assert ui.get(f"/api/workflows/{workflow_id}/jobs?state=bogus", ui.token)[0] == 400
+    figures = ui.api(f"/api/workflows/{workflow_id}")["figures"]
+    assert figures["measured_jobs"] == 2 and figures["cpu_s"] is not None
+
+
+def test_env_values_are_hidden_unless_asked(ui: Dashboard, tmp_path: Path) -> None:
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"jobs": [
+        job("secret", "true", env={"API_KEY": "hunter2"})]}))
+    assert jb("wait", workflow_id, "--timeout", "60").returncode == 0
+    _, body = ui.get(f"/api/workflows/{workflow_id}/job?id=secret", ui.token)
+    assert json.loads(body)["env"] == {"API_KEY": None} and "hunter2" not in body
+    shown = ui.api(f"/api/workflows/{workflow_id}/job?id=secret&env=1")
+    assert shown["env"] == {"API_KEY": "hunter2"}
+
+
+# --- killing one job (a request the dashboard added) -------------------------------------------
+
+
+def test_kill_one_job_the_rest_goes_on(tmp_path: Path, jobbridge_home: Path) -> None:
+    """kill: a running job ends killed, one not started yet never runs, their
+    dependents are not run, and the other jobs finish."""
+    from jobbridge.controller import WorkflowController
+
+    gate = tmp_path / "gate"
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"jobs": [
+        {"id": "victim", "command": ["sleep", "30.5521"]}, job("heir", "true"),
+        job("gate", f"while [ ! -e {gate} ]; do sleep 0.05; done"), job("later", "true"),
+        job("other", "true")], "dependencies": [["victim", "heir"], ["gate", "later"]]}))
+    wait_for(lambda: _job_status(workflow_id, "victim") == constants.RUNNING, what="running")
+    controller = WorkflowController(jobbridge_home)
+    controller.kill_job(workflow_id, "victim")
+    controller.kill_job(workflow_id, "later")
+    wait_for(lambda: _job_status(workflow_id, "other") == constants.DONE, what="other to end")
+    with pytest.raises(InputError, match="'other' has already ended"):
+        controller.kill_job(workflow_id, "other")
+    gate.touch()
+    assert jb("wait", workflow_id, "--timeout", "60").returncode == 1
+    jobs = {j["id"]: j for j in status_json(workflow_id)["jobs"]}
+    assert jobs["victim"]["exit_status"] == constants.USER_KILLED
+    assert jobs["heir"]["exit_status"] == constants.EXIT_NOTRUN
+    assert jobs["later"]["exit_status"] == constants.USER_KILLED
+    assert jobs["later"]["execution_date"] is None
+    assert [jobs[j]["status"] for j in ("gate", "other")] == [constants.DONE] * 2
+    controller.close()
+
+
+def test_a_request_on_an_ended_workflow_lets_the_engine_end(tmp_path: Path,
+                                                            jobbridge_home: Path) -> None:
+    from jbcli import engine_pids
+
+    path = write_json(tmp_path / "wf.json", {"jobs": [job("a", "true")]})
+    assert jb("run", str(path)).returncode == 0
+    assert jb("stop", "1").returncode == 0
+    wait_for(lambda: not engine_pids(jobbridge_home), timeout=20, what="the engine to end")
+    assert status_json("1")["status"] == constants.WORKFLOW_DONE
+
+
+# --- views of large workflows (no server) ------------------------------------------------------
+
+
+def _stored(home: Path, workflow: dict[str, Any]) -> tuple[Store, int]:
+    store = Store(home)
+    return store, store.add_workflow(parse_workflow(workflow), Configuration.from_dict(
+        "localhost", {}))
+
+
+def _layers_workflow(jobs: int, layers: int) -> dict[str, Any]:
+    """join -> group -> join -> group ...: the shape of bench/engine.py (c)."""
+    per = jobs // layers
+    items: list[dict[str, Any]] = []
+    deps: list[list[str]] = []
+    groups = []
+    for layer in range(layers):
+        items.append(job(f"join_{layer}", "true"))
+        members = [f"sim_{layer}_{i}" for i in range(per - 1)]
+        items += [job(m, "true") for m in members]
+        groups.append({"name": f"g{layer}", "elements": members})
+        deps.append([f"join_{layer}", f"g{layer}"])
+        if layer + 1 < layers:
+            deps.append([f"g{layer}", f"join_{layer + 1}"])
+    return {"jobs": items, "groups": groups, "dependencies": deps}
+
+
+def test_a_large_workflow_is_drawn_grouped(jobbridge_home: Path) -> None:
+    store, workflow_id = _stored(jobbridge_home, _layers_workflow(20_000, 4))
+    drawn = views.graph(store, workflow_id)
+    assert drawn["grouped"]
+    labels = [(n["kind"], n["label"], n["count"]) for n in drawn["nodes"]]
+    assert labels == [("job", "join_0", 1), ("group", "sim_#_#", 4999),
+                      ("job", "join_1", 1), ("group", "sim_#_#", 4999),
+                      ("job", "join_2", 1), ("group", "sim_#_#", 4999),
+                      ("job", "join_3", 1), ("group", "sim_#_#", 4999)]
+    assert sorted((e["from"], e["to"], e["count"]) for e in drawn["edges"]) == sorted(
+        [(0, 1, 4999), (1, 2, 4999), (2, 3, 4999), (3, 4, 4999), (4, 5, 4999), (5, 6, 4999),
+         (6, 7, 4999)])
+    assert [sum(c) for c in drawn["counts"]] == [1, 4999] * 4
+    failed = views.jobs_page(store, workflow_id, group=3, state="waiting", limit=5)
+    assert failed["total"] == 4999 and failed["rows"][0]["id"] == "sim_1_0"
+    store.close()
+
+
+def test_chains_and_odd_names_stay_few_nodes(jobbridge_home: Path) -> None:
+    """1,000 chains of 3 (a -> b -> c) and jobs whose names share no pattern."""
+    chains = [job(f"{step}{i}", "true") for i in range(1000) for step in "abc"]
+    deps = [[f"a{i}", f"b{i}"] for i in range(1000)] + [[f"b{i}", f"c{i}"] for i in range(1000)]
+    store, workflow_id = _stored(jobbridge_home, {"jobs": chains, "dependencies": deps})
+    drawn = views.graph(store, workflow_id)
+    assert [(n["label"], n["count"]) for n in drawn["nodes"]] == [
+        ("a#", 1000), ("b#", 1000), ("c#", 1000)]
+    odd = [job("x" * (i % 7 + 1) + chr(0x41 + i % 26) * (i % 5 + 1), "true") for i in range(400)]
+    odd = list({j["id"]: j for j in odd}.values())
+    zigzag = [job(f"z{i}", "true") for i in range(400)]
+    store2, second = _stored(jobbridge_home, {
+        "jobs": odd + zigzag, "dependencies": [[f"z{i}", f"z{i + 1}"] for i in range(399)]})
+    drawn = views.graph(store2, second)
+    assert len(drawn["nodes"]) <= views.MAX_GROUPS
+    assert sum(n["count"] for n in drawn["nodes"]) == len(odd) + 400
+    store.close()
+    store2.close()
+
+
+def test_jobs_table_filters_searches_sorts_and_pages(jobbridge_home: Path) -> None:
+    store, workflow_id = _stored(jobbridge_home, {"jobs": [
+        job(f"t{i:04d}", "true", name=f"task {i}") for i in range(2000)]})
+    changes = []
+    for i in range(2000):
+        if i % 10 == 3:
+            changes.append((i, {"status": constants.FAILED, "exit_status": "finished_regularly",
+                                "exit_value": i % 7 + 1, "exit_reason": f"reason {i}"}))
+        elif i % 2 == 0:
+            changes.append((i, {"status": constants.DONE, "exit_value": 0,
+                                "exit_status": "finished_regularly",
+                                "execution_date": f"2026-01-01T10:{i % 60:02d}:00+00:00",
+                                "ending_date": f"2026-01-01T11:{i % 60:02d}:{i % 59:02d}+00:00"}))
+    store.update_jobs(workflow_id, changes)
+    page = views.jobs_page(store, workflow_id, state="failed", limit=50)
+    assert page["total"] == 200 and page["counts"]["done"] == 1000
+    assert [r["id"] for r in page["rows"][:2]] == ["t0003", "t0013"]
+    last = views.jobs_page(store, workflow_id, state="failed", offset=190, limit=50)
+    assert [r["id"] for r in last["rows"]][-1] == "t1993" and len(last["rows"]) == 10
+    found = views.jobs_page(store, workflow_id, search="TASK 19")
+    assert found["total"] == 111  # "task 19", "task 190".."task 199", "task 1900".."1999"
+    assert views.jobs_page(store, workflow_id, search="%")["total"] == 0  # LIKE escaped
+    by_exit = views.jobs_page(store, workflow_id, state="failed", sort="exit", descending=True)
+    assert [r["exit_value"] for r in by_exit["rows"][:3]] == [7, 7, 7]
+    ends = [r["ending_date"] for offset in range(0, 2000, views.MAX_PAGE) for r in
+            views.jobs_page(store, workflow_id, sort="end", offset=offset, limit=5000)["rows"]]
+    assert ends[:1000] == sorted(ends[:1000]) and ends[1000:] == [None] * 1000  # NULLs last
+    with pytest.raises(Exception, match="sort"):
+        views.jobs_page(store, workflow_id, sort="idx; DROP TABLE jobs")
+    store.close()
+
+
+def _hms(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@st.composite
+def _usage(draw: st.DrawFn) -> str:
+    """A usage string as the backends write it, its items in any order."""
+    cpu, wall = draw(st.integers(0, 400_000)), draw(st.integers(0, 400_000))
+    mem = draw(st.integers(1, 10**8))
+    items = [f"cput={_hms(cpu)}", f"mem={mem}kb", f"walltime={_hms(wall)}",
+             f"ncpus={draw(st.integers(1, 64))}", f"vmem={2 * mem}kb", "cpupercent=12"]
+    return " ".join(draw(st.permutations(items)))
+
+
+USAGES = _usage()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(USAGES, min_size=1, max_size=20))
+def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
+    """The SQL that sums usage strings reads them as parse_usage does (any key order,
+    hours past 99, vmem beside mem)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home:
+        store, workflow_id = _stored(Path(home), {"jobs": [
+            job(f"j{i}", "true") for i in range(len(usages))]})
+        store.update_jobs(workflow_id, [(i, {"resource_usage": u}) for i, u in enumerate(usages)])
+        figures = views.workflow(store, workflow_id)["figures"]
+        store.close()
+    parsed = [views.parse_usage(u) for u in usages]
+    assert figures["cpu_s"] == sum(p["cput"] for p in parsed)
+    assert figures["peak_mem_kb"] == max(p["mem"] for p in parsed)
+    core = sum(p["walltime"] * p["ncpus"] for p in parsed)
+    assert figures["efficiency"] == (figures["cpu_s"] / core if core else None)
+
+
+# --- in the browser ----------------------------------------------------------------------------
+
+
+def _browser_missing() -> str:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is missing (pip install playwright)"
+    return ""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A new headless Chromium with an empty profile: the system's, never a download.
+    Missing, it skips, or fails under CI (the test command installs it)."""
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test under CI: {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(30_000)
+        errors: list[str] = []
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            yield page
+        finally:
+            context.close()
+        assert not errors, errors
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)  # let the last refresh paint
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def _fill(page: Any, selector: str) -> str:
+    return str(page.eval_on_selector(selector, "el => getComputedStyle(el).fill"))
+
+
+RUNNING_FILL, DONE_FILL, FAILED_FILL = "rgb(47, 126, 216)", "rgb(58, 157, 93)", "rgb(209, 69, 59)"
+
+
+@pytest.mark.browser
+def test_dashboard_end_to_end(browser: Any, ui: Dashboard, tmp_path: Path) -> None:
+    """Open the printed URL, see the workflows, open one, watch its graph change colour
+    while it runs (no reload), click the failed job and read its stderr and reason."""
+    from playwright.sync_api import expect
+
+    page = browser
+    page.goto(ui.base + "/")
+    expect(page.locator("body")).to_contain_text("access token")  # no token: refused
+    gate = tmp_path / "gate"
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"name": "demo", "jobs": [
+        job("prepare", "echo preparing"),
+        job("simulate", f"while [ ! -e {gate} ]; do sleep 0.05; done; echo simulated"),
+        job("analyse", "echo analysed"),
+        job("convert", "echo 'convert: input.dat: no such file' >&2; exit 3"),
+        job("report", "true")],
+        "dependencies": [["prepare", "simulate"], ["simulate", "analyse"],
+                         ["prepare", "convert"], ["convert", "report"]]}))
+    page.goto(ui.url)
+    assert "token" not in page.url  # the token left the address bar for a cookie
+    row = page.locator(f"tr.wf[data-id='{workflow_id}']")
+    expect(row).to_contain_text("demo")
+    expect(row).to_have_class("wf link has-failed")  # the failure stands out, live
+    expect(page.locator("#live")).to_have_text("live")
+    _shot(page, "workflows")
+
+    row.locator("a").first.click()
+    simulate = page.locator("g.node[data-job='simulate']")
+    expect(simulate).to_have_attribute("data-state", "running")
+    assert _fill(page, "g.node[data-job='simulate'] rect") == RUNNING_FILL
+    page.evaluate("window.__same_page = true")
+    _shot(page, "workflow-graph")
+    gate.touch()
+    expect(simulate).to_have_attribute("data-state", "done")
+    expect(page.locator("g.node[data-job='analyse']")).to_have_attribute("data-state", "done")
+    assert _fill(page, "g.node[data-job='simulate'] rect") == DONE_FILL
+    assert page.evaluate("window.__same_page") is True  # followed live, not reloaded
+    expect(page.locator(".badge[data-status]")).to_contain_text("1 failed")
+    assert _fill(page, "g.node[data-job='convert'] rect") == FAILED_FILL
+
+    page.locator("g.node[data-job='convert']").click()
+    expect(page.locator("#job-status")).to_have_text("failed")
+    expect(page.locator("#job-exit")).to_have_text("exit 3")
+    expect(page.locator("#stderr pre")).to_contain_text("convert: input.dat: no such file")
+    expect(page.locator("#job-argv code")).to_have_text(
+        ["sh", "-c", "echo 'convert: input.dat: no such file' >&2; exit 3"])
+    with page.expect_download() as download:
+        page.locator("#stderr a[download]").click()
+    assert Path(download.value.path()).read_text() == "convert: input.dat: no such file\n"
+    _shot(page, "job")
+    page.locator("a", has_text="report").click()
+    expect(page.locator("#job-reason")).to_have_text("convert failed")
+
+    page.goto(f"{ui.base}/workflows/{workflow_id}/jobs")
+    expect(page.locator("tr.job")).to_have_count(5)
+    page.locator("#state-filter button[data-state='failed']").click()
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(page.locator("tr.job td").nth(3)).to_be_empty()
+    _shot(page, "workflow-jobs")
+    page.goto(f"{ui.base}/workflows/{workflow_id}/timeline")
+    expect(page.locator("svg.timeline g.lane-link")).to_have_count(4)  # report never ran
+    _shot(page, "workflow-timeline")
+
+
+@pytest.mark.browser
+def test_stop_and_kill_from_the_page(browser: Any, ui: Dashboard, tmp_path: Path) -> None:
+    """Kill one job from its page, then stop the workflow from its page (each after a
+    confirmation): `jobbridge status` shows both."""
+    from playwright.sync_api import expect
+
+    page = browser
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"name": "long", "jobs": [
+        {"id": "one", "command": ["sleep", "30.6612"]},
+        {"id": "two", "command": ["sleep", "30.6613"]}, job("after", "true")],
+        "dependencies": [["two", "after"]]}))
+    wait_for(lambda: _job_status(workflow_id, "one") == constants.RUNNING, what="running")
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/{workflow_id}/job?id=one")
+    kill = page.locator("button[data-action='kill']")
+    kill.click()
+    expect(page.locator("#confirm")).to_be_visible()
+    page.locator("#confirm-cancel").click()  # cancelled: nothing happens
+    page.wait_for_timeout(500)
+    assert _job_status(workflow_id, "one") == constants.RUNNING
+    kill.click()
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#job-status")).to_have_text("failed")
+    expect(page.locator("#job-exit")).to_have_text("killed")
+    assert _job_status(workflow_id, "two") == constants.RUNNING
+
+    page.goto(f"{ui.base}/workflows/{workflow_id}")
+    expect(page.locator("g.node[data-job='two']")).to_have_attribute("data-state", "running")
+    page.locator("button[data-action='stop']").click()
+    expect(page.locator("#confirm-title")).to_have_text(f"Stop workflow {workflow_id}?")
+    _shot(page, "confirm-stop")
+    page.locator("#confirm-ok").click()
+    expect(page.locator("button[data-action='stop']")).to_be_disabled()
+    status = jb("status", workflow_id)
+    assert "in progress" not in status.stdout.splitlines()[0], status.stdout
+    assert status_json(workflow_id)["status"] != constants.WORKFLOW_IN_PROGRESS
+    jobs = {j["id"]: j for j in status_json(workflow_id)["jobs"]}
+    assert [jobs[j]["exit_status"] for j in ("one", "two", "after")] == [
+        constants.USER_KILLED, constants.USER_KILLED, constants.EXIT_NOTRUN]
+
+
+@pytest.mark.browser
+def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path) -> None:
+    """A stored 5,000-job workflow: the graph shows groups with counts, a group links to
+    its jobs, the table filters, searches, sorts and pages."""
+    from playwright.sync_api import expect
+
+    store, workflow_id = _stored(jobbridge_home, _layers_workflow(5000, 5))
+    store.update_jobs(workflow_id, [(i, {"status": constants.DONE, "exit_value": 0,
+                                         "exit_status": "finished_regularly"})
+                                    for i in range(0, 1200)] +
+                      [(1100 + i, {"status": constants.FAILED, "exit_value": 1,
+                                   "exit_status": "finished_regularly"}) for i in range(7)])
+    store.close()
+    page = browser
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/{workflow_id}")
+    groups = page.locator("g.node.group")
+    expect(groups).to_have_count(5)
+    expect(groups.nth(1)).to_have_attribute("data-state", "failed")
+    expect(groups.nth(1).locator("text").first).to_have_text("sim_#_# \u00d7999")
+    _shot(page, "large-graph")
+    groups.nth(1).click()
+    page.locator(".panel a", has_text="7 failed").click()
+    expect(page.locator("tr.job")).to_have_count(7)
+    expect(page.locator("tr.job").first).to_have_attribute("data-job", "sim_1_99")
+    page.goto(f"{ui.base}/workflows/{workflow_id}/jobs")
+    expect(page.locator(".pager")).to_contain_text("page 1 of 50")
+    page.locator("button[data-page='next']").click()
+    expect(page.locator("tr.job").first).to_have_attribute("data-job", "sim_0_99")
+    page.locator("input[type=search]").fill("sim_4_12")
+    expect(page.locator(".pager")).to_contain_text("of 11")  # sim_4_12, sim_4_120..129
+    page.locator("th[data-sort='id']").click()
+    page.locator("th[data-sort='id']").click()
+    expect(page.locator("tr.job").first).to_have_attribute("data-job", "sim_4_129")
+    _shot(page, "large-jobs")
