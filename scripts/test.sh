@@ -2,13 +2,15 @@
 # scripts/test.sh - the whole test suite on a fresh Debian machine, as root:
 # installs jobbridge and its test tools into a venv, installs and starts the
 # real Slurm, Grid Engine (+DRMAA), Slurm's Torque wrappers and Open MPI
-# (scripts/clusters/up-all.sh), then runs ruff, mypy and pytest.
+# (scripts/clusters/up-all.sh), installs Debian's chromium for the dashboard's
+# browser tests (scripts/browser-up.sh), then runs ruff, mypy and pytest.
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-source scripts/venv.sh '.[test,drmaa,mpi,soma]'
+source scripts/venv.sh '.[test,drmaa,mpi,soma,ui]'
 
 PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh
+bash scripts/browser-up.sh
 # shellcheck source=scripts/clusters/env.sh
 source scripts/clusters/env.sh
 

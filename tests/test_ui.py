@@ -147,7 +147,7 @@ def _job_status(workflow_id: str, job_id: str) -> str:
 
 
 def test_prints_one_url_and_the_ssh_hint() -> None:
-    env = {"SSH_CONNECTION": "10.0.0.1 50000 10.0.0.2 22", "USER": "alice"}
+    env = {"SSH_CONNECTION": "10.0.0.1 50000 10.0.0.2 22", "USER": "alice", "LOGNAME": "alice"}
     with dashboard(env=env) as running:
         assert running.url.startswith("http://127.0.0.1:")
         port = running.base.rsplit(":", 1)[1]
@@ -230,6 +230,7 @@ def test_a_busy_port_is_one_clear_error() -> None:
         port = taken.getsockname()[1]
         line = error_line(jb("ui", "--port", str(port)), 2)
     assert f"--port {port}" in line
+    assert "--port 70000: must be 1 to 65535" in error_line(jb("ui", "--port", "70000"), 2)
 
 
 # --- the JSON API on real workflows ------------------------------------------------------------

@@ -14,6 +14,7 @@ header only the page can know, or the token as a bearer header (scripts).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import hmac
 import ipaddress
@@ -270,6 +271,7 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(watcher.run())
+        threading.Thread(target=_prepare_graphs, args=(home,), daemon=True).start()
         try:
             yield
         finally:
@@ -298,6 +300,23 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return TokenGuard(app, token, cookie)
+
+
+def _prepare_graphs(home: Path, count: int = 3) -> None:
+    """Build the graphs of the workflows most likely opened first (the running ones,
+    else the latest) while the user is still on the workflows page: a 100,000-job
+    graph takes a second."""
+    store = Store(home)
+    try:
+        ids = store.unfinished_workflow_ids()
+        if not ids:
+            ids = [w.id for w in store.workflows()]
+        for workflow_id in ids[-count:]:
+            views.topology(store, workflow_id)
+    except JobbridgeError:
+        pass  # deleted meanwhile: nothing to prepare
+    finally:
+        store.close()
 
 
 def _workflow(request: Request) -> int:
@@ -366,6 +385,8 @@ def is_loopback(host: str) -> bool:
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything is printed: a busy port is one
     clear error, and ``--port 0`` picks a free port we can then print."""
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port}: must be 1 to 65535, or 0 for a free one")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
@@ -383,6 +404,12 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _host_name() -> str:
+    """This machine's name as another machine would use it (not ``localhost``)."""
+    name = socket.getfqdn()
+    return socket.gethostname() if name.startswith("localhost") else name
+
+
 def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False,
           out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Serve the dashboard of ``home`` until interrupted; print the URL to open."""
@@ -397,16 +424,14 @@ def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool
     token = secrets.token_urlsafe(24)
     shown = host if ":" not in host else f"[{host}]"
     if not is_loopback(host):
-        shown = socket.getfqdn() if host in ("0.0.0.0", "::") else shown
+        shown = _host_name() if host in ("0.0.0.0", "::") else shown
         print(f"jobbridge: warning: the dashboard listens on {host}, beyond this machine: "
               "anyone who has its URL can stop or delete your workflows", file=err)
     url = f"http://{shown}:{port}/?token={token}"
     print(f"jobbridge ui: the dashboard of {home} (Ctrl-C stops it); open:\n  {url}", file=out)
     if is_loopback(host) and (os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT")):
-        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
         print(f"over SSH, first forward the port from your own machine:\n"
-              f"  ssh -N -L {port}:{shown}:{port} {user + '@' if user else ''}"
-              f"{socket.getfqdn()}", file=out)
+              f"  ssh -N -L {port}:{shown}:{port} {getpass.getuser()}@{_host_name()}", file=out)
     out.flush()
     watcher = StoreWatcher(home / "jobbridge.db")
     app = create_app(home, token, cookie=f"jobbridge_ui_{port}", watcher=watcher)
