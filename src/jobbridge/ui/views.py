@@ -20,13 +20,14 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from .. import constants
 from ..engine import live_engines
 from ..errors import InputError
-from ..graph import layers, ordered_layers
+from ..graph import ordered_layers
 from ..store import JobRow, Store
 
 #: What the dashboard colours: each job status folded into one of these classes,
@@ -471,7 +472,7 @@ def _build_topology(store: Store, workflow_id: int) -> Topology:
     jobs = store.db.execute("SELECT idx, job_id, hidden FROM jobs WHERE workflow_id = ? "
                             "ORDER BY idx", (workflow_id,)).fetchall()
     edges = store.db.execute("SELECT before_idx, after_idx FROM dependencies "
-                             "WHERE workflow_id = ?", (workflow_id,)).fetchall()
+                             "WHERE workflow_id = ? ORDER BY before_idx", (workflow_id,)).fetchall()
     size = len(jobs)  # idx runs from 0 (Store.add_workflow)
     ids: list[str] = [job[1] for job in jobs]
     hidden: list[bool] = [bool(job[2]) for job in jobs]
@@ -505,15 +506,28 @@ def _number(keys: Sequence[Hashable]) -> list[int]:
 
 
 def _depths(size: int, edges: Sequence[tuple[int, int]]) -> list[int]:
-    preds: list[list[int]] = [[] for _ in range(size)]
-    succs: list[list[int]] = [[] for _ in range(size)]
-    for before, after in edges:
-        preds[after].append(before)
-        succs[before].append(after)
+    """Each job's depth (longest dependency path to it): graph.layers' pass over edges
+    sorted by their first job, which index a flat list of successors (a list per job
+    would cost 100,000 lists)."""
+    waiting = [0] * size
+    for node, count in Counter([after for _, after in edges]).items():
+        waiting[node] = count
+    start = [0] * (size + 1)
+    for node, count in Counter([before for before, _ in edges]).items():
+        start[node + 1] = count
+    start = list(accumulate(start))
+    afters = [after for _, after in edges]
     depth = [0] * size
-    for row_number, row in enumerate(layers(preds, succs)):
-        for node in row:
-            depth[node] = row_number
+    ready = [node for node in range(size) if not waiting[node]]
+    while ready:
+        node = ready.pop()
+        below = depth[node] + 1
+        for nxt in afters[start[node]:start[node + 1]]:
+            if depth[nxt] < below:  # noqa: PLR1730 (max() is a call per edge)
+                depth[nxt] = below
+            waiting[nxt] -= 1
+            if not waiting[nxt]:
+                ready.append(nxt)
     return depth
 
 

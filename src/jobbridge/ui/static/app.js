@@ -38,6 +38,28 @@
       el.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
   }
+  // Bring `old` to look like `fresh`, touching only what differs: a refresh every second
+  // must not replace the button or row under the user's pointer (a click whose press
+  // and release land on two different elements is lost). Event listeners of kept
+  // elements stay: use it where they depend on nothing that changes.
+  function morph(old, fresh) {
+    if (old.nodeName !== fresh.nodeName || old.nodeType !== Node.ELEMENT_NODE) {
+      if (old.nodeType === Node.TEXT_NODE && fresh.nodeType === Node.TEXT_NODE) {
+        if (old.nodeValue !== fresh.nodeValue) old.nodeValue = fresh.nodeValue;
+      } else {
+        old.replaceWith(fresh);
+      }
+      return;
+    }
+    if (old.isEqualNode(fresh)) return;
+    for (const { name } of [...old.attributes]) if (!fresh.hasAttribute(name)) old.removeAttribute(name);
+    for (const { name, value } of [...fresh.attributes]) {
+      if (old.getAttribute(name) !== value) old.setAttribute(name, value);
+    }
+    const before = [...old.childNodes], after = [...fresh.childNodes];
+    if (before.length !== after.length) { old.replaceChildren(...after); return; }
+    before.forEach((child, i) => morph(child, after[i]));
+  }
   const num = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
   function duration(seconds) {
     if (seconds === null || seconds === undefined || isNaN(seconds)) return "–";
@@ -184,6 +206,9 @@
   function workflowsPage() {
     crumbs({ text: "workflows" });
     document.title = "jobbridge · workflows";
+    const content = h("div");
+    main.replaceChildren(content);
+    const show = (...children) => morph(content, h("div", {}, children));
     return {
       async refresh() {
         const data = await api("/api/workflows");
@@ -196,7 +221,7 @@
           figure("with failed jobs", num(failing), failing > 0),
           figure("jobs running", num(list.reduce((n, w) => n + w.counts.running, 0))));
         if (!list.length) {
-          main.replaceChildren(h("h1", { text: "Workflows" }), figures,
+          show(h("h1", { text: "Workflows" }), figures,
             h("div", { class: "card empty-state" },
               h("p", { text: "No workflow in this jobbridge home yet." }),
               h("p", {}, "Submit one with ", h("code", { text: "jobbridge submit FILE" }), ".")));
@@ -219,7 +244,7 @@
             h("td", { class: "num", text: duration(wf.elapsed_s) }),
             h("td", { class: "muted", text: wf.resource }));
         });
-        main.replaceChildren(h("h1", { text: "Workflows" }), figures,
+        show(h("h1", { text: "Workflows" }), figures,
           h("div", { class: "table-wrap" }, h("table", { id: "workflows" },
             h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Progress", "Jobs", "Done",
               "Failed", "Running", "Submitted", "Elapsed", "Resource"].map((t, i) =>
@@ -273,7 +298,7 @@
         "Its running jobs are killed, then the workflow, its jobs' records and its log " +
         "files under the jobbridge home are deleted. This cannot be undone.", "Delete",
         () => app.go("/")) }, "Delete"));
-    header.replaceChildren(
+    morph(header, h("div", { id: "wf-header" },
       h("div", { class: "row" }, h("h1", {}, title, workflowBadge(wf)), h("div", { class: "spacer" }),
         actions),
       h("div", { class: "muted" }, `on ${wf.resource} (${wf.scheduler_type}) · submitted `,
@@ -286,7 +311,7 @@
         figure("CPU time", f.cpu_s === null ? "–" : duration(f.cpu_s)),
         figure("peak memory", memory(f.peak_mem_kb)),
         figure("wall time", duration(f.wall_s)),
-        figure("CPU efficiency", f.efficiency === null ? "–" : `${Math.round(100 * f.efficiency)} %`)));
+        figure("CPU efficiency", f.efficiency === null ? "–" : `${Math.round(100 * f.efficiency)} %`))));
   }
 
   // --- the graph ----------------------------------------------------------------------------
@@ -497,7 +522,7 @@
     const pager = h("div", { class: "pager" });
     body.replaceChildren(h("div", { class: "row" }, chips, h("div", { class: "spacer" }),
       groupChip, search), h("div", { class: "table-wrap spaced" }, table), pager);
-    let timer = null;
+    let timer = null, shown = "";
     search.addEventListener("input", () => {
       clearTimeout(timer);
       timer = setTimeout(() => { params.q = search.value; params.page = 0; update(); }, 250);
@@ -519,6 +544,9 @@
       if (params.q) q.set("q", params.q);
       if (params.group !== "") q.set("group", params.group);
       const data = await api(`${wfPath(id)}/jobs?${q}`);
+      const key = JSON.stringify([params, data]);
+      if (key === shown) return;  // unchanged: leave the rows under the pointer alone
+      shown = key;
       const all = CLASSES.reduce((n, cls) => n + data.counts[cls], 0);
       chips.replaceChildren(
         chip("", `All ${num(all)}`),
@@ -670,13 +698,23 @@
   }
 
   // --- page: a job --------------------------------------------------------------------------
+  // A job page is redrawn only when what it shows changed (a selection in its output
+  // survives other jobs' changes), and polled every 2 s while the job has not ended:
+  // its output files grow without the store changing.
   function jobPage(id, jobId) {
-    let showEnv = false;
+    let showEnv = false, shown = "";
+    const timer = setInterval(() => { if (!ended) app.refresh(); }, 2000);
+    let ended = false;
     return {
       async refresh() {
         const job = await api(`${wfPath(id)}/job?id=${encodeURIComponent(jobId)}${showEnv ? "&env=1" : ""}`);
-        drawJob(id, job, showEnv, () => { showEnv = !showEnv; app.refreshSoon(); });
+        ended = job.ended;
+        const text = JSON.stringify(job);
+        if (text === shown) return;
+        shown = text;
+        drawJob(id, job, showEnv, () => { showEnv = !showEnv; shown = ""; app.refreshSoon(); });
       },
+      leave() { clearInterval(timer); },
     };
   }
 
