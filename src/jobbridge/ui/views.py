@@ -27,7 +27,6 @@ from typing import Any
 from .. import constants
 from ..engine import live_engines
 from ..errors import InputError
-from ..graph import ordered_layers
 from ..store import JobRow, Store
 
 #: What the dashboard colours: each job status folded into one of these classes,
@@ -506,7 +505,7 @@ def _number(keys: Sequence[Hashable]) -> list[int]:
 
 
 def _depths(size: int, edges: Sequence[tuple[int, int]]) -> list[int]:
-    """Each job's depth (longest dependency path to it): graph.layers' pass over edges
+    """Each job's depth (longest dependency path to it), in one pass over the edges
     sorted by their first job, which index a flat list of successors (a list per job
     would cost 100,000 lists)."""
     waiting = [0] * size
@@ -569,12 +568,7 @@ def _quotient(ids: Sequence[str], hidden: Sequence[bool], node_of: list[int],
     for idx, node in enumerate(node_of):
         if not hidden[idx]:
             members[node].append(idx)
-    preds: list[list[int]] = [[] for _ in range(count)]
-    succs: list[list[int]] = [[] for _ in range(count)]
-    for before, after in weights:
-        preds[after].append(before)
-        succs[before].append(after)
-    rows = ordered_layers(preds, succs)
+    rows = _ordered_rows(count, sorted(weights))
     widths = [_node_width(len(group), patterns is not None) for group in members]
     widest = max((sum(widths[n] + GAP_X for n in row) for row in rows), default=0)
     nodes: list[dict[str, Any]] = [{} for _ in range(count)]
@@ -589,6 +583,26 @@ def _quotient(ids: Sequence[str], hidden: Sequence[bool], node_of: list[int],
     return Topology(nodes, [{"from": b, "to": a, "count": n} for (b, a), n in weights.items()],
                     node_of, patterns is not None, widest + 2 * MARGIN,
                     2 * MARGIN + len(rows) * (NODE_H + GAP_Y) - GAP_Y)
+
+
+def _ordered_rows(count: int, edges: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Nodes in rows by depth, each row ordered by its nodes' predecessors' mean place
+    (one barycenter pass, as `jobbridge graph` does) so that edges stay short.
+    ``edges`` are sorted by their first node."""
+    preds: list[list[int]] = [[] for _ in range(count)]
+    for before, after in edges:
+        preds[after].append(before)
+    depth = _depths(count, edges)
+    rows: list[list[int]] = [[] for _ in range(max(depth, default=-1) + 1)]
+    for node, level in enumerate(depth):
+        rows[level].append(node)
+    place = [0.0] * count
+    for number, row in enumerate(rows):
+        if number:  # below the first row, every node has a predecessor
+            row.sort(key=lambda n: sum(place[p] for p in preds[n]) / len(preds[n]))
+        for order, node in enumerate(row):
+            place[node] = order - len(row) / 2
+    return rows
 
 
 def _node_width(members: int, grouped: bool) -> int:
