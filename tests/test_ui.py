@@ -254,7 +254,7 @@ def test_api_follows_a_run_and_shows_a_failure(ui: Dashboard, tmp_path: Path) ->
     assert (status, text) == (200, "no such input\n")
     assert ui.get(f"/api/workflows/{workflow_id}/job?id=nope", ui.token)[0] == 404
     assert ui.get(f"/api/workflows/{workflow_id}/jobs?state=bogus", ui.token)[0] == 400
-    figures = ui.api(f"/api/workflows/{workflow_id}")["figures"]
+    figures = ui.api(f"/api/workflows/{workflow_id}/figures")
     assert figures["measured_jobs"] == 2 and figures["cpu_s"] is not None
 
 
@@ -434,7 +434,7 @@ def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
         store, workflow_id = _stored(Path(home), {"jobs": [
             job(f"j{i}", "true") for i in range(len(usages))]})
         store.update_jobs(workflow_id, [(i, {"resource_usage": u}) for i, u in enumerate(usages)])
-        figures = views.workflow(store, workflow_id)["figures"]
+        figures = views.figures(store, workflow_id)
         store.close()
     parsed = [views.parse_usage(u) for u in usages]
     assert figures["cpu_s"] == sum(p["cput"] for p in parsed)
@@ -540,6 +540,7 @@ def test_dashboard_end_to_end(browser: Any, ui: Dashboard, tmp_path: Path) -> No
     page.locator("g.node[data-job='convert']").click()
     expect(page.locator("#job-status")).to_have_text("failed")
     expect(page.locator("#job-exit")).to_have_text("exit 3")
+    expect(page.locator("#job-reason")).to_have_text("exited with code 3")
     expect(page.locator("#stderr pre")).to_contain_text("convert: input.dat: no such file")
     expect(page.locator("#job-argv code")).to_have_text(
         ["sh", "-c", "echo 'convert: input.dat: no such file' >&2; exit 3"])
@@ -585,6 +586,7 @@ def test_stop_and_kill_from_the_page(browser: Any, ui: Dashboard, tmp_path: Path
     page.locator("#confirm-ok").click()
     expect(page.locator("#job-status")).to_have_text("failed")
     expect(page.locator("#job-exit")).to_have_text("killed")
+    expect(kill).to_have_count(0)  # nothing left to kill
     assert _job_status(workflow_id, "two") == constants.RUNNING
 
     page.goto(f"{ui.base}/workflows/{workflow_id}")

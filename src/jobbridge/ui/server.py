@@ -18,14 +18,16 @@ import getpass
 import hashlib
 import hmac
 import ipaddress
+import mimetypes
 import os
+import queue
 import secrets
 import socket
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, MutableMapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -198,18 +200,32 @@ class StoreWatcher:
 # --- the application -----------------------------------------------------------------------------
 
 
-class _Controllers(threading.local):
-    """One controller (one store connection) per thread of the pool."""
+class _ControllerPool:
+    """A few controllers (store connections) made as the server starts, each lent to
+    one request at a time. Not one per thread of Starlette's pool: opening a store
+    checks its schema in a write transaction, and every commit wakes the engines and
+    the open pages (which would then open more)."""
 
-    def __init__(self, home: Path) -> None:
-        self.controller = control.WorkflowController(home)
+    def __init__(self, home: Path, size: int = 4) -> None:
+        self._free: queue.SimpleQueue[control.WorkflowController] = queue.SimpleQueue()
+        for _ in range(size):
+            self._free.put(control.WorkflowController(home))
+
+    @contextmanager
+    def lend(self) -> Iterator[control.WorkflowController]:
+        controller = self._free.get()
+        try:
+            yield controller
+        finally:
+            self._free.put(controller)
 
 
 def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
                watcher: StoreWatcher | None = None) -> ASGIApp:
     """The dashboard of ``home``, guarded by ``token``."""
-    local = _Controllers(home)
+    pool = _ControllerPool(home)
     watcher = watcher or StoreWatcher(home / "jobbridge.db")
+    mimetypes.init()  # now, not on the first page's first file
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace(
         "{{csrf}}", csrf_token(token))
 
@@ -217,7 +233,8 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
         """A JSON endpoint of ``view(store, request)``; bad input is a 400/404 line."""
         def endpoint(request: Request) -> Response:
             try:
-                return JSONResponse(view(local.controller.store, request))
+                with pool.lend() as controller:
+                    return JSONResponse(view(controller.store, request))
             except InputError as error:
                 return _error(error)
         return endpoint
@@ -226,7 +243,8 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
                ) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             try:
-                return JSONResponse({"ok": True, "message": act(local.controller, request)})
+                with pool.lend() as controller:
+                    return JSONResponse({"ok": True, "message": act(controller, request)})
             except InputError as error:
                 return _error(error)
             except JobbridgeError as error:
@@ -241,8 +259,9 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
         if stream not in ("stdout", "stderr"):
             return PlainTextResponse("not found: stdout or stderr\n", 404)
         try:
-            path = views.output_path(local.controller.store, _workflow(request),
-                                     _job_id(request), stream)
+            with pool.lend() as controller:
+                path = views.output_path(controller.store, _workflow(request),
+                                         _job_id(request), stream)
         except InputError as error:
             return _error(error)
         if not path.is_file():
@@ -271,7 +290,7 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(watcher.run())
-        threading.Thread(target=_prepare_graphs, args=(home,), daemon=True).start()
+        threading.Thread(target=_prepare_graphs, args=(pool,), daemon=True).start()
         try:
             yield
         finally:
@@ -281,6 +300,8 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     routes = [
         Route("/api/workflows", reading(lambda store, r: {"workflows": views.workflows(store)})),
         Route(workflow, reading(lambda store, r: views.workflow(store, _workflow(r)))),
+        Route(workflow + "/figures",
+              reading(lambda store, r: views.figures(store, _workflow(r)))),
         Route(workflow + "/graph", reading(lambda store, r: views.graph(store, _workflow(r)))),
         Route(workflow + "/graph/counts",
               reading(lambda store, r: views.graph_counts(store, _workflow(r)))),
@@ -302,21 +323,16 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     return TokenGuard(app, token, cookie)
 
 
-def _prepare_graphs(home: Path, count: int = 3) -> None:
+def _prepare_graphs(pool: _ControllerPool, count: int = 3) -> None:
     """Build the graphs of the workflows most likely opened first (the running ones,
     else the latest) while the user is still on the workflows page: a 100,000-job
     graph takes a second."""
-    store = Store(home)
-    try:
-        ids = store.unfinished_workflow_ids()
-        if not ids:
-            ids = [w.id for w in store.workflows()]
+    with pool.lend() as controller:
+        store = controller.store
+        ids = store.unfinished_workflow_ids() or [w.id for w in store.workflows()]
         for workflow_id in ids[-count:]:
-            views.topology(store, workflow_id)
-    except JobbridgeError:
-        pass  # deleted meanwhile: nothing to prepare
-    finally:
-        store.close()
+            with suppress(JobbridgeError):  # deleted meanwhile: nothing to prepare
+                views.topology(store, workflow_id)
 
 
 def _workflow(request: Request) -> int:
@@ -418,10 +434,20 @@ def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool
     if not is_loopback(host) and not allow_remote:
         raise InputError(f"--host {host} is not a loopback address: anyone who can reach it "
                          "could try the dashboard; add --allow-remote if you mean it")
-    Store(home).close()  # a clear error now if the home cannot be used
     sock = listen(host, port)
     port = sock.getsockname()[1]
     token = secrets.token_urlsafe(24)
+    watcher = StoreWatcher(home / "jobbridge.db")
+    app = create_app(home, token, cookie=f"jobbridge_ui_{port}", watcher=watcher)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            watcher.stop()  # open pages' event streams end: nothing to wait for
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=3, server_header=False)
+    config.load()  # ready before the URL is printed
     shown = host if ":" not in host else f"[{host}]"
     if not is_loopback(host):
         shown = _host_name() if host in ("0.0.0.0", "::") else shown
@@ -433,15 +459,5 @@ def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool
         print(f"over SSH, first forward the port from your own machine:\n"
               f"  ssh -N -L {port}:{shown}:{port} {getpass.getuser()}@{_host_name()}", file=out)
     out.flush()
-    watcher = StoreWatcher(home / "jobbridge.db")
-    app = create_app(home, token, cookie=f"jobbridge_ui_{port}", watcher=watcher)
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            watcher.stop()  # open pages' event streams end: nothing to wait for
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=3, server_header=False)
     Server(config).run(sockets=[sock])
     return 0

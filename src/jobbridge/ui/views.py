@@ -91,13 +91,19 @@ def workflows(store: Store) -> list[dict[str, Any]]:
 
 
 def workflow(store: Store, workflow_id: int) -> dict[str, Any]:
-    """A workflow's header: its summary and its figures (CPU time, memory, efficiency)."""
+    """A workflow's header: its summary, as on the workflows page."""
     with store.snapshot():
         row = store.workflow(workflow_id)
         counts = _class_counts(store, workflow_id).get(workflow_id, {})
-        figures = _figures(store, workflow_id)
-    summary = _workflow_summary(row, counts, live_engines(store.home), time.time())
-    return {**summary, "figures": figures}
+    return _workflow_summary(row, counts, live_engines(store.home), time.time())
+
+
+def figures(store: Store, workflow_id: int) -> dict[str, Any]:
+    """A workflow's figures (CPU time, memory, efficiency, wall time): apart from the
+    header, which need not wait for them (they sum every job's usage)."""
+    with store.snapshot():
+        store.workflow(workflow_id)
+        return _figures(store, workflow_id)
 
 
 def _workflow_summary(row: Any, counts: dict[str, int], live: set[str], now: float
@@ -471,7 +477,7 @@ def _build_topology(store: Store, workflow_id: int) -> Topology:
     jobs = store.db.execute("SELECT idx, job_id, hidden FROM jobs WHERE workflow_id = ? "
                             "ORDER BY idx", (workflow_id,)).fetchall()
     edges = store.db.execute("SELECT before_idx, after_idx FROM dependencies "
-                             "WHERE workflow_id = ? ORDER BY before_idx", (workflow_id,)).fetchall()
+                             "WHERE workflow_id = ?", (workflow_id,)).fetchall()
     size = len(jobs)  # idx runs from 0 (Store.add_workflow)
     ids: list[str] = [job[1] for job in jobs]
     hidden: list[bool] = [bool(job[2]) for job in jobs]
@@ -505,17 +511,20 @@ def _number(keys: Sequence[Hashable]) -> list[int]:
 
 
 def _depths(size: int, edges: Sequence[tuple[int, int]]) -> list[int]:
-    """Each job's depth (longest dependency path to it), in one pass over the edges
-    sorted by their first job, which index a flat list of successors (a list per job
-    would cost 100,000 lists)."""
+    """Each job's depth (longest dependency path to it), in one pass over a flat list
+    of successors, each job's a slice of it (a list per job would cost 100,000
+    lists)."""
     waiting = [0] * size
-    for node, count in Counter([after for _, after in edges]).items():
-        waiting[node] = count
     start = [0] * (size + 1)
-    for node, count in Counter([before for before, _ in edges]).items():
-        start[node + 1] = count
+    for before, after in edges:
+        waiting[after] += 1
+        start[before + 1] += 1
     start = list(accumulate(start))
-    afters = [after for _, after in edges]
+    free = start[:]
+    afters = [0] * len(edges)
+    for before, after in edges:
+        afters[free[before]] = after
+        free[before] += 1
     depth = [0] * size
     ready = [node for node in range(size) if not waiting[node]]
     while ready:
@@ -568,7 +577,7 @@ def _quotient(ids: Sequence[str], hidden: Sequence[bool], node_of: list[int],
     for idx, node in enumerate(node_of):
         if not hidden[idx]:
             members[node].append(idx)
-    rows = _ordered_rows(count, sorted(weights))
+    rows = _ordered_rows(count, list(weights))
     widths = [_node_width(len(group), patterns is not None) for group in members]
     widest = max((sum(widths[n] + GAP_X for n in row) for row in rows), default=0)
     nodes: list[dict[str, Any]] = [{} for _ in range(count)]
@@ -587,8 +596,7 @@ def _quotient(ids: Sequence[str], hidden: Sequence[bool], node_of: list[int],
 
 def _ordered_rows(count: int, edges: Sequence[tuple[int, int]]) -> list[list[int]]:
     """Nodes in rows by depth, each row ordered by its nodes' predecessors' mean place
-    (one barycenter pass, as `jobbridge graph` does) so that edges stay short.
-    ``edges`` are sorted by their first node."""
+    (one barycenter pass, as `jobbridge graph` does) so that edges stay short."""
     preds: list[list[int]] = [[] for _ in range(count)]
     for before, after in edges:
         preds[after].append(before)

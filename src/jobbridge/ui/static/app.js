@@ -270,20 +270,28 @@
     main.replaceChildren(header, tabs, body);
     const view = tab === "jobs" ? jobsView(id, body, query)
       : tab === "timeline" ? timelineView(id, body) : graphView(id, body);
+    let wf = null, figures = null;
     return {
-      async refresh() {  // the header and the tab each drawn as soon as its data comes
-        await Promise.all([api(wfPath(id)).then((wf) => drawHeader(header, wf)), view.refresh()]);
+      async refresh() {  // the header, its figures and the tab each drawn as their data comes
+        await Promise.all([
+          api(wfPath(id)).then((data) => { wf = data; drawHeader(header, wf, figures); }),
+          api(`${wfPath(id)}/figures`).then((data) => {
+            figures = data;
+            if (wf) drawHeader(header, wf, figures);
+          }),
+          view.refresh()]);
       },
       leave() { if (view.leave) view.leave(); },
     };
   }
 
-  function drawHeader(header, wf) {
+  function drawHeader(header, wf, f) {
     const title = `Workflow ${wf.id}${wf.name ? " · " + wf.name : ""}`;
     document.title = `jobbridge · ${title}`;
     crumbs({ text: "workflows", href: "/" }, { text: title });
     const ended = wf.ended;
-    const f = wf.figures, c = wf.counts;
+    const c = wf.counts;
+    const figureText = (value, format) => (!f ? "…" : value === null ? "–" : format(value));
     const actions = h("div", { class: "row" },
       h("button", { "data-action": "stop", disabled: ended, onclick: () => act(
         `${wfPath(wf.id)}/stop`, `Stop workflow ${wf.id}?`,
@@ -308,10 +316,10 @@
         figure("jobs", num(wf.jobs)),
         ...CLASSES.filter((cls) => cls !== "not_run" || c.not_run).map((cls) =>
           figure(LABEL[cls], num(c[cls]), cls === "failed" && c.failed > 0)),
-        figure("CPU time", f.cpu_s === null ? "–" : duration(f.cpu_s)),
-        figure("peak memory", memory(f.peak_mem_kb)),
-        figure("wall time", duration(f.wall_s)),
-        figure("CPU efficiency", f.efficiency === null ? "–" : `${Math.round(100 * f.efficiency)} %`))));
+        figure("CPU time", figureText(f && f.cpu_s, duration)),
+        figure("peak memory", figureText(f && f.peak_mem_kb, memory)),
+        figure("wall time", figureText(f && f.wall_s, duration)),
+        figure("CPU efficiency", figureText(f && f.efficiency, (e) => `${Math.round(100 * e)} %`)))));
   }
 
   // --- the graph ----------------------------------------------------------------------------
@@ -522,7 +530,7 @@
     const pager = h("div", { class: "pager" });
     body.replaceChildren(h("div", { class: "row" }, chips, h("div", { class: "spacer" }),
       groupChip, search), h("div", { class: "table-wrap spaced" }, table), pager);
-    let timer = null, shown = "";
+    let timer = null, shown = "", requested = 0;
     search.addEventListener("input", () => {
       clearTimeout(timer);
       timer = setTimeout(() => { params.q = search.value; params.page = 0; update(); }, 250);
@@ -543,7 +551,9 @@
       if (params.state) q.set("state", params.state);
       if (params.q) q.set("q", params.q);
       if (params.group !== "") q.set("group", params.group);
+      const ticket = ++requested;
       const data = await api(`${wfPath(id)}/jobs?${q}`);
+      if (ticket !== requested) return;  // a later filter, sort or page was asked meanwhile
       const key = JSON.stringify([params, data]);
       if (key === shown) return;  // unchanged: leave the rows under the pointer alone
       shown = key;
@@ -724,17 +734,22 @@
            { text: "jobs", href: `/workflows/${id}/jobs` }, { text: job.id });
     document.title = `jobbridge · ${job.id}`;
     const exit = exitText(job);
-    const kill = h("button", { class: "danger", "data-action": "kill", disabled: job.ended,
+    const kill = job.ended ? "" : h("button", { class: "danger", "data-action": "kill",
       onclick: () => act(`${wfPath(id)}/job/kill?id=${encodeURIComponent(job.id)}`,
         `Kill job ${job.id}?`, "It is killed if it runs, or will not run if it has not " +
         "started; the jobs depending on it will not run. The rest of the workflow goes on.",
         "Kill job") }, "Kill");
     const scroll = window.scrollY;
+    const reason = job.exit_reason || (job.class === "failed" ? endText(job) : "");
+    // a failed job: its output first, what one comes to read
+    const outputs = h("div", { class: "grid2" },
+      tail("stderr", id, job, job.stderr), tail("stdout", id, job, job.stdout));
     main.replaceChildren(
       h("div", { class: "row" }, h("h1", {}, `Job ${job.id}`, stateBadge(job.class, job.status.replace(/_/g, " "))),
         h("div", { class: "spacer" }), kill),
       job.name ? h("div", { class: "muted", text: job.name }) : "",
-      job.exit_reason ? h("div", { class: "reason-box", id: "job-reason", text: job.exit_reason }) : "",
+      reason ? h("div", { class: "reason-box", id: "job-reason", text: reason }) : "",
+      job.class === "failed" ? outputs : "",
       h("div", { class: "grid2" },
         h("div", { class: "card" }, h("h2", { text: "Status" }), h("dl", { class: "kv" },
           kv("status", h("span", { id: "job-status", text: job.status.replace(/_/g, " ") })),
@@ -763,9 +778,22 @@
           kv("environment", envList(job.env, showEnv, toggleEnv)))),
       h("div", { class: "card neighbours" }, h("h2", { text: "Dependencies" }), h("dl", { class: "kv" },
         kv("waits for", neighbours(id, job.depends_on)), kv("needed by", neighbours(id, job.needed_by)))),
-      h("div", { class: "grid2" },
-        tail("stderr", id, job, job.stderr), tail("stdout", id, job, job.stdout)));
+      job.class === "failed" ? "" : outputs);
     window.scrollTo(0, scroll);
+  }
+
+  const SIGNALS = { 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS",
+                    8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM",
+                    24: "SIGXCPU", 25: "SIGXFSZ" };
+  // How a job ended, in words, when the scheduler gave no reason.
+  function endText(job) {
+    switch (job.exit_status) {
+      case "finished_regularly": return `exited with code ${job.exit_value}`;
+      case "finished_signal":
+        return `killed by signal ${job.term_sig}${SIGNALS[job.term_sig] ? " (" + SIGNALS[job.term_sig] + ")" : ""}`;
+      case "killed_by_user": return "killed by the user";
+      default: return exitText(job);
+    }
   }
 
   function kv(key, value) { return [h("dt", { text: key }), h("dd", {}, value)]; }
