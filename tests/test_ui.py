@@ -28,7 +28,8 @@ from jobbridge.errors import InputError
 from jobbridge.model import parse_workflow
 from jobbridge.store import Store
 
-pytest.importorskip("starlette", reason="jobbridge[ui] is not installed")
+if os.environ.get("CI") != "true":  # under CI a missing extra fails (test.sh installs it)
+    pytest.importorskip("starlette", reason="jobbridge[ui] is not installed")
 from jobbridge.ui import views
 
 ROOT = Path(__file__).resolve().parent.parent
