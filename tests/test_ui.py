@@ -259,6 +259,37 @@ def test_api_follows_a_run_and_shows_a_failure(ui: Dashboard, tmp_path: Path) ->
     assert figures["measured_jobs"] == 2 and figures["cpu_s"] is not None
 
 
+def test_restart_and_delete_through_the_api(ui: Dashboard, tmp_path: Path,
+                                           jobbridge_home: Path) -> None:
+    """What the page's Restart and Delete buttons post, as a script would."""
+    fixed = tmp_path / "fixed"
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"jobs": [
+        job("flaky", f"test -e {fixed}"), job("after", "true")],
+        "dependencies": [["flaky", "after"]]}))
+    assert jb("wait", workflow_id, "--timeout", "60").returncode == 1
+    fixed.touch()
+    bearer = {"Authorization": f"Bearer {ui.token}"}
+    assert ui.post(f"/api/workflows/{workflow_id}/restart", **bearer)[0] == 200
+    assert jb("wait", workflow_id, "--timeout", "60").returncode == 0
+    assert ui.api(f"/api/workflows/{workflow_id}")["counts"]["done"] == 2
+    assert ui.post(f"/api/workflows/{workflow_id}/delete", **bearer)[0] == 200
+    wait_for(lambda: ui.api("/api/workflows") == {"workflows": []}, what="the deletion")
+    assert not (jobbridge_home / "logs" / workflow_id).exists()
+
+
+def test_every_asset_ships_in_the_package() -> None:
+    """Offline by construction: the page loads nothing from elsewhere (its CSP would
+    refuse it anyway) and every file it names is in the package."""
+    static = Path(views.__file__).parent / "static"
+    page = (static / "index.html").read_text()
+    for text in [page] + [f.read_text() for f in static.iterdir() if f.suffix in (".js", ".css")]:
+        assert "https://" not in text
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+        assert "@import" not in text and "url(" not in text.replace("url(#arrow)", "")
+    for name in ("app.js", "app.css", "favicon.svg"):
+        assert f"/static/{name}" in page and (static / name).is_file()
+
+
 def test_env_values_are_hidden_unless_asked(ui: Dashboard, tmp_path: Path) -> None:
     workflow_id = _submit(write_json(tmp_path / "wf.json", {"jobs": [
         job("secret", "true", env={"API_KEY": "hunter2"})]}))
