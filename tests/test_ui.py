@@ -224,6 +224,18 @@ def test_a_non_loopback_host_needs_an_explicit_flag() -> None:
         assert local.api("/api/workflows") == {"workflows": []}
 
 
+def test_ctrl_c_as_soon_as_the_url_is_printed() -> None:
+    """Ctrl-C at once (the server still starting) stops it quietly: exit 130, one line."""
+    for _ in range(5):
+        process = jb_start("ui")
+        assert process.stdout is not None
+        process.stdout.readline()
+        process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert (process.returncode, err) == (130, "jobbridge: interrupted\n")
+
+
 def test_a_busy_port_is_one_clear_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

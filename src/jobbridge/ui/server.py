@@ -22,6 +22,7 @@ import mimetypes
 import os
 import queue
 import secrets
+import signal
 import socket
 import sqlite3
 import sys
@@ -441,13 +442,25 @@ def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool
     app = create_app(home, token, cookie=f"jobbridge_ui_{port}", watcher=watcher)
 
     class Server(uvicorn.Server):
+        interrupted = False
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self.interrupted |= sig == signal.SIGINT
             watcher.stop()  # open pages' event streams end: nothing to wait for
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3, server_header=False)
     config.load()  # ready before the URL is printed
+    server = Server(config)
+    # Ctrl-C from now on stops the server the same way, even before uvicorn has
+    # installed its own handler (Python's default, raised while asyncio builds its
+    # loop, would leave a traceback)
+    signal.signal(signal.SIGINT, server.handle_exit)
+    # A thread building a large graph holds the GIL for 5 ms at a time by default:
+    # the event loop, which needs it back after each read and write, would answer
+    # every other request (files, events) that much later.
+    sys.setswitchinterval(0.0005)
     shown = host if ":" not in host else f"[{host}]"
     if not is_loopback(host):
         shown = _host_name() if host in ("0.0.0.0", "::") else shown
@@ -459,5 +472,10 @@ def serve(home: Path, host: str = "127.0.0.1", port: int = 0, allow_remote: bool
         print(f"over SSH, first forward the port from your own machine:\n"
               f"  ssh -N -L {port}:{shown}:{port} {getpass.getuser()}@{_host_name()}", file=out)
     out.flush()
-    Server(config).run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if server.interrupted:
+        raise KeyboardInterrupt  # exit 130, as any command interrupted
     return 0
