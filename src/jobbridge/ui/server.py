@@ -2,7 +2,7 @@
 
 Starlette routes the requests and uvicorn serves them (docs/ui.md says why these
 two). Handlers that read the store are plain functions, which Starlette runs in
-its thread pool, each thread with its own store connection; the one coroutine
+its thread pool, each borrowing one of a few store connections; the one coroutine
 that matters is the event stream, woken by :class:`StoreWatcher` when another
 connection (an engine, a submit, an action) commits.
 
@@ -94,7 +94,7 @@ class TokenGuard:
         send = _with_headers(send)
         given = request.query_params.get("token")
         if given is not None:
-            await self._login(scope, request, given)(scope, receive, send)
+            await self._login(request, given)(scope, receive, send)
             return
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         by_bearer = self._valid(bearer)
@@ -119,7 +119,7 @@ class TokenGuard:
         return (hmac.compare_digest(header.encode(), self.csrf.encode())
                 and origin in (None, f"{request.url.scheme}://{host}"))
 
-    def _login(self, scope: Scope, request: Request, given: str) -> Response:
+    def _login(self, request: Request, given: str) -> Response:
         if not self._valid(given) or request.method != "GET":
             return PlainTextResponse(REFUSED, 403)
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]

@@ -20,6 +20,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from .. import constants
 from ..engine import live_engines
 from ..errors import InputError
-from ..store import JobRow, Store
+from ..store import JobRow, Store, WorkflowRow
 
 #: What the dashboard colours: each job status folded into one of these classes,
 #: in the order the pages list them (the graph of ``jobbridge graph`` uses the same
@@ -106,7 +107,7 @@ def figures(store: Store, workflow_id: int) -> dict[str, Any]:
         return _figures(store, workflow_id)
 
 
-def _workflow_summary(row: Any, counts: dict[str, int], live: set[str], now: float
+def _workflow_summary(row: WorkflowRow, counts: dict[str, int], live: set[str], now: float
                       ) -> dict[str, Any]:
     end = _epoch(row.ending_date) if row.ending_date else now
     return {"id": row.id, "name": row.name, "status": row.status,
@@ -716,12 +717,9 @@ def _running_over_time(store: Store, workflow_id: int, origin: float, end: float
 
 
 def _epoch(iso: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).timestamp()
 
 
 def _iso_of_julian(day: float) -> str:
-    from datetime import UTC, datetime
-
+    """A julian day number (SQLite's julianday()) as an ISO 8601 date."""
     return datetime.fromtimestamp((day - 2440587.5) * _SECONDS_PER_DAY, UTC).isoformat()
