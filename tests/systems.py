@@ -1,6 +1,6 @@
 """The one way tests say which real system they need (a pytest plugin, loaded by
-conftest.py): mark a test ``slurm``, ``sge``, ``torque``, ``mpi``, ``pbspro`` or
-``ssh``.
+conftest.py): mark a test ``slurm``, ``sge``, ``torque``, ``mpi``, ``pbspro``,
+``ssh`` or ``browser``.
 
 Before a marked test runs, its system is probed once per run (:data:`PROBES`).
 Where it is missing or does not answer, the test is skipped saying why, except
@@ -120,10 +120,22 @@ def probe_ssh() -> str:
     return ""
 
 
+#: The browser the dashboard's tests drive (scripts/browser-up.sh installs it).
+CHROMIUM = Path(os.environ.get("JOBBRIDGE_CHROMIUM", "/usr/bin/chromium"))
+
+
+def probe_browser() -> str:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (run scripts/browser-up.sh: Debian's chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright for Python is not installed (pip install -e '.[test]')"
+    return ""
+
+
 #: One probe per system: "" when it is usable, else why not.
 PROBES: dict[str, Callable[[], str]] = {
     "slurm": probe_slurm, "sge": probe_sge, "torque": probe_torque, "mpi": probe_mpi,
-    "pbspro": probe_pbspro, "ssh": probe_ssh,
+    "pbspro": probe_pbspro, "ssh": probe_ssh, "browser": probe_browser,
 }
 _used: set[str] = set()
 _missing: dict[str, str] = {}

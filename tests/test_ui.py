@@ -27,14 +27,14 @@ from jobbridge.configuration import Configuration
 from jobbridge.errors import InputError
 from jobbridge.model import parse_workflow
 from jobbridge.store import Store
+from systems import CHROMIUM, in_ci
 
-if os.environ.get("CI") != "true":  # under CI a missing extra fails (test.sh installs it)
+if not in_ci():  # under CI a missing extra fails (scripts/test.sh installs it)
     pytest.importorskip("starlette", reason="jobbridge[ui] is not installed")
 from jobbridge.ui import views
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path(os.environ.get("JOBBRIDGE_UI_SCREENSHOTS", ROOT / "build" / "ui-screenshots"))
-CHROMIUM = os.environ.get("JOBBRIDGE_CHROMIUM", "/usr/bin/chromium")
 #: Chromium as the test command runs it: headless, no sandbox (root in a container),
 #: nothing fetched from the network, a new empty profile each time.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -312,7 +312,7 @@ def test_env_values_are_hidden_unless_asked(ui: Dashboard, tmp_path: Path) -> No
     assert shown["env"] == {"API_KEY": "hunter2"}
 
 
-# --- killing one job (a request the dashboard added) -------------------------------------------
+# --- killing one job (the engine's "stop:IDX" request) ----------------------------------------
 
 
 def test_kill_one_job_the_rest_goes_on(tmp_path: Path, jobbridge_home: Path) -> None:
@@ -337,7 +337,8 @@ def test_kill_one_job_the_rest_goes_on(tmp_path: Path, jobbridge_home: Path) -> 
     jobs = {j["id"]: j for j in status_json(workflow_id)["jobs"]}
     assert jobs["victim"]["exit_status"] == constants.USER_KILLED
     assert jobs["heir"]["exit_status"] == constants.EXIT_NOTRUN
-    assert jobs["later"]["exit_status"] == constants.USER_KILLED
+    assert (jobs["later"]["exit_status"], jobs["later"]["exit_reason"]) == (
+        constants.EXIT_NOTRUN, "job stopped")
     assert jobs["later"]["execution_date"] is None
     assert [jobs[j]["status"] for j in ("gate", "other")] == [constants.DONE] * 2
     controller.close()
@@ -490,32 +491,18 @@ def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
 # --- in the browser ----------------------------------------------------------------------------
 
 
-def _browser_missing() -> str:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is missing (pip install playwright)"
-    return ""
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    """A new headless Chromium with an empty profile: the system's, never a download.
-    Missing, it skips, or fails under CI (the test command installs it)."""
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser test under CI: {missing}")
-        pytest.skip(missing)
+    """A new headless Chromium with an empty profile: the system's, never a download
+    (the tests using it are marked ``browser``: systems.py skips them where it is
+    missing, and fails them under CI)."""
     from playwright.sync_api import sync_playwright
 
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
             viewport={"width": 1400, "height": 900})
         context.set_default_timeout(30_000)
         errors: list[str] = []
