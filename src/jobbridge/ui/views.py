@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -139,15 +140,20 @@ _SIZE_KB = re.compile(r"(\d+)kb")
 
 
 def parse_usage(text: str | None) -> dict[str, float]:
-    """The SPEC's ``key=value`` usage string as numbers: ``cput``/``walltime`` in
-    seconds, ``mem``/``vmem`` in kB, ``ncpus``, ``cpupercent``; unknown forms left out."""
+    """A ``resource_usage`` string (docs/format.md) as numbers: ``cput``/``walltime``
+    in seconds, or ``cpu_s``/``wall_s`` when given (exact, where the others are whole
+    seconds), ``mem``/``vmem`` in kB, ``ncpus``, ``cpupercent``; unknown forms left
+    out."""
     usage: dict[str, float] = {}
     for item in (text or "").split():
         key, _, value = item.partition("=")
         if key in ("cput", "walltime"):
             if match := _DURATION.fullmatch(value):
                 hours, minutes, seconds = (int(g) for g in match.groups())
-                usage[key] = hours * 3600 + minutes * 60 + seconds
+                usage.setdefault(key, hours * 3600 + minutes * 60 + seconds)
+        elif key in ("cpu_s", "wall_s"):
+            with suppress(ValueError):
+                usage["cput" if key == "cpu_s" else "walltime"] = float(value)
         elif key in ("mem", "vmem"):
             if match := _SIZE_KB.fullmatch(value):
                 usage[key] = int(match[1])
@@ -173,12 +179,14 @@ def _seconds(value: str) -> str:
 #: workflow). ``LIMIT -1 OFFSET 0`` keeps SQLite from flattening the subqueries, which
 #: would compute every ``instr`` several times over.
 _FIGURES_SQL = (
-    f"SELECT count(c), sum({_seconds('c')}), max(CAST(m AS INTEGER)), "
-    f"sum(CASE WHEN c IS NOT NULL THEN {_seconds('w')} * coalesce(CAST(n AS INTEGER), 1) END) "
-    f"FROM (SELECT {_after('cput')} AS c, {_after('mem')} AS m, {_after('walltime')} AS w, "
-    f"{_after('ncpus')} AS n FROM (SELECT ' ' || resource_usage AS t FROM jobs "
-    "WHERE workflow_id = ? AND hidden = 0 AND resource_usage IS NOT NULL LIMIT -1 OFFSET 0) "
-    "LIMIT -1 OFFSET 0)")
+    "SELECT count(c), sum(c), max(CAST(m AS INTEGER)), "
+    "sum(CASE WHEN c IS NOT NULL THEN w * coalesce(CAST(n AS INTEGER), 1) END) FROM ("
+    f"SELECT coalesce(CAST(cs AS REAL), {_seconds('c')}) AS c, "
+    f"coalesce(CAST(ws AS REAL), {_seconds('w')}) AS w, m, n "
+    f"FROM (SELECT {_after('cput')} AS c, {_after('cpu_s')} AS cs, {_after('mem')} AS m, "
+    f"{_after('walltime')} AS w, {_after('wall_s')} AS ws, {_after('ncpus')} AS n "
+    "FROM (SELECT ' ' || resource_usage AS t FROM jobs WHERE workflow_id = ? AND hidden = 0 "
+    "AND resource_usage IS NOT NULL LIMIT -1 OFFSET 0) LIMIT -1 OFFSET 0))")
 
 
 #: While jobs run, how old the usage figures may be before they are summed again.
