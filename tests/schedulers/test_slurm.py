@@ -325,7 +325,7 @@ def test_resources_queue_and_native_options_reach_slurm(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
-def test_one_squeue_per_poll_for_many_jobs(tmp_path: Path) -> None:
+def test_at_most_one_squeue_per_poll_for_many_jobs(tmp_path: Path) -> None:
     scheduler = slurm_scheduler(tmp_path)
     jobs = [EngineJob(f"p{i}", ["sleep", "1"], working_directory=str(tmp_path))
             for i in range(6)]
@@ -335,18 +335,18 @@ def test_one_squeue_per_poll_for_many_jobs(tmp_path: Path) -> None:
         before = dict(scheduler.calls)
         statuses = scheduler.get_jobs_status(ids)
         polls += 1
-        assert scheduler.calls.get("status", 0) - before.get("status", 0) == 1
+        assert scheduler.calls.get("status", 0) - before.get("status", 0) <= 1
         assert scheduler.calls.get("history", 0) - before.get("history", 0) <= 1
         if all(status in constants.ENDED_JOB_STATUS for status in statuses.values()):
             break
         time.sleep(0.3)
         assert polls < 300
     assert scheduler.calls["config"] == 1  # MinJobAge read once
+    assert scheduler.calls.get("history", 0) == 0  # the wrappers told every end
     for job_id in ids:
         info = scheduler.get_job_exit_info(job_id)
         assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 0)
-        assert info[3] is not None and "ncpus=1" in info[3]  # sacct's usage...
-        assert "mem=" in info[3]  # ...completed by the wrapper's (too short for MaxRSS)
+        assert info[3] is not None and "mem=" in info[3]  # the wrapper's usage
 
 
 @pytest.mark.slurm

@@ -16,13 +16,25 @@ This base does the rest, the same way for every backend:
 - **safe scripts**: the batch script holds no user string; it only runs
   :mod:`.jobwrap` on a private JSON spec (argv, env, paths arrive byte-exact);
   queue, resources and native options go to the submit command as argv;
-- **bulk polling**: one status query per cycle for all tracked jobs, then one
-  query of finished-job records for those that left the queue; an adaptive
-  interval, fast while jobs change, backing off when idle. An id this process
+- **ends without polling**: the wrapper's start and exit files are the first
+  source of truth; a :class:`~.batchwatch.FolderWatcher` sees them appear
+  (inotify, else a scan) and wakes the engine at once;
+- **bulk polling, rarely**: one status query for all tracked jobs every
+  ``scheduler_interval`` (default 30 s; sooner after a kill, or when a wrapper
+  ended by a signal and the system must say why), for ends without a wrapper
+  (cancelled while queued, node failures) and waiting jobs' states; then one
+  query of finished-job records for those that left the queue. When the state
+  folder proves not shared with the compute nodes (the system says a job ran, no
+  file of its wrapper ever appears), this is logged and the scheduler polls at
+  an adaptive interval instead, fast while jobs change. An id this process
   has not asked about yet (a job of an earlier engine) is asked about before it
   is answered, all such ids of one call in one query; an id the system does not
   know is undetermined;
-- **faults**: every command runs with a timeout and is retried with backoff;
+- **a command budget**: every command goes through one token bucket per engine
+  and batch system (``max_commands_per_second``, default 1, bursts of
+  :data:`~.batchwatch.BURST`): submissions, queries and cancels alike;
+- **faults**: every command runs with a timeout and is retried with backoff
+  (exponential, with jitter);
   a failing status query never fails a job; a submission whose answer was lost
   is looked up by its tag before it is retried, so no job is submitted twice;
 - **true exit info**: the wrapper's exit file (exact code, signal, rusage)
@@ -50,7 +62,15 @@ from typing import ClassVar
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
 from ..model import EngineJob, ended_status
-from ..scheduler import ExitInfo, Scheduler, job_list
+from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
+from .batchwatch import (
+    EXIT_FILE,
+    START_FILE,
+    FolderWatcher,
+    backoff_delays,
+    files_level,
+    shared_bucket,
+)
 from .common import LOST_AFTER, Absence, create_private, in_container, safe_name, write_private
 from .jobwrap import read_exit_file
 from .process import note_to_job
@@ -96,6 +116,10 @@ class _Tracked:
     status: str = constants.QUEUED_ACTIVE
     record: JobRecord | None = None
     absence: Absence = field(default_factory=Absence)
+    #: what of the wrapper's files was last applied (batchwatch.files_level)
+    level: int = 0
+    #: when a poll first said it runs (for telling an unshared state folder)
+    running_since: float | None = None
 
 
 class BatchScheduler(Scheduler, abc.ABC):
@@ -105,20 +129,24 @@ class BatchScheduler(Scheduler, abc.ABC):
     name: ClassVar[str] = "batch"
     #: The keys :meth:`options_from_config` reads, besides the common ones.
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"min_scheduler_interval", "command_timeout",
-                                           "job_python"}
+                                           "job_python", "max_commands_per_second"}
     #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED.
     STATES: ClassVar[Mapping[str, str]] = {}
     #: Native terminal states that mean an abnormal end: state -> (exit_status, reason).
     ABNORMAL_ENDS: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: Seconds a job may be missing from every query before it is declared lost.
     LOST_AFTER: ClassVar[float] = LOST_AFTER
+    #: Seconds a job may run, by the system's word, before its wrapper's start file
+    #: must have appeared (else the state folder is not shared: polling instead).
+    START_GRACE: ClassVar[float] = 20.0
 
-    def __init__(self, *, min_interval: float = 0.5, max_interval: float = 10.0,
+    def __init__(self, *, min_interval: float = 0.5, max_interval: float = 30.0,
                  command_timeout: float = 30.0, retries: int = 4,
                  native_specification: Sequence[str] = (),
                  container_command: Sequence[str] = (),
                  job_python: str | None = None,
-                 state_dir: str | os.PathLike[str] | None = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None,
+                 commands_per_second: float = 1.0) -> None:
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.command_timeout = command_timeout
@@ -138,11 +166,19 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._cancel_pending: set[str] = set()
         #: counts of commands run, by kind (benchmarks and tests read it)
         self.calls: dict[str, int] = {}
+        self._budget = shared_bucket((self.name, str(self.state_dir)), commands_per_second)
+        #: True once the state folder proved not shared: poll as before
+        self.polling = False
+        self._next_poll = 0.0
+        self._tick_sent = 0.0
+        self._last_retry = 0.0
+        self._watcher: FolderWatcher | None = None
+        self._notify: ChangeNotifier | None = None
 
     @classmethod
     def options_from_config(cls, config: Configuration) -> dict[str, object]:
         """Keyword arguments common to every batch backend, from a configuration."""
-        max_interval = config.get_float("scheduler_interval", 10.0)
+        max_interval = config.get_float("scheduler_interval", 30.0)
         return {
             "min_interval": min(config.get_float("min_scheduler_interval", 0.5), max_interval),
             "max_interval": max_interval,
@@ -150,6 +186,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             "native_specification": config.get_words("native_specification"),
             "container_command": config.get_words("container_command"),
             "job_python": config.get("job_python"),
+            "commands_per_second": config.get_float("max_commands_per_second", 1.0),
         }
 
     # --- hooks: what a backend defines ------------------------------------------------------
@@ -203,15 +240,21 @@ class BatchScheduler(Scheduler, abc.ABC):
             return list(pool.map(self._submit_one, batch))
 
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
-        """The statuses of the last poll; a new poll when it is older than the
-        shortest interval, or when an id has not been asked about yet."""
+        """The statuses the wrappers' files tell, else those of the last poll; a new
+        poll when one is due (see the module's doc), or when an id has not been
+        asked about yet."""
         with self._lock:
             for job_id in scheduler_job_ids:
                 if job_id not in self._jobs:
                     self._adopt(job_id)
-            stale = time.monotonic() - self._last_poll > min(self.min_interval, 0.2)
-            if stale or not self._unasked.isdisjoint(scheduler_job_ids):
+            self._read_files(scheduler_job_ids)
+            now = time.monotonic()
+            due = (now - self._last_poll > min(self.min_interval, 0.2) if self.polling
+                   else now >= self._next_poll)
+            if due or not self._unasked.isdisjoint(scheduler_job_ids):
                 self._poll()
+            if self._cancel_pending and now - self._last_retry > min(self.min_interval, 0.2):
+                self._last_retry = now
                 for job_id in sorted(self._cancel_pending):
                     tracked = self._jobs.get(job_id)
                     if tracked is None or tracked.status in constants.ENDED_JOB_STATUS:
@@ -241,7 +284,9 @@ class BatchScheduler(Scheduler, abc.ABC):
                 return  # it ended before the kill: that end stands
             self._killed.add(scheduler_job_id)
         self._cancel(scheduler_job_id)
-        self._interval = self.min_interval
+        with self._lock:  # a job cancelled while queued has no wrapper to tell its end
+            self._interval = self.min_interval
+            self._next_poll = min(self._next_poll, time.monotonic() + self.min_interval)
 
     def _cancel(self, job_id: str, retries: int | None = None) -> None:
         """Cancel a job; if the batch system is down, ask again at the next polls
@@ -257,7 +302,16 @@ class BatchScheduler(Scheduler, abc.ABC):
             self._cancel_pending.discard(job_id)
 
     def poll_interval(self) -> float:
-        return self._interval
+        return self._interval if self.polling else self.max_interval
+
+    def set_change_notifier(self, notify: ChangeNotifier) -> None:
+        self._notify = notify
+
+    def close(self) -> None:
+        with self._lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stopping.set()
 
     def submission_time(self, scheduler_job_ids: Sequence[str] = (),
                         names: Sequence[str] = ()) -> float | None:
@@ -292,8 +346,9 @@ class BatchScheduler(Scheduler, abc.ABC):
         some of the ids asked about are unknown).
         """
         attempts = (self.retries if retries is None else retries) + 1
-        delay = 0.5
+        delays = backoff_delays()
         for attempt in range(attempts):
+            self._budget.take()
             self.calls[kind] = self.calls.get(kind, 0) + 1
             try:
                 completed = subprocess.run(
@@ -311,9 +366,9 @@ class BatchScheduler(Scheduler, abc.ABC):
                 transient, message = False, f"cannot run {argv[0]}: {error.strerror}"
             if not transient or attempt == attempts - 1:
                 raise CommandError(f"{argv[0]}: {message}", transient)
+            delay = next(delays)
             log.info("%s: %s failed (%s), retrying in %.1f s", self.name, argv[0], message, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")
 
     # --- submission -------------------------------------------------------------------------
@@ -342,14 +397,14 @@ class BatchScheduler(Scheduler, abc.ABC):
         with self._lock:
             self._jobs[job_id] = _Tracked(files)
             self._interval = self.min_interval
+            self._watch()
         return job_id
 
     def _retry_submission(self, argv: list[str], name: str, error: CommandError) -> str | None:
         """Retry a submission whose outcome is unknown, unless it did go through."""
-        delay = 1.0
+        delays = backoff_delays(1.0)
         for _ in range(self.retries):
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            time.sleep(next(delays))
             try:
                 found = self.find_by_name([name])
                 if name in found:
@@ -368,12 +423,14 @@ class BatchScheduler(Scheduler, abc.ABC):
         folder = self.state_dir / name
         private_dir(folder)
         job = in_container(job, self.container_command)
-        spec = {"job": job.to_dict(), "exit_file": str(folder / "exit.json")}
+        spec = {"job": job.to_dict(), "exit_file": str(folder / EXIT_FILE),
+                "start_file": str(folder / START_FILE)}
         write_private(folder / "job.json", json.dumps(spec))
         write_private(folder / "job.sh", "\n".join([
             "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
                                                  ".jobwrap", str(folder / "job.json")]), ""]))
-        (folder / "exit.json").unlink(missing_ok=True)
+        for child in (EXIT_FILE, START_FILE):
+            (folder / child).unlink(missing_ok=True)
         create_private(self.batch_output_path(name))
         return folder
 
@@ -383,7 +440,7 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
         self._link_path(job_id).unlink(missing_ok=True)
-        for child in ("job.sh", "job.json", "exit.json", "batch.out"):
+        for child in ("job.sh", "job.json", EXIT_FILE, START_FILE, "batch.out"):
             (tracked.files / child).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             tracked.files.rmdir()
@@ -406,11 +463,73 @@ class BatchScheduler(Scheduler, abc.ABC):
         files = link.resolve() if link.is_symlink() else link
         self._jobs[job_id] = _Tracked(files, submitted=False, status=constants.UNDETERMINED)
         self._unasked.add(job_id)
+        self._watch()
+
+    # --- the wrappers' files ----------------------------------------------------------------
+    def _watch(self) -> None:
+        """Start the watcher of the job folders, unless it runs (called locked)."""
+        if self._watcher is None:
+            self._watcher = FolderWatcher(self.name, self._followed, self._tick,
+                                          self._report, self._idle)
+            self._watcher.start()
+
+    def _followed(self) -> dict[str, Path]:
+        with self._lock:
+            return {job_id: t.files for job_id, t in self._jobs.items()
+                    if t.status not in constants.ENDED_JOB_STATUS}
+
+    def _tick(self) -> list[str]:
+        """All followed ids once a poll is due (the engine then asks about them)."""
+        with self._lock:
+            if self.polling or time.monotonic() < self._next_poll:
+                return []
+            if self._tick_sent == self._next_poll:
+                return []
+            self._tick_sent = self._next_poll
+            return [job_id for job_id, t in self._jobs.items()
+                    if t.status not in constants.ENDED_JOB_STATUS]
+
+    def _report(self, job_ids: list[str]) -> None:
+        if self._notify is not None:
+            self._notify(job_ids)
+
+    def _idle(self) -> bool:
+        """True (and the watcher forgotten) when no job is followed: it ends."""
+        with self._lock:
+            if any(t.status not in constants.ENDED_JOB_STATUS for t in self._jobs.values()):
+                return False
+            self._watcher = None
+            return True
+
+    def _read_files(self, job_ids: Sequence[str]) -> None:
+        """Apply what the wrappers' files say: started (running), ended. An end by a
+        signal waits for the system's word (a time or memory limit)."""
+        for job_id in job_ids:
+            tracked = self._jobs[job_id]
+            if tracked.status in constants.ENDED_JOB_STATUS:
+                continue
+            level = files_level(tracked.files)
+            if level <= tracked.level:
+                continue
+            tracked.level = level
+            if level == 1:
+                tracked.status = constants.RUNNING
+                continue
+            exit_record = read_exit_file(tracked.files / EXIT_FILE)
+            if exit_record is None:
+                continue
+            if job_id in self._killed or not exit_record["exit"][2]:
+                tracked.status = ended_status(*exit_record["exit"][:2])
+                tracked.absence.seen()
+                self._unasked.discard(job_id)
+            else:
+                self._next_poll = min(self._next_poll, time.monotonic() + self.min_interval)
 
     def _poll(self) -> None:
         active = [job_id for job_id, t in self._jobs.items()
                   if t.status not in constants.ENDED_JOB_STATUS]
         self._last_poll = time.monotonic()
+        self._next_poll = self._last_poll + self.max_interval
         if not active:
             self._interval = self.max_interval
             return
@@ -445,6 +564,34 @@ class BatchScheduler(Scheduler, abc.ABC):
                 tracked.record = record
         self._interval = (self.min_interval if changed
                           else min(self._interval * 1.5, self.max_interval))
+        if not self.polling:
+            self._check_shared(active)
+
+    def _check_shared(self, active: Sequence[str]) -> None:
+        """Poll as before if the state folder proves not shared with the compute nodes
+        (the system says a job of ours ran; no file of its wrapper appeared); ask soon
+        about wrappers that ended by a signal the system has not confirmed yet."""
+        now = time.monotonic()
+        for job_id in active:
+            tracked = self._jobs[job_id]
+            if tracked.level == 2 and tracked.status not in constants.ENDED_JOB_STATUS:
+                self._next_poll = min(self._next_poll, now + self.min_interval)
+            if not tracked.submitted or tracked.level:
+                continue
+            if tracked.status == constants.RUNNING and tracked.running_since is None:
+                tracked.running_since = now
+            record = tracked.record
+            ran = ((tracked.running_since is not None
+                    and now - tracked.running_since > self.START_GRACE)
+                   or (record is not None and self.record_status(record) == constants.DONE
+                       and record.exit_value == 0 and not record.term_sig))
+            if ran and files_level(tracked.files) == 0:
+                self.polling = True
+                log.warning("%s: job %s ran but its wrapper wrote no file in %s: is this "
+                            "folder not shared with the compute nodes? Polling every %g-%g s "
+                            "instead", self.name, job_id, self.state_dir, self.min_interval,
+                            self.max_interval)
+                return
 
     def _status_of(self, job_id: str, tracked: _Tracked, record: JobRecord | None) -> str:
         if record is not None:

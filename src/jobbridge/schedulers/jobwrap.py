@@ -7,6 +7,10 @@ reports a signal as 128+n). So the script only runs this wrapper on a private
 JSON spec file; the wrapper starts the argv byte-exact with its env, directory
 and files, forwards termination signals, and writes the true exit info (code or
 signal, rusage) to the spec's ``exit_file`` before ending the same way.
+
+Both files are the scheduler's first source of truth (it watches their folder,
+costing the batch system nothing): the spec's ``start_file`` is written as soon
+as the wrapper runs, the ``exit_file`` just before it ends.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -30,7 +35,8 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR
 
 
 def write_exit_file(path: str, record: dict[str, Any]) -> None:
-    """Atomically write the exit record, private (a reader never sees half of it)."""
+    """Atomically write a record (exit or start), private (a reader never sees half
+    of it; a watcher sees one rename)."""
     tmp = f"{path}.tmp{os.getpid()}"
     write_private(tmp, json.dumps(record))
     os.replace(tmp, path)
@@ -49,6 +55,8 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     job = EngineJob(**spec["job"])
     exit_file: str = spec["exit_file"]
+    if spec.get("start_file"):  # older specs have none
+        write_exit_file(spec["start_file"], {"host": socket.gethostname(), "pid": os.getpid()})
     try:
         process = start_process(job)
     except OSError as error:
