@@ -1,0 +1,233 @@
+"""Batch systems at scale (issue 15): ends seen from the wrappers' files with the
+status commands unavailable, a job cancelled while queued seen within one
+``scheduler_interval``, the command budget holding under a burst, the fallback to
+polling when the state folder is not shared; on the real Slurm and on Slurm's
+Torque wrappers (marked: see tests/systems.py). The batch system's commands are
+reached through PATH shims that log or fail them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from jobbridge import constants
+from jobbridge.model import EngineJob
+from jobbridge.schedulers.batch import BatchScheduler
+from jobbridge.schedulers.batchwatch import BURST, TokenBucket
+from jobbridge.schedulers.pbspro import PBSProScheduler
+from jobbridge.schedulers.slurm import SlurmScheduler
+from jobbridge.testing import wait_for_status
+from systems import TORQUE_BIN
+
+SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
+TORQUE_COMMANDS = ("qsub", "qstat", "qdel", "qselect", "pbsnodes")
+
+
+def shim(folder: Path, names: Iterable[str], real: dict[str, str], log: Path,
+         failing: Iterable[str] = ()) -> Path:
+    """A folder of commands that log each call (time and name) to ``log``, then run
+    the real one, or fail (exit 1) for the names in ``failing``."""
+    folder.mkdir(exist_ok=True)
+    failing = set(failing)
+    for name in names:
+        body = (f'echo "$(date +%s.%N) {name}" >> "{log}"\n'
+                + ('echo "shim: unavailable" >&2; exit 1\n' if name in failing
+                   else f'exec "{real[name]}" "$@"\n'))
+        path = folder / name
+        path.write_text("#!/bin/sh\n" + body)
+        path.chmod(0o700)
+    return folder
+
+
+def logged(log: Path) -> list[tuple[float, str]]:
+    if not log.exists():
+        return []
+    return [(float(stamp), name) for stamp, name in
+            (line.split() for line in log.read_text().splitlines())]
+
+
+def slurm_real() -> dict[str, str]:
+    return {name: shutil.which(name) or name for name in SLURM_COMMANDS}
+
+
+def slurm_scheduler(tmp_path: Path, **options: object) -> SlurmScheduler:
+    options.setdefault("min_interval", 0.2)
+    options.setdefault("max_interval", 30.0)
+    options.setdefault("commands_per_second", 50.0)
+    return SlurmScheduler(state_dir=tmp_path / "state", **options)  # type: ignore[arg-type]
+
+
+def torque_scheduler(tmp_path: Path, bin_dir: Path) -> PBSProScheduler:
+    return PBSProScheduler({}, pbs_bin_dir=str(bin_dir), min_interval=0.2, max_interval=30.0,
+                           state_dir=tmp_path / "state", commands_per_second=50.0)
+
+
+def jobs(tmp_path: Path) -> list[EngineJob]:
+    return [EngineJob("ok", ["true"], working_directory=str(tmp_path)),
+            EngineJob("three", ["sh", "-c", "sleep 1; exit 3"], working_directory=str(tmp_path)),
+            EngineJob("signal", ["sh", "-c", "kill -USR1 $$"], working_directory=str(tmp_path))]
+
+
+def check_ends_without_status_commands(scheduler: BatchScheduler, log: Path,
+                                       status_commands: set[str], tmp_path: Path) -> str:
+    """Check the ends the wrappers tell; the id of the job whose end waits for the
+    system (a signal)."""
+    notified: list[str] = []
+    ids = [str(job_id) for job_id in scheduler.job_submission(jobs(tmp_path))]
+    scheduler.set_change_notifier(lambda ids=None: notified.extend(ids or []))
+    start = time.monotonic()
+    statuses: dict[str, str] = {}
+    while time.monotonic() - start < 90:
+        statuses = scheduler.get_jobs_status(ids)
+        if all(statuses[i] in constants.ENDED_JOB_STATUS for i in ids[:2]):
+            break
+        time.sleep(0.2)
+    assert [statuses[i] for i in ids[:2]] == [constants.DONE, constants.FAILED]
+    assert set(notified) >= set(ids[:2])  # the watcher woke whoever listens
+    assert scheduler.get_job_exit_info(ids[0])[:2] == (constants.FINISHED_REGULARLY, 0)
+    assert scheduler.get_job_exit_info(ids[1])[:2] == (constants.FINISHED_REGULARLY, 3)
+    calls = [name for _, name in logged(log)]
+    calls = calls[calls.index(next(c for c in calls if c in ("sbatch", "qsub"))):]
+    # asked at the first status call, and when the signal's end is seen; failing: not
+    # again within scheduler_interval
+    assert sum(name in status_commands for name in calls) <= 2, calls
+    # the end by a signal waits for the system's word: still unknown while it is down
+    assert statuses[ids[2]] not in constants.ENDED_JOB_STATUS
+    return ids[2]
+
+
+@pytest.mark.slurm
+def test_ends_seen_from_exit_files_while_squeue_and_sacct_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.log"
+    folder = shim(tmp_path / "bin", SLURM_COMMANDS, slurm_real(), log,
+                  failing=("squeue", "sacct"))
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    scheduler = slurm_scheduler(tmp_path)
+    try:
+        signal_id = check_ends_without_status_commands(scheduler, log, {"squeue", "sacct"},
+                                                       tmp_path)
+        (folder / "squeue").unlink()  # back: the signal's end is confirmed
+        (folder / "sacct").unlink()
+        scheduler.max_interval = 0.5
+        assert wait_for_status(scheduler, [signal_id], timeout=60)[signal_id] == constants.FAILED
+        assert scheduler.get_job_exit_info(signal_id)[2] == 10  # SIGUSR1
+    finally:
+        scheduler.close()
+
+
+@pytest.mark.torque
+def test_ends_seen_from_exit_files_while_qstat_fails(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    real = {name: str(TORQUE_BIN / name) for name in TORQUE_COMMANDS}
+    folder = shim(tmp_path / "bin", TORQUE_COMMANDS, real, log, failing=("qstat",))
+    scheduler = torque_scheduler(tmp_path, folder)
+    try:
+        check_ends_without_status_commands(scheduler, log, {"qstat"}, tmp_path)
+    finally:
+        scheduler.close()
+
+
+@pytest.mark.slurm
+def test_a_job_cancelled_while_queued_is_seen_within_one_interval(tmp_path: Path) -> None:
+    interval = 4.0
+    scheduler = slurm_scheduler(tmp_path, max_interval=interval)
+    try:
+        [job_id] = scheduler.job_submission(
+            [EngineJob("held", ["true"], working_directory=str(tmp_path),
+                       native_specification=["--hold"])])
+        assert job_id is not None
+        wait_for_status(scheduler, [job_id], {constants.USER_ON_HOLD, constants.SYSTEM_ON_HOLD,
+                                              constants.USER_SYSTEM_ON_HOLD}, timeout=30)
+        subprocess.run(["scancel", job_id], check=True)  # by hand: no wrapper ever runs
+        cancelled = time.monotonic()
+        statuses = wait_for_status(scheduler, [job_id], timeout=60)
+        seen = time.monotonic() - cancelled
+        assert statuses[job_id] == constants.FAILED
+        assert seen <= interval + 2.5, seen  # the interval, and wait_for_status's own beat
+        assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
+    finally:
+        scheduler.close()
+
+
+def test_the_token_bucket_allows_a_burst_then_its_rate() -> None:
+    bucket = TokenBucket(rate=50.0, burst=10)
+    start = time.monotonic()
+    for _ in range(10):
+        bucket.take()
+    assert time.monotonic() - start < 0.05 * 10  # the burst: at once (generous bound)
+    for _ in range(25):
+        bucket.take()
+    assert time.monotonic() - start >= 25 / 50.0 * 0.95
+
+
+@pytest.mark.slurm
+def test_the_command_budget_holds_under_a_burst_of_ready_jobs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.log"
+    folder = shim(tmp_path / "bin", SLURM_COMMANDS, slurm_real(), log)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    rate, count = 10.0, 70
+    scheduler = slurm_scheduler(tmp_path, commands_per_second=rate, max_interval=1.0)
+    try:
+        ids = scheduler.job_submission(
+            [EngineJob(f"j{i}", ["true"], working_directory=str(tmp_path)) for i in range(count)])
+        assert None not in ids
+        for job_id in ids:  # a status call per job would blow the budget too
+            scheduler.get_jobs_status([str(job_id)])
+        wait_for_status(scheduler, [str(job_id) for job_id in ids], timeout=180)
+    finally:
+        scheduler.close()
+    calls = logged(log)
+    assert sum(name == "sbatch" for _, name in calls) == count
+    first = calls[0][0]
+    for seen, (stamp, _) in enumerate(sorted(calls), start=1):
+        # a shim logs just before the command starts: a tenth of a second of slack
+        assert seen <= BURST + rate * (stamp - first + 0.1) + 1, (seen, stamp - first)
+
+
+def _unshared_python(tmp_path: Path) -> Path:
+    """A job_python that runs the wrapper with its files redirected elsewhere, as if
+    the state folder were not shared with the compute nodes."""
+    elsewhere = tmp_path / "node-local"
+    elsewhere.mkdir()
+    script = tmp_path / "python-elsewhere"
+    script.write_text(f"""#!{sys.executable}
+import json, os, sys
+spec = json.load(open(sys.argv[3]))
+for key in ("exit_file", "start_file"):
+    spec[key] = os.path.join({str(elsewhere)!r}, os.path.basename(spec[key]))
+path = os.path.join({str(elsewhere)!r}, "job.json")
+with open(path, "w") as stream:
+    json.dump(spec, stream)
+os.execv(sys.executable, [sys.executable, "-m", "jobbridge.schedulers.jobwrap", path])
+""")
+    script.chmod(0o700)
+    return script
+
+
+@pytest.mark.slurm
+def test_a_state_folder_not_shared_means_polling(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    scheduler = slurm_scheduler(tmp_path, max_interval=1.0,
+                                job_python=str(_unshared_python(tmp_path)))
+    try:
+        with caplog.at_level(logging.WARNING):
+            [job_id] = scheduler.job_submission([EngineJob("a", ["true"],
+                                                           working_directory=str(tmp_path))])
+            assert job_id is not None
+            statuses = wait_for_status(scheduler, [job_id], timeout=60)
+        assert statuses[job_id] == constants.DONE
+        assert scheduler.polling
+        assert "not shared with the compute nodes" in caplog.text
+        assert scheduler.poll_interval() < 1.0  # adaptive, as before
+    finally:
+        scheduler.close()
