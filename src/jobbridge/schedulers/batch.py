@@ -61,6 +61,7 @@ from typing import ClassVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
+from ..errors import ConfigurationError
 from ..model import EngineJob, ended_status
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
 from .batchwatch import (
@@ -129,7 +130,8 @@ class BatchScheduler(Scheduler, abc.ABC):
     name: ClassVar[str] = "batch"
     #: The keys :meth:`options_from_config` reads, besides the common ones.
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"min_scheduler_interval", "command_timeout",
-                                           "job_python", "max_commands_per_second"}
+                                           "job_python", "max_commands_per_second",
+                                           "job_files"}
     #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED.
     STATES: ClassVar[Mapping[str, str]] = {}
     #: Native terminal states that mean an abnormal end: state -> (exit_status, reason).
@@ -146,7 +148,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                  container_command: Sequence[str] = (),
                  job_python: str | None = None,
                  state_dir: str | os.PathLike[str] | None = None,
-                 commands_per_second: float = 1.0) -> None:
+                 commands_per_second: float = 1.0, job_files: str = "watch") -> None:
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.command_timeout = command_timeout
@@ -167,8 +169,9 @@ class BatchScheduler(Scheduler, abc.ABC):
         #: counts of commands run, by kind (benchmarks and tests read it)
         self.calls: dict[str, int] = {}
         self._budget = shared_bucket((self.name, str(self.state_dir)), commands_per_second)
-        #: True once the state folder proved not shared: poll as before
-        self.polling = False
+        #: True once the state folder proved not shared (or ``job_files = poll``):
+        #: poll as before, at an adaptive interval
+        self.polling = job_files == "poll"
         self._next_poll = 0.0
         self._tick_sent = 0.0
         self._last_retry = 0.0
@@ -187,7 +190,24 @@ class BatchScheduler(Scheduler, abc.ABC):
             "container_command": config.get_words("container_command"),
             "job_python": config.get("job_python"),
             "commands_per_second": config.get_float("max_commands_per_second", 1.0),
+            "job_files": cls._job_files(config),
         }
+
+    @classmethod
+    def check_config(cls, config: Configuration) -> None:
+        super().check_config(config)
+        config.get_float("max_commands_per_second", 1.0)
+        cls._job_files(config)
+
+    @staticmethod
+    def _job_files(config: Configuration) -> str:
+        """``watch`` (the wrappers' files first) or ``poll`` (a state folder the
+        compute nodes do not share: the batch system's commands only)."""
+        value = (config.get("job_files") or "watch").strip()
+        if value not in ("watch", "poll"):
+            raise ConfigurationError(f"resource {config.resource_id!r}: option job_files = "
+                                     f"{value!r} is not watch or poll")
+        return value
 
     # --- hooks: what a backend defines ------------------------------------------------------
     @abc.abstractmethod
