@@ -267,7 +267,8 @@ class BatchScheduler(Scheduler, abc.ABC):
             for job_id in scheduler_job_ids:
                 if job_id not in self._jobs:
                     self._adopt(job_id)
-            self._read_files(scheduler_job_ids)
+            if not self.polling:
+                self._read_files(scheduler_job_ids)
             now = time.monotonic()
             due = (now - self._last_poll > min(self.min_interval, 0.2) if self.polling
                    else now >= self._next_poll)
@@ -331,7 +332,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         with self._lock:
             watcher, self._watcher = self._watcher, None
         if watcher is not None:
-            watcher.stopping.set()
+            watcher.stop()
 
     def submission_time(self, scheduler_job_ids: Sequence[str] = (),
                         names: Sequence[str] = ()) -> float | None:
@@ -488,10 +489,14 @@ class BatchScheduler(Scheduler, abc.ABC):
     # --- the wrappers' files ----------------------------------------------------------------
     def _watch(self) -> None:
         """Start the watcher of the job folders, unless it runs (called locked)."""
+        if self.polling:
+            return
         if self._watcher is None:
             self._watcher = FolderWatcher(self.name, self._followed, self._tick,
                                           self._report, self._idle)
             self._watcher.start()
+        else:
+            self._watcher.wake()
 
     def _followed(self) -> dict[str, Path]:
         with self._lock:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import random
+import select
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -122,6 +123,20 @@ class FolderWatcher(threading.Thread):
         self._watched_at: dict[str, float] = {}
         self.stopping = threading.Event()
         self.inotify_trusted = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._pipe_lock = threading.Lock()
+        self._pipe_open = True
+
+    def wake(self) -> None:
+        """Look again now (a job was added, or :attr:`stopping` set)."""
+        with self._pipe_lock, contextlib.suppress(OSError):  # full: a wake is pending
+            if self._pipe_open:
+                os.write(self._wake_write, b"x")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake()
 
     def run(self) -> None:
         notifier = _inotify()
@@ -136,11 +151,15 @@ class FolderWatcher(threading.Thread):
                 hinted: set[str] | None = None
                 if notifier is not None:
                     self._watch(notifier, watches, folders)
-                    timeout = BACKSTOP_INTERVAL if self.inotify_trusted else SCAN_INTERVAL
-                    events = notifier.read(timeout=int(timeout * 1000))
+                timeout = (BACKSTOP_INTERVAL if notifier is not None and self.inotify_trusted
+                           else SCAN_INTERVAL)
+                ready = select.select([self._wake_read, *([notifier] if notifier else [])],
+                                      [], [], timeout)[0]
+                if self._wake_read in ready:
+                    os.read(self._wake_read, 4096)
+                if notifier is not None:
+                    events = notifier.read(timeout=0) if notifier in ready else []
                     hinted = {watches[e.wd] for e in events if e.wd in watches}
-                else:
-                    self.stopping.wait(SCAN_INTERVAL)
                 now = time.monotonic()
                 full = hinted is None or not hinted or now - last_full >= BACKSTOP_INTERVAL
                 if full:
@@ -152,6 +171,10 @@ class FolderWatcher(threading.Thread):
         finally:
             if notifier is not None:
                 notifier.close()
+            with self._pipe_lock:
+                self._pipe_open = False
+                os.close(self._wake_read)
+                os.close(self._wake_write)
 
     def _watch(self, notifier: Any, watches: dict[int, str], folders: Mapping[str, Path]
                ) -> None:
