@@ -281,7 +281,7 @@ def test_the_readme_example_configuration(tmp_path: Path) -> None:
     config = Configuration.load("mycluster", tmp_path / "jobbridge.cfg")
     scheduler = SlurmScheduler.build_scheduler(config)
     assert scheduler.native_specification == ["--account=proj42", "--qos=normal"]
-    assert (scheduler.max_interval, config.get_int("max_job_in_queue")) == (10.0, 500)
+    assert (scheduler.max_interval, config.get_int("max_job_in_queue")) == (30.0, 500)
 
 
 @pytest.mark.slurm
