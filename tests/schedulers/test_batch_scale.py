@@ -7,6 +7,8 @@ reached through PATH shims that log or fail them."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import shutil
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from jbcli import jb
 from jobbridge import constants
 from jobbridge.model import EngineJob
 from jobbridge.schedulers.batch import BatchScheduler
@@ -246,3 +249,31 @@ def test_a_state_folder_not_shared_means_polling(tmp_path: Path,
         assert scheduler.poll_interval() < 1.0  # adaptive, as before
     finally:
         scheduler.close()
+
+
+@pytest.mark.slurm
+def test_the_engine_follows_a_chain_without_waiting_for_squeue(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``jobbridge run``, defaults (scheduler_interval 30 s): each end wakes the engine
+    from the wrapper's exit file, so a chain of 4 takes far less than the 3 intervals
+    waiting for squeue would, with a handful of squeue calls."""
+    log = tmp_path / "calls.log"
+    folder = shim(tmp_path / "bin", SLURM_COMMANDS, slurm_real(), log)
+    ids = [f"s{i}" for i in range(4)]
+    workflow = {"jobs": [{"id": i, "command": ["true"]} for i in ids],
+                "dependencies": [list(pair) for pair in itertools.pairwise(ids)]}
+    (tmp_path / "wf.json").write_text(json.dumps(workflow))
+    (tmp_path / "jobbridge.cfg").write_text("[slurm]\nscheduler_type = slurm\n")
+    env = {"JOBBRIDGE_HOME": str(tmp_path / "home"),
+           "JOBBRIDGE_CONFIG": str(tmp_path / "jobbridge.cfg"),
+           "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    started = time.monotonic()
+    result = jb("run", str(tmp_path / "wf.json"), "--resource", "slurm", "--json", env=env,
+                timeout=300)
+    wall = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert [job["status"] for job in json.loads(result.stdout)["jobs"]] == ["done"] * 4
+    assert wall < 60, wall  # squeue alone would see the 3 links in >= 90 s
+    calls = [name for _, name in logged(log)]
+    assert calls.count("sbatch") == 4
+    assert calls.count("squeue") + calls.count("sacct") <= 2 + int(wall / 30), calls
