@@ -80,6 +80,9 @@ class _Resource:
         self.scheduler = scheduler
         self.max_in_queue = config.get_int("max_job_in_queue", 0)
         self.max_running = config.get_int("max_job_running", 0)
+        limit = scheduler.submission_limit()  # a site's own limit: submitting more fails
+        if limit:
+            self.max_running = min(self.max_running, limit) if self.max_running else limit
         self.active: dict[str, tuple[_Run, int]] = {}
         self.running = 0
         self.next_full_poll = 0.0

@@ -164,6 +164,12 @@ class Scheduler(abc.ABC):
         """Seconds the engine may wait before asking for statuses again."""
         return 1.0
 
+    def submission_limit(self) -> int | None:
+        """The most jobs the system lets this user have submitted at once (Slurm's
+        ``MaxSubmitJobs``), when it says so cheaply: the engine keeps its own jobs
+        within it, as with ``max_job_running``. None: no known limit."""
+        return None
+
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
         """Scheduler job ids of earlier submissions made with these tags.
 

@@ -220,6 +220,19 @@ def test_a_kill_slurm_could_not_take_is_asked_again_at_each_poll(
     assert [argv[0] for argv in fake.argvs].count("scancel") == 3
 
 
+def test_max_submit_jobs_from_sacctmgr(tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = SlurmScheduler(state_dir=tmp_path)
+    fake = FakeCommands({"sacctmgr": "|\n200|\n|150\n"})  # one line per association
+    monkeypatch.setattr(scheduler, "run", fake)
+    assert scheduler.submission_limit() == 150
+    fake.answers["sacctmgr"] = "|\n"
+    assert scheduler.submission_limit() is None  # unset: no limit
+    fake.answers["sacctmgr"] = CommandError("sacctmgr: accounting storage is disabled",
+                                            transient=False)
+    assert scheduler.submission_limit() is None
+
+
 def test_find_by_name_in_squeue_then_sacct(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     scheduler = SlurmScheduler(state_dir=tmp_path)
@@ -282,6 +295,11 @@ def test_the_readme_example_configuration(tmp_path: Path) -> None:
     scheduler = SlurmScheduler.build_scheduler(config)
     assert scheduler.native_specification == ["--account=proj42", "--qos=normal"]
     assert (scheduler.max_interval, config.get_int("max_job_in_queue")) == (30.0, 500)
+
+
+@pytest.mark.slurm
+def test_no_max_submit_jobs_on_this_slurm(tmp_path: Path) -> None:
+    assert slurm_scheduler(tmp_path).submission_limit() is None  # none configured here
 
 
 @pytest.mark.slurm

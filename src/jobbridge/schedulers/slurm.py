@@ -17,6 +17,7 @@ wrapper's exit file). What is Slurm's own:
 
 from __future__ import annotations
 
+import getpass
 import logging
 import math
 import os
@@ -187,6 +188,20 @@ class SlurmScheduler(BatchScheduler):
                                  f"--name={','.join(chunk)}", "--format=JobIDRaw,JobName")
             found.update(_names_and_ids(stdout or ""))
         return found
+
+    def submission_limit(self) -> int | None:
+        """``MaxSubmitJobs`` (or ``GrpSubmitJobs``) of this user's associations, from
+        one ``sacctmgr`` call; None when unset or unknown (no accounting)."""
+        try:
+            stdout = self.run("limits", [
+                "sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where",
+                f"user={getpass.getuser()}", "format=MaxSubmitJobs,GrpSubmitJobs"],
+                retries=0).stdout
+        except CommandError as error:
+            log.info("slurm: no submission limit known: %s", error)
+            return None
+        return min((int(value) for line in stdout.splitlines() for value in line.split("|")
+                    if value.strip().isdigit()), default=None)
 
     def _sacct(self, kind: str, *args: str) -> str | None:
         """sacct's output, or None without accounting (then never asked again)."""
