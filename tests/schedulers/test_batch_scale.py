@@ -89,7 +89,7 @@ def check_ends_without_status_commands(scheduler: BatchScheduler, log: Path,
     scheduler.set_change_notifier(lambda ids=None: notified.extend(ids or []))
     start = time.monotonic()
     statuses: dict[str, str] = {}
-    while time.monotonic() - start < 300:  # a busy queue (shared systems) is slow
+    while time.monotonic() - start < 240:  # a busy queue (shared systems) is slow
         statuses = scheduler.get_jobs_status(ids)
         if all(statuses[i] in constants.ENDED_JOB_STATUS for i in ids[:2]):
             break
