@@ -121,6 +121,8 @@ class _Tracked:
     level: int = 0
     #: when a poll first said it runs (for telling an unshared state folder)
     running_since: float | None = None
+    #: when its wrapper's end by a signal was seen (the system's word awaited)
+    signal_end_seen: float | None = None
 
 
 class BatchScheduler(Scheduler, abc.ABC):
@@ -548,6 +550,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 tracked.absence.seen()
                 self._unasked.discard(job_id)
             else:
+                tracked.signal_end_seen = time.monotonic()
                 self._next_poll = min(self._next_poll, time.monotonic() + self.min_interval)
 
     def _poll(self) -> None:
@@ -599,8 +602,16 @@ class BatchScheduler(Scheduler, abc.ABC):
         now = time.monotonic()
         for job_id in active:
             tracked = self._jobs[job_id]
-            if tracked.level == 2 and tracked.status not in constants.ENDED_JOB_STATUS:
-                self._next_poll = min(self._next_poll, now + self.min_interval)
+            waited = now - (tracked.signal_end_seen or now)
+            if tracked.signal_end_seen is not None and tracked.status not in (
+                    constants.ENDED_JOB_STATUS):
+                exit_record = read_exit_file(tracked.files / EXIT_FILE)
+                if waited > 3 * self.START_GRACE and exit_record is not None:
+                    # the system still says it runs (a long epilog): the wrapper's end stands
+                    tracked.status = ended_status(*exit_record["exit"][:2])
+                else:  # asked again, less and less often
+                    self._next_poll = min(self._next_poll,
+                                          now + max(self.min_interval, waited / 2))
             if not tracked.submitted or tracked.level:
                 continue
             if tracked.status == constants.RUNNING and tracked.running_since is None:
