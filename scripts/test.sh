@@ -7,7 +7,7 @@
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-source scripts/venv.sh '.[test,drmaa,mpi,soma,ui]'
+source scripts/venv.sh '.[test,drmaa,mpi,soma,ui,inotify]'
 
 PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh
 bash scripts/browser-up.sh
