@@ -88,8 +88,12 @@ class _Resource:
         self.next_full_poll = 0.0
 
     def room(self) -> int | None:
-        """How many more jobs may be submitted now (None: no limit)."""
+        """How many more jobs may be submitted now (None: no limit): within the
+        resource's limits and what the scheduler can take without waiting."""
         limits = []
+        budget = self.scheduler.submission_room()
+        if budget is not None:
+            limits.append(budget)
         if self.max_running:
             limits.append(self.max_running - len(self.active))
         if self.max_in_queue:
@@ -493,6 +497,8 @@ class Engine:
         now = time.monotonic()
         deadline = min((r.next_full_poll for r in self.resources.values() if r.active),
                        default=now + MAX_WAIT)
+        # ready jobs without room (a command budget) wait here too: asked again after
+        # at most STORE_CHECK_INTERVAL, never blocking the engine in a submission
         timeout = min(max(0.0, deadline - now), STORE_CHECK_INTERVAL, MAX_WAIT)
         if self._changed or any(run.ready and not run.stopping and run.resource.room() != 0
                                 for run in self.runs.values()):

@@ -18,6 +18,8 @@ present (the defaults below keep a minimal scheduler correct):
   ``get_job_status``, which then asks it about one id);
 - :meth:`Scheduler.set_change_notifier`: wake the engine as soon as a job ends;
 - :meth:`Scheduler.poll_interval`: how long the engine may wait between polls;
+- :meth:`Scheduler.submission_room`: how many jobs can be submitted now without
+  waiting (a command budget): the engine submits no more, and asks again shortly;
 - :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made;
 - :meth:`Scheduler.run_command`: how a command using the scheduler runs (MPI's
   runs on every rank of the allocation).
@@ -163,6 +165,13 @@ class Scheduler(abc.ABC):
     def poll_interval(self) -> float:
         """Seconds the engine may wait before asking for statuses again."""
         return 1.0
+
+    def submission_room(self) -> int | None:
+        """How many jobs :meth:`job_submission` can take now without waiting (a
+        budget of commands to the system). The engine submits at most that many,
+        and asks again within a fraction of a second when it is 0, so it never
+        blocks in a submission while ends and requests wait. None: no limit."""
+        return None
 
     def submission_limit(self) -> int | None:
         """The most jobs the system lets this user have submitted at once (Slurm's

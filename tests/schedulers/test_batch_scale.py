@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from jbcli import jb
+from jbcli import jb, status_json, wait_for
 from jobbridge import constants
 from jobbridge.model import EngineJob
 from jobbridge.schedulers.batch import BatchScheduler
-from jobbridge.schedulers.batchwatch import BURST, TokenBucket
+from jobbridge.schedulers.batchwatch import BURST, RESERVE, TokenBucket
 from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.schedulers.slurm import SlurmScheduler
 from jobbridge.testing import wait_for_status
@@ -206,10 +206,74 @@ def test_the_command_budget_holds_under_a_burst_of_ready_jobs(
         scheduler.close()
     calls = logged(log)
     assert sum(name == "sbatch" for _, name in calls) == count
-    first = calls[0][0]
+    assert_within_budget(calls, rate)
+
+
+def assert_within_budget(calls: list[tuple[float, str]], rate: float) -> None:
+    """No more commands by any time than a burst and ``rate`` a second allow."""
+    first = min(stamp for stamp, _ in calls)
     for seen, (stamp, _) in enumerate(sorted(calls), start=1):
         # a shim logs just before the command starts: a tenth of a second of slack
         assert seen <= BURST + rate * (stamp - first + 0.1) + 1, (seen, stamp - first)
+
+
+def test_submission_room_is_what_the_budget_lets_through_now(tmp_path: Path) -> None:
+    """The engine submits only what the budget can take without waiting, leaving
+    RESERVE tokens: a status query or cancel then runs at once."""
+    scheduler = SlurmScheduler(state_dir=tmp_path / "state", commands_per_second=2.0)
+    assert scheduler.submission_room() == BURST - RESERVE
+    for _ in range(BURST - RESERVE):  # submissions spending the room
+        scheduler.run("submit", ["true"])
+    assert scheduler.submission_room() == 0
+    start = time.monotonic()
+    for _ in range(RESERVE):  # queries and cancels: not starved
+        scheduler.run("status", ["true"])
+    assert time.monotonic() - start < 0.4  # a token comes every 0.5 s
+    assert scheduler.submission_room() == 0
+    time.sleep((RESERVE + 1) / 2.0 + 0.1)  # the reserve refilled, then one more
+    assert 1 <= (scheduler.submission_room() or 0) <= 3
+    unlimited = SlurmScheduler(state_dir=tmp_path / "other", commands_per_second=0.0)
+    assert unlimited.submission_room() is None
+
+
+@pytest.mark.slurm
+def test_a_stop_is_applied_while_submissions_trickle_within_the_budget(
+        tmp_path: Path) -> None:
+    """60 jobs at 2 commands a second take ~16 s to submit after the burst; the
+    engine submits only what the budget allows each cycle, so a stop asked
+    meanwhile is applied at once: the jobs not yet submitted never are."""
+    log = tmp_path / "calls.log"
+    folder = shim(tmp_path / "bin", SLURM_COMMANDS, slurm_real(), log)
+    rate, count = 2.0, 60
+    (tmp_path / "wf.json").write_text(json.dumps(
+        {"jobs": [{"id": f"t{i}", "command": ["true"]} for i in range(count)]}))
+    (tmp_path / "jobbridge.cfg").write_text(
+        f"[slurm]\nscheduler_type = slurm\nmax_commands_per_second = {rate:g}\n")
+    env = {"JOBBRIDGE_HOME": str(tmp_path / "home"),
+           "JOBBRIDGE_CONFIG": str(tmp_path / "jobbridge.cfg"),
+           "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    submitted = jb("submit", str(tmp_path / "wf.json"), "--resource", "slurm", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+
+    def sbatch_calls() -> int:
+        return sum(name == "sbatch" for _, name in logged(log))
+
+    wait_for(lambda: sbatch_calls() >= BURST + 4, timeout=120, what="the trickle")
+    stopped = jb("stop", workflow_id, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    asked = time.monotonic()
+    waiting = (constants.NOT_SUBMITTED, constants.SUBMISSION_PENDING)
+    wait_for(lambda: all(job["status"] not in waiting
+                         for job in status_json(workflow_id, env)["jobs"]),
+             timeout=60, what="the stop")
+    applied = time.monotonic() - asked
+    assert applied < 3.0, applied  # not after the ~10 s of submissions left
+    assert jb("wait", workflow_id, "--timeout", "120", env=env).returncode == 1
+    jobs = status_json(workflow_id, env)["jobs"]
+    not_run = sum(job["exit_status"] == constants.EXIT_NOTRUN for job in jobs)
+    assert not_run == count - sbatch_calls() > 0, (not_run, sbatch_calls())
+    assert_within_budget(logged(log), rate)
 
 
 def _unshared_python(tmp_path: Path) -> Path:

@@ -32,7 +32,10 @@ This base does the rest, the same way for every backend:
   know is undetermined;
 - **a command budget**: every command goes through one token bucket per engine
   and batch system (``max_commands_per_second``, default 1, bursts of
-  :data:`~.batchwatch.BURST`): submissions, queries and cancels alike;
+  :data:`~.batchwatch.BURST`): submissions, queries and cancels alike; the
+  engine submits only what the budget lets through now (``submission_room``),
+  keeping :data:`~.batchwatch.RESERVE` tokens for queries and cancels, so it never
+  blocks on the budget while a large workflow trickles in;
 - **faults**: every command runs with a timeout and is retried with backoff
   (exponential, with jitter);
   a failing status query never fails a job; a submission whose answer was lost
@@ -66,6 +69,7 @@ from ..model import EngineJob, ended_status
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
 from .batchwatch import (
     EXIT_FILE,
+    RESERVE,
     START_FILE,
     FolderWatcher,
     backoff_delays,
@@ -323,6 +327,10 @@ class BatchScheduler(Scheduler, abc.ABC):
                         " yet, will ask again" if error.transient else "", error)
         else:
             self._cancel_pending.discard(job_id)
+
+    def submission_room(self) -> int | None:
+        available = self._budget.available()
+        return None if available is None else max(0, int(available) - RESERVE)
 
     def poll_interval(self) -> float:
         return self._interval if self.polling else self.max_interval

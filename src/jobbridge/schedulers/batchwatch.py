@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: Commands a budget lets through at once after an idle while (Slurm's own
 #: ``rl_bucket_size`` default is 30).
 BURST = 30
+#: Tokens a submission leaves in the budget: a status query (squeue, then sacct)
+#: or a cancel is never starved by a large workflow trickling in.
+RESERVE = 2
 #: Seconds between two scans of the job folders when nothing reports changes.
 SCAN_INTERVAL = 0.5
 #: Seconds between two full scans when inotify reports changes (a backstop: a
@@ -60,6 +63,18 @@ class TokenBucket:
                 self._tokens, self._stamp = 1.0, time.monotonic()
             self._tokens -= 1
             return wait
+
+    def available(self) -> float | None:
+        """Commands that can run now without waiting (None: no limit); 0 while a
+        caller waits for its token (it is queued before whoever asks)."""
+        if self.rate <= 0:
+            return None
+        if not self._lock.acquire(blocking=False):
+            return 0.0
+        try:
+            return min(self.burst, self._tokens + (time.monotonic() - self._stamp) * self.rate)
+        finally:
+            self._lock.release()
 
 
 _buckets: dict[tuple[str, str], TokenBucket] = {}
