@@ -468,7 +468,8 @@ def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
     try:
         while time.monotonic() - stopped < 30:
             statuses = scheduler.get_jobs_status(ids)  # fails inside: keeps the last states
-            assert constants.FAILED not in statuses.values()
+            # "five"'s exit 5 comes from its wrapper's exit file; no failed poll fails a job
+            assert constants.FAILED not in [statuses[i] for i in ids if i != ids[1]]
             time.sleep(2)
     finally:
         subprocess.run(["slurmctld"], check=True, timeout=60)  # daemonizes itself
