@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from .configuration import Configuration
 from .controller import WorkflowController, resolve_config, schedulers_table
 from .engine import Progress
 from .errors import InputError, JobbridgeError
-from .model import EngineJob, load_workflow_file
+from .model import EngineJob, describe_exit, load_workflow_file
 from .scheduler import Scheduler, build_scheduler, get_scheduler_implementation, run_to_end
 
 if TYPE_CHECKING:
@@ -107,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
             ("restart", "restart a workflow: re-run what failed or was stopped"),
             ("delete", "delete a workflow: kill its running jobs and forget it")):
         workflow(command(action, description))
+    p = command("report", "what each job asked for against what it used, with efficiencies")
+    workflow(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--tsv", action="store_true", help="print one tab-separated row per "
+                     "attempt (raw numbers: seconds, bytes, fractions)")
+    fmt.add_argument("--json", action="store_true", help="print the report as JSON")
+    fmt.add_argument("--html", metavar="FILE", help="write a self-contained page with charts "
+                     "(efficiency histograms, a timeline) to FILE")
     p = command("logs", "print a job's stdout (or stderr)")
     workflow(p)
     p.add_argument("job", metavar="JOB", help="the job's id in the workflow")
@@ -244,9 +251,60 @@ def _status(args: argparse.Namespace) -> int:
           f"{_workflow_status(status['status'], counts)} on {status['resource']} "
           f"({status['scheduler_type']})")
     rows = [[job["id"], job["status"], _exit_text(job), job["scheduler_job_id"] or "",
-             job["exit_reason"] or ""] for job in status["jobs"]]
-    _table(["JOB", "STATUS", "EXIT", "SCHEDULER ID", "REASON"], rows)
+             job["exit_reason"] or _retry_text(job)] for job in status["jobs"]]
+    header = ["JOB", "STATUS", "EXIT", "SCHEDULER ID", "REASON"]
+    if any(job["retries"] or len(job["attempts"]) > 1 for job in status["jobs"]):
+        header.insert(3, "ATTEMPTS")
+        for row, job in zip(rows, status["jobs"], strict=True):
+            row.insert(3, _attempts_text(job))
+    _table(header, rows)
     return int(failed)
+
+
+def _attempts_text(job: dict[str, Any]) -> str:
+    """``2`` attempts so far, ``2/4`` while more may come (retries left)."""
+    attempts = job["attempts"]
+    tried = len(attempts)
+    series = attempts[-1]["retry"] + 1 if attempts else 0
+    ended = job["status"] in constants.ENDED_JOB_STATUS
+    if job["status"] == constants.NOT_SUBMITTED and job["retry_at"] is not None:
+        series += 1  # the retry waiting out its delay
+    return str(tried) if ended or not job["retries"] else f"{series}/{job['retries'] + 1}"
+
+
+def _retry_text(job: dict[str, Any]) -> str:
+    """Why a job waits: the retry it waits for, after what."""
+    if job["status"] != constants.NOT_SUBMITTED or not job["attempts"]:
+        return ""
+    last = job["attempts"][-1]
+    after = describe_exit(last["exit_status"], last["exit_value"], last["term_sig"])
+    when = f" at {job['retry_at'][11:19]}" if job["retry_at"] else ""
+    return (f"retry {last['retry'] + 1} of {job['retries']}{when} after "
+            f"{after}{' - ' + last['exit_reason'] if last['exit_reason'] else ''}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import report
+
+    data = report.build_report(WorkflowController().store, args.workflow)
+    if args.json:
+        _print_json(data.as_json())
+    elif args.tsv:
+        for row in [report.TSV_HEADER, *report.tsv_rows(data)]:
+            print("\t".join(row))
+    elif args.html:
+        output = Path(args.html)
+        try:
+            output.write_text(report.html_page(data), encoding="utf-8")
+        except OSError as error:
+            raise InputError(f"--html {args.html}: cannot write: {error.strerror}") from None
+        print(output)
+    else:
+        _table(report.TABLE_HEADER, report.table_rows(data))
+        print()
+        for line in report.summary_lines(data):
+            print(line)
+    return 0
 
 
 def _wait(args: argparse.Namespace) -> int:
@@ -398,8 +456,8 @@ def _check_dir() -> str:
 
 _COMMANDS = {"run": _run, "submit": _submit, "engine": _engine, "list": _list,
              "status": _status, "wait": _wait, "stop": _request, "restart": _request,
-             "delete": _request, "logs": _logs, "graph": _graph, "schedulers": _schedulers,
-             "check": _check, "ui": _ui}
+             "delete": _request, "report": _report, "logs": _logs, "graph": _graph,
+             "schedulers": _schedulers, "check": _check, "ui": _ui}
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -527,24 +585,7 @@ def _exit_code(status: dict[str, Any]) -> int:
 
 def _exit_text(job: dict[str, Any]) -> str:
     """How a job ended, in words: ``exit code 3``, ``signal 9 (SIGKILL)``, ``not run``."""
-    exit_status: str | None = job["exit_status"]
-    if exit_status is None:
-        return ""
-    if exit_status == constants.FINISHED_REGULARLY:
-        return f"exit code {job['exit_value']}"
-    if exit_status == constants.FINISHED_TERM_SIG:
-        return f"signal {_signal_name(job['term_sig'])}"
-    if exit_status == constants.FINISHED_UNCLEAR_CONDITIONS and job["exit_value"] is not None:
-        return f"unclear, exit code {job['exit_value']}"  # e.g. its outputs missing
-    return {constants.USER_KILLED: "killed", constants.EXIT_NOTRUN: "not run",
-            constants.EXIT_ABORTED: "aborted"}.get(exit_status, exit_status)
-
-
-def _signal_name(number: int | None) -> str:
-    try:
-        return f"{number} ({signal.Signals(number or 0).name})"
-    except ValueError:
-        return str(number)
+    return describe_exit(job["exit_status"], job["exit_value"], job["term_sig"])
 
 
 def _workflow_status(status: str, counts: Mapping[str, int]) -> str:

@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import constants
+from . import constants, retry
 from .configuration import Configuration
 from .dynamic import Placement
 from .engine import Engine, Progress, live_engines
 from .errors import InputError, JobbridgeError
 from .model import WorkflowSpec, load_workflow_file, parse_workflow
+from .report import job_attempts
 from .scheduler import describe_schedulers, get_scheduler_implementation, known_config_keys
 from .store import Store
 
@@ -172,10 +173,17 @@ class WorkflowController:
         with self.store.snapshot():
             workflow = self.store.workflow(wf_id)
             jobs = self.store.jobs(wf_id)
+            recorded = self.store.attempts(wf_id)
+        caps = retry.limits(workflow.config)
         return {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
                 "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
                 "submission_date": workflow.submission_date, "ending_date": workflow.ending_date,
-                "jobs": [job.as_json() | {"exit_reason": job.exit_reason} for job in jobs]}
+                "jobs": [job.as_json() | {
+                    "exit_reason": job.exit_reason, "retries": job.spec.retries,
+                    "retry_at": job.retry_at if job.status == constants.NOT_SUBMITTED else None,
+                    "attempts": [attempt.as_json() for attempt in
+                                 job_attempts(job, recorded.get(job.idx, ()), caps)]}
+                    for job in jobs]}
 
     def list(self) -> list[dict[str, Any]]:
         """The ``list --json`` array (docs/format.md)."""

@@ -22,15 +22,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import constants
+from . import constants, retry
 from .dynamic import NotReady, collect_outputs, prepare
 from .model import EngineJob, ended_status
 from .scheduler import Scheduler, build_scheduler
-from .store import Store, WorkflowRow, now_iso
+from .store import AttemptRow, Store, WorkflowRow, epoch, iso_date, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,13 @@ class _Job:
     #: ``spec`` is what it became when ready (links applied)
     outputs: dict[str, Any] | None = None
     base: EngineJob | None = None
+    #: the current attempt's place in its series (0: first try) and, while a retry
+    #: waits out its delay, when it may go (epoch seconds)
+    retry: int = 0
+    retry_at: float | None = None
+    #: the current attempt's dates, recorded with its end
+    submission_date: str | None = None
+    execution_date: str | None = None
 
     def unprepare(self) -> None:
         """Back to its spec as submitted: its links are applied again when it is ready."""
@@ -83,6 +90,7 @@ class _Resource:
         limit = scheduler.submission_limit()  # a site's own limit: submitting more fails
         if limit:
             self.max_running = min(self.max_running, limit) if self.max_running else limit
+        self.limits = retry.limits(config)
         self.active: dict[str, tuple[_Run, int]] = {}
         self.running = 0
         self.next_full_poll = 0.0
@@ -112,13 +120,16 @@ class _Run:
         self.ready: list[tuple[int, int]] = []
         self.counts: Counter[str] = Counter()
         self.changes: list[tuple[int, dict[str, Any]]] = []
+        self.attempts: list[AttemptRow] = []
         self.stopping = False
         self.unended = 0
         self.folder = store.home / "logs" / str(workflow.id)  # its jobs' files
         self._index: dict[str, int] | None = None
         for row in store.jobs(workflow.id, include_hidden=True):
             job = _Job(row.idx, row.spec, row.status, row.scheduler_job_id, row.attempt,
-                       row.hidden, outputs=row.outputs, base=row.base)
+                       row.hidden, outputs=row.outputs, base=row.base, retry=row.retry,
+                       retry_at=epoch(row.retry_at), submission_date=row.submission_date,
+                       execution_date=row.execution_date)
             if row.status == constants.NOT_SUBMITTED:  # made ready, not submitted: again
                 job.unprepare()
             self.jobs.append(job)
@@ -137,6 +148,10 @@ class _Run:
         self.unended += ((job.status in constants.ENDED_JOB_STATUS)
                          - (status in constants.ENDED_JOB_STATUS))
         job.status = status
+        if "submission_date" in values:
+            job.submission_date = values["submission_date"]
+        if "execution_date" in values:
+            job.execution_date = values["execution_date"]
         self.changes.append((job.idx, {"status": status, **values}))
 
     @property
@@ -189,6 +204,8 @@ class Engine:
         self._data_version = -1
         self._next_store_check = 0.0
         self._next_disposal = 0.0
+        #: retries waiting out their delay: (epoch seconds, workflow id, job index)
+        self._retry_timers: list[tuple[float, int, int]] = []
 
     # --- life -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -206,6 +223,7 @@ class Engine:
         try:
             while not self._stop_requested:
                 self._check_store()
+                self._release_due_retries()
                 for run in list(self.runs.values()):
                     self._submit_ready(run)
                 self._commit_and_report()
@@ -215,6 +233,7 @@ class Engine:
                     continue
                 self._wait()
                 self._poll()
+                self._release_due_retries()
                 for run in list(self.runs.values()):  # ends and the submissions they
                     self._submit_ready(run)            # allow: one commit, not two
                 self._commit_and_report()
@@ -386,11 +405,12 @@ class Engine:
                                    exit_value=None, term_sig=None, resource_usage=None,
                                    exit_reason=None, scheduler_job_id=None,
                                    submission_date=None, execution_date=None, ending_date=None,
-                                   rendered=None, outputs=None)
+                                   rendered=None, outputs=None, retry=0, retry_at=None)
                     job.scheduler_job_id = None
                     job.running_seen = False
                     job.unprepare()
                     job.outputs = None
+                    job.retry, job.retry_at = 0, None
             queued = {idx for _, idx in run.ready}  # a running workflow's: not twice
             for job in run.jobs:
                 if job.status == constants.NOT_SUBMITTED:
@@ -401,12 +421,31 @@ class Engine:
 
     # --- submission -----------------------------------------------------------------------
     def _make_ready(self, run: _Run, job: _Job) -> None:
+        if job.retry_at is not None:  # a retry waiting out its delay
+            if job.retry_at > time.time():
+                heapq.heappush(self._retry_timers, (job.retry_at, run.id, job.idx))
+                return
+            job.retry_at = None
         if job.spec.dynamic is not None and not self._prepare(run, job):
             return
         if job.spec.is_barrier:  # nothing to run: it ends as soon as it is ready
             self._end(run, job, constants.FINISHED_REGULARLY, 0, 0)
             return
         heapq.heappush(run.ready, (-job.spec.priority, job.idx))
+
+    def _release_due_retries(self) -> None:
+        """Retries whose delay is over become ready (a timer whose job moved on since,
+        stopped or restarted, is dropped)."""
+        now = time.time()
+        while self._retry_timers and self._retry_timers[0][0] <= now:
+            at, run_id, idx = heapq.heappop(self._retry_timers)
+            run = self.runs.get(run_id)
+            if run is None:  # deleted meanwhile
+                continue
+            job = run.jobs[idx]
+            if job.status == constants.NOT_SUBMITTED and job.retry_at == at:
+                job.retry_at = None
+                self._make_ready(run, job)
 
     def _prepare(self, run: _Run, job: _Job) -> bool:
         """Hook: a dynamic job becomes ready (jobbridge.dynamic.prepare): its links are
@@ -465,7 +504,7 @@ class Engine:
             self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
         self._commit(run)
         try:
-            ids = resource.scheduler.job_submission([job.spec for job in batch])
+            ids = resource.scheduler.job_submission([self._attempt_spec(run, job) for job in batch])
         except Exception as error:  # a broken scheduler fails these jobs, not the engine
             log.exception("workflow %s: submission failed", run.id)
             ids = [None] * len(batch)
@@ -500,6 +539,8 @@ class Engine:
         # ready jobs without room (a command budget) wait here too: asked again after
         # at most STORE_CHECK_INTERVAL, never blocking the engine in a submission
         timeout = min(max(0.0, deadline - now), STORE_CHECK_INTERVAL, MAX_WAIT)
+        if self._retry_timers:
+            timeout = min(timeout, max(0.0, self._retry_timers[0][0] - time.time()))
         if self._changed or any(run.ready and not run.stopping and run.resource.room() != 0
                                 for run in self.runs.values()):
             timeout = 0.0
@@ -575,6 +616,8 @@ class Engine:
                   "ending_date": now_iso(), **{k: v for k, v in dates.items() if v}}
         if job.spec.dynamic is not None and status == constants.DONE:
             status = self._collect_outputs(run, job, values)
+        if job.status != constants.NOT_SUBMITTED and self._attempt_ended(run, job, status, values):
+            return
         run.set_status(job, status, **values)
         if status != constants.DONE:
             self._abort_descendants(run, job)
@@ -584,6 +627,50 @@ class Engine:
             nxt.preds_left -= 1
             if nxt.preds_left == 0 and nxt.status == constants.NOT_SUBMITTED and not run.stopping:
                 self._make_ready(run, nxt)
+
+    # --- retries ---------------------------------------------------------------------------
+    def _attempt_ended(self, run: _Run, job: _Job, status: str, values: dict[str, Any]) -> bool:
+        """Record the attempt that just ended (``values``: its end); True when the job
+        is tried again (retry.py): it then waits, NOT_SUBMITTED, for its next attempt,
+        and its dependents for the end of the last one. Durable: the retry number and
+        date are committed with the attempt, so a restarted engine goes on alike."""
+        again = (status != constants.DONE and not run.stopping
+                 and job.status != constants.KILL_PENDING
+                 and retry.retryable(job.spec, job.retry, values["exit_status"],
+                                     values["exit_value"], values["term_sig"],
+                                     values["exit_reason"]))
+        resources = retry.attempt_resources(job.spec, job.retry, run.resource.limits)
+        run.attempts.append(AttemptRow(
+            run.id, job.idx, job.attempt, job.retry, retry.requested(job.spec, resources),
+            job.scheduler_job_id, job.submission_date,
+            values.get("execution_date", job.execution_date), values["ending_date"],
+            values["exit_status"], values["exit_value"], values["term_sig"],
+            values["resource_usage"], values["exit_reason"], again))
+        if not again:
+            return False
+        job.retry += 1
+        wait = retry.delay(job.spec, job.retry)
+        job.retry_at = time.time() + wait if wait > 0 else None
+        log.info("workflow %s: job %s failed (attempt %d), retry %d of %d%s", run.id,
+                 job.spec.label, job.attempt, job.retry, job.spec.retries,
+                 f" in {wait:g} s" if wait else "")
+        run.set_status(job, constants.NOT_SUBMITTED, scheduler_job_id=None, exit_status=None,
+                       exit_value=None, term_sig=None, resource_usage=None, exit_reason=None,
+                       submission_date=None, execution_date=None, ending_date=None,
+                       rendered=None, retry=job.retry,
+                       retry_at=None if job.retry_at is None else iso_date(job.retry_at))
+        job.scheduler_job_id = None
+        job.running_seen = False
+        job.unprepare()  # its links are applied again when it is ready
+        self._make_ready(run, job)
+        return True
+
+    def _attempt_spec(self, run: _Run, job: _Job) -> EngineJob:
+        """The job as this attempt submits it: escalated resources on a retry."""
+        if not job.retry or not job.spec.escalate:
+            return job.spec
+        return replace(job.spec, resources=retry.attempt_resources(job.spec, job.retry,
+                                                                   run.resource.limits))
 
     def _abort_descendants(self, run: _Run, failed: _Job, start: Sequence[_Job] = ()) -> None:
         """Jobs downstream of a failure end as aborted_before_running."""
@@ -602,7 +689,8 @@ class Engine:
     # --- commit and report -----------------------------------------------------------------
     def _commit(self, run: _Run) -> None:
         changes, run.changes = run.changes, []
-        self.store.update_jobs(run.id, changes)
+        attempts, run.attempts = run.attempts, []
+        self.store.update_jobs(run.id, changes, attempts)
 
     def _commit_and_report(self) -> None:
         for run in list(self.runs.values()):

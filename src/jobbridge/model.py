@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import re
+import signal
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -75,6 +77,28 @@ def ended_status(exit_status: object, exit_value: object) -> str:
     return constants.DONE if ok else constants.FAILED
 
 
+def describe_exit(exit_status: str | None, exit_value: int | None, term_sig: int | None) -> str:
+    """How a job ended, in words: ``exit code 3``, ``signal 9 (SIGKILL)``, ``not run``."""
+    if exit_status is None:
+        return ""
+    if exit_status == constants.FINISHED_REGULARLY:
+        return f"exit code {exit_value}"
+    if exit_status == constants.FINISHED_TERM_SIG:
+        return f"signal {signal_name(term_sig)}"
+    if exit_status == constants.FINISHED_UNCLEAR_CONDITIONS and exit_value is not None:
+        return f"unclear, exit code {exit_value}"  # e.g. its outputs missing
+    return {constants.USER_KILLED: "killed", constants.EXIT_NOTRUN: "not run",
+            constants.EXIT_ABORTED: "aborted"}.get(exit_status, exit_status)
+
+
+def signal_name(number: int | None) -> str:
+    """``9 (SIGKILL)``, or the bare number of a signal Python does not name."""
+    try:
+        return f"{number} ({signal.Signals(number or 0).name})"
+    except ValueError:
+        return str(number)
+
+
 @dataclass
 class EngineJob:
     """One job as the engine hands it to a scheduler.
@@ -105,6 +129,12 @@ class EngineJob:
     is_barrier: bool = False
     dynamic: dict[str, Any] | None = None
     submission_tag: str | None = None
+    #: retry policy (docs/retries.md): further attempts after a failure, which ends
+    #: count (None: any), the first delay (doubled each retry), resource factors
+    retries: int = 0
+    retry_on: list[int | str] | None = None
+    retry_delay_s: float = 0
+    escalate: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "job") -> EngineJob:
@@ -168,10 +198,17 @@ class WorkflowSpec:
 _JOB_KEYS = {
     "id", "command", "name", "working_directory", "env", "stdin", "stdout_file",
     "stderr_file", "join_stderrout", "priority", "queue", "native_specification",
-    "parallel_job_info", "resources", "barrier", *DYNAMIC_KEYS,
+    "parallel_job_info", "resources", "barrier", *DYNAMIC_KEYS, "retries", "retry_on",
+    "retry_delay_s", "escalate",
 }
-_TOP_KEYS = {"name", "jobs", "dependencies", "groups", "temporary_paths"}
+_TOP_KEYS = {"name", "jobs", "dependencies", "groups", "temporary_paths", "defaults"}
 _RESOURCE_KEYS = ("cpus", "memory_mb", "walltime_s")
+#: Job keys a workflow's ``defaults`` may give every job (a job's own value wins).
+RETRY_KEYS = ("retries", "retry_on", "retry_delay_s", "escalate")
+#: Resources that ``escalate`` may grow from one attempt to the next.
+ESCALATED_RESOURCES = ("memory_mb", "walltime_s")
+#: Most retries of a job (factors grow geometrically: beyond this they mean nothing).
+MAX_RETRIES = 100
 _PARALLEL_KEYS = {"config_name": str, "nodes_number": int, "cpu_per_node": int}
 
 
@@ -262,12 +299,13 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
         raise InputError(f"{source}: jobs: must be a non-empty list")
     placement = placement or Placement.for_resource(None)
     temporaries = _parse_temporaries(data.get("temporary_paths"), source, placement)
+    defaults = _parse_defaults(data.get("defaults"), f"{source}: defaults")
     jobs: list[EngineJob] = []
     ids: set[str] = set()
     directories: dict[str | None, tuple[Path, str]] = {}  # resolved once, not once a job
     for index, raw in enumerate(raw_jobs):
         where = f"{source}: jobs[{index}]"
-        job = _parse_job(raw, where, base_dir, directories, temporaries)
+        job = _parse_job(raw, where, base_dir, directories, temporaries, defaults)
         if job.job_id in ids:
             raise InputError(f"{where}.id: duplicate id {job.job_id!r}")
         ids.add(job.job_id)
@@ -305,12 +343,14 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
 
 def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
                directories: dict[str | None, tuple[Path, str]] | None = None,
-               temporaries: dict[str, str] | None = None) -> EngineJob:
+               temporaries: dict[str, str] | None = None,
+               defaults: Mapping[str, Any] | None = None) -> EngineJob:
     """One job object; with ``base_dir``, paths become absolute (default cwd: base_dir).
 
     ``directories`` caches each working directory's (joined, resolved) forms across
     the jobs of a workflow: resolving costs system calls. ``temporaries``: the
-    workflow's temporary paths by name, for its commands.
+    workflow's temporary paths by name, for its commands. ``defaults``: the
+    workflow's validated retry defaults, under the job's own keys.
     """
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be a JSON object")
@@ -386,6 +426,15 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise InputError(f"{where}.name: must be a string")
+    resources = _parse_resources(raw.get("resources"), where)
+    retry = dict(defaults or {}) if not barrier else {}
+    if any(key in raw for key in RETRY_KEYS):
+        own = _parse_retry(raw, where)
+        for key in own.get("escalate") or {}:
+            if key not in resources:
+                raise InputError(f"{where}.escalate.{key}: the job sets no resources.{key} "
+                                 "to escalate")
+        retry.update(own)
     job = EngineJob(
         job_id=job_id,
         command=list(command),
@@ -396,16 +445,70 @@ def _parse_job(raw: Any, where: str, base_dir: Path | None = None,
         queue=queue,
         native_specification=native,
         parallel_job_info=_parse_parallel(raw.get("parallel_job_info"), where),
-        resources=_parse_resources(raw.get("resources"), where),
+        resources=resources,
         is_barrier=barrier,
         working_directory=paths["working_directory"],
         stdin=paths["stdin"],
         stdout_file=paths["stdout_file"],
         stderr_file=paths["stderr_file"],
+        **retry,
     )
     if temporaries or not DYNAMIC_KEYS.isdisjoint(raw):
         parse_job_dynamic(raw, job, where, temporaries or {})
     return job
+
+
+def _parse_defaults(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be an object")
+    _no_unknown_keys(raw, set(RETRY_KEYS), where)
+    return _parse_retry(raw, where)
+
+
+def _parse_retry(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The retry keys present in a job (or ``defaults``) object, checked."""
+    found: dict[str, Any] = {}
+    if "retries" in raw:
+        retries = raw["retries"]
+        if (not isinstance(retries, int) or isinstance(retries, bool)
+                or not 0 <= retries <= MAX_RETRIES):
+            raise InputError(f"{where}.retries: must be an integer from 0 to {MAX_RETRIES}")
+        found["retries"] = retries
+    if "retry_on" in raw:
+        retry_on = raw["retry_on"]
+        if not isinstance(retry_on, list) or not retry_on or not all(
+                (isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 255)
+                or (isinstance(item, str) and item.strip() and item.isprintable())
+                for item in retry_on):
+            raise InputError(f"{where}.retry_on: must be a non-empty list of exit codes "
+                             "(0-255) and reason words (\"TIMEOUT\", \"OUT_OF_MEMORY\", "
+                             "\"NODE_FAIL\", \"killed by signal\"...)")
+        found["retry_on"] = list(retry_on)
+    if "retry_delay_s" in raw:
+        delay = raw["retry_delay_s"]
+        if not _is_number(delay) or not 0 <= delay <= 86400:
+            raise InputError(f"{where}.retry_delay_s: must be a number of seconds "
+                             "from 0 to 86400")
+        found["retry_delay_s"] = delay
+    if "escalate" in raw:
+        escalate = raw["escalate"]
+        if not isinstance(escalate, dict):
+            raise InputError(f"{where}.escalate: must be an object of factors, e.g. "
+                             '{"memory_mb": 2}')
+        _no_unknown_keys(escalate, set(ESCALATED_RESOURCES), f"{where}.escalate")
+        for key, factor in escalate.items():
+            if not _is_number(factor) or not 1 <= factor <= 1000:
+                raise InputError(f"{where}.escalate.{key}: must be a factor from 1 to 1000")
+        found["escalate"] = dict(escalate)
+    return found
+
+
+def _is_number(value: object) -> bool:
+    """An int or a finite float (JSON numbers), not a bool."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _parse_parallel(raw: Any, where: str) -> dict[str, Any] | None:

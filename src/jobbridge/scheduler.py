@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, ClassVar
 from . import constants
 from .errors import UnknownSchedulerError
 from .model import EngineJob, ExitInfo
+from .retry import CONFIG_KEYS as RETRY_CONFIG_KEYS
 
 if TYPE_CHECKING:
     from importlib import metadata
@@ -88,7 +89,11 @@ class Scheduler(abc.ABC):
     CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({
         "scheduler_type", "cpu_nb", "max_cpu_nb", "scheduler_interval", "max_job_in_queue",
         "max_job_running", "native_specification", "queues", "container_command",
-        "scratch_directory", "path_translation_files"})
+        "scratch_directory", "path_translation_files", *RETRY_CONFIG_KEYS})
+
+    #: Who measured the figures of this scheduler's ``resource_usage`` (reports say
+    #: it; items a batch job's wrapper supplied are named by a ``wrapper=`` item).
+    usage_source: ClassVar[str] = "the scheduler"
 
     @abc.abstractmethod
     def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
@@ -135,7 +140,8 @@ class Scheduler(abc.ABC):
     def check_config(cls, config: Configuration) -> None:
         """Refuse bad option values now (ConfigurationError): ``build_scheduler`` runs in
         the engine, once the workflow is stored, too late for a one-line exit 2."""
-        for key in ("cpu_nb", "max_cpu_nb", "max_job_in_queue", "max_job_running"):
+        for key in ("cpu_nb", "max_cpu_nb", "max_job_in_queue", "max_job_running",
+                    *sorted(RETRY_CONFIG_KEYS)):
             config.get_int(key)
         config.get_float("scheduler_interval", 0.0)
         for key in ("native_specification", "queues", "container_command"):

@@ -28,7 +28,7 @@ from .dynamic import Temporary, create_temporaries
 from .errors import InputError, StoreError
 from .model import EngineJob, WorkflowSpec, gc_paused
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,9 +67,29 @@ CREATE TABLE IF NOT EXISTS jobs (
     ending_date TEXT,
     rendered TEXT,
     outputs TEXT,
+    retry INTEGER NOT NULL DEFAULT 0,
+    retry_at TEXT,
     PRIMARY KEY (workflow_id, idx)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_id ON jobs(workflow_id, job_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    retry INTEGER NOT NULL,
+    requested TEXT NOT NULL,
+    scheduler_job_id TEXT,
+    submission_date TEXT,
+    execution_date TEXT,
+    ending_date TEXT,
+    exit_status TEXT,
+    exit_value INTEGER,
+    term_sig INTEGER,
+    resource_usage TEXT,
+    exit_reason TEXT,
+    retried INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, idx, attempt)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dependencies (
     workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
     before_idx INTEGER NOT NULL,
@@ -91,6 +111,9 @@ CREATE TABLE IF NOT EXISTS temporary_paths (
 _MIGRATIONS: dict[int, str] = {
     # 1 -> 2: a job's fields set when it became ready (links applied), its output parameters
     1: "ALTER TABLE jobs ADD COLUMN rendered TEXT; ALTER TABLE jobs ADD COLUMN outputs TEXT",
+    # 2 -> 3: retries (the attempts table; a job's retry number and the date of its next try)
+    2: "ALTER TABLE jobs ADD COLUMN retry INTEGER NOT NULL DEFAULT 0; "
+       "ALTER TABLE jobs ADD COLUMN retry_at TEXT",
 }
 
 _SPEC_FIELDS = [f.name for f in fields(EngineJob) if f.name not in ("job_id", "submission_tag")]
@@ -117,6 +140,16 @@ _dumps = _compact_json_encoder()
 def now_iso() -> str:
     """Now, ISO 8601 with the UTC offset (what ``status --json`` shows)."""
     return datetime.now(UTC).astimezone().isoformat(timespec="milliseconds")
+
+
+def iso_date(timestamp: float) -> str:
+    """A POSIX timestamp as :func:`now_iso` writes dates."""
+    return datetime.fromtimestamp(timestamp, UTC).astimezone().isoformat(timespec="milliseconds")
+
+
+def epoch(date: str | None) -> float | None:
+    """A stored date as a POSIX timestamp (None stays None)."""
+    return None if date is None else datetime.fromisoformat(date).timestamp()
 
 
 @dataclass
@@ -148,6 +181,10 @@ class JobRow:
     ending_date: str | None
     outputs: dict[str, Any] | None = None
     base: EngineJob | None = None
+    #: retries made in the current series of attempts (a restart starts a new one)
+    retry: int = 0
+    #: when a retry waits out its delay: the date it may be submitted
+    retry_at: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The job object of ``status --json`` (docs/format.md), with the parameters and outputs
@@ -166,6 +203,40 @@ class JobRow:
             if "outputs" in dynamic or "engine" in dynamic:
                 shown["outputs"] = self.outputs
         return shown
+
+
+@dataclass
+class AttemptRow:
+    """One ended attempt of a job: what it asked for, where it ran, how it ended."""
+
+    workflow_id: int
+    idx: int
+    attempt: int
+    #: its place in its series of attempts: 0 the first, k the k-th retry
+    retry: int
+    #: resources asked for (escalated ones grown): cpus, memory_mb, walltime_s
+    requested: dict[str, int]
+    scheduler_job_id: str | None
+    submission_date: str | None
+    execution_date: str | None
+    ending_date: str | None
+    exit_status: str | None
+    exit_value: int | None
+    term_sig: int | None
+    resource_usage: str | None
+    exit_reason: str | None
+    #: whether the engine tried the job again after this attempt
+    retried: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """An item of a job's ``attempts`` in ``status --json``."""
+        return {"attempt": self.attempt, "retry": self.retry, "requested": self.requested,
+                "scheduler_job_id": self.scheduler_job_id,
+                "submission_date": self.submission_date,
+                "execution_date": self.execution_date, "ending_date": self.ending_date,
+                "exit_status": self.exit_status, "exit_value": self.exit_value,
+                "term_sig": self.term_sig, "resource_usage": self.resource_usage,
+                "exit_reason": self.exit_reason, "retried": self.retried}
 
 
 @dataclass
@@ -188,7 +259,11 @@ class WorkflowRow:
 
 _JOB_COLUMNS = ("workflow_id, idx, job_id, name, hidden, spec, status, exit_status, exit_value, "
                 "term_sig, resource_usage, exit_reason, scheduler_job_id, submission_tag, "
-                "attempt, submission_date, execution_date, ending_date, rendered, outputs")
+                "attempt, submission_date, execution_date, ending_date, rendered, outputs, "
+                "retry, retry_at")
+_ATTEMPT_COLUMNS = ("workflow_id, idx, attempt, retry, requested, scheduler_job_id, "
+                    "submission_date, execution_date, ending_date, exit_status, exit_value, "
+                    "term_sig, resource_usage, exit_reason, retried")
 _WORKFLOW_COLUMNS = ("id, name, resource, scheduler_type, options, status, submission_date, "
                      "ending_date, engine, request")
 
@@ -320,7 +395,7 @@ class Store:
             db.executemany(
                 f"INSERT INTO jobs ({_JOB_COLUMNS.replace('workflow_id, ', '', 1)}, workflow_id,"
                 " priority) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-                " 0, NULL, NULL, NULL, NULL, NULL, ?, ?)",
+                " 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, ?, ?)",
                 ((i, job.job_id, job.name, job.job_id in spec.hidden_ids,
                   _spec_json(job), constants.NOT_SUBMITTED, workflow_id,
                   job.priority)
@@ -428,6 +503,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM temporary_paths WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM dependencies WHERE workflow_id = ?", (workflow_id,))
+            db.execute("DELETE FROM attempts WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM jobs WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
         folder = self.home / "logs" / str(workflow_id)
@@ -502,7 +578,8 @@ class Store:
             if row[18] is not None:  # the fields set when it became ready
                 base, job = job, replace(job, **json.loads(row[18]))
             outputs = None if row[19] is None else json.loads(row[19])
-            values: tuple[Any, ...] = (*row[:4], bool(row[4]), job, *row[6:18], outputs, base)
+            values: tuple[Any, ...] = (*row[:4], bool(row[4]), job, *row[6:18], outputs, base,
+                                       *row[20:22])
             jobs.append(JobRow(*values))  # positional: a workflow's rows at C speed
         return jobs
 
@@ -520,15 +597,48 @@ class Store:
             counts.setdefault(workflow_id, {})[status] = number
         return counts
 
-    def update_jobs(self, workflow_id: int, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """Apply ``(idx, {column: value})`` changes in one transaction.
+    def attempts(self, workflow_id: int | str) -> dict[int, list[AttemptRow]]:
+        """The ended attempts of a workflow's jobs, by job index, in order."""
+        rows = self.db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE workflow_id = ? "
+                               "ORDER BY idx, attempt", (_as_id(workflow_id),))
+        found: dict[int, list[AttemptRow]] = {}
+        for row in rows:
+            (wf_id, idx, number, retry, requested, scheduler_job_id, submitted, executed, ended,
+             exit_status, exit_value, term_sig, usage, reason, retried) = row
+            attempt = AttemptRow(wf_id, idx, number, retry, json.loads(requested),
+                                 scheduler_job_id, submitted, executed, ended, exit_status,
+                                 exit_value, term_sig, usage, reason, bool(retried))
+            found.setdefault(attempt.idx, []).append(attempt)
+        return found
+
+    def update_jobs(self, workflow_id: int, changes: Sequence[tuple[int, dict[str, Any]]],
+                    attempts: Sequence[AttemptRow] = ()) -> None:
+        """Apply ``(idx, {column: value})`` changes, and record ended ``attempts``, in
+        one transaction (an attempt's end and the job's next state are one step).
 
         A job's changes are merged first (a later value of a column wins, as if they
         were applied in order), then jobs changing the same columns are updated by
         one statement: a cycle's thousands of changes cost a few calls into SQLite.
         """
+        if attempts:
+            with self.transaction() as db:
+                db.executemany(
+                    f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "
+                    f"({', '.join('?' * 15)})",
+                    ((workflow_id, a.idx, a.attempt, a.retry, _dumps(a.requested),
+                      a.scheduler_job_id, a.submission_date, a.execution_date, a.ending_date,
+                      a.exit_status, a.exit_value, a.term_sig, a.resource_usage, a.exit_reason,
+                      int(a.retried)) for a in attempts))
+                self._update_jobs(db, workflow_id, changes)
+            return
         if not changes:
             return
+        with self.transaction() as db:
+            self._update_jobs(db, workflow_id, changes)
+
+    @staticmethod
+    def _update_jobs(db: sqlite3.Connection, workflow_id: int,
+                     changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
         merged: dict[int, dict[str, Any]] = {}
         for idx, values in changes:
             known = merged.get(idx)
@@ -536,11 +646,10 @@ class Store:
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for idx, values in merged.items():
             groups.setdefault(tuple(values), []).append((*values.values(), workflow_id, idx))
-        with self.transaction() as db:
-            for columns, rows in groups.items():
-                assignments = ", ".join(f"{column} = ?" for column in columns)
-                db.executemany(f"UPDATE jobs SET {assignments} WHERE workflow_id = ? AND idx = ?",
-                               rows)
+        for columns, rows in groups.items():
+            assignments = ", ".join(f"{column} = ?" for column in columns)
+            db.executemany(f"UPDATE jobs SET {assignments} WHERE workflow_id = ? AND idx = ?",
+                           rows)
 
 
 def _spec_json(job: EngineJob) -> str:

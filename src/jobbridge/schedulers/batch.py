@@ -710,11 +710,17 @@ def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, s
 
 def _merge_usage(system: str | None, wrapper: str | None) -> str | None:
     """The batch system's usage items, completed by the wrapper's for those it lacks
-    (Slurm knows no MaxRSS of a job shorter than its sampling period)."""
+    (Slurm knows no MaxRSS of a job shorter than its sampling period); a last
+    ``wrapper=KEY,...`` item names those, so that reports tell who measured what."""
     items = dict(item.split("=", 1) for item in (system or "").split() if "=" in item)
+    filled = []
     for item in (wrapper or "").split():
         key, _, value = item.partition("=")
-        items.setdefault(key, value)
+        if key not in items:
+            items[key] = value
+            filled.append(key)
+    if filled:
+        items["wrapper"] = ",".join(filled)
     return " ".join(f"{key}={value}" for key, value in items.items()) or None
 
 

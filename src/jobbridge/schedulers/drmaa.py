@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .. import constants
 from ..configuration import Configuration, configured_values
@@ -219,6 +219,8 @@ class _Job:
 
 class DrmaaScheduler(Scheduler):
     """Jobs on a DRMS through DRMAA 1.0 (Grid Engine: queues, ``-pe``, ``-l`` limits)."""
+
+    usage_source: ClassVar[str] = "Grid Engine accounting (DRMAA, qacct)"
 
     #: Seconds an id may be unknown to DRMAA and accounting before it counts as lost.
     LOST_AFTER = LOST_AFTER

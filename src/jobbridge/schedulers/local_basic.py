@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import quote
 
 from .. import constants
@@ -76,6 +76,8 @@ class LocalScheduler(Scheduler):
     engine are checked; ``enforce_memory``: see :mod:`.memory_limits`."""
 
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"enforce_memory"}
+
+    usage_source: ClassVar[str] = "wait4 (local runner)"
 
     def __init__(self, proc_nb: int = 0, interval: float = 0.05, max_proc_nb: int = 0,
                  container_command: Sequence[str] | None = None,

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import constants
 from ..configuration import Configuration
@@ -161,6 +161,8 @@ class MPIScheduler(Scheduler):
     """
 
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"mpi_max_attempts", "enforce_memory"}
+
+    usage_source: ClassVar[str] = "wait4 (MPI worker)"
 
     def __init__(self, comm: Any) -> None:
         self.comm = comm

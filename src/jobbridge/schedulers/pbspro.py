@@ -77,6 +77,7 @@ class PBSProScheduler(BatchScheduler):
     CONFIG_KEYS = BatchScheduler.CONFIG_KEYS | {
         "pbs_bin_dir", "pbs_host_command", "tmp_file_path",
         *(f"parallel_{name.lower()}" for name in PARALLEL_CONFIGS)}
+    usage_source: ClassVar[str] = "PBS resources_used"
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {

@@ -58,6 +58,7 @@ class SlurmScheduler(BatchScheduler):
     """Jobs on a Slurm cluster."""
 
     name: ClassVar[str] = "slurm"
+    usage_source: ClassVar[str] = "sacct"
     #: Every Slurm job state (``squeue --states``). Ends are DONE; the exit
     #: information then decides DONE or FAILED, ABNORMAL_ENDS overrule it.
     STATES: ClassVar[Mapping[str, str]] = {
