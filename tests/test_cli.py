@@ -38,7 +38,7 @@ STATUS_KEYS = {"id", "name", "status", "jobs", "resource", "scheduler_type", "su
                "ending_date"}
 JOB_KEYS = {"id", "name", "status", "exit_status", "exit_value", "term_sig", "resource_usage",
             "scheduler_job_id", "submission_date", "execution_date", "ending_date",
-            "exit_reason"}
+            "exit_reason", "attempts", "retries", "retry_at"}
 LIST_KEYS = {"id", "name", "status", "submission_date", "counts"}
 
 

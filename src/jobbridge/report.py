@@ -23,6 +23,7 @@ from typing import Any
 
 from . import constants, retry
 from .model import describe_exit
+from .scheduler import Scheduler, get_scheduler_implementation
 from .store import AttemptRow, JobRow, Store, WorkflowRow
 
 #: The three figures of a usage string, and the items each is read from, best first.
@@ -61,11 +62,12 @@ class Usage:
         return f"{who}, virtual memory" if key == "vmem" else who
 
 
-def parse_usage(text: str | None) -> Usage:
+def parse_usage(text: str | None, peak_memory_item: str = "mem") -> Usage:
     """A ``resource_usage`` string's figures. Exact items (``cpu_s``, ``wall_s``)
-    win over the whole-second ones; ``mem`` (resident) over ``vmem``. Sizes may be
-    ``13530kb``, ``512MB``, ``1.5G`` or bytes; durations ``[D-]HH:MM:SS`` or seconds.
-    Unreadable items are left out, never guessed."""
+    win over the whole-second ones; the peak memory is ``peak_memory_item`` (the
+    scheduler's: what its limits bound), else the other of ``mem`` and ``vmem``.
+    Sizes may be ``13530kb``, ``512MB``, ``1.5G`` or bytes; durations
+    ``[D-]HH:MM:SS`` or seconds. Unreadable items are left out, never guessed."""
     items: dict[str, str] = {}
     for item in (text or "").split():
         key, sep, value = item.partition("=")
@@ -74,7 +76,9 @@ def parse_usage(text: str | None) -> Usage:
     wrapper = frozenset(items.get("wrapper", "").split(",")) - {""}
     values: dict[str, float] = {}
     keys: dict[str, str] = {}
-    for figure, candidates in FIGURE_KEYS.items():
+    for figure, keys_of_figure in FIGURE_KEYS.items():
+        candidates = (sorted(keys_of_figure, key=lambda c: c != peak_memory_item)
+                      if figure == "mem" else keys_of_figure)  # the scheduler's item first
         for key in candidates:
             if key not in items:
                 continue
@@ -274,14 +278,13 @@ def job_attempts(job: JobRow, recorded: Sequence[AttemptRow], caps: Mapping[str,
     return attempts
 
 
-def usage_source(scheduler_type: str) -> str:
-    """Who measures a scheduler type's usage figures (its ``usage_source``)."""
-    from .scheduler import Scheduler, get_scheduler_implementation
-
+def scheduler_class(scheduler_type: str) -> type[Scheduler]:
+    """The Scheduler subclass of a stored workflow (the base class for a plug-in
+    uninstalled since: its old workflows still have a report)."""
     try:
-        return get_scheduler_implementation(scheduler_type).usage_source
-    except Exception:  # an uninstalled plug-in: its old workflows still have a report
-        return Scheduler.usage_source
+        return get_scheduler_implementation(scheduler_type)
+    except Exception:
+        return Scheduler
 
 
 def build_report(store: Store, workflow_id: int | str) -> Report:
@@ -291,12 +294,13 @@ def build_report(store: Store, workflow_id: int | str) -> Report:
         jobs = store.jobs(workflow.id)
         recorded = store.attempts(workflow.id)
     caps = retry.limits(workflow.config)
-    measurer = usage_source(workflow.scheduler_type)
+    kind = scheduler_class(workflow.scheduler_type)
+    measurer = kind.usage_source
     reports = []
     for job in jobs:
         attempts = []
         for row in job_attempts(job, recorded.get(job.idx, ()), caps):
-            usage = parse_usage(row.resource_usage)
+            usage = parse_usage(row.resource_usage, kind.peak_memory_item)
             attempts.append(AttemptReport(job.job_id, job.name, row, usage,
                                           {figure: usage.source(figure, measurer)
                                            for figure in FIGURE_KEYS}))
@@ -324,7 +328,7 @@ def _job_rows(job: JobReport) -> list[tuple[list[str], str]]:
     if not job.attempts:
         return [([job.job_id, "-", "", "", "", "", "", "", "", "", job.status, ""], job.status)]
     return [([job.job_id, str(a.row.attempt), str(a.cpus), _mb(a.memory_mb),
-              _duration(a.walltime_s), _duration(a.usage.cpu_s), _bytes(a.usage.mem_bytes),
+              _limit(a.walltime_s), _duration(a.usage.cpu_s), _bytes(a.usage.mem_bytes),
               _duration(a.usage.wall_s), _percent(a.cpu_efficiency),
               _percent(a.memory_efficiency), _exit_cell(a), _sources_cell(a.sources)],
              a.outcome) for a in job.attempts]
@@ -351,16 +355,16 @@ def summary_lines(report: Report) -> list[str]:
     s = report.summary
     workflow = report.workflow
     title = f"workflow {workflow.id}{' (' + workflow.name + ')' if workflow.name else ''}"
-    retried = f", {s.retried_jobs} job{'s' if s.retried_jobs != 1 else ''} retried"
+    retried = f", {_plural(s.retried_jobs, 'job')} retried" if s.retried_jobs else ""
     lines = [
-        f"{title}: {s.jobs} jobs, {s.attempts} attempts{retried if s.retried_jobs else ''}, "
+        f"{title}: {_plural(s.jobs, 'job')}, {_plural(s.attempts, 'attempt')}{retried}, "
         f"{s.failed_attempts} failed, on {workflow.resource} ({workflow.scheduler_type})",
         f"CPU time {s.cpu_hours:.3f} h, wasted on failed attempts {s.wasted_cpu_hours:.3f} h; "
         f"allocated {s.allocated_cpu_hours:.3f} h",
         f"CPU efficiency {_percent(s.cpu_efficiency) or '-'} (CPU time / wall time x CPUs), "
         f"memory efficiency {_percent(s.memory_efficiency) or '-'} (peak / asked, where asked)",
         f"usage measured by {report.usage_source}"
-        + (f"; {s.without_usage} attempts without usage" if s.without_usage else ""),
+        + (f"; {_plural(s.without_usage, 'attempt')} without usage" if s.without_usage else ""),
     ]
     return lines
 
@@ -394,6 +398,17 @@ def _duration(seconds: float | None) -> str:
         return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
     whole = int(seconds + 0.5)
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def _limit(seconds: int | None) -> str:
+    """A walltime asked for: ``90s``, ``1:00:00``."""
+    if seconds is None:
+        return ""
+    return f"{seconds}s" if seconds < 60 else _duration(seconds)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _bytes(size: float | None) -> str:
@@ -588,15 +603,17 @@ def html_page(report: Report) -> str:
     pictures = figures(report)
     summary_rows = [
         ("status", f"{workflow.status} on {workflow.resource} ({workflow.scheduler_type})"),
-        ("jobs, attempts", f"{s.jobs} jobs, {s.attempts} attempts, {s.failed_attempts} failed, "
-                           f"{s.retried_jobs} jobs retried"),
+        ("jobs, attempts", f"{_plural(s.jobs, 'job')}, {_plural(s.attempts, 'attempt')}, "
+                           f"{s.failed_attempts} failed, {_plural(s.retried_jobs, 'job')} "
+                           "retried"),
         ("CPU time", f"{s.cpu_hours:.3f} CPU-hours, of which {s.wasted_cpu_hours:.3f} on "
                      "failed attempts"),
         ("allocated", f"{s.allocated_cpu_hours:.3f} CPU-hours (wall time x CPUs asked)"),
         ("CPU efficiency", _percent(s.cpu_efficiency) or "-"),
         ("memory efficiency", _percent(s.memory_efficiency) or "-"),
         ("usage measured by", report.usage_source + (
-            f" ({s.without_usage} attempts without usage)" if s.without_usage else "")),
+            f" ({_plural(s.without_usage, 'attempt')} without usage)" if s.without_usage
+            else "")),
     ]
     numeric = {2, 3, 4, 5, 6, 7, 8, 9}
     body_rows = []

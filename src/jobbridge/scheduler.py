@@ -94,6 +94,9 @@ class Scheduler(abc.ABC):
     #: Who measured the figures of this scheduler's ``resource_usage`` (reports say
     #: it; items a batch job's wrapper supplied are named by a ``wrapper=`` item).
     usage_source: ClassVar[str] = "the scheduler"
+    #: The usage item (``mem`` resident, ``vmem`` virtual) its memory limits bound:
+    #: reports compare that peak with ``memory_mb``.
+    peak_memory_item: ClassVar[str] = "mem"
 
     @abc.abstractmethod
     def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True

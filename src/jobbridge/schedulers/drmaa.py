@@ -204,6 +204,27 @@ _SESSION = _Session()
 # --- the scheduler ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A job's ``-l`` limits: Grid Engine kills a job over ``h_vmem`` or ``h_rt`` with
+    SIGKILL and says no more (qacct: ``failed 37``); its peak ``maxvmem`` or wall
+    clock past the limit tells which one, as a TIMEOUT or OUT_OF_MEMORY reason."""
+
+    memory_bytes: float | None = None
+    walltime_s: float | None = None
+    #: ``h_vmem=150M``, ``h_rt=60``: as the reason names them
+    memory_text: str = ""
+    walltime_text: str = ""
+
+    def reason(self, maxvmem_bytes: float | None, wallclock_s: float | None) -> str | None:
+        if self.memory_bytes and maxvmem_bytes is not None and maxvmem_bytes >= self.memory_bytes:
+            return (f"OUT_OF_MEMORY: killed at its memory limit ({self.memory_text}, maxvmem "
+                    f"{maxvmem_bytes / 1024**2:.0f}M)")
+        if self.walltime_s and wallclock_s is not None and wallclock_s >= self.walltime_s:
+            return f"TIMEOUT: killed at its time limit ({self.walltime_text})"
+        return None
+
+
 @dataclass
 class _Job:
     """What this scheduler knows of one job."""
@@ -215,12 +236,17 @@ class _Job:
     #: submitted here, or DRMAA answered about it: a job the DRMS knew
     known: bool = False
     absence: Absence = field(default_factory=Absence)
+    #: the limits it was submitted with (see :class:`Limits`), to tell why GE killed it
+    limits: Limits | None = None
 
 
 class DrmaaScheduler(Scheduler):
     """Jobs on a DRMS through DRMAA 1.0 (Grid Engine: queues, ``-pe``, ``-l`` limits)."""
 
     usage_source: ClassVar[str] = "Grid Engine accounting (DRMAA, qacct)"
+    #: h_vmem, the default memory_resource, bounds the job's virtual memory (and its
+    #: ru_maxrss is one process's, not the job's)
+    peak_memory_item: ClassVar[str] = "vmem"
 
     #: Seconds an id may be unknown to DRMAA and accounting before it counts as lost.
     LOST_AFTER = LOST_AFTER
@@ -299,7 +325,7 @@ class DrmaaScheduler(Scheduler):
             return None
         with self._lock:
             self._jobs[job_id] = _Job(cpus=job.cpu_count, status=constants.QUEUED_ACTIVE,
-                                      known=True)
+                                      known=True, limits=self.limits(job))
         return job_id
 
     def fill_template(self, template: Any, job: EngineJob) -> None:
@@ -343,13 +369,10 @@ class DrmaaScheduler(Scheduler):
         cpus = job.cpu_count
         if cpus > 1:
             words += ["-pe", self.parallel_environment, str(cpus)]
-        limits = []
-        if job.resources.get("walltime_s"):
-            limits.append(f"h_rt={job.resources['walltime_s']}")
-        if job.resources.get("memory_mb") and self.memory_resource:  # GE's limits are per slot
-            limits.append(f"{self.memory_resource}={math.ceil(job.resources['memory_mb'] / cpus)}M")
-        if limits:
-            words += ["-l", ",".join(limits)]
+        limits = self.limits(job)
+        texts = [text for text in (limits.walltime_text, limits.memory_text) if text]
+        if texts:
+            words += ["-l", ",".join(texts)]
         spec = job.native_specification
         if isinstance(spec, list):
             words += spec
@@ -357,6 +380,16 @@ class DrmaaScheduler(Scheduler):
         if isinstance(spec, str):  # written for the DRMS: passed through as it is
             parts.append(spec)
         return " ".join(part for part in parts if part)
+
+    def limits(self, job: EngineJob) -> Limits:
+        """The job's walltime and memory as ``-l`` limits (GE's are per slot)."""
+        walltime = job.resources.get("walltime_s")
+        memory = job.resources.get("memory_mb") if self.memory_resource else None
+        per_slot = math.ceil(memory / job.cpu_count) if memory else 0
+        return Limits(memory_bytes=per_slot * job.cpu_count * 1024**2 if memory else None,
+                      walltime_s=walltime,
+                      memory_text=f"{self.memory_resource}={per_slot}M" if memory else "",
+                      walltime_text=f"h_rt={walltime}" if walltime else "")
 
     # --- status ---------------------------------------------------------------------------
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
@@ -414,17 +447,17 @@ class DrmaaScheduler(Scheduler):
             job.info = ExitInfo(constants.USER_KILLED if job.killed else constants.EXIT_ABORTED,
                                 reason=None if job.killed else "ended before it ran")
         else:
-            job.info = exit_info_from_drmaa(job_info, job.cpus, job.killed)
+            job.info = exit_info_from_drmaa(job_info, job.cpus, job.killed, job.limits)
             if job.info.exit_status == constants.EXIT_ABORTED:  # accounting says why
                 record = accounting_records([job_id]).get(job_id)
                 if record is not None:
-                    job.info = exit_info_from_accounting(record, killed=False)
+                    job.info = exit_info_from_accounting(record, False, job.limits)
         return job.info.job_status
 
     def _end_from_record(self, job: _Job, record: Mapping[str, str] | None) -> str:
         """The status of a job DRMAA forgot, from its accounting record (if any yet)."""
         if record is not None:
-            job.info = exit_info_from_accounting(record, job.killed)
+            job.info = exit_info_from_accounting(record, job.killed, job.limits)
         elif job.killed and job.known:  # deleted while queued: GE keeps no record of it
             job.info = ExitInfo(constants.USER_KILLED)
         elif not job.absence.lost(self.LOST_AFTER):
@@ -529,17 +562,24 @@ def _quote(word: str) -> str:
 # --- exit information -------------------------------------------------------------------------
 
 
-def exit_info_from_drmaa(job_info: Any, cpus: int, killed: bool) -> ExitInfo:
-    """Exit info from a DRMAA ``JobInfo`` (``session.wait``)."""
+def exit_info_from_drmaa(job_info: Any, cpus: int, killed: bool, limits: Limits | None = None
+                         ) -> ExitInfo:
+    """Exit info from a DRMAA ``JobInfo`` (``session.wait``); ``limits``: the job's,
+    to say which one GE killed it for."""
     rusage: Mapping[str, str] = job_info.resourceUsage or {}
-    usage = _usage(_number(rusage.get("cpu")), _number(rusage.get("ru_maxrss")),
-                   _number(rusage.get("maxvmem")), _number(rusage.get("ru_wallclock")), cpus)
+    maxvmem, wallclock = _number(rusage.get("maxvmem")), _number(rusage.get("ru_wallclock"))
+    usage = _usage(_number(rusage.get("cpu")), _number(rusage.get("ru_maxrss")), maxvmem,
+                   wallclock, cpus)
     if job_info.hasSignal:
         sig = getattr(signal, job_info.terminatedSignal, None)
         code = _number(rusage.get("exit_status"))
         number = int(sig) if sig is not None else int(code) - 128 if code and code > 128 else None
-        status = constants.USER_KILLED if killed else constants.FINISHED_TERM_SIG
-        return ExitInfo(status, None, number, usage)
+        if killed:
+            return ExitInfo(constants.USER_KILLED, None, number, usage)
+        reason = limits.reason(maxvmem, wallclock) if limits is not None else None
+        if reason is not None:  # as Slurm and the local scheduler report it
+            return ExitInfo(constants.EXIT_ABORTED, None, number, usage, reason)
+        return ExitInfo(constants.FINISHED_TERM_SIG, None, number, usage)
     if killed:
         return ExitInfo(constants.USER_KILLED, None, None, usage)
     if job_info.wasAborted:
@@ -613,20 +653,26 @@ def accounting_records(job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
             if record.get("jobnumber") in wanted}
 
 
-def exit_info_from_accounting(record: Mapping[str, str], killed: bool) -> ExitInfo:
+def exit_info_from_accounting(record: Mapping[str, str], killed: bool,
+                              limits: Limits | None = None) -> ExitInfo:
     """Exit info from a qacct record: ``failed`` says whether and how GE ended it
     (0 none, 1-99 before the job ran or while starting it, 37 a limit, 100 a signal)."""
     failed_text = record.get("failed", "0")
     failed = int(_number(failed_text) or 0)
     code = int(_number(record.get("exit_status")) or 0)
     slots = int(_number(record.get("slots")) or 1)
-    usage = _usage(_number(record.get("cpu")), None, _bytes(record.get("maxvmem")),
-                   _number(record.get("ru_wallclock")), slots)
+    maxvmem, wallclock = _bytes(record.get("maxvmem")), _number(record.get("ru_wallclock"))
+    usage = _usage(_number(record.get("cpu")), None, maxvmem, wallclock, slots)
     reason = None if failed in (0, 100) else f"Grid Engine: failed {failed_text}"
+    # failed 37 is a limit: which one, GE's record does not say
+    limit = limits.reason(maxvmem, wallclock) if failed == 37 and limits is not None else None
     if killed:
         return ExitInfo(constants.USER_KILLED, None, None, usage)
     if record.get("start_time", "-/-") == "-/-":
         return ExitInfo(constants.EXIT_ABORTED, None, None, usage, reason)
+    if limit is not None:  # as Slurm and the local scheduler report it
+        return ExitInfo(constants.EXIT_ABORTED, None, code - 128 if code > 128 else None, usage,
+                        limit)
     if failed and code > 128:
         return ExitInfo(constants.FINISHED_TERM_SIG, None, code - 128, usage, reason)
     if failed not in (0, 100):
