@@ -134,3 +134,47 @@ def kill_engines(home: Path) -> int:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return len(pids)
+
+
+#: ``python MEMORY_HOG N MB SECONDS``: N processes (this one and N-1 forked) each
+#: touch MB megabytes and hold them SECONDS; exit 0 iff all of them could.
+MEMORY_HOG = """import os, sys, time
+count, size, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+children = []
+for _ in range(count - 1):
+    pid = os.fork()
+    if pid == 0:
+        children = None  # this is a child
+        break
+    children.append(pid)
+block = bytearray(size << 20)
+block[::4096] = b"x" * len(block[::4096])
+time.sleep(hold)
+if children is None:
+    os._exit(0)
+codes = [os.waitpid(pid, 0)[1] for pid in children]
+print("held", count, "x", size, "MB:", "ok" if not any(codes) else codes)
+sys.exit(1 if any(codes) else 0)
+"""
+
+
+def memory_retry(tmp_path: Path, resource: str, config: str, processes: int, size_mb: int,
+                 memory_mb: int, hold: float = 2.0, timeout: float = 600
+                 ) -> dict[str, Any]:
+    """Run (``jobbridge run -r RESOURCE``) a job of ``processes`` x ``size_mb`` MB asking
+    for ``memory_mb``, retried once on OUT_OF_MEMORY with twice the memory; its
+    ``report --json`` once it succeeded."""
+    hog = tmp_path / "memory_hog.py"
+    hog.write_text(MEMORY_HOG)
+    (tmp_path / "jobbridge.cfg").write_text(config)
+    workflow = write_json(tmp_path / "wf.json", {"name": "memory", "jobs": [{
+        "id": "hog", "command": [sys.executable, str(hog), str(processes), str(size_mb),
+                                 str(hold)],
+        "resources": {"memory_mb": memory_mb}, "retries": 1, "retry_on": ["OUT_OF_MEMORY"],
+        "escalate": {"memory_mb": 2}}]})
+    env = {"JOBBRIDGE_CONFIG": str(tmp_path / "jobbridge.cfg")}
+    result = jb("run", str(workflow), "-r", resource, env=env, timeout=timeout)
+    report = json.loads(jb("report", "1", "--json", env=env).stdout)
+    assert result.returncode == 0, (result.stderr, report)
+    assert isinstance(report, dict)
+    return report

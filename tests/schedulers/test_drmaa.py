@@ -21,6 +21,7 @@ from jbcli import (
     jb,
     jb_start,
     kill_engines,
+    memory_retry,
     status_json,
     wait_for,
     write_json,
@@ -441,3 +442,24 @@ def test_submissions_found_by_tag(scheduler: DrmaaScheduler, tmp_path: Path) -> 
         assert found == {f"{tag}-1": ended, f"{tag}-2": running}
     finally:
         scheduler.kill_job(running)
+
+
+@pytest.mark.sge
+def test_a_job_killed_over_h_vmem_is_retried_with_twice_the_memory(tmp_path: Path) -> None:
+    """Three processes of 50 MB under h_vmem=150M: GE kills the job (each process is
+    under the limit, their sum is not), which ends OUT_OF_MEMORY; attempt 2 asks for
+    h_vmem=300M and succeeds. The report compares peak virtual memory with the ask."""
+    report = memory_retry(tmp_path, "sge", "[sge]\nscheduler_type = drmaa\n"
+                          "scheduler_interval = 0.5\n", processes=3, size_mb=50,
+                          memory_mb=150, hold=15)
+    first, second = report["jobs"][0]["attempts"]
+    assert first["exit_reason"].startswith("OUT_OF_MEMORY: killed at its memory limit "
+                                           "(h_vmem=150M"), first
+    assert (first["exit_status"], first["term_sig"]) == (constants.EXIT_ABORTED, 9)
+    assert (first["requested"]["memory_mb"], second["requested"]["memory_mb"]) == (150, 300)
+    assert (second["exit_status"], second["exit_value"]) == (constants.FINISHED_REGULARLY, 0)
+    assert first["used"]["mem_bytes"] >= 150 << 20
+    assert 150 << 20 <= second["used"]["mem_bytes"] < 300 << 20
+    assert second["sources"]["mem_bytes"] == ("Grid Engine accounting (DRMAA, qacct), "
+                                              "virtual memory")
+    assert 0.5 < second["efficiency"]["memory"] < 1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from jbcli import memory_retry
 from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
@@ -487,3 +488,35 @@ def test_slurmctld_stopped_for_30_s(tmp_path: Path) -> None:
     assert [infos[i][1] for i in (0, 1, 2, 4)] == [0, 5, 0, 4]
     assert [statuses[job_id] for job_id in all_ids] == [
         constants.DONE, constants.FAILED, constants.DONE, constants.FAILED, constants.FAILED]
+
+
+def _slurm_enforces_memory() -> str:
+    """Why the test Slurm would not kill a job over its --mem ("": it does)."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                            timeout=30, check=False).stdout
+    if "task/cgroup" not in parse_config(config).get("TaskPlugin", ""):
+        return ("this Slurm does not enforce --mem (TaskPlugin is not task/cgroup: "
+                "scripts/clusters/slurm-up.sh, SLURM_CI_CGROUP)")
+    return ""
+
+
+@pytest.mark.slurm
+def test_a_job_killed_for_memory_is_retried_with_twice_the_memory(tmp_path: Path) -> None:
+    """--mem enforced by a cgroup: attempt 1 ends OUT_OF_MEMORY, attempt 2 asks Slurm
+    for twice the memory and succeeds; the report has both, with their sources."""
+    if why := _slurm_enforces_memory():
+        unavailable(why)
+    report = memory_retry(tmp_path, "cluster", "[cluster]\nscheduler_type = slurm\n"
+                          "scheduler_interval = 2\n", processes=1, size_mb=200, memory_mb=150)
+    first, second = report["jobs"][0]["attempts"]
+    assert first["exit_reason"].startswith("OUT_OF_MEMORY"), first
+    assert (first["outcome"], second["outcome"]) == ("retried", "done")
+    assert (first["requested"]["memory_mb"], second["requested"]["memory_mb"]) == (150, 300)
+    asked = [subprocess.run(["sacct", "-n", "-P", "-X", "-j", attempt["scheduler_job_id"],
+                             "--format=ReqMem"], capture_output=True, text=True, timeout=60,
+                            check=True).stdout.strip() for attempt in (first, second)]
+    assert asked == ["150M", "300M"]
+    assert second["used"]["mem_bytes"] >= 200 << 20
+    assert second["sources"]["mem_bytes"] in ("sacct", "job wrapper (wait4)")
+    assert second["sources"]["cpu_s"] == "sacct"
+    assert report["summary"]["retried_jobs"] == 1
