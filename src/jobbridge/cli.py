@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
             ("delete", "delete a workflow: kill its running jobs and forget it")):
         workflow(command(action, description))
     p = command("report", "what each job asked for against what it used, with efficiencies")
-    workflow(p)
+    workflow(p, "the workflow's id (default: the latest)", nargs="?")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--tsv", action="store_true", help="print one tab-separated row per "
                      "attempt (raw numbers: seconds, bytes, fractions)")
@@ -286,7 +286,8 @@ def _retry_text(job: dict[str, Any]) -> str:
 def _report(args: argparse.Namespace) -> int:
     from . import report
 
-    data = report.build_report(WorkflowController().store, args.workflow)
+    store = WorkflowController().store
+    data = report.build_report(store, args.workflow or store.latest_workflow_id())
     if args.json:
         _print_json(data.as_json())
     elif args.tsv:

@@ -421,7 +421,10 @@ def _bytes(size: float | None) -> str:
 
 
 def _mb(megabytes: int | None) -> str:
-    return "" if megabytes is None else _bytes(megabytes * 1024 * 1024)
+    """Memory asked for: ``64M``, ``1.5G``."""
+    if megabytes is None:
+        return ""
+    return f"{megabytes}M" if megabytes < 1024 else _bytes(megabytes * 1024 * 1024)
 
 
 def _percent(fraction: float | None) -> str:
@@ -454,7 +457,7 @@ def histogram_svg(title: str, values: Iterable[float], width: int = 360, height:
     for value in values:
         counts[min(int(max(value, 0.0) * 10), BINS - 1) if value <= 1 else BINS - 1] += 1
         total += 1
-    left, right, top, bottom = 36, 10, 26, 34
+    left, right, top, bottom = 36, 10, 40, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     bar_w = plot_w / BINS
     peak = max(counts) or 1
@@ -511,7 +514,7 @@ def timeline_svg(report: Report, width: int = 900) -> str:
     rows = rows[:TIMELINE_ROWS]
     origin, last = min(times), max(times)
     span = max(last - origin, 1e-3)
-    label_w, right, top, row_h = 130, 20, 30, 16
+    label_w, right, top, row_h = 130, 20, 44, 16
     plot_w = width - label_w - right
     height = top + row_h * len(rows) + 40
 
@@ -520,6 +523,13 @@ def timeline_svg(report: Report, width: int = 900) -> str:
 
     parts = [_svg_open(width, height, title),
              f'<text x="{width / 2}" y="16" class="title">{escape(title)}</text>']
+    legend = [("queued", QUEUED_COLOR), ("done", COLORS[constants.DONE]),
+              ("retried", COLORS["retried"]), ("failed", COLORS[constants.FAILED]),
+              ("running", COLORS[constants.RUNNING])]
+    for i, (word, color) in enumerate(legend):
+        parts.append(f'<rect x="{label_w + i * 90}" y="24" width="12" height="10" '
+                     f'fill="{color}"/><text x="{label_w + i * 90 + 16}" y="33" '
+                     f'class="legend">{word}</text>')
     for i, (job, spans) in enumerate(rows):
         y = top + i * row_h
         parts.append(f'<text x="{label_w - 6}" y="{y + row_h - 4}" class="label">'
@@ -576,6 +586,7 @@ svg .title { font-size: 13px; font-weight: 600; text-anchor: middle; }
 svg .tick { text-anchor: middle; fill: #666; }
 svg .count { text-anchor: middle; font-size: 10px; }
 svg .label { text-anchor: end; }
+svg .legend { text-anchor: start; }
 svg .none { text-anchor: middle; fill: #888; }
 svg .axis { stroke: #999; }
 """
