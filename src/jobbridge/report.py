@@ -328,8 +328,8 @@ def _job_rows(job: JobReport) -> list[tuple[list[str], str]]:
     if not job.attempts:
         return [([job.job_id, "-", "", "", "", "", "", "", "", "", job.status, ""], job.status)]
     return [([job.job_id, str(a.row.attempt), str(a.cpus), _mb(a.memory_mb),
-              _limit(a.walltime_s), _duration(a.usage.cpu_s), _bytes(a.usage.mem_bytes),
-              _duration(a.usage.wall_s), _percent(a.cpu_efficiency),
+              _limit(a.walltime_s), _used_time(a.usage, "cpu"), _bytes(a.usage.mem_bytes),
+              _used_time(a.usage, "wall"), _percent(a.cpu_efficiency),
               _percent(a.memory_efficiency), _exit_cell(a), _sources_cell(a.sources)],
              a.outcome) for a in job.attempts]
 
@@ -398,6 +398,15 @@ def _duration(seconds: float | None) -> str:
         return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
     whole = int(seconds + 0.5)
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def _used_time(usage: Usage, figure: str) -> str:
+    """A time used: with decimals when measured exactly (``cpu_s``, ``wall_s``), in
+    whole seconds when the item was (``cput``, ``walltime``: ``0s`` may be 0.4 s)."""
+    seconds = usage.cpu_s if figure == "cpu" else usage.wall_s
+    if seconds is not None and seconds < 60 and usage.keys.get(figure) in ("cput", "walltime"):
+        return f"{seconds:.0f}s"
+    return _duration(seconds)
 
 
 def _limit(seconds: int | None) -> str:
