@@ -359,8 +359,8 @@ def summary_lines(report: Report) -> list[str]:
     lines = [
         f"{title}: {_plural(s.jobs, 'job')}, {_plural(s.attempts, 'attempt')}{retried}, "
         f"{s.failed_attempts} failed, on {workflow.resource} ({workflow.scheduler_type})",
-        f"CPU time {s.cpu_hours:.3f} h, wasted on failed attempts {s.wasted_cpu_hours:.3f} h; "
-        f"allocated {s.allocated_cpu_hours:.3f} h",
+        f"CPU time {_hours(s.cpu_hours)}, wasted on failed attempts "
+        f"{_hours(s.wasted_cpu_hours)}; allocated {_hours(s.allocated_cpu_hours)}",
         f"CPU efficiency {_percent(s.cpu_efficiency) or '-'} (CPU time / wall time x CPUs), "
         f"memory efficiency {_percent(s.memory_efficiency) or '-'} (peak / asked, where asked)",
         f"usage measured by {report.usage_source}"
@@ -414,6 +414,11 @@ def _limit(seconds: int | None) -> str:
     if seconds is None:
         return ""
     return f"{seconds}s" if seconds < 60 else _duration(seconds)
+
+
+def _hours(hours: float) -> str:
+    """CPU-hours: ``12.345 h``, or seconds below a tenth of an hour (``42.1 s``)."""
+    return f"{hours:.3f} h" if hours >= 0.1 else f"{hours * 3600:.1f} s"
 
 
 def _plural(count: int, word: str) -> str:
@@ -626,9 +631,9 @@ def html_page(report: Report) -> str:
         ("jobs, attempts", f"{_plural(s.jobs, 'job')}, {_plural(s.attempts, 'attempt')}, "
                            f"{s.failed_attempts} failed, {_plural(s.retried_jobs, 'job')} "
                            "retried"),
-        ("CPU time", f"{s.cpu_hours:.3f} CPU-hours, of which {s.wasted_cpu_hours:.3f} on "
+        ("CPU time", f"{_hours(s.cpu_hours)}, of which {_hours(s.wasted_cpu_hours)} on "
                      "failed attempts"),
-        ("allocated", f"{s.allocated_cpu_hours:.3f} CPU-hours (wall time x CPUs asked)"),
+        ("allocated", f"{_hours(s.allocated_cpu_hours)} (wall time x CPUs asked)"),
         ("CPU efficiency", _percent(s.cpu_efficiency) or "-"),
         ("memory efficiency", _percent(s.memory_efficiency) or "-"),
         ("usage measured by", report.usage_source + (
