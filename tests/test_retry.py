@@ -202,6 +202,7 @@ def test_a_job_failing_twice_then_succeeding_with_retries_3(tmp_path: Path) -> N
                                               ["after", "1"]]
     assert "(retried)" in report.stdout.splitlines()[1]
     assert "2 jobs, 4 attempts, 1 job retried, 2 failed" in report.stdout
+    assert "workflow 1: 2/2 jobs succeeded, 1 retried in " in result.stderr
 
 
 def test_a_job_over_its_walltime_is_retried_with_twice_the_time(tmp_path: Path) -> None:
@@ -219,6 +220,21 @@ def test_a_job_over_its_walltime_is_retried_with_twice_the_time(tmp_path: Path) 
     report = json.loads(jb("report", "1", "--json").stdout)
     used = [a["used"]["wall_s"] for a in report["jobs"][0]["attempts"]]
     assert 2.5 <= used[0] < 5 <= used[1] + 0.6, used  # killed near 3 s, then ran its 5 s
+
+
+def test_retries_from_the_python_api(tmp_path: Path) -> None:
+    from jobbridge.api import Job, Workflow, WorkflowController
+
+    again = Job(flaky("again", tmp_path, 2)["command"], id="again")
+    once = Job(flaky("once", tmp_path, 2)["command"], id="once", retries=0)
+    controller = WorkflowController()
+    try:
+        workflow_id = controller.run(Workflow([again, once], defaults={"retries": 1}))
+        jobs = _jobs(controller.status(workflow_id))
+    finally:
+        controller.close()
+    assert [a["exit_value"] for a in jobs["again"]["attempts"]] == [1, 0]
+    assert [a["exit_value"] for a in jobs["once"]["attempts"]] == [1]
 
 
 def test_retries_used_up_fail_the_job_and_abort_its_dependents(tmp_path: Path) -> None:

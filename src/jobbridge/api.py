@@ -56,6 +56,11 @@ class Job:
     links: Mapping[str, Link | Sequence[Link]] | None = None
     parameters_file: bool = False
     engine: str | None = None
+    #: retry policy (docs/retries.md); None: the workflow's ``defaults``
+    retries: int | None = None
+    retry_on: list[int | str] | None = None
+    retry_delay_s: float | None = None
+    escalate: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id}
@@ -71,7 +76,8 @@ class Job:
             data["parameters_file"] = True
         for key in ("name", "working_directory", "env", "stdin", "stdout_file", "stderr_file",
                     "queue", "native_specification", "parallel_job_info", "resources",
-                    "parameters", "outputs", "engine"):
+                    "parameters", "outputs", "engine", "retries", "retry_on", "retry_delay_s",
+                    "escalate"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -126,6 +132,8 @@ class Workflow:
     name: str | None = None
     #: ``{name: {"suffix": ..., "directory": ..., "disposal_hours": ...}}``
     temporary_paths: Mapping[str, Mapping[str, Any]] | None = None
+    #: retry keys given to every job (``{"retries": 2, ...}``), as a file's ``defaults``
+    defaults: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow file object (docs/format.md)."""
@@ -136,6 +144,8 @@ class Workflow:
             data["name"] = self.name
         if self.temporary_paths is not None:
             data["temporary_paths"] = {k: dict(v) for k, v in self.temporary_paths.items()}
+        if self.defaults is not None:
+            data["defaults"] = self.defaults
         return data
 
 

@@ -569,9 +569,11 @@ def _summary(status: dict[str, Any], seconds: float | None) -> None:
     jobs = status["jobs"]
     unsuccessful = [j for j in jobs if j["status"] != constants.DONE]
     failed = sum(j["status"] == constants.FAILED for j in jobs)
+    retried = sum(any(a["retried"] for a in j["attempts"]) for j in jobs)
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     print(f"workflow {status['id']}: {len(jobs) - len(unsuccessful)}/{len(jobs)} jobs succeeded"
-          f"{f', {failed} failed' if failed else ''}{took}", file=sys.stderr)
+          f"{f', {failed} failed' if failed else ''}{f', {retried} retried' if retried else ''}"
+          f"{took}", file=sys.stderr)
     for job in unsuccessful[:10]:
         print(f"  {job['id']}: {_exit_text(job) or job['status']}"
               f"{' - ' + job['exit_reason'] if job['exit_reason'] else ''}", file=sys.stderr)
