@@ -24,7 +24,7 @@ from typing import Any
 from . import constants, retry
 from .model import describe_exit
 from .scheduler import Scheduler, get_scheduler_implementation
-from .store import AttemptRow, JobRow, Store, WorkflowRow
+from .store import AttemptRow, JobRow, Store, WorkflowRow, epoch
 
 #: The three figures of a usage string, and the items each is read from, best first.
 FIGURE_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -511,9 +511,9 @@ def timeline_svg(report: Report, width: int = 900) -> str:
     for job in report.jobs:
         spans = []
         for a in job.attempts:
-            start = _epoch(a.row.submission_date)
-            run = _epoch(a.row.execution_date)
-            end = _epoch(a.row.ending_date)
+            start = epoch(a.row.submission_date)
+            run = epoch(a.row.execution_date)
+            end = epoch(a.row.ending_date)
             if start is not None or run is not None:
                 spans.append((a, start, run, end))
         if spans:
@@ -675,10 +675,6 @@ def html_page(report: Report) -> str:
 def _svg_open(width: int, height: float, title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
             f'viewBox="0 0 {width} {height:.0f}" role="img" aria-label="{escape(title)}">')
-
-
-def _epoch(iso_date: str | None) -> float | None:
-    return None if iso_date is None else datetime.fromisoformat(iso_date).timestamp()
 
 
 def _shorten(text: str, limit: int) -> str:
