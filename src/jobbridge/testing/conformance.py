@@ -28,7 +28,8 @@ HOSTILE_STRINGS = [
 ]
 _USAGE_ITEM = re.compile(
     r"^(cpupercent=\d+|cput=\d+:\d\d:\d\d|walltime=\d+:\d\d:\d\d|mem=\d+kb|vmem=\d+kb"
-    r"|ncpus=\d+|cpu_s=\d+(\.\d+)?|wall_s=\d+(\.\d+)?)$")
+    r"|ncpus=\d+|cpu_s=\d+(\.\d+)?|wall_s=\d+(\.\d+)?"
+    r"|wrapper=[a-z_]+(,[a-z_]+)*)$")  # wrapper=: the items the job wrapper measured
 
 
 class SchedulerConformance:
