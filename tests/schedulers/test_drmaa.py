@@ -153,6 +153,25 @@ def test_exit_info_from_accounting(failed: str, code: str,
     assert exit_info_from_accounting(record, killed=True)[0] == constants.USER_KILLED
 
 
+@pytest.mark.parametrize(("category", "reason"), [
+    ("-u root -l h_vmem=512K",  # per slot: 2 slots, 1 MB
+     "OUT_OF_MEMORY: killed at its memory limit (h_vmem=512K, maxvmem 2M)"),
+    ("-l h_rt=3,h_vmem=1G -pe smp 2", "TIMEOUT: killed at its time limit (h_rt=3)"),
+    ("-l h_rt=0:1:0,h_vmem=1G", "Grid Engine: failed 37"),  # neither reached: as GE says
+])
+def test_a_limit_grid_engine_killed_a_job_for(category: str, reason: str) -> None:
+    """failed 37 names no limit: the job's own (its category, for a job an earlier
+    engine submitted) against its maxvmem and wall clock tell which."""
+    record = dict(line.split(None, 1) for line in QACCT.format(
+        failed="37  : qmaster enforced h_rt, h_cpu, or h_vmem limit", code="137").splitlines()[1:])
+    record["category"] = category
+    info = exit_info_from_accounting(record, killed=False)
+    assert info.reason is not None and info.reason.startswith(reason), info
+    assert info.term_sig == 9
+    limited = not reason.startswith("Grid Engine")
+    assert info.exit_status == (constants.EXIT_ABORTED if limited else constants.FINISHED_TERM_SIG)
+
+
 def test_exit_info_of_a_job_that_never_ran() -> None:
     record = {"start_time": "-/-", "failed": "27  : searching requested shell",
               "exit_status": "0"}

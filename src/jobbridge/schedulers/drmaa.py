@@ -216,6 +216,18 @@ class Limits:
     memory_text: str = ""
     walltime_text: str = ""
 
+    @classmethod
+    def from_category(cls, category: str, slots: int) -> Limits:
+        """The ``h_vmem`` and ``h_rt`` of a qacct ``category`` (``-l h_vmem=150M,h_rt=60``):
+        for a job submitted by an earlier engine, whose limits this one never saw."""
+        values = dict(item.partition("=")[::2] for word in re.findall(r"-l\s+(\S+)", category)
+                      for item in word.split(","))
+        memory = _ge_size(values.get("h_vmem", ""))
+        walltime = _ge_seconds(values.get("h_rt", ""))
+        return cls(memory_bytes=memory * slots if memory else None, walltime_s=walltime,
+                   memory_text=f"h_vmem={values['h_vmem']}" if memory else "",
+                   walltime_text=f"h_rt={values['h_rt']}" if walltime else "")
+
     def reason(self, maxvmem_bytes: float | None, wallclock_s: float | None) -> str | None:
         if self.memory_bytes and maxvmem_bytes is not None and maxvmem_bytes >= self.memory_bytes:
             return (f"OUT_OF_MEMORY: killed at its memory limit ({self.memory_text}, maxvmem "
@@ -665,6 +677,8 @@ def exit_info_from_accounting(record: Mapping[str, str], killed: bool,
     usage = _usage(_number(record.get("cpu")), None, maxvmem, wallclock, slots)
     reason = None if failed in (0, 100) else f"Grid Engine: failed {failed_text}"
     # failed 37 is a limit: which one, GE's record does not say
+    if failed == 37 and limits is None:
+        limits = Limits.from_category(record.get("category", ""), slots)
     limit = limits.reason(maxvmem, wallclock) if failed == 37 and limits is not None else None
     if killed:
         return ExitInfo(constants.USER_KILLED, None, None, usage)
@@ -692,6 +706,24 @@ def _number(text: str | None) -> float | None:
     """The leading number of a DRMAA or qacct value (``0.224s``, ``137  (Killed)``)."""
     match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text or "")
     return float(match.group(1)) if match else None
+
+
+def _ge_size(text: str) -> float | None:
+    """A Grid Engine memory value (``150M`` binary, ``150m`` decimal, bytes) in bytes."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGTkmgt]?)", text.strip())
+    if match is None:
+        return None
+    unit = match.group(2)
+    scale = _UNITS[unit] if unit.isupper() or not unit else 1000 ** ("kmgt".index(unit) + 1)
+    return float(match.group(1)) * scale
+
+
+def _ge_seconds(text: str) -> float | None:
+    """A Grid Engine time (``90``, ``0:1:30``) in seconds."""
+    parts = text.strip().split(":")
+    if not text.strip() or len(parts) > 3 or not all(p.isdigit() for p in parts):
+        return None
+    return float(sum(int(p) * 60 ** i for i, p in enumerate(reversed(parts))))
 
 
 def _bytes(text: str | None) -> float | None:
