@@ -357,7 +357,7 @@ def summary_lines(report: Report) -> list[str]:
     title = f"workflow {workflow.id}{' (' + workflow.name + ')' if workflow.name else ''}"
     retried = f", {_plural(s.retried_jobs, 'job')} retried" if s.retried_jobs else ""
     lines = [
-        f"{title}: {_plural(s.jobs, 'job')}, {_plural(s.attempts, 'attempt')}{retried}, "
+        f"{title}: {_plural(s.jobs, 'job')}, {_attempts(report)}{retried}, "
         f"{s.failed_attempts} failed, on {workflow.resource} ({workflow.scheduler_type})",
         f"CPU time {_hours(s.cpu_hours)}, wasted on failed attempts "
         f"{_hours(s.wasted_cpu_hours)}; allocated {_hours(s.allocated_cpu_hours)}",
@@ -367,6 +367,14 @@ def summary_lines(report: Report) -> list[str]:
         + (f"; {_plural(s.without_usage, 'attempt')} without usage" if s.without_usage else ""),
     ]
     return lines
+
+
+def _attempts(report: Report) -> str:
+    """``6 attempts``, or ``1 attempt ended (2 more in flight)``."""
+    ended = report.summary.attempts
+    in_flight = len(report.attempts) - ended
+    more = f" ended ({in_flight} more in flight)" if in_flight else ""
+    return _plural(ended, "attempt") + more
 
 
 def _exit_cell(attempt: AttemptReport) -> str:
@@ -628,7 +636,7 @@ def html_page(report: Report) -> str:
     pictures = figures(report)
     summary_rows = [
         ("status", f"{workflow.status} on {workflow.resource} ({workflow.scheduler_type})"),
-        ("jobs, attempts", f"{_plural(s.jobs, 'job')}, {_plural(s.attempts, 'attempt')}, "
+        ("jobs, attempts", f"{_plural(s.jobs, 'job')}, {_attempts(report)}, "
                            f"{s.failed_attempts} failed, {_plural(s.retried_jobs, 'job')} "
                            "retried"),
         ("CPU time", f"{_hours(s.cpu_hours)}, of which {_hours(s.wasted_cpu_hours)} on "
