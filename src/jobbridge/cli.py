@@ -200,8 +200,8 @@ def _run(args: argparse.Namespace) -> int:
     with ProgressBar() as bar:
         workflow_id = controller.run(args.file, args.resource, args.scheduler,
                                      progress=bar.update, starting=_say_resource)
-    status = controller.status(workflow_id, attempts=args.json)
-    _summary(status, time.monotonic() - started, controller.store.retried_jobs(workflow_id))
+    status = controller.status(workflow_id)
+    _summary(status, time.monotonic() - started)
     if args.json:
         _print_json(status)
     return _exit_code(status)
@@ -325,8 +325,7 @@ def _wait(args: argparse.Namespace) -> int:
         print(f"jobbridge: {timed_out} after {args.timeout:g} s", file=sys.stderr)
         return EXIT_TIMEOUT
     ended = status["ending_date"]
-    _summary(status, ended and _epoch(ended) - since,
-             controller.store.retried_jobs(args.workflow))
+    _summary(status, ended and _epoch(ended) - since)
     return _exit_code(status)
 
 
@@ -565,12 +564,13 @@ def _elapsed(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _summary(status: dict[str, Any], seconds: float | None, retried: int = 0) -> None:
+def _summary(status: dict[str, Any], seconds: float | None) -> None:
     """The final lines of run and wait: how many succeeded (and were retried), then
     each failure."""
     jobs = status["jobs"]
     unsuccessful = [j for j in jobs if j["status"] != constants.DONE]
     failed = sum(j["status"] == constants.FAILED for j in jobs)
+    retried = sum(any(a["retried"] for a in j.get("attempts", ())) for j in jobs)
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     print(f"workflow {status['id']}: {len(jobs) - len(unsuccessful)}/{len(jobs)} jobs succeeded"
           f"{f', {failed} failed' if failed else ''}{f', {retried} retried' if retried else ''}"

@@ -167,14 +167,13 @@ class WorkflowController:
             time.sleep(0.1)
 
     # --- reading ---------------------------------------------------------------------------
-    def status(self, workflow_id: str | None = None, attempts: bool = True) -> dict[str, Any]:
-        """The ``status --json`` object (docs/format.md); without its jobs' ``attempts``
-        lists when not wanted (``run`` without ``--json``: the largest part of it)."""
+    def status(self, workflow_id: str | None = None) -> dict[str, Any]:
+        """The ``status --json`` object (docs/format.md)."""
         wf_id = workflow_id if workflow_id is not None else self.store.latest_workflow_id()
         with self.store.snapshot():
             workflow = self.store.workflow(wf_id)
             jobs = self.store.jobs(wf_id)
-            recorded = self.store.attempts(wf_id) if attempts else {}
+            recorded = self.store.attempts(wf_id)
         caps = retry.limits(workflow.config)
         return {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
                 "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
@@ -182,9 +181,8 @@ class WorkflowController:
                 "jobs": [job.as_json() | {
                     "exit_reason": job.exit_reason, "retries": job.spec.retries,
                     "retry_at": job.retry_at if job.status == constants.NOT_SUBMITTED else None,
-                    **({"attempts": [attempt.as_json() for attempt in
-                                     job_attempts(job, recorded.get(job.idx, ()), caps)]}
-                       if attempts else {})}
+                    "attempts": [attempt.as_json() for attempt in
+                                 job_attempts(job, recorded.get(job.idx, ()), caps)]}
                     for job in jobs]}
 
     def list(self) -> list[dict[str, Any]]:

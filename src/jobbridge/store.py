@@ -611,12 +611,6 @@ class Store:
             found.setdefault(attempt.idx, []).append(attempt)
         return found
 
-    def retried_jobs(self, workflow_id: int | str) -> int:
-        """How many of a workflow's jobs were retried at least once."""
-        row = self.db.execute("SELECT count(DISTINCT idx) FROM attempts WHERE workflow_id = ? "
-                              "AND retried = 1", (_as_id(workflow_id),)).fetchone()
-        return int(row[0])
-
     def update_jobs(self, workflow_id: int, changes: Sequence[tuple[int, dict[str, Any]]],
                     attempts: Sequence[AttemptRow] = ()) -> None:
         """Apply ``(idx, {column: value})`` changes, and record ended ``attempts``, in
