@@ -253,7 +253,7 @@ def _status(args: argparse.Namespace) -> int:
     rows = [[job["id"], job["status"], _exit_text(job), job["scheduler_job_id"] or "",
              job["exit_reason"] or _retry_text(job)] for job in status["jobs"]]
     header = ["JOB", "STATUS", "EXIT", "SCHEDULER ID", "REASON"]
-    if any(job["retries"] or len(job["attempts"]) > 1 for job in status["jobs"]):
+    if any(job.get("retries") or len(job.get("attempts", ())) > 1 for job in status["jobs"]):
         header.insert(3, "ATTEMPTS")
         for row, job in zip(rows, status["jobs"], strict=True):
             row.insert(3, _attempts_text(job))
@@ -261,24 +261,35 @@ def _status(args: argparse.Namespace) -> int:
     return int(failed)
 
 
+def _pending_retry(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The failed attempt a job waits to retry, if it does (the status of a remote
+    host's older jobbridge has no attempts: None)."""
+    attempts = job.get("attempts") or ()
+    if job["status"] == constants.NOT_SUBMITTED and attempts and attempts[-1]["retried"]:
+        return dict(attempts[-1])
+    return None
+
+
 def _attempts_text(job: dict[str, Any]) -> str:
     """``2`` attempts so far, ``2/4`` while more may come (retries left)."""
-    attempts = job["attempts"]
-    tried = len(attempts)
-    series = attempts[-1]["retry"] + 1 if attempts else 0
-    ended = job["status"] in constants.ENDED_JOB_STATUS
-    if job["status"] == constants.NOT_SUBMITTED and job["retry_at"] is not None:
-        series += 1  # the retry waiting out its delay
-    return str(tried) if ended or not job["retries"] else f"{series}/{job['retries'] + 1}"
+    attempts = job.get("attempts") or ()
+    retries = job.get("retries") or 0
+    if job["status"] in constants.ENDED_JOB_STATUS or not retries:
+        return str(len(attempts))
+    pending = _pending_retry(job)
+    if pending is not None:
+        return f"{pending['retry'] + 2}/{retries + 1}"
+    current = attempts[-1]["retry"] + 1 if attempts and attempts[-1]["ending_date"] is None else 1
+    return f"{current}/{retries + 1}"
 
 
 def _retry_text(job: dict[str, Any]) -> str:
     """Why a job waits: the retry it waits for, after what."""
-    if job["status"] != constants.NOT_SUBMITTED or not job["attempts"]:
+    last = _pending_retry(job)
+    if last is None:
         return ""
-    last = job["attempts"][-1]
     after = describe_exit(last["exit_status"], last["exit_value"], last["term_sig"])
-    when = f" at {job['retry_at'][11:19]}" if job["retry_at"] else ""
+    when = f" at {job['retry_at'][11:19]}" if job.get("retry_at") else ""
     return (f"retry {last['retry'] + 1} of {job['retries']}{when} after "
             f"{after}{' - ' + last['exit_reason'] if last['exit_reason'] else ''}")
 
