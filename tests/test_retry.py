@@ -24,7 +24,7 @@ from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob, parse_workflow
 from jobbridge.report import parse_usage
 from jobbridge.schedulers.batch import _merge_usage
-from jobbridge.store import Store
+from jobbridge.store import SCHEMA_VERSION, Store
 
 #: A job that fails until it has run ``n`` times (a counter file), then succeeds.
 FLAKY = ('n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; '
@@ -398,18 +398,18 @@ def test_report_table_tsv_json_and_html(tmp_path: Path) -> None:
 
 
 def test_a_home_from_before_retries_is_migrated(tmp_path: Path, jobbridge_home: Path) -> None:
-    """Schema 1 (no attempts table, no retry columns): opened, migrated, and its jobs
-    shown with their one attempt."""
+    """Schema 2 (no attempts table, no retry columns): opened, migrated, and its jobs
+    shown with their one attempt. (Schema 1 -> 2: tests/test_dynamic.py.)"""
     workflow = write_json(tmp_path / "wf.json", {"jobs": [{"id": "a", "command": ["true"]}]})
     assert jb("run", str(workflow)).returncode == 0
     with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db:
         db.executescript("DROP TABLE attempts; ALTER TABLE jobs DROP COLUMN retry_at; "
                          "ALTER TABLE jobs DROP COLUMN retry; "
-                         "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+                         "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     Store(jobbridge_home).close()
     with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "2",)
+            str(SCHEMA_VERSION),) == ("3",)
         assert db.execute("SELECT retry, retry_at FROM jobs").fetchall() == [(0, None)]
     job = status_json("1")["jobs"][0]
     assert [(a["attempt"], a["exit_value"]) for a in job["attempts"]] == [(1, 0)]
