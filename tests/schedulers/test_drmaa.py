@@ -331,35 +331,38 @@ def test_reattached_by_id_from_a_new_instance(tmp_path: Path,
         job(tmp_path, "victim", ["sleep", "600"]),
     ])
     five, sig, slow, victim = (str(job_id) for job_id in ids)
-    wait_for_status(first, [five, sig], timeout=60)
-    wait_for_status(first, [slow, victim], {constants.RUNNING}, timeout=60)
-    first.close()  # the session ends with the jobs' exit info unread
-    assert drmaa_scheduler._SESSION.session is None
-
-    commands: list[list[str]] = []
-    run_command = drmaa_scheduler._grid_engine_command
-
-    def counted(argv: list[str], timeout: float = 30.0) -> str:
-        commands.append(argv)
-        return run_command(argv, timeout)
-
-    monkeypatch.setattr(drmaa_scheduler, "_grid_engine_command", counted)
-    second = make_scheduler()
     try:
-        assert second.get_jobs_status([five, sig, slow])[slow] == constants.RUNNING
-        assert commands == [["qacct", "-j", "*"]]  # one for both ended jobs
-        second.kill_job(victim)
-        statuses = wait_for_status(second, [five, sig, slow, victim], timeout=90)
-        assert statuses == dict.fromkeys([five, sig, slow, victim], constants.FAILED)
-        assert second.get_job_exit_info(five)[:2] == (constants.FINISHED_REGULARLY, 5)
-        assert tuple(second.get_job_exit_info(sig))[::2] == (constants.FINISHED_TERM_SIG, 9)
-        info = second.get_job_exit_info(slow)
-        assert info[:2] == (constants.FINISHED_REGULARLY, 7)
-        assert re.search(r"\bwalltime=00:00:0[4-6]\b", str(info[3])), info
-        assert second.get_job_exit_info(victim)[0] == constants.USER_KILLED
-    finally:
-        second.kill_job(victim)
-        second.close()
+        wait_for_status(first, [five, sig], timeout=60)
+        wait_for_status(first, [slow, victim], {constants.RUNNING}, timeout=60)
+        first.close()  # the session ends with the jobs' exit info unread
+        assert drmaa_scheduler._SESSION.session is None
+
+        commands: list[list[str]] = []
+        run_command = drmaa_scheduler._grid_engine_command
+
+        def counted(argv: list[str], timeout: float = 30.0) -> str:
+            commands.append(argv)
+            return run_command(argv, timeout)
+
+        monkeypatch.setattr(drmaa_scheduler, "_grid_engine_command", counted)
+        second = make_scheduler()
+        try:
+            assert second.get_jobs_status([five, sig, slow])[slow] == constants.RUNNING
+            assert commands == [["qacct", "-j", "*"]]  # one for both ended jobs
+            second.kill_job(victim)
+            statuses = wait_for_status(second, [five, sig, slow, victim], timeout=90)
+            assert statuses == dict.fromkeys([five, sig, slow, victim], constants.FAILED)
+            assert second.get_job_exit_info(five)[:2] == (constants.FINISHED_REGULARLY, 5)
+            assert tuple(second.get_job_exit_info(sig))[::2] == (constants.FINISHED_TERM_SIG, 9)
+            info = second.get_job_exit_info(slow)
+            assert info[:2] == (constants.FINISHED_REGULARLY, 7)
+            assert re.search(r"\bwalltime=00:00:0[4-6]\b", str(info[3])), info
+            assert second.get_job_exit_info(victim)[0] == constants.USER_KILLED
+        finally:
+            second.kill_job(victim)
+            second.close()
+    finally:  # however it failed, the 600 s victim must not hold a slot of the shared queue
+        subprocess.run(["qdel", victim, slow], capture_output=True, check=False, timeout=60)
 
 
 @pytest.mark.sge
