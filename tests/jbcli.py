@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import closing
@@ -178,3 +181,63 @@ def memory_retry(tmp_path: Path, resource: str, config: str, processes: int, siz
     assert result.returncode == 0, (result.stderr, report)
     assert isinstance(report, dict)
     return report
+
+
+class Terminal:
+    """A command run on a new pseudo-terminal, as from a user's shell: it leads its
+    own session and process group, the terminal's foreground group."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: become the command
+            try:
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self._output = bytearray()
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.exit_code: int | None = None
+
+    def _read(self) -> None:
+        while not self._closing.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:  # EIO: the command and its terminal are gone
+                return
+            if not data:
+                return
+            self._output += data
+
+    @property
+    def text(self) -> str:
+        return self._output.decode(errors="replace").replace("\r\n", "\n")
+
+    def ctrl_c(self) -> None:
+        """Type Ctrl-C: the terminal sends SIGINT to its foreground process group."""
+        os.write(self.fd, b"\x03")
+
+    def hang_up(self) -> None:
+        """Close the terminal (as closing its window does): SIGHUP to the session."""
+        self._closing.set()
+        self._reader.join()
+        os.close(self.fd)
+
+    def wait(self, timeout: float) -> float:
+        """Wait for the command's exit (its code in ``exit_code``); the seconds it took."""
+        started = time.monotonic()
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+                self._reader.join(timeout=5)
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                os.killpg(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                raise AssertionError(f"still running after {timeout} s:\n{self.text}")
+            time.sleep(0.01)

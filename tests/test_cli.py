@@ -230,7 +230,7 @@ def test_logs_of_a_joined_job(tmp_path: Path) -> None:
 
 def test_stop_kills_the_running_job_and_ends_the_workflow(tmp_path: Path) -> None:
     """stop: the running job ends killed_by_user, its dependents are not run, the workflow
-    is done and its process is gone."""
+    is stopped and its process is gone."""
     duration = "30.1731"
     path = write_json(tmp_path / "wf.json", {"jobs": [
         {"id": "long", "command": ["sleep", duration]}, job("next", "true")],
@@ -241,7 +241,7 @@ def test_stop_kills_the_running_job_and_ends_the_workflow(tmp_path: Path) -> Non
     assert stopped.returncode == 0 and "stop requested" in stopped.stdout
     assert jb("wait", workflow_id, "--timeout", "20").returncode == 1
     status = status_json(workflow_id)
-    assert status["status"] == constants.WORKFLOW_DONE
+    assert status["status"] == constants.WORKFLOW_STOPPED
     jobs = {j["id"]: j for j in status["jobs"]}
     assert (jobs["long"]["status"], jobs["long"]["exit_status"]) == (
         constants.FAILED, constants.USER_KILLED)

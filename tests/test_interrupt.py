@@ -9,11 +9,8 @@ runs later unless the user restarts it. A second Ctrl-C exits at once.
 from __future__ import annotations
 
 import os
-import pty
-import select
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,68 +18,8 @@ from typing import Any
 import psutil
 import pytest
 
-from jbcli import JOBBRIDGE, jb, listed, status_json, wait_for, write_json
+from jbcli import JOBBRIDGE, Terminal, jb, listed, status_json, wait_for, write_json
 from jobbridge import constants
-
-
-class Terminal:
-    """A command run on a new pseudo-terminal, as from a user's shell: it leads its
-    own session and process group, the terminal's foreground group."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: become the command
-            try:
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        self._output = bytearray()
-        self._closing = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.exit_code: int | None = None
-
-    def _read(self) -> None:
-        while not self._closing.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.fd, 4096)
-            except OSError:  # EIO: the command and its terminal are gone
-                return
-            if not data:
-                return
-            self._output += data
-
-    @property
-    def text(self) -> str:
-        return self._output.decode(errors="replace").replace("\r\n", "\n")
-
-    def ctrl_c(self) -> None:
-        """Type Ctrl-C: the terminal sends SIGINT to its foreground process group."""
-        os.write(self.fd, b"\x03")
-
-    def hang_up(self) -> None:
-        """Close the terminal (as closing its window does): SIGHUP to the session."""
-        self._closing.set()
-        self._reader.join()
-        os.close(self.fd)
-
-    def wait(self, timeout: float) -> float:
-        """Wait for the command's exit (its code in ``exit_code``); the seconds it took."""
-        started = time.monotonic()
-        while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.exit_code = os.waitstatus_to_exitcode(status)
-                self._reader.join(timeout=5)
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                os.killpg(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                raise AssertionError(f"still running after {timeout} s:\n{self.text}")
-            time.sleep(0.01)
 
 
 def _workflow(tmp_path: Path, duration: str, script: str = "") -> tuple[Path, Path]:
@@ -203,7 +140,7 @@ def test_second_ctrl_c_exits_at_once_leaving_a_consistent_store(tmp_path: Path) 
 
 
 def test_restart_after_ctrl_c_runs_what_was_stopped(tmp_path: Path) -> None:
-    duration = "1.4175"
+    duration = "2.4175"
     terminal, runs, env = _start_run(tmp_path, duration)
     terminal.ctrl_c()
     terminal.wait(timeout=30)

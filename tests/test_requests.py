@@ -28,7 +28,7 @@ class Case:
         self.tmp_path = tmp_path
         self.home = home
         self.runs = tmp_path / "runs"
-        self.duration = f"4.{6100 + next(_durations)}"
+        self.duration = f"7.{6100 + next(_durations)}"
 
     def workflow(self, first: str = "true") -> dict[str, object]:
         return {"jobs": [{"id": "first", "command": ["sh", "-c", f"echo first >> {self.runs}; "
@@ -93,9 +93,9 @@ class Case:
 STATES = ["not_started", "in_progress", "done", "done_with_failures", "stopped", "no_engine",
           "deleted"]
 
-#: (state, action) -> (what the command prints, the workflow's status once it settled,
-#: the jobs that have run once it settled). None: the workflow is gone.
-EXPECTED: dict[tuple[str, str], tuple[str, str | None, list[str]]] = {
+#: (state, action) -> (what the command prints, the workflow's status once it settled
+#: (None: it is gone), the jobs that have run once it settled (None: those that had)).
+EXPECTED: dict[tuple[str, str], tuple[str, str | None, list[str] | None]] = {
     ("not_started", "stop"): ("stop requested", constants.WORKFLOW_STOPPED, []),
     ("in_progress", "stop"): ("stop requested", constants.WORKFLOW_STOPPED, ["first"]),
     ("done", "stop"): ("nothing to stop", constants.WORKFLOW_DONE, ["first", "second"]),
@@ -116,7 +116,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, str | None, list[str]]] = {
                                ["first", "second"]),
 }
 for _state in STATES[:-1]:
-    EXPECTED[(_state, "delete")] = ("delete requested", None, [])
+    EXPECTED[(_state, "delete")] = ("delete requested", None, None)
 
 
 def _settled(case: Case, gone: bool) -> Callable[[], bool]:
@@ -135,7 +135,7 @@ def test_request_in_every_state(tmp_path: Path, jobbridge_home: Path, state: str
                                 action: str) -> None:
     case = Case(tmp_path, jobbridge_home)
     getattr(case, state)()
-    before = listed()
+    before, ran_before = listed(), case.ran()
     result = jb(action, "1")
     if state == "deleted":
         assert "no workflow 1" in error_line(result, 2)
@@ -155,4 +155,22 @@ def test_request_in_every_state(tmp_path: Path, jobbridge_home: Path, state: str
             assert jobs[1]["exit_status"] == constants.EXIT_NOTRUN, jobs
     wait_for(lambda: engine_pids(jobbridge_home) == [], timeout=30,
              what="the engine to exit once there is nothing to do")
-    assert sorted(case.ran()) == sorted(ran)
+    assert sorted(case.ran()) == sorted(ran_before if ran is None else ran)
+
+
+@pytest.mark.parametrize("action", ["stop", "restart"])
+def test_a_request_reaching_the_engine_after_the_end_changes_nothing(
+        tmp_path: Path, jobbridge_home: Path, action: str) -> None:
+    """The race the command's own check cannot close (the workflow ended between the
+    check and the request): the engine applies nothing, and exits."""
+    case = Case(tmp_path, jobbridge_home)
+    case.done()
+    before = listed()
+    controller = WorkflowController()
+    controller.store.request("1", action)
+    controller.close()
+    engine = jb("engine", timeout=60)
+    assert engine.returncode == 0, engine.stderr
+    assert jb("wait", "1", "--timeout", "10").returncode == 0
+    assert listed() == before
+    assert case.ran() == ["first", "second"]

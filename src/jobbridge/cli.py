@@ -5,8 +5,10 @@ Exit status (also in ``--help`` and the README):
 - 0: success (``run``/``wait``: every job succeeded; ``status``: no job failed);
 - 1: a job failed (or a ``check`` did not pass, or ``logs`` has nothing to show);
 - 2: bad input, with one clear line on stderr and never a traceback;
+- 3: ``engine --status`` found no engine running;
 - 124: ``wait --timeout`` ran out (as timeout(1); the workflow goes on);
-- 130: interrupted (Ctrl-C).
+- 128 + a signal's number: a signal stopped ``run`` (its workflow is then stopped)
+  or ``engine``: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP (terminal closed).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -28,7 +31,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__, constants
 from .configuration import Configuration
-from .controller import WorkflowController, resolve_config, schedulers_table
+from .controller import (
+    Interrupted,
+    WorkflowController,
+    WorkflowInterrupted,
+    resolve_config,
+    schedulers_table,
+)
 from .engine import Progress
 from .errors import InputError, JobbridgeError
 from .model import EngineJob, describe_exit, load_workflow_file
@@ -43,8 +52,9 @@ log = logging.getLogger("jobbridge")
 EXIT_TIMEOUT = 124
 
 EPILOG = """exit status: 0 success (run, wait: every job succeeded; status: no job failed),
-1 a job failed (check: a check did not pass), 2 bad input, 124 wait --timeout ran out,
-130 interrupted"""
+1 a job failed (check: a check did not pass), 2 bad input, 3 engine --status: no engine
+runs, 124 wait --timeout ran out, 128+N signal N stopped run (its workflow) or engine:
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,6 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help=file_help)
     target(p)
     p = command("engine", "run the engine in the foreground until all work is done")
+    p.description = (f"{p.description} What it does goes to $JOBBRIDGE_HOME/engine.log. "
+                     "With an option, show or stop the engine that runs.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--status", action="store_true",
+                      help="show the running engines (pid, since when, workflows they "
+                      "drive); exit 0 if one runs, 3 if none")
+    what.add_argument("--stop", action="store_true",
+                      help="ask the background engine to exit cleanly; its jobs keep "
+                      "running and a later engine resumes them")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p = command("list", "list the workflows with their job counts")
     json_flag(p, "the list")
@@ -197,14 +216,22 @@ def _controller(args: argparse.Namespace) -> WorkflowController | RemoteControll
 def _run(args: argparse.Namespace) -> int:
     controller = _controller(args)
     started = time.monotonic()
+    interrupted: WorkflowInterrupted | None = None
     with ProgressBar() as bar:
-        workflow_id = controller.run(args.file, args.resource, args.scheduler,
-                                     progress=bar.update, starting=_say_resource)
+        try:
+            workflow_id = controller.run(args.file, args.resource, args.scheduler,
+                                         progress=bar.update, starting=_say_resource)
+        except WorkflowInterrupted as error:
+            interrupted, workflow_id = error, error.workflow_id
     status = controller.status(workflow_id)
     _summary(status, time.monotonic() - started)
+    if interrupted is not None:
+        name = signal.Signals(interrupted.signal_number).name
+        print(f"jobbridge: interrupted ({name}): workflow {workflow_id} stopped; "
+              f"`jobbridge restart {workflow_id}` runs what did not succeed", file=sys.stderr)
     if args.json:
         _print_json(status)
-    return _exit_code(status)
+    return _exit_code(status) if interrupted is None else 128 + interrupted.signal_number
 
 
 def _say_resource(config: Configuration) -> None:
@@ -221,13 +248,60 @@ def _engine(args: argparse.Namespace) -> int:
     from .controller import run_background_engine
 
     controller = WorkflowController()
-    if not run_background_engine(controller.store) and not args.quiet:
-        print("jobbridge: an engine already runs for this home", file=sys.stderr)
+    if args.status:
+        return _engine_status(controller)
+    if args.stop:
+        stopped = controller.stop_engine()
+        if not stopped:
+            print("no background engine is running" if controller.engines()
+                  else "no engine is running")
+        for info in stopped:
+            print(f"engine (pid {info.pid}) stopped")
+        _engine_hint(controller, sys.stdout)
+        return 0
+    if args.quiet:  # the background engine: its stderr is its log already
+        logging.getLogger().handlers.clear()
+    try:
+        served = run_background_engine(controller.store)
+    except Interrupted as interrupted:
+        return 128 + interrupted.signal_number
+    if not served and not args.quiet:
+        running = [info for info in controller.engines() if info.kind == "background"]
+        which = f" (pid {running[0].pid}, since {running[0].since})" if running else ""
+        print(f"jobbridge: an engine already runs for this home{which}", file=sys.stderr)
     return 0
 
 
+def _engine_status(controller: WorkflowController) -> int:
+    engines = controller.engines()
+    for info in engines:
+        what = "engine" if info.kind == "background" else "jobbridge run"
+        driven = (f"drives workflow{'s' if len(info.workflows) > 1 else ''} "
+                  f"{', '.join(info.workflows)}" if info.workflows else "drives no workflow")
+        print(f"{what}: pid {info.pid}, since {info.since or '?'}, {driven}")
+    if not engines:
+        print("no engine is running")
+    _engine_hint(controller, sys.stdout)
+    return 0 if engines else 3
+
+
+def _engine_hint(controller: WorkflowController | RemoteController, stream: Any = None,
+                 only: str | None = None) -> None:
+    """Say so when unfinished workflows of this machine (or workflow ``only``) have no
+    engine, and how to resume them."""
+    if not isinstance(controller, WorkflowController):
+        return  # a remote host's engine: its wait resumes it
+    unattended = [wf for wf in controller.unattended() if only in (None, wf)]
+    if unattended:
+        print(f"{'' if stream is sys.stdout else 'jobbridge: '}no engine is running: "
+              f"`jobbridge engine` or `jobbridge wait {unattended[0]}` resumes "
+              f"workflow{'s' if len(unattended) > 1 else ''} {', '.join(unattended)}",
+              file=stream or sys.stderr)
+
+
 def _list(args: argparse.Namespace) -> int:
-    workflows = _controller(args).list()
+    controller = _controller(args)
+    workflows = controller.list()
     if args.json:
         _print_json(workflows)
         return 0
@@ -237,11 +311,13 @@ def _list(args: argparse.Namespace) -> int:
              str(w["counts"].get(constants.FAILED, 0)),
              str(w["counts"].get(constants.RUNNING, 0))] for w in workflows]
     _table(["ID", "NAME", "STATUS", "SUBMITTED", "JOBS", "DONE", "FAILED", "RUNNING"], rows)
+    _engine_hint(controller)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = _controller(args).status(args.workflow)
+    controller = _controller(args)
+    status = controller.status(args.workflow)
     failed = any(job["status"] == constants.FAILED for job in status["jobs"])
     if args.json:
         _print_json(status)
@@ -258,6 +334,7 @@ def _status(args: argparse.Namespace) -> int:
         for row, job in zip(rows, status["jobs"], strict=True):
             row.insert(3, _attempts_text(job))
     _table(header, rows)
+    _engine_hint(controller, only=status["id"])
     return int(failed)
 
 
@@ -348,8 +425,7 @@ def _submitted(controller: WorkflowController | RemoteController, workflow_id: s
 
 
 def _request(args: argparse.Namespace) -> int:
-    _controller(args).request(args.workflow, args.command)
-    print(f"workflow {args.workflow}: {args.command} requested")
+    print(f"workflow {args.workflow}: {_controller(args).request(args.workflow, args.command)}")
     return 0
 
 

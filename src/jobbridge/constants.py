@@ -68,11 +68,15 @@ JOB_EXIT_STATUS: Final = (
 WORKFLOW_NOT_STARTED: Final = "workflow_not_started"
 WORKFLOW_IN_PROGRESS: Final = "workflow_in_progress"
 WORKFLOW_DONE: Final = "workflow_done"
+#: Not in soma-workflow (whose stopped workflows end ``workflow_done``): stopped by
+#: ``jobbridge stop`` or a signal to ``jobbridge run``; only ``restart`` runs it again.
+WORKFLOW_STOPPED: Final = "workflow_stopped"
 
 WORKFLOW_STATUS: Final = (
     WORKFLOW_NOT_STARTED,
     WORKFLOW_IN_PROGRESS,
     WORKFLOW_DONE,
+    WORKFLOW_STOPPED,
     DELETE_PENDING,
     WARNING,
 )

@@ -4,18 +4,32 @@
 ``$JOBBRIDGE_HOME`` drives it; ``run`` drives one in this process. Requests
 (stop, restart, delete) are written to the store, where the workflow's engine
 picks them up.
+
+Signals: the first SIGINT, SIGTERM or SIGHUP makes ``run`` stop its workflow
+(as ``stop`` does) and the background engine exit (its jobs keep running), each
+in order and at once; a second one interrupts whatever they are doing. Both
+leave the store consistent: what is written is written whole, before it is
+acted on.
 """
 
 from __future__ import annotations
 
+import builtins
 import fcntl
+import json
+import logging
+import logging.handlers
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from . import constants, retry
@@ -26,9 +40,32 @@ from .errors import InputError, JobbridgeError
 from .model import WorkflowSpec, load_workflow_file, parse_workflow
 from .report import job_attempts
 from .scheduler import describe_schedulers, get_scheduler_implementation, known_config_keys
-from .store import Store
+from .store import Store, WorkflowRow
 
 REQUESTS = ("stop", "restart", "delete")
+#: Signals that stop ``run``'s workflow, or the background engine, cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The background engine's log: rotated at this size, this many old files kept.
+ENGINE_LOG_BYTES = 1 << 20
+ENGINE_LOG_BACKUPS = 3
+log = logging.getLogger(__name__)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended the command cleanly; its exit status is 128 + the signal's number."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+class WorkflowInterrupted(Interrupted):
+    """A signal stopped the workflow that ``run`` drove: it is recorded stopped (its
+    running jobs killed, the others never run); ``restart`` runs them again."""
+
+    def __init__(self, workflow_id: str, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.workflow_id = workflow_id
 
 
 def resolve_config(resource: str | None = None, scheduler_type: str | None = None
@@ -110,30 +147,59 @@ class WorkflowController:
             progress: Callable[[Progress], None] | None = None,
             starting: Callable[[Configuration], None] | None = None) -> str:
         """Run the workflow to its end in this process; its id. ``starting`` is told
-        the resource's configuration once the workflow is stored, before it runs."""
+        the resource's configuration once the workflow is stored, before it runs.
+
+        SIGINT, SIGTERM or SIGHUP (in the main thread) stop the workflow and raise
+        :class:`WorkflowInterrupted` within about a second; a second signal raises
+        it at once, the stop then finished by a background engine."""
         config = resolve_config(resource, scheduler_type)
         spec = as_spec(workflow, Placement.for_resource(config, self.store.home))
         check_jobs_fit(spec, config)
-        engine = Engine(self.store, progress=progress)
-        engine.start()
-        workflow_id = self.store.add_workflow(spec, config, engine=engine.engine_id)
-        if starting is not None:
-            starting(config)
-        engine.only = {workflow_id}
-        try:
-            engine.run()
-        except KeyboardInterrupt:
-            self.store.request(workflow_id, "stop")
-            Engine(self.store, workflow_ids=[workflow_id], progress=progress).run()
-            raise
+        engine = Engine(self.store, workflow_ids=(), progress=progress)
+        with _on_stop_signals(lambda _: engine.interrupt()) as received:
+            engine.start()
+            workflow_id = self.store.add_workflow(spec, config, engine=engine.engine_id)
+            if starting is not None:
+                starting(config)
+            engine.only = {workflow_id}
+            try:
+                engine.run()
+            except KeyboardInterrupt:  # a second signal, or an interrupt without handlers
+                self._stopped_in_background(workflow_id)
+                raise WorkflowInterrupted(str(workflow_id), (received or [signal.SIGINT])[0]
+                                          ) from None
+            if received:
+                self._stopped_in_background(workflow_id)
+                raise WorkflowInterrupted(str(workflow_id), received[0])
         return str(workflow_id)
 
-    def request(self, workflow_id: str, action: str) -> None:
-        """Ask for stop, restart or delete; an engine is started if none drives it."""
+    def _stopped_in_background(self, workflow_id: int) -> None:
+        """After an interrupted ``run``: what its engine could not finish of the stop
+        (asking for it, recording the killed jobs' ends), a background engine does."""
+        workflow = self.store.workflow(workflow_id)
+        if workflow.status != constants.WORKFLOW_STOPPED:
+            self.store.request(workflow_id, "stop")
+        elif workflow.ended:
+            return
+        ensure_engine(self.store.home)
+
+    def request(self, workflow_id: str, action: str) -> str:
+        """Ask for stop, restart or delete (an engine is started if none drives the
+        workflow); what was done, for ``workflow N: ...``. A request with nothing to
+        do is not made: it says so and changes nothing."""
         if action not in REQUESTS:
             raise InputError(f"unknown request {action!r}")
+        with self.store.snapshot():
+            workflow = self.store.workflow(workflow_id)
+            counts = self.store.status_counts().get(workflow.id, {})
+        nothing = _nothing_to_do(action, workflow, counts)
+        if nothing is not None:
+            if not workflow.ended:  # nothing to ask, but it must go on
+                ensure_engine(self.store.home)
+            return f"nothing to {action} ({nothing})"
         self.store.request(workflow_id, action)
         ensure_engine(self.store.home)
+        return f"{action} requested"
 
     def kill_job(self, workflow_id: str, job_id: str) -> None:
         """Kill one job (one not started yet will not run): the engine's ``stop:IDX``;
@@ -153,7 +219,7 @@ class WorkflowController:
         version = -1
         while True:
             workflow = self.store.workflow(workflow_id)
-            if workflow.status == constants.WORKFLOW_DONE and workflow.request is None:
+            if workflow.ended:
                 return self.status(workflow_id)
             current = self.store.data_version()
             if current != version:
@@ -194,6 +260,56 @@ class WorkflowController:
                  "submission_date": w.submission_date, "counts": counts.get(w.id, {})}
                 for w in workflows]
 
+    def engines(self) -> builtins.list[EngineInfo]:
+        """The engines running on this home: the background one and ``run``'s."""
+        folder = self.store.home / "engines"
+        found = []
+        workflows = self.store.workflows()
+        for engine_id in sorted(live_engines(self.store.home)):
+            try:
+                about = json.loads((folder / f"{engine_id}.lock").read_text() or "{}")
+            except (OSError, ValueError):
+                about = {}
+            pid = int(about.get("pid") or engine_id.split("-")[-2])
+            found.append(EngineInfo(engine_id, pid, about.get("since"),
+                                    about.get("kind", "background"),
+                                    [str(w.id) for w in workflows if w.engine == engine_id]))
+        return found
+
+    def unattended(self) -> builtins.list[str]:
+        """Unfinished workflows no engine drives or will pick up (none runs)."""
+        engines = self.engines()
+        if any(engine.kind == "background" for engine in engines):
+            return []
+        live = {engine.engine_id for engine in engines}
+        with self.store.snapshot():
+            workflows = [self.store.workflow(wf_id)
+                         for wf_id in self.store.unfinished_workflow_ids()]
+        return [str(w.id) for w in workflows if w.engine not in live]
+
+    def stop_engine(self, timeout: float = 60.0) -> builtins.list[EngineInfo]:
+        """Ask the background engine to exit (SIGTERM: it ends cleanly, its jobs keep
+        running); wait until it has. The engines stopped."""
+        import psutil
+
+        stopped = [info for info in self.engines() if info.kind == "background"]
+        for info in stopped:
+            with suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for info in stopped:
+            while True:
+                try:
+                    if psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE:
+                        break
+                except psutil.NoSuchProcess:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the engine (pid {info.pid}) still runs after "
+                                       f"{timeout:g} s")
+                time.sleep(0.05)
+        return stopped
+
     def progress(self, workflow_id: str) -> Progress:
         counts = self.store.status_counts().get(int(workflow_id), {})
         return Progress(int(workflow_id), sum(counts.values()), counts)
@@ -222,8 +338,75 @@ class WorkflowController:
         return path
 
 
+@dataclass
+class EngineInfo:
+    """What ``jobbridge engine --status`` shows of one engine."""
+
+    engine_id: str
+    pid: int
+    since: str | None
+    kind: str  # "background" (jobbridge engine), "run" (jobbridge run)
+    workflows: list[str]
+
+
+def _nothing_to_do(action: str, workflow: WorkflowRow, counts: dict[str, int]) -> str | None:
+    """Why ``action`` has nothing to do on ``workflow`` (None: it has)."""
+    if workflow.request is not None:
+        return None  # the engine decides once the pending request is applied
+    if action == "stop":
+        if workflow.status == constants.WORKFLOW_STOPPED:
+            return "it is stopped"
+        if workflow.ended:
+            return "it has ended"
+    elif action == "restart" and not counts.get(constants.FAILED) and not counts.get(
+            constants.KILL_PENDING):
+        if workflow.ended:
+            return "all jobs succeeded"
+        return "no job has failed or been stopped"
+    return None
+
+
 def schedulers_table() -> list[dict[str, object]]:
     return [info.as_dict() for info in describe_schedulers()]
+
+
+@contextmanager
+def _on_stop_signals(first: Callable[[int], None]) -> Iterator[list[int]]:
+    """Call ``first(signal number)`` on the first SIGINT, SIGTERM or SIGHUP, which must
+    only ask for a stop (it runs between any two bytecodes); raise KeyboardInterrupt
+    on the next. Yields the signals received. Outside the main thread (where Python
+    cannot handle signals) it does nothing.
+
+    After SIGHUP the terminal is gone: standard output and error, if they were on
+    it, go to /dev/null, so that the last messages and the progress bar do not fail.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    on_terminal = [fd for fd in (1, 2) if os.isatty(fd)]
+
+    def handler(signal_number: int, _frame: FrameType | None) -> None:
+        received.append(signal_number)
+        if signal_number == signal.SIGHUP:
+            _detach(on_terminal)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        first(signal_number)
+
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
+def _detach(fds: list[int]) -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in fds:
+        os.dup2(null, fd)
+    os.close(null)
 
 
 # --- the background engine ---------------------------------------------------------------------
@@ -265,17 +448,64 @@ def ensure_engine(home: Path) -> None:
 
 def run_background_engine(store: Store, progress: Callable[[Progress], None] | None = None
                           ) -> bool:
-    """Serve every unfinished workflow until none is left; False if another engine runs."""
+    """Serve every unfinished workflow until none is left; False if another engine runs.
+
+    What it does goes to ``$JOBBRIDGE_HOME/engine.log``. SIGTERM (``jobbridge engine
+    --stop``), SIGINT or SIGHUP make it exit cleanly, its jobs running on (a later
+    engine resumes them): it raises :class:`Interrupted`.
+    """
     served = False
-    while True:
-        with _engine_lock(store.home, blocking=False) as acquired:
-            if not acquired:
+    engines: list[Engine] = []
+
+    def shut_down(_signal_number: int) -> None:
+        for engine in engines:
+            engine.shutdown()
+
+    with _on_stop_signals(shut_down) as received:
+        while not received:
+            with _engine_lock(store.home, blocking=False) as acquired:
+                if not acquired:
+                    return served
+                if not served:
+                    attach_engine_log(store.home)
+                    log.info("engine started (pid %d)", os.getpid())
+                served = True
+                engines[:] = [Engine(store, progress=progress)]
+                if not received:  # a signal before the engine existed
+                    engines[0].run()
+            # lock released: work submitted meanwhile either sees the lock free (and
+            # starts an engine) or is seen here
+            live = live_engines(store.home)
+            if not received and not any(store.workflow(wf_id).engine not in live
+                                        for wf_id in store.unfinished_workflow_ids()):
+                log.info("engine exits: every workflow has ended")
                 return served
-            served = True
-            Engine(store, progress=progress).run()
-        # lock released: work submitted meanwhile either sees the lock free (and
-        # starts an engine) or is seen here
-        live = live_engines(store.home)
-        if not any(store.workflow(wf_id).engine not in live
-                   for wf_id in store.unfinished_workflow_ids()):
-            return served
+    log.info("engine stopped by %s; its jobs run on", signal.Signals(received[0]).name)
+    raise Interrupted(received[0])
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Log files readable by their owner only: they name commands and paths."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
+def attach_engine_log(home: Path, max_bytes: int = ENGINE_LOG_BYTES,
+                      backups: int = ENGINE_LOG_BACKUPS) -> logging.Handler:
+    """Log what this engine does (INFO and above) to ``HOME/engine.log``, rotated;
+    the terminal, if any, keeps only warnings."""
+    handler = _PrivateRotatingFileHandler(home / "engine.log", maxBytes=max_bytes,
+                                          backupCount=backups, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger("jobbridge")
+    for other in logging.getLogger().handlers:
+        if other.level == logging.NOTSET:
+            other.setLevel(logging.WARNING)
+    package.setLevel(logging.INFO)
+    package.addHandler(handler)
+    return handler

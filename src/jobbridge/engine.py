@@ -47,6 +47,10 @@ MAX_WAIT = 5.0
 SUBMIT_CHUNK = 500
 #: How often an engine removes the temporary paths whose disposal time has passed.
 DISPOSAL_INTERVAL = 600.0
+#: After :meth:`Engine.interrupt`, how long the engine waits for the killed jobs' ends
+#: before it returns anyway (a later engine records the rest): ``jobbridge run``
+#: exits within 2 s of Ctrl-C whatever its jobs do with SIGTERM.
+INTERRUPT_WAIT = 1.0
 
 
 @dataclass(slots=True)
@@ -121,7 +125,11 @@ class _Run:
         self.counts: Counter[str] = Counter()
         self.changes: list[tuple[int, dict[str, Any]]] = []
         self.attempts: list[AttemptRow] = []
-        self.stopping = False
+        #: scheduler ids whose end (or return to not_submitted) is in ``changes``: the
+        #: scheduler may forget them once the changes are committed
+        self.released: list[str] = []
+        #: jobs being killed when a restart came: run again once their end is in
+        self.rerun: set[int] = set()
         self.unended = 0
         self.folder = store.home / "logs" / str(workflow.id)  # its jobs' files
         self._index: dict[str, int] | None = None
@@ -140,6 +148,7 @@ class _Run:
             self.unended += job.status not in constants.ENDED_JOB_STATUS
             if not job.hidden:
                 self.counts[job.status] += 1
+        self.stopping = workflow.status == constants.WORKFLOW_STOPPED
 
     def set_status(self, job: _Job, status: str, **values: Any) -> None:
         if not job.hidden:
@@ -200,6 +209,8 @@ class Engine:
         self._changed_lock = threading.Lock()
         self._changed: set[str] = set()
         self._stop_requested = False
+        self._interrupted = False
+        self._interrupt_deadline: float | None = None
         self._lock_fd: int | None = None
         self._data_version = -1
         self._next_store_check = 0.0
@@ -209,20 +220,33 @@ class Engine:
 
     # --- life -------------------------------------------------------------------------------
     def start(self) -> None:
-        """Announce this engine (a lock held for its life) before it claims workflows."""
+        """Announce this engine (a lock held for its life) before it claims workflows.
+
+        The lock file also says who it is, for ``jobbridge engine --status``. It is
+        locked and written before it appears under its name: :func:`live_engines`
+        would take an unlocked one for a dead engine's leftover."""
         folder = self.store.home / "engines"
         folder.mkdir(exist_ok=True, mode=0o700)
-        fd = os.open(folder / f"{self.engine_id}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        path = folder / f"{self.engine_id}.lock"
+        fresh = path.with_suffix(".new")  # not *.lock: live_engines must not see it
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        about = {"pid": os.getpid(), "since": now_iso(),
+                 "kind": "background" if self.only is None else "run"}
+        os.write(fd, json.dumps(about).encode())
+        os.rename(fresh, path)
         self._lock_fd = fd
 
     def run(self) -> None:
-        """Drive the workflows until all have ended (or :meth:`shutdown`)."""
+        """Drive the workflows until all have ended (or :meth:`shutdown`, or
+        :meth:`interrupt`)."""
         if self._lock_fd is None:
             self.start()
         try:
             while not self._stop_requested:
                 self._check_store()
+                if self._interrupted and self._interrupting():
+                    return
                 self._release_due_retries()
                 for run in list(self.runs.values()):
                     self._submit_ready(run)
@@ -241,9 +265,29 @@ class Engine:
             self._close()
 
     def shutdown(self) -> None:
-        """Stop driving (jobs keep running; a later engine resumes them)."""
+        """Stop driving (jobs keep running; a later engine resumes them).
+
+        This and :meth:`interrupt` only set a flag, which the engine reads at least
+        every STORE_CHECK_INTERVAL: safe from a signal handler, which must take no
+        lock that the code it interrupted may hold."""
         self._stop_requested = True
-        self._wake.set()
+
+    def interrupt(self) -> None:
+        """Stop the workflows this engine drives, as ``jobbridge stop`` does, and return
+        from :meth:`run` (``jobbridge run`` on Ctrl-C)."""
+        self._interrupted = True
+
+    def _interrupting(self) -> bool:
+        """Stop every workflow at the first call; then whether to return: when the
+        killed jobs' ends are recorded, or after INTERRUPT_WAIT whatever they do."""
+        now = time.monotonic()
+        if self._interrupt_deadline is None:
+            self._interrupt_deadline = now + INTERRUPT_WAIT
+            log.info("interrupted: stopping workflows %s", ", ".join(map(str, self.runs)))
+            for run in list(self.runs.values()):
+                self._stop(run)
+            self._commit_and_report()
+        return not self.runs or now > self._interrupt_deadline
 
     def _close(self) -> None:
         for run_id in list(self.runs):
@@ -284,16 +328,9 @@ class Engine:
             for wf_id in new:
                 if self.store.claim(wf_id, self.engine_id, live):
                     self._load(wf_id)
-        requests = self.store.take_requests(list(self.runs))
-        for wf_id, action in requests.items():
+        for wf_id, action in self.store.requests(list(self.runs)).items():
             self._apply_request(self.runs[wf_id], action)
-        for run in [run for run in self.runs.values() if run.finished and not run.changes]:
-            # a request on an ended workflow changed nothing: let it go, or this
-            # engine would wait on it forever
-            if self.store.workflow(run.id).status != constants.WORKFLOW_DONE:
-                self.store.set_workflow_status(run.id, constants.WORKFLOW_DONE)
-            self.store.release(run.id, self.engine_id)
-            del self.runs[run.id]
+            self.store.clear_request(wf_id, action)
         self._data_version = self.store.data_version()
 
     def _load(self, workflow_id: int) -> None:
@@ -321,18 +358,19 @@ class Engine:
                     run.set_status(job, constants.UNDETERMINED, scheduler_job_id=job_id)
             if job.status in _ACTIVE and job.scheduler_job_id is not None:
                 resource.active[job.scheduler_job_id] = (run, job.idx)
-                if job.status == constants.KILL_PENDING:
-                    resource.scheduler.kill_job(job.scheduler_job_id)
-        for job in run.jobs:
-            if job.status == constants.NOT_SUBMITTED:
-                job.preds_left = sum(run.jobs[p].status != constants.DONE for p in job.preds)
-                failed = [run.jobs[p] for p in job.preds if run.jobs[p].status == constants.FAILED]
-                if failed:
-                    self._abort_descendants(run, failed[0], start=[job])
-                elif job.preds_left == 0:
-                    self._make_ready(run, job)
+        log.info("workflow %s: %s on %s (%s): %s", workflow_id,
+                 "started" if workflow.status == constants.WORKFLOW_NOT_STARTED else "resumed",
+                 workflow.resource, workflow.scheduler_type, _counts_text(run.counts))
         resource.next_full_poll = 0.0
         self._wake.set()
+        if run.stopping:  # a stop that an engine began: finish it
+            self._stop(run)
+            return
+        for job in run.jobs:
+            if job.status == constants.NOT_SUBMITTED:
+                self._release_or_abort(run, job)
+            elif job.status == constants.KILL_PENDING and job.scheduler_job_id:
+                resource.scheduler.kill_job(job.scheduler_job_id)  # jobs stopped alone
 
     def _dispose_temporaries(self) -> None:
         """Remove the temporary paths of workflows ended longer ago than their disposal
@@ -353,7 +391,7 @@ class Engine:
                    for job in self.store.jobs(workflow.id, include_hidden=True)
                    if job.status not in constants.ENDED_JOB_STATUS]
         self.store.update_jobs(workflow.id, changes)
-        self.store.set_workflow_status(workflow.id, constants.WORKFLOW_DONE)
+        self.store.set_workflow_status(workflow.id, constants.WORKFLOW_DONE, ended=True)
         self.store.release(workflow.id, self.engine_id)
 
     def _resource(self, workflow: WorkflowRow) -> _Resource:
@@ -365,59 +403,117 @@ class Engine:
             resource = self.resources[key] = _Resource(scheduler, workflow)
         return resource
 
-    def _apply_request(self, run: _Run, action: str) -> None:
-        log.info("workflow %s: %s requested", run.id, action)
+    def _apply_request(self, run: _Run, request: str) -> None:
+        log.info("workflow %s: %s requested", run.id, request)
         # "stop:3,4" / "restart:3,4": only the jobs of these indexes (soma-workflow's
         # stop_jobs / restart_jobs); the workflow goes on with its other jobs
-        action, _, listed = action.partition(":")
-        chosen = {int(i) for i in listed.split(",")} if listed else None
-        jobs = run.jobs if chosen is None else [run.jobs[i] for i in sorted(chosen)]
-        if action in ("stop", "delete"):
-            if chosen is None:
-                run.stopping = True
-                run.ready.clear()
-            else:
-                run.ready = [entry for entry in run.ready if entry[1] not in chosen]
-                heapq.heapify(run.ready)
-            reason = ("workflow deleted" if action == "delete" else
-                      "workflow stopped" if chosen is None else "job stopped")
-            for job in jobs:
-                if job.status == constants.NOT_SUBMITTED:
-                    self._end(run, job, constants.EXIT_NOTRUN, reason=reason)
-                elif job.status in _ACTIVE and job.scheduler_job_id is not None:
-                    run.set_status(job, constants.KILL_PENDING)
-            self._commit_and_report()
-            for job in jobs:
-                if job.status == constants.KILL_PENDING and job.scheduler_job_id:
-                    run.resource.scheduler.kill_job(job.scheduler_job_id)
-            if action == "delete":
-                for job in run.jobs:
-                    if job.scheduler_job_id:
-                        run.resource.active.pop(job.scheduler_job_id, None)
-                del self.runs[run.id]
-                self.store.delete_workflow(run.id)
+        action, _, listed = request.partition(":")
+        chosen = ([run.jobs[i] for i in sorted({int(i) for i in listed.split(",")})]
+                  if listed else None)
+        if action == "stop" and chosen is None:
+            self._stop(run)
+        elif action == "stop":
+            self._halt(run, "job stopped", chosen)
+        elif action == "delete":
+            self._delete(run)
         elif action == "restart":
-            run.stopping = False
-            for job in jobs:
-                if (job.status == constants.FAILED if chosen is None
-                        else job.status in constants.ENDED_JOB_STATUS):
-                    run.set_status(job, constants.NOT_SUBMITTED, exit_status=None,
-                                   exit_value=None, term_sig=None, resource_usage=None,
-                                   exit_reason=None, scheduler_job_id=None,
-                                   submission_date=None, execution_date=None, ending_date=None,
-                                   rendered=None, outputs=None, retry=0, retry_at=None)
-                    job.scheduler_job_id = None
-                    job.running_seen = False
-                    job.unprepare()
-                    job.outputs = None
-                    job.retry, job.retry_at = 0, None
-            queued = {idx for _, idx in run.ready}  # a running workflow's: not twice
-            for job in run.jobs:
-                if job.status == constants.NOT_SUBMITTED:
-                    job.preds_left = sum(run.jobs[p].status != constants.DONE for p in job.preds)
-                    if job.preds_left == 0 and job.idx not in queued:
-                        self._make_ready(run, job)
-            self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
+            self._restart(run, chosen)
+        else:
+            log.warning("workflow %s: unknown request %r ignored", run.id, request)
+
+    def _stop(self, run: _Run) -> None:
+        """Stop the workflow: recorded stopped first, so that an engine resuming it
+        finishes the stop (see :meth:`_load`); its end is dated once the killed
+        jobs' ends are in."""
+        if run.finished and not run.stopping:
+            log.info("workflow %s: nothing to stop (it has ended)", run.id)
+            return
+        if run.workflow.status != constants.WORKFLOW_STOPPED:
+            run.workflow.status = constants.WORKFLOW_STOPPED
+            self.store.set_workflow_status(run.id, constants.WORKFLOW_STOPPED)
+        self._halt(run, "workflow stopped")
+
+    def _halt(self, run: _Run, reason: str, jobs: list[_Job] | None = None) -> None:
+        """Kill the active jobs (of ``jobs``, default all: then the workflow submits
+        no more), end the others as never run; each step durable before the next."""
+        if jobs is None:
+            jobs = run.jobs
+            run.stopping = True
+            run.ready.clear()
+            run.rerun.clear()
+        else:
+            chosen = {job.idx for job in jobs}
+            run.ready = [entry for entry in run.ready if entry[1] not in chosen]
+            heapq.heapify(run.ready)
+            run.rerun.difference_update(chosen)
+        for job in jobs:
+            if job.status == constants.NOT_SUBMITTED:
+                self._end(run, job, constants.EXIT_NOTRUN, reason=reason)
+            elif (job.status in _ACTIVE and job.status != constants.KILL_PENDING
+                  and job.scheduler_job_id is not None):
+                self._running_changed(run.resource, job, False)
+                run.set_status(job, constants.KILL_PENDING)
+        self._commit(run)
+        # queued jobs first: a slot a killed job frees must not start one of them
+        for job in sorted((job for job in jobs if job.status == constants.KILL_PENDING
+                           and job.scheduler_job_id), key=lambda job: job.running_seen):
+            run.resource.scheduler.kill_job(str(job.scheduler_job_id))
+
+    def _delete(self, run: _Run) -> None:
+        self._halt(run, "workflow deleted")
+        ids = [job.scheduler_job_id for job in run.jobs if job.scheduler_job_id]
+        for job_id in ids:
+            run.resource.active.pop(job_id, None)
+        del self.runs[run.id]
+        self.store.delete_workflow(run.id)
+        run.resource.scheduler.forget(ids)
+        log.info("workflow %s: deleted", run.id)
+
+    def _restart(self, run: _Run, jobs: list[_Job] | None = None) -> None:
+        """Run again what failed or was stopped (``jobs``: these if they ended, even
+        done), and what waits for it; jobs still being killed run again once their
+        end is in."""
+        again = ([job for job in run.jobs if job.status == constants.FAILED] if jobs is None
+                 else [job for job in jobs if job.status in constants.ENDED_JOB_STATUS])
+        killing = [job.idx for job in (run.jobs if jobs is None else jobs)
+                   if job.status == constants.KILL_PENDING]
+        if not again and not killing:
+            log.info("workflow %s: nothing to restart", run.id)
+            return
+        run.stopping = False
+        run.rerun.update(killing)
+        for job in again:
+            self._reset(run, job)
+        run.workflow.status = constants.WORKFLOW_IN_PROGRESS
+        run.workflow.ending_date = None
+        self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
+        queued = {idx for _, idx in run.ready}  # a running workflow's: not twice
+        for job in run.jobs:
+            if job.status == constants.NOT_SUBMITTED and job.idx not in queued:
+                self._release_or_abort(run, job)
+
+    @staticmethod
+    def _reset(run: _Run, job: _Job) -> None:
+        """Back to not submitted, as the job was before its run (spec as submitted)."""
+        run.set_status(job, constants.NOT_SUBMITTED, exit_status=None, exit_value=None,
+                       term_sig=None, resource_usage=None, exit_reason=None,
+                       scheduler_job_id=None, submission_date=None, execution_date=None,
+                       ending_date=None, rendered=None, outputs=None, retry=0, retry_at=None)
+        job.scheduler_job_id = None
+        job.running_seen = False
+        job.unprepare()
+        job.outputs = None
+        job.retry, job.retry_at = 0, None
+
+    def _release_or_abort(self, run: _Run, job: _Job) -> None:
+        """A not-submitted job: ready if its predecessors succeeded, aborted if one
+        failed, else waiting for them."""
+        job.preds_left = sum(run.jobs[p].status != constants.DONE for p in job.preds)
+        failed = [run.jobs[p] for p in job.preds if run.jobs[p].status == constants.FAILED]
+        if failed:
+            self._abort_descendants(run, failed[0], start=[job])
+        elif job.preds_left == 0:
+            self._make_ready(run, job)
 
     # --- submission -----------------------------------------------------------------------
     def _make_ready(self, run: _Run, job: _Job) -> None:
@@ -484,7 +580,7 @@ class Engine:
         return constants.DONE
 
     def _submit_ready(self, run: _Run) -> None:
-        if not run.ready or run.stopping:
+        if not run.ready or run.stopping or self._interrupted:
             return
         resource = run.resource
         room = resource.room()
@@ -503,6 +599,7 @@ class Engine:
             run.workflow.status = constants.WORKFLOW_IN_PROGRESS
             self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
         self._commit(run)
+        date = now_iso()  # handed over now: a local job may start before the call returns
         try:
             ids = resource.scheduler.job_submission([self._attempt_spec(run, job) for job in batch])
         except Exception as error:  # a broken scheduler fails these jobs, not the engine
@@ -511,10 +608,9 @@ class Engine:
             reason = f"submission failed: {error}"
         else:
             reason = "the scheduler refused the job"
-        date = now_iso()
         for job, job_id in zip(batch, ids, strict=True):
             if job_id is None:
-                self._end(run, job, constants.EXIT_ABORTED, reason=reason, ending_date=date)
+                self._end(run, job, constants.EXIT_ABORTED, reason=reason)
                 continue
             job.scheduler_job_id = job_id
             resource.active[job_id] = (run, job.idx)
@@ -578,25 +674,40 @@ class Engine:
             return
         if status == constants.NOT_SUBMITTED:  # the scheduler dropped it before it ran
             del resource.active[scheduler_job_id]
+            run.released.append(scheduler_job_id)
             self._running_changed(resource, job, False)
-            run.set_status(job, constants.NOT_SUBMITTED, scheduler_job_id=None)
             job.scheduler_job_id = None
-            self._make_ready(run, job)
+            run.rerun.discard(job.idx)
+            if run.stopping:
+                self._end(run, job, constants.EXIT_NOTRUN, reason="workflow stopped")
+                return
+            run.set_status(job, constants.NOT_SUBMITTED, scheduler_job_id=None)
+            self._release_or_abort(run, job)
             return
         if status in constants.ENDED_JOB_STATUS:
             del resource.active[scheduler_job_id]
+            run.released.append(scheduler_job_id)
             self._running_changed(resource, job, False)
             info = resource.scheduler.get_job_exit_info(scheduler_job_id)
+            # the job's own dates where the scheduler kept them (truer than when the
+            # engine saw it run, or end: it may have been down); else now
+            started, ended = getattr(info, "started", None), getattr(info, "ended", None)
+            if started is None and ended is None and not job.running_seen:
+                started = time.time()
             self._end(run, job, info[0], info[1], info[2], info[3],
                       reason=getattr(info, "reason", None),
-                      execution_date=None if job.running_seen else now_iso())
+                      execution_date=None if started is None else iso_date(started),
+                      ending_date=None if ended is None else iso_date(ended))
+            return
+        if job.status == constants.KILL_PENDING:  # stays so until its end
+            if status == constants.RUNNING and not job.running_seen:
+                job.running_seen = True
+                run.changes.append((job.idx, {"execution_date": now_iso()}))
             return
         if status == constants.RUNNING and not job.running_seen:
             job.running_seen = True
             self._running_changed(resource, job, True)
             run.set_status(job, status, execution_date=now_iso())
-            return
-        if job.status == constants.KILL_PENDING:
             return
         self._running_changed(resource, job, status == constants.RUNNING)
         run.set_status(job, status)
@@ -619,6 +730,11 @@ class Engine:
         if job.status != constants.NOT_SUBMITTED and self._attempt_ended(run, job, status, values):
             return
         run.set_status(job, status, **values)
+        if job.idx in run.rerun:  # killed, then restarted: it runs again
+            run.rerun.discard(job.idx)
+            self._reset(run, job)
+            self._release_or_abort(run, job)
+            return
         if status != constants.DONE:
             self._abort_descendants(run, job)
             return
@@ -691,19 +807,40 @@ class Engine:
         changes, run.changes = run.changes, []
         attempts, run.attempts = run.attempts, []
         self.store.update_jobs(run.id, changes, attempts)
+        if run.released:  # recorded: the scheduler may forget them
+            released, run.released = run.released, []
+            try:
+                run.resource.scheduler.forget(released)
+            except Exception:  # its leftovers cost disk space, not correctness
+                log.exception("workflow %s: the scheduler could not forget ended jobs", run.id)
 
     def _commit_and_report(self) -> None:
         for run in list(self.runs.values()):
-            if not run.changes:
-                continue
-            self._commit(run)
-            if run.finished:
-                self.store.set_workflow_status(run.id, constants.WORKFLOW_DONE)
-                self.store.release(run.id, self.engine_id)
-                del self.runs[run.id]
-            if self.progress is not None:
+            changed = bool(run.changes)
+            if changed:
+                self._commit(run)
+            if run.finished:  # even unchanged: a request may have left nothing to do
+                self._finish(run)
+            if changed and self.progress is not None:
                 visible = sum(run.counts.values())
                 self.progress(Progress(run.id, visible, {k: v for k, v in run.counts.items() if v}))
+
+    def _finish(self, run: _Run) -> None:
+        """Every job has ended: the workflow is done, or stopped if it was stopped and
+        a job did not succeed."""
+        failed = run.counts[constants.FAILED]
+        status = (constants.WORKFLOW_STOPPED if run.stopping and failed
+                  else constants.WORKFLOW_DONE)
+        if status != run.workflow.status or run.workflow.ending_date is None:
+            self.store.set_workflow_status(run.id, status, ended=True)
+            log.info("workflow %s: %s (%d jobs, %d failed)", run.id,
+                     status.removeprefix("workflow_"), len(run.jobs), failed)
+        self.store.release(run.id, self.engine_id)
+        del self.runs[run.id]
+
+
+def _counts_text(counts: Counter[str]) -> str:
+    return ", ".join(f"{number} {status}" for status, number in sorted(counts.items()) if number)
 
 
 def _build_scheduler(workflow: WorkflowRow) -> Scheduler:

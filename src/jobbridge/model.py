@@ -33,16 +33,23 @@ class ExitInfo(tuple[str, int | None, int | None, str | None]):
 
     It unpacks and compares as the plain 4-tuple of the API; ``reason`` keeps what
     the batch system said about an abnormal end (TIMEOUT, OUT_OF_MEMORY...) for
-    ``jobbridge status`` to show.
+    ``jobbridge status`` to show. ``started`` and ``ended`` (POSIX timestamps) are
+    when the job really started and ended, where the scheduler recorded it: an
+    engine that learns of an end long after it happened dates it truly.
     """
 
     reason: str | None
+    started: float | None
+    ended: float | None
 
     def __new__(cls, exit_status: str, exit_value: int | None = None,
                 term_sig: int | None = None, resource_usage: str | None = None,
-                reason: str | None = None) -> ExitInfo:
+                reason: str | None = None, started: float | None = None,
+                ended: float | None = None) -> ExitInfo:
         info = super().__new__(cls, (exit_status, exit_value, term_sig, resource_usage))
         info.reason = reason
+        info.started = started
+        info.ended = ended
         return info
 
     @property

@@ -21,6 +21,7 @@ present (the defaults below keep a minimal scheduler correct):
 - :meth:`Scheduler.submission_room`: how many jobs can be submitted now without
   waiting (a command budget): the engine submits no more, and asks again shortly;
 - :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made;
+- :meth:`Scheduler.forget`: the engine has recorded these jobs; their traces may go;
 - :meth:`Scheduler.run_command`: how a command using the scheduler runs (MPI's
   runs on every rank of the allocation).
 
@@ -197,6 +198,11 @@ class Scheduler(abc.ABC):
         """
         return {}
 
+    def forget(self, scheduler_job_ids: Sequence[str]) -> None:
+        """The engine has durably recorded the ends of these jobs (or that they must be
+        submitted again): nobody will ask about them any more, so what the scheduler
+        kept to answer (journals, exit files) may be deleted."""
+
     def close(self) -> None:
         """Release resources (sessions, threads); jobs keep running."""
 
@@ -243,6 +249,7 @@ def run_to_end(scheduler: Scheduler, jobs: Sequence[EngineJob], timeout: float =
             results.append((constants.FAILED, (constants.EXIT_ABORTED, None, None, None)))
         else:
             results.append((statuses[job_id], scheduler.get_job_exit_info(job_id)))
+    scheduler.forget(submitted)
     return results
 
 

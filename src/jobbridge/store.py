@@ -256,6 +256,11 @@ class WorkflowRow:
     def config(self) -> Configuration:
         return Configuration.from_dict(self.resource, self.options)
 
+    @property
+    def ended(self) -> bool:
+        """Done, or stopped with every job's end recorded, and no request pending."""
+        return self.ending_date is not None and self.request is None
+
 
 _JOB_COLUMNS = ("workflow_id, idx, job_id, name, hidden, spec, status, exit_status, exit_value, "
                 "term_sig, resource_usage, exit_reason, scheduler_job_id, submission_tag, "
@@ -427,10 +432,10 @@ class Store:
         return int(row[0])
 
     def unfinished_workflow_ids(self) -> list[int]:
-        """Workflows an engine must drive: not done, or with a pending request."""
-        rows = self.db.execute(
-            "SELECT id FROM workflows WHERE status IN (?, ?) OR request IS NOT NULL ORDER BY id",
-            (constants.WORKFLOW_NOT_STARTED, constants.WORKFLOW_IN_PROGRESS))
+        """Workflows an engine must drive: not ended (a stopped workflow has ended once
+        its killed jobs' ends are recorded), or with a pending request."""
+        rows = self.db.execute("SELECT id FROM workflows WHERE ending_date IS NULL "
+                               "OR request IS NOT NULL ORDER BY id")
         return [r[0] for r in rows]
 
     def claim(self, workflow_id: int, engine: str, live_engines: Iterable[str]) -> bool:
@@ -481,19 +486,26 @@ class Store:
                        (f"{pending},{idx}" if pending else f"stop:{idx}", wf_id))
         return None
 
-    def take_requests(self, workflow_ids: Iterable[int]) -> dict[int, str]:
+    def requests(self, workflow_ids: Iterable[int]) -> dict[int, str]:
+        """The pending requests of these workflows (see :meth:`clear_request`)."""
         ids = list(workflow_ids)
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self.transaction() as db:
-            rows = db.execute(f"SELECT id, request FROM workflows WHERE request IS NOT NULL "
-                              f"AND id IN ({marks})", ids).fetchall()
-            db.execute(f"UPDATE workflows SET request = NULL WHERE id IN ({marks})", ids)
+        rows = self.db.execute(f"SELECT id, request FROM workflows WHERE request IS NOT NULL "
+                               f"AND id IN ({marks})", ids)
         return {r[0]: r[1] for r in rows}
 
-    def set_workflow_status(self, workflow_id: int, status: str) -> None:
-        ending = now_iso() if status == constants.WORKFLOW_DONE else None
+    def clear_request(self, workflow_id: int, action: str) -> None:
+        """Forget a request once it is applied (not before: a reader must never see a
+        restart neither pending nor applied, as a finished workflow)."""
+        with self.transaction() as db:
+            db.execute("UPDATE workflows SET request = NULL WHERE id = ? AND request = ?",
+                       (workflow_id, action))
+
+    def set_workflow_status(self, workflow_id: int, status: str, ended: bool = False) -> None:
+        """``ended``: the workflow's jobs have all ended (its ending date is now)."""
+        ending = now_iso() if ended else None
         with self.transaction() as db:
             db.execute("UPDATE workflows SET status = ?, ending_date = ? WHERE id = ?",
                        (status, ending, workflow_id))

@@ -417,6 +417,25 @@ def test_every_file_under_the_home_is_private(jobbridge_home: Path) -> None:
 
 
 @pytest.mark.slurm
+def test_exit_info_carries_the_true_dates(tmp_path: Path) -> None:
+    """The wrapper's exit record dates the job: an engine learning of its end late (it
+    was down) still records when it really started and ended."""
+    scheduler = slurm_scheduler(tmp_path)
+    stamps = tmp_path / "stamps"
+    job = EngineJob("dated", ["sh", "-c", f"date +%s.%N >> {stamps}; sleep 1; "
+                                         f"date +%s.%N >> {stamps}"],
+                    working_directory=str(tmp_path))
+    [job_id] = scheduler.job_submission([job])
+    wait_for_status(scheduler, [str(job_id)], timeout=120)
+    time.sleep(2)
+    info = scheduler.get_job_exit_info(str(job_id))
+    began, ended = (float(stamp) for stamp in stamps.read_text().split())
+    assert info[:2] == (constants.FINISHED_REGULARLY, 0)
+    assert info.started is not None and abs(info.started - began) < 0.5, (info.started, began)
+    assert info.ended is not None and abs(info.ended - ended) < 0.5, (info.ended, ended)
+
+
+@pytest.mark.slurm
 @pytest.mark.slow
 def test_timeout_is_a_failure_with_its_reason(tmp_path: Path) -> None:
     """Slurm's smallest limit is 1 minute, checked every 30 s: TIMEOUT in 60-95 s."""

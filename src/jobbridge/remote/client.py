@@ -258,8 +258,11 @@ class RemoteController:
         status: dict[str, Any] = self._call(message, on_event, pauses=WAIT_RECONNECTS)
         return self._shown(status)
 
-    def request(self, workflow_id: str, action: str) -> None:
-        self._call({"op": "request", "workflow": self.local_id(workflow_id), "action": action})
+    def request(self, workflow_id: str, action: str) -> str:
+        """What the host did: ``stop requested``, ``nothing to restart (...)``."""
+        said = self._call({"op": "request", "workflow": self.local_id(workflow_id),
+                           "action": action})
+        return str(said or f"{action} requested")  # an older host answers nothing
 
     def logs(self, workflow_id: str, job_id: str, stderr: bool, sink: IO[bytes]) -> None:
         """Copy a job's stdout (or stderr) file from the host to ``sink``."""

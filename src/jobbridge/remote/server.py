@@ -134,8 +134,8 @@ def _wait(controller: WorkflowController, request: dict[str, Any], emit: Emit) -
         # each slice reports the progress again: the heartbeat
 
 
-def _request(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> None:
-    controller.request(_text(request, "workflow"), _text(request, "action"))
+def _request(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> str:
+    return controller.request(_text(request, "workflow"), _text(request, "action"))
 
 
 def _logs(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> int:

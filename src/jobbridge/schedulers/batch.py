@@ -683,10 +683,12 @@ class BatchScheduler(Scheduler, abc.ABC):
                             reason=f"{self.name} does not know this job")
         record = tracked.record or JobRecord("UNKNOWN")
         usage = record.resource_usage
+        dates: tuple[float | None, float | None] = (None, None)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
             usage = _merge_usage(usage, wrapped_usage)
             reason = exit_record.get("reason")
+            dates = (exit_record.get("started"), exit_record.get("ended"))
         else:
             status, value, sig, reason = _exit_from_record(record)
         abnormal = self._abnormal_end(record)
@@ -697,7 +699,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             status = constants.USER_KILLED
         elif exit_record is None and record.reason:
             reason = record.reason
-        return ExitInfo(status, value, sig, usage, reason)
+        return ExitInfo(status, value, sig, usage, reason, *dates)
 
 
 def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:

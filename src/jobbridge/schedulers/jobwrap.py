@@ -6,7 +6,8 @@ drop ``Exit_status``; Slurm without accounting forgets finished jobs; a shell
 reports a signal as 128+n). So the script only runs this wrapper on a private
 JSON spec file; the wrapper starts the argv byte-exact with its env, directory
 and files, forwards termination signals, and writes the true exit info (code or
-signal, rusage) to the spec's ``exit_file`` before ending the same way.
+signal, rusage, and when it started and ended) to the spec's ``exit_file`` before
+ending the same way.
 
 Both files are the scheduler's first source of truth (it watches their folder,
 costing the batch system nothing): the spec's ``start_file`` is written as soon
@@ -62,9 +63,10 @@ def main(argv: list[str]) -> int:
     except OSError as error:
         reason = report_start_failure(job, error)
         write_exit_file(exit_file, {"exit": [constants.EXIT_ABORTED, None, None, None],
-                                    "reason": reason})
+                                    "reason": reason, "started": None, "ended": time.time()})
         return 127
     started = time.monotonic()
+    began = time.time()
 
     def forward(sig: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -80,7 +82,8 @@ def main(argv: list[str]) -> int:
             continue
     process.returncode = status
     info = exit_info_from_wait(status, rusage, time.monotonic() - started, job.cpu_count)
-    write_exit_file(exit_file, {"exit": list(info), "reason": info.reason})
+    write_exit_file(exit_file, {"exit": list(info), "reason": info.reason, "started": began,
+                                "ended": time.time()})
     if os.WIFSIGNALED(status):  # end the same way, so the batch system sees it too
         term_sig = os.WTERMSIG(status)
         signal.signal(term_sig, signal.SIG_DFL)

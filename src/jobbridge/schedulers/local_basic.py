@@ -11,6 +11,11 @@ The CPU slots of a resource are shared by all the runners of the home (a slot
 file, see :class:`.local_runner.SlotPool`); the runner ends a job at its
 ``walltime_s`` and puts it under its ``memory_mb`` (:mod:`.memory_limits`).
 See docs/local.md.
+
+A runner's journal (and lock file) is deleted once nobody needs it: the runner
+has exited and the engine has recorded every job it journaled (the engine calls
+:meth:`LocalScheduler.forget`, which notes it in the journal, so that any later
+engine can tell).
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class LocalSchedulerError(JobbridgeError):
 #: notified at once.
 BUSY_QUEUE_PER_SLOT = 2
 NOTIFY_BATCH_SECONDS = 0.02
+#: How long :meth:`LocalScheduler.close` waits for a runner with nothing left to run.
+RUNNER_EXIT_SECONDS = 5.0
 
 _JOB_FIELDS = tuple(f.name for f in fields(EngineJob))
 
@@ -103,6 +110,7 @@ class LocalScheduler(Scheduler):
         self._killed: set[str] = set()
         self._journals: dict[str, _Journal] = {}
         self._queued = 0  # own jobs the runner holds, not started yet
+        self._unforgotten: dict[str, set[str]] = {}  # per own runner: ids not forgotten
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> Scheduler:
@@ -149,6 +157,7 @@ class LocalScheduler(Scheduler):
                     continue
                 wrapped = in_container(job, self.container_command)
                 self._status[job_id] = constants.QUEUED_ACTIVE
+                self._unforgotten.setdefault(self.runner_id, set()).add(job_id)
                 self._queued += 1
                 # the fields as they are (JSON copies them): to_dict's deep copy costs more
                 lines.append({"submit": job_id, "cpus": job.cpu_count,
@@ -182,8 +191,10 @@ class LocalScheduler(Scheduler):
             return ExitInfo(constants.EXIT_UNDETERMINED, None, None, None,
                             reason="unknown job id")
         if killed and info.exit_status in (constants.FINISHED_TERM_SIG, constants.EXIT_ABORTED):
+            never_ran = info.exit_status == constants.EXIT_ABORTED  # "killed before it started"
             return ExitInfo(constants.USER_KILLED, info.exit_value, info.term_sig,
-                            info.resource_usage)
+                            info.resource_usage, info.reason if never_ran else None,
+                            info.started, info.ended)
         return info
 
     def kill_job(self, scheduler_job_id: str) -> None:
@@ -239,13 +250,41 @@ class LocalScheduler(Scheduler):
                     return False
                 self._changed.wait(min(remaining or self.interval * 10, self.poll_interval()))
 
+    def forget(self, scheduler_job_ids: Sequence[str]) -> None:
+        """Note in their runners' journals that these jobs are recorded; delete the
+        journals of exited runners whose every job is."""
+        by_runner: dict[str, list[str]] = {}
+        for job_id in scheduler_job_ids:
+            runner_id = job_id.rpartition(".")[0]
+            if runner_id:
+                by_runner.setdefault(runner_id, []).append(job_id)
+        with self._lock:
+            for runner_id, job_ids in by_runner.items():
+                for job_id in job_ids:
+                    self._status.pop(job_id, None)
+                self._unforgotten.get(runner_id, set()).difference_update(job_ids)
+                _append(self.state_dir / f"{runner_id}.journal", {"forgotten": job_ids})
+                if runner_id != self.runner_id:
+                    self._remove_journal_if_unneeded(runner_id)
+
     def close(self) -> None:
-        """Let the runner finish the running jobs and exit; queued jobs are dropped."""
+        """Let the runner finish the running jobs and exit; queued jobs are dropped.
+        If every job it ran is forgotten, its journal goes once it has exited."""
         with self._lock:
             if self._runner_stdin is not None:
                 with contextlib.suppress(OSError):
                     self._runner_stdin.close()
                 self._runner_stdin = None
+            runner, runner_id = self._runner, self.runner_id
+            unneeded = runner is not None and not self._unforgotten.get(runner_id)
+            for other in list(self._journals):  # runners that were still exiting at forget
+                self._remove_journal_if_unneeded(other)
+        if runner is not None and unneeded:
+            try:  # nothing left to run: it exits at once
+                runner.wait(timeout=RUNNER_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                return
+            _remove_journal(self.state_dir / runner_id)
 
     # --- the runner ------------------------------------------------------------------------
     def _ensure_runner(self) -> None:
@@ -261,7 +300,10 @@ class LocalScheduler(Scheduler):
                  f"{base}.journal", f"{base}.lock", str(self.slots), self.enforce_memory,
                  str(self.state_dir / f"{quote(self.resource, safe='')}.slots")],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
-                close_fds=True)
+                close_fds=True,
+                # detached: it must not hold the user's terminal open (a closed ssh
+                # session would wait for it); a log file it may share
+                stderr=subprocess.DEVNULL if os.isatty(2) else None)
         except OSError as error:
             raise LocalSchedulerError(f"cannot start the local runner: {error}") from error
         self._runner_stdin = self._runner.stdin
@@ -389,7 +431,8 @@ class LocalScheduler(Scheduler):
         elif "end" in event:
             job_id = event["end"]
             exit_status, value, sig, usage = event["exit"]
-            info = ExitInfo(exit_status, value, sig, usage, event.get("reason"))
+            info = ExitInfo(exit_status, value, sig, usage, event.get("reason"),
+                            event.get("started"), event.get("ended"))
             exits[job_id] = info
             status[job_id] = info.job_status
             pids.pop(job_id, None)
@@ -397,6 +440,23 @@ class LocalScheduler(Scheduler):
             status[event["dropped"]] = constants.NOT_SUBMITTED
 
     # --- jobs of earlier engines' runners ----------------------------------------------------
+    def _remove_journal_if_unneeded(self, runner_id: str) -> None:
+        """Delete an exited runner's journal once every job in it is forgotten (lock
+        held). A queued job its runner never journaled (it crashed) needs no journal:
+        it never ran."""
+        if not (self.state_dir / f"{runner_id}.journal").exists():
+            return
+        journal = self._journal(runner_id)
+        if journal.runner_alive() or not journal.mentioned <= journal.forgotten:
+            return
+        _remove_journal(self.state_dir / runner_id)
+        del self._journals[runner_id]
+        self._unforgotten.pop(runner_id, None)
+        prefix = runner_id + "."
+        for table in (self._status, self._exit, self._pids):
+            for job_id in [job_id for job_id in table if job_id.startswith(prefix)]:
+                del table[job_id]
+
     def _journal(self, runner_id: str) -> _Journal:
         journal = self._journals.get(runner_id)
         if journal is None:
@@ -425,6 +485,24 @@ class LocalScheduler(Scheduler):
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _append(path: Path, event: dict[str, Any]) -> None:
+    """Add one event to an existing journal (O_APPEND: whole, after the runner's)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except FileNotFoundError:
+        return
+    try:
+        os.write(fd, (_encode(event) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _remove_journal(base: Path) -> None:
+    """A runner's journal, then its lock (a journal without lock: a runner gone)."""
+    base.with_suffix(".journal").unlink(missing_ok=True)
+    base.with_suffix(".lock").unlink(missing_ok=True)
+
+
 class _Journal:
     """Reads an earlier runner's journal incrementally."""
 
@@ -433,6 +511,8 @@ class _Journal:
         self.lock_path = base.with_suffix(".lock")
         self.offset = 0
         self.tags: dict[str, str] = {}
+        self.mentioned: set[str] = set()  # jobs the runner journaled
+        self.forgotten: set[str] = set()  # jobs an engine recorded (see forget)
 
     @property
     def exists(self) -> bool:
@@ -449,6 +529,10 @@ class _Journal:
         self.offset += len(complete)
         for line in complete.splitlines():
             event = json.loads(line)
+            if "forgotten" in event:
+                self.forgotten.update(event["forgotten"])
+                continue
+            self.mentioned.add(event.get("start") or event.get("end") or event.get("dropped"))
             if "start" in event and event.get("tag"):
                 self.tags[event["start"]] = event["tag"]
             apply(event, *tables)

@@ -8,7 +8,8 @@ events to a journal file that any later engine can read.
 
 Protocol, one JSON object a line. Engine to runner: ``{"submit": id, "job":
 {...}, "cpus": n}``, ``{"kill": id}``. Runner to engine and journal: ``{"start":
-id, "pid": p, "tag": t}``, ``{"end": id, "exit": [...], "reason": r}``,
+id, "pid": p, "tag": t}``, ``{"end": id, "exit": [...], "reason": r, "started":
+t0, "ended": t1}`` (POSIX times; ``started`` null for a job that never started),
 ``{"dropped": id}``. Every event goes to the journal at once; the engine is
 told of a start only once the job has run START_REPORT_DELAY, so a job that ends
 sooner costs it one event, not two. When the engine's pipe closes, queued jobs
@@ -148,7 +149,8 @@ class Runner:
                 self.queue.pop(index)
                 heapq.heapify(self.queue)
                 self.emit({"end": job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
-                           "reason": "killed before it started"})
+                           "reason": "killed before it started", "started": None,
+                           "ended": time.time()})
                 return
 
     # --- job life -------------------------------------------------------------------
@@ -171,7 +173,7 @@ class Runner:
                 self.pool.give_back(slots)
                 reason = report_start_failure(item.job, error)
                 self.emit({"end": item.job_id, "exit": [constants.EXIT_ABORTED, None, None, None],
-                           "reason": reason})
+                           "reason": reason, "started": None, "ended": time.time()})
                 continue
             running = _Running(item.job, pid, process, time.monotonic(), memory,
                                cpus=item.cpus, slots=slots)
@@ -217,6 +219,7 @@ class Runner:
             self.pool.give_back(running.slots)
             info = running.exit_info(status, rusage, running.cpus)
             self.untold.pop(job_id, None)  # ended first: the engine learns both at once
+            ended = time.time()
             if info.reason is None and info.resource_usage is not None:
                 # the hot path: json.dumps of the same dict, written by hand
                 exit_value = "null" if info.exit_value is None else int(info.exit_value)
@@ -224,9 +227,11 @@ class Runner:
                 self.out.append(
                     f'{{"end":{encode_basestring_ascii(job_id)},"exit":['
                     f'{encode_basestring_ascii(info.exit_status)},{exit_value},{term_sig},'
-                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null}}\n')
+                    f'{encode_basestring_ascii(info.resource_usage)}],"reason":null,'
+                    f'"started":{running.began!r},"ended":{ended!r}}}\n')
             else:
-                self.emit({"end": job_id, "exit": list(info), "reason": info.reason})
+                self.emit({"end": job_id, "exit": list(info), "reason": info.reason,
+                           "started": running.began, "ended": ended})
 
     def enforce_limits(self) -> float | None:
         """End jobs over their walltime, SIGKILL killed jobs that outlived their grace;

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from .. import constants
@@ -245,6 +245,7 @@ class RunningJob:
     timed_out: bool = False
     terminating: bool = False
     kill_deadline: float | None = None
+    began: float = field(default_factory=time.time)  # POSIX time, for the job's dates
 
     def terminate(self) -> None:
         """SIGTERM the job's process tree now, SIGKILL it after KILL_GRACE_SECONDS."""

@@ -372,8 +372,7 @@ def _workflow_action(controller: control.WorkflowController, request: Request) -
     if action not in control.REQUESTS:
         raise InputError(f"unknown action {action!r} (one of {', '.join(control.REQUESTS)})")
     workflow_id = str(_workflow(request))
-    controller.request(workflow_id, action)
-    return f"workflow {workflow_id}: {action} requested"
+    return f"workflow {workflow_id}: {controller.request(workflow_id, action)}"
 
 
 def _kill(controller: control.WorkflowController, request: Request) -> str:

@@ -71,7 +71,9 @@ _TABLE = """CREATE TABLE IF NOT EXISTS soma_workflows (
 _NEXT_ID = "soma_next_job_id"
 #: soma-workflow's value of WORKFLOW_NOT_STARTED (sic), where jobbridge's is spelt right.
 WORKFLOW_NOT_STARTED: Final = "worklflow_not_started"
-_WORKFLOW_STATUS = {constants.WORKFLOW_NOT_STARTED: WORKFLOW_NOT_STARTED}
+#: soma-workflow has no stopped status: a workflow it stopped is done.
+_WORKFLOW_STATUS = {constants.WORKFLOW_NOT_STARTED: WORKFLOW_NOT_STARTED,
+                    constants.WORKFLOW_STOPPED: constants.WORKFLOW_DONE}
 _REQUEST_STATUS = {"delete": constants.DELETE_PENDING, "stop": constants.KILL_PENDING}
 
 
@@ -540,7 +542,7 @@ class WorkflowController:
 
 
 def _ended(workflow: WorkflowRow) -> bool:
-    return workflow.status == constants.WORKFLOW_DONE and workflow.request is None
+    return workflow.ended
 
 
 def _workflow_status(workflow: WorkflowRow) -> str:
