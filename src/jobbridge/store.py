@@ -538,8 +538,7 @@ class Store:
         rows = self.db.execute(
             "SELECT t.workflow_id, t.name, t.path, t.is_directory, t.disposal_hours, "
             "w.ending_date FROM temporary_paths t JOIN workflows w ON w.id = t.workflow_id "
-            "WHERE w.status = ? AND w.request IS NULL AND w.ending_date IS NOT NULL",
-            (constants.WORKFLOW_DONE,)).fetchall()
+            "WHERE w.request IS NULL AND w.ending_date IS NOT NULL").fetchall()  # done, stopped
         expired = [row for row in rows
                    if datetime.fromisoformat(row[5]) + timedelta(hours=row[4]) <= now]
         if not expired:
