@@ -100,14 +100,18 @@ def check_config(config: Configuration) -> Configuration:
 
 
 def check_jobs_fit(spec: WorkflowSpec, config: Configuration) -> None:
-    """Refuse a workflow with a job needing more CPUs than the resource can give one."""
-    limit = get_scheduler_implementation(config.get_scheduler_type()).max_job_cpus(config)
-    if limit is None:
-        return
+    """Refuse a workflow with a job needing more CPUs than the resource can give one,
+    or one its scheduler cannot take as written (``Scheduler.check_job``)."""
+    implementation = get_scheduler_implementation(config.get_scheduler_type())
+    limit = implementation.max_job_cpus(config)
     for job in spec.jobs:
-        if job.cpu_count > limit:
+        if limit is not None and job.cpu_count > limit:
             raise InputError(f"job {job.job_id!r} needs {job.cpu_count} cpus: resource "
                              f"{config.resource_id!r} has {limit}")
+        try:
+            implementation.check_job(job)
+        except InputError as error:
+            raise InputError(f"job {job.job_id!r}: {error}") from None
 
 
 def as_spec(workflow: WorkflowSpec | str | os.PathLike[str] | dict[str, Any] | Any,

@@ -26,6 +26,15 @@ from .dynamic import parse_temporaries as _parse_temporaries
 from .errors import InputError
 
 PARALLEL_CONFIGS = ("native", "MPI", "OpenMP")
+#: Characters allowed in a batch job name or file name; others become "_" (Grid
+#: Engine refuses ``/:@\\*?`` and blanks, Slurm's ``%`` starts a pattern).
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+def safe_name(text: str, limit: int) -> str:
+    """``text`` as a batch job name or file name: characters other than letters,
+    digits and ``_.+-`` replaced by ``_``, at most ``limit`` of them."""
+    return _UNSAFE_NAME.sub("_", text)[:limit]
 
 
 class ExitInfo(tuple[str, int | None, int | None, str | None]):

@@ -22,6 +22,11 @@ present (the defaults below keep a minimal scheduler correct):
   waiting (a command budget): the engine submits no more, and asks again shortly;
 - :meth:`Scheduler.find_submitted`: re-attach submissions a killed engine made;
 - :meth:`Scheduler.forget`: the engine has recorded these jobs; their traces may go;
+- :meth:`Scheduler.kill_jobs`: kill many jobs in one call to the system (``stop``);
+- :meth:`Scheduler.refusal_reason`: why a submission was refused, in the system's
+  words (the scheduler records it with :meth:`Scheduler.refuse`);
+- :meth:`Scheduler.job_notes`: what the system says of a job beyond its status (why
+  it is pending, a limit rounded at submission), shown as the job's reason;
 - :meth:`Scheduler.run_command`: how a command using the scheduler runs (MPI's
   runs on every rank of the allocation).
 
@@ -29,7 +34,9 @@ A scheduler also declares what a resource using it may say: the configuration
 keys it reads (:attr:`Scheduler.CONFIG_KEYS`: any other key is refused, naming
 it), the values it accepts (:meth:`Scheduler.check_config`) and the most CPUs a
 job can have (:meth:`Scheduler.max_job_cpus`), all checked before a workflow is
-stored.
+stored. :attr:`Scheduler.RESERVED_OPTIONS` names the native options it sets itself,
+which a job's or a resource's ``native_specification`` may not give
+(:meth:`Scheduler.check_job`).
 """
 
 from __future__ import annotations
@@ -41,11 +48,11 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from . import constants
-from .errors import UnknownSchedulerError
+from .errors import ConfigurationError, InputError, UnknownSchedulerError
 from .model import EngineJob, ExitInfo
 from .retry import CONFIG_KEYS as RETRY_CONFIG_KEYS
 
@@ -74,6 +81,10 @@ ENTRY_POINT_GROUP = "jobbridge.schedulers"
 #: ``notify(scheduler_job_ids=None)``: see :meth:`Scheduler.set_change_notifier`.
 ChangeNotifier = Callable[..., None]
 log = logging.getLogger(__name__)
+#: Refusals kept for :meth:`Scheduler.refusal_reason` per scheduler, at most: a caller
+#: that never asks (a script, a test) must not make them pile up.
+MAX_REFUSALS = 1000
+_refusals_lock = threading.Lock()
 
 
 def job_list(jobs: EngineJob | Sequence[EngineJob]) -> list[EngineJob]:
@@ -91,6 +102,11 @@ class Scheduler(abc.ABC):
         "scheduler_type", "cpu_nb", "max_cpu_nb", "scheduler_interval", "max_job_in_queue",
         "max_job_running", "native_specification", "queues", "container_command",
         "scratch_directory", "path_translation_files", *RETRY_CONFIG_KEYS})
+    #: Native options this scheduler sets itself, which a ``native_specification``
+    #: may not give: ``{option: why}`` (``--job-name``: the batch job's name carries
+    #: the tag that finds the job again after an engine crash). A long option also
+    #: matches as ``--option=value`` and abbreviated; a short one as ``-Xvalue``.
+    RESERVED_OPTIONS: ClassVar[Mapping[str, str]] = {}
 
     #: Who measured the figures of this scheduler's ``resource_usage`` (reports say
     #: it; items a batch job's wrapper supplied are named by a ``wrapper=`` item).
@@ -127,7 +143,12 @@ class Scheduler(abc.ABC):
 
     @abc.abstractmethod
     def kill_job(self, scheduler_job_id: str) -> None:
-        """Kill a queued or running job; its exit status becomes killed_by_user."""
+        """Kill a queued or running job; its exit status becomes killed_by_user.
+
+        A job that has already ended keeps its own end (the batch system's record,
+        the job wrapper's exit file or DRMAA's wait say so): a kill never turns a
+        success into ``killed_by_user``.
+        """
 
     @classmethod
     @abc.abstractmethod
@@ -150,6 +171,34 @@ class Scheduler(abc.ABC):
         config.get_float("scheduler_interval", 0.0)
         for key in ("native_specification", "queues", "container_command"):
             config.get_words(key)
+        problem = cls.reserved_option(config.get_words("native_specification"))
+        if problem:
+            raise ConfigurationError(f"resource {config.resource_id!r}: option "
+                                     f"native_specification: {problem}")
+
+    @classmethod
+    def check_job(cls, job: EngineJob) -> None:
+        """Refuse (InputError) a job this scheduler cannot take as written, before the
+        workflow is stored: by default, one whose ``native_specification`` gives a
+        :attr:`RESERVED_OPTIONS` option."""
+        if cls.RESERVED_OPTIONS and job.native_specification:
+            try:
+                words = job.native_args()
+            except ValueError:  # unbalanced quotes: the system says so at submission
+                return
+            problem = cls.reserved_option(words)
+            if problem:
+                raise InputError(f"native_specification: {problem}")
+
+    @classmethod
+    def reserved_option(cls, words: Sequence[str]) -> str | None:
+        """What is wrong with native options ``words`` giving a reserved option, or
+        None (see :attr:`RESERVED_OPTIONS`)."""
+        for word in words:
+            for option, why in cls.RESERVED_OPTIONS.items():
+                if _is_option(word, option):
+                    return f"{word} is not allowed: {why}"
+        return None
 
     @classmethod
     def max_job_cpus(cls, config: Configuration) -> int | None:
@@ -203,6 +252,41 @@ class Scheduler(abc.ABC):
         submitted again): nobody will ask about them any more, so what the scheduler
         kept to answer (journals, exit files) may be deleted."""
 
+    def kill_jobs(self, scheduler_job_ids: Sequence[str]) -> None:
+        """Kill many jobs (``jobbridge stop``), as :meth:`kill_job` does each; a
+        scheduler whose system takes many ids at once does it in one call."""
+        for job_id in scheduler_job_ids:
+            self.kill_job(job_id)
+
+    def refusal_reason(self, job: EngineJob) -> str | None:
+        """Why the latest :meth:`job_submission` gave None for ``job`` (the very
+        object it was given), in the system's words (``slurm refused the job:
+        invalid partition specified: x``); None when not known. Asked once per
+        refused job, right after the call; the engine shows it as the job's reason.
+        A scheduler records it with :meth:`refuse`."""
+        with _refusals_lock:
+            refusals: dict[int, tuple[EngineJob, str]] = self.__dict__.get("_refusals", {})
+            entry = refusals.pop(id(job), None)
+        return entry[1] if entry is not None and entry[0] is job else None
+
+    def refuse(self, job: EngineJob, reason: str) -> None:
+        """Record why ``job`` was refused (its id None), for :meth:`refusal_reason`,
+        and log it. The job object is kept until asked about, so its ``id()`` stays
+        its own; only the latest MAX_REFUSALS are kept."""
+        log.error("%s: %s", job.label, reason)
+        with _refusals_lock:
+            refusals = self.__dict__.setdefault("_refusals", {})
+            refusals[id(job)] = (job, reason)
+            while len(refusals) > MAX_REFUSALS:
+                del refusals[next(iter(refusals))]
+
+    def job_notes(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        """What the system says of these jobs beyond their status, for those it says
+        something of: why a job is pending (``pending: Resources``), a limit rounded
+        at submission (said once, here and in the log). The engine shows a note as the
+        job's reason until the job ends. Answered from the last poll: no query."""
+        return {}
+
     def close(self) -> None:
         """Release resources (sessions, threads); jobs keep running."""
 
@@ -213,6 +297,14 @@ class Scheduler(abc.ABC):
         need the command's process to be arranged differently says so here (MPI:
         rank 0 runs the command, the other ranks the jobs)."""
         return main()
+
+
+def _is_option(word: str, option: str) -> bool:
+    """Whether native word ``word`` gives ``option`` (see RESERVED_OPTIONS)."""
+    if option.startswith("--"):
+        name = word.partition("=")[0]
+        return name == option or (len(name) >= 5 and option.startswith(name))
+    return word.startswith(option)
 
 
 # --- using a scheduler directly (checks, tests, benchmarks) -----------------------------------

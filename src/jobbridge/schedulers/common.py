@@ -1,31 +1,83 @@
 """What the built-in schedulers share: job names, container wrapping, private
-files and the lost-job timer (one definition each)."""
+files, refusals, rounded limits and the lost-job timer (one definition each)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
-import re
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from ..model import EngineJob
-from .process import wrap_in_container
+from ..model import EngineJob, safe_name
+from .process import note_to_job, wrap_in_container
+
+if TYPE_CHECKING:
+    from ..scheduler import Scheduler
+
+__all__ = ["LOST_AFTER", "Absence", "Rounding", "create_private", "in_container", "job_name",
+           "refuse", "round_up", "safe_name", "write_private"]
+log = logging.getLogger(__name__)
 
 #: Seconds a job may be missing from every answer of its system before it counts as
 #: lost: queues forget ended jobs before histories record them, so absence alone
 #: means nothing for a while.
 LOST_AFTER = 600.0
-#: Characters allowed in a batch job name or file name; others become "_" (Grid
-#: Engine refuses ``/:@\\*?`` and blanks, Slurm's ``%`` starts a pattern).
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
 PRIVATE = 0o600
+#: Longest batch job name (Grid Engine's DRMAA takes 100 characters at most).
+JOB_NAME_LIMIT = 100
 
 
-def safe_name(text: str, limit: int) -> str:
-    """``text`` as a batch job name or file name: characters other than letters,
-    digits and ``_.+-`` replaced by ``_``, at most ``limit`` of them."""
-    return _UNSAFE_NAME.sub("_", text)[:limit]
+def job_name(tag: str) -> str:
+    """A batch job's name, from its submission tag alone (so that
+    ``find_submitted`` can look it up from the tag): characters other than letters,
+    digits and ``_.+-`` become ``_``; it starts with a letter (Grid Engine and PBS
+    refuse others first), and the engine's tags begin with the workflow's job id, so
+    that ``squeue``/``qstat``/``sacct`` show which job it is."""
+    name = safe_name(tag, JOB_NAME_LIMIT) or "job"
+    return name if name[0].isalpha() else f"j{name}"[:JOB_NAME_LIMIT]
+
+
+def refuse(scheduler: Scheduler, job: EngineJob, why: str) -> None:
+    """``job``'s submission was refused (its id None): recorded for the engine
+    (:meth:`.Scheduler.refusal_reason`), logged, and noted in the job's stderr file,
+    where its user looks first. ``why``: the system's words, e.g. ``slurm refused
+    the job: invalid partition specified: x``."""
+    scheduler.refuse(job, why)
+    note_to_job(job, why)
+
+
+def round_up(value: int, unit: int, notes: list[str] | None, what: str, shown: str) -> int:
+    """``value`` in whole ``unit``s, rounded up. When that changes the amount, a note
+    in ``notes`` (see :class:`Rounding`): ``what`` (the job's key and value) rounded
+    up to ``shown``, in which ``{0}`` stands for the rounded number."""
+    whole = math.ceil(value / unit)
+    if notes is not None and whole * unit != value:
+        notes.append(f"{what} rounded up to {shown.format(whole)}")
+    return whole
+
+
+class Rounding:
+    """Limits a backend rounds to its system's units, said once: each note is logged
+    the first time this scheduler meets it, and kept with the job for its status
+    (``job_notes``) and its exit reason.
+
+    Why: ``walltime_s: 5`` becoming Slurm's ``--time=1`` (a minute) must not be silent.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logged: set[str] = set()
+
+    def said(self, notes: list[str]) -> str | None:
+        """The notes of one job as one text, each logged the first time it is seen."""
+        for note in notes:
+            if note not in self._logged:
+                self._logged.add(note)
+                log.warning("%s: %s", self.name, note)
+        return "; ".join(notes) or None
 
 
 def in_container(job: EngineJob, container_command: list[str]) -> EngineJob:

@@ -41,9 +41,9 @@ from ..configuration import Configuration, jobbridge_home, private_dir
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
-from .common import in_container
+from .common import in_container, refuse
 from .memory_limits import configured_mode
-from .process import kill_tree, note_to_job, start_process
+from .process import kill_tree, start_process
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,8 @@ class LocalScheduler(Scheduler):
             self._ensure_runner()
             for job in batch:
                 if job.cpu_count > self.slots:
-                    log.error("local: %s needs %d CPUs, this machine has %d slots: refused",
-                              job.label, job.cpu_count, self.slots)
-                    note_to_job(job, f"local_basic refused the job: it needs {job.cpu_count} "
-                                     f"CPUs, this machine has {self.slots} slots")
+                    refuse(self, job, f"local_basic refused the job: it needs {job.cpu_count} "
+                                      f"CPUs, this machine has {self.slots} slots")
                     ids.append(None)
                     continue
                 self._next += 1

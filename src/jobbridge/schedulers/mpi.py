@@ -58,13 +58,12 @@ from ..configuration import Configuration
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
-from .common import in_container
+from .common import in_container, refuse
 from .memory_limits import MemoryLimiter, configured_mode
 from .process import (
     RunningJob,
     Spawner,
     kill_tree,
-    note_to_job,
     report_start_failure,
 )
 
@@ -238,8 +237,8 @@ class MPIScheduler(Scheduler):
                 raise MPISchedulerError("the MPI workers have exited")
             for given in job_list(jobs):
                 if given.cpu_count > workers:
-                    note_to_job(given, f"mpi refused the job: it needs {given.cpu_count} CPUs, "
-                                       f"the allocation has {workers} workers")
+                    refuse(self, given, f"mpi refused the job: it needs {given.cpu_count} CPUs,"
+                                        f" the allocation has {workers} workers")
                     ids.append(None)
                     continue
                 self._count += 1
