@@ -3,14 +3,17 @@
 A backend (Slurm, PBS...) is a small subclass. It must define (abstract here):
 
 - ``build_scheduler`` (the Scheduler API) and :meth:`BatchScheduler.submit_argv`,
-  :meth:`~BatchScheduler.cancel_argv`: the argv of its submit and cancel commands;
+  :meth:`~BatchScheduler.cancel_argv`: the argv of its submit and cancel commands
+  (:meth:`~BatchScheduler.cancel_many_argv` when the cancel command takes many ids);
 - :meth:`~BatchScheduler.query_status`: one status query for many ids, parsed
   into :class:`JobRecord` (native state, exit information once ended);
 
 and may fill in the tables ``STATES`` (native state -> JOB_STATUS) and
 ``ABNORMAL_ENDS``, and override the optional hooks: ``parse_submit_output``,
 ``record_status``, ``ended_records`` (finished-job history), ``find_by_name``
-(re-attach a lost submission), ``is_transient`` (which failures to retry).
+(re-attach a lost submission), ``is_transient`` (which failures to retry),
+``refusal_text`` (a refusal in the system's words, cleaned), ``limit_notes``
+(limits rounded to the system's units) and the table ``RESERVED_OPTIONS``.
 This base does the rest, the same way for every backend:
 
 - **safe scripts**: the batch script holds no user string; it only runs
@@ -41,7 +44,11 @@ This base does the rest, the same way for every backend:
   a failing status query never fails a job; a submission whose answer was lost
   is looked up by its tag before it is retried, so no job is submitted twice;
 - **true exit info**: the wrapper's exit file (exact code, signal, rusage)
-  merged with what the batch system says of abnormal ends (timeouts, memory).
+  merged with what the batch system says of abnormal ends (timeouts, memory);
+  a kill never overrules an end the exit file or the system already recorded;
+- **said, not silent**: a refusal's reason (the system's words), a limit rounded
+  at submission and a pending job's reason are the job's notes (``job_notes``);
+  a job that leaves the queue before it ran ends at once, not after LOST_AFTER.
 """
 
 from __future__ import annotations
@@ -76,11 +83,23 @@ from .batchwatch import (
     files_level,
     shared_bucket,
 )
-from .common import LOST_AFTER, Absence, create_private, in_container, safe_name, write_private
+from .common import (
+    LOST_AFTER,
+    Absence,
+    Rounding,
+    create_private,
+    in_container,
+    job_name,
+    refuse,
+    safe_name,
+    write_private,
+)
 from .jobwrap import read_exit_file
-from .process import note_to_job
 
 log = logging.getLogger(__name__)
+#: Statuses of a job waiting in the queue (not started yet).
+WAITING = frozenset({constants.QUEUED_ACTIVE, constants.USER_ON_HOLD, constants.SYSTEM_ON_HOLD,
+                     constants.USER_SYSTEM_ON_HOLD})
 
 
 @dataclass
@@ -106,11 +125,15 @@ class CommandResult:
 
 
 class CommandError(Exception):
-    """A batch command failed; ``transient`` if retrying may help."""
+    """A batch command failed; ``transient`` if retrying may help; ``result``: what
+    it printed, when it ran."""
 
-    def __init__(self, message: str, transient: bool) -> None:
+    def __init__(self, message: str, transient: bool, result: CommandResult | None = None,
+                 program: str = "") -> None:
         super().__init__(message)
         self.transient = transient
+        self.result = result
+        self.program = program
 
 
 @dataclass
@@ -127,6 +150,10 @@ class _Tracked:
     running_since: float | None = None
     #: when its wrapper's end by a signal was seen (the system's word awaited)
     signal_end_seen: float | None = None
+    #: seen running by a query of this process (its wrapper's files also tell it ran)
+    ran: bool = False
+    #: limits rounded at submission (see Rounding), for job_notes and the exit reason
+    note: str | None = None
 
 
 class BatchScheduler(Scheduler, abc.ABC):
@@ -147,6 +174,8 @@ class BatchScheduler(Scheduler, abc.ABC):
     #: Seconds a job may run, by the system's word, before its wrapper's start file
     #: must have appeared (else the state folder is not shared: polling instead).
     START_GRACE: ClassVar[float] = 20.0
+    #: Most ids given to one cancel command (:meth:`cancel_many_argv`).
+    CANCEL_CHUNK: ClassVar[int] = 500
 
     def __init__(self, *, min_interval: float = 0.5, max_interval: float = 30.0,
                  command_timeout: float = 30.0, retries: int = 4,
@@ -183,6 +212,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._last_retry = 0.0
         self._watcher: FolderWatcher | None = None
         self._notify: ChangeNotifier | None = None
+        self.rounding = Rounding(self.name)
 
     @classmethod
     def options_from_config(cls, config: Configuration) -> dict[str, object]:
@@ -224,6 +254,11 @@ class BatchScheduler(Scheduler, abc.ABC):
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
         """argv cancelling one job, queued or running."""
 
+    def cancel_many_argv(self, scheduler_job_ids: Sequence[str]) -> list[str] | None:
+        """argv cancelling all these jobs in one command (``scancel a b``, ``qdel a
+        b``), or None when the system's cancel takes one id (then one command each)."""
+        return None
+
     @abc.abstractmethod
     def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
         """One status query for these jobs (run with :meth:`run`): a record for each
@@ -247,6 +282,28 @@ class BatchScheduler(Scheduler, abc.ABC):
         """Job ids of jobs submitted with these names (``{name: id}``), if the system
         can tell; used to re-attach a submission whose answer was lost."""
         return {}
+
+    def refusal_text(self, error: CommandError) -> str:
+        """A refused submission in the system's words: its messages without the
+        command's name and ``error:`` prefixes, one line each, joined by ``; ``."""
+        result = error.result
+        text = (result.stderr.strip() or result.stdout.strip()) if result else str(error)
+        prefixes = (f"{Path(error.program).name}:", "error:", "Error:", "ERROR:")
+        lines: list[str] = []
+        for raw in text.splitlines():
+            line, before = raw.strip(), ""
+            while line != before:  # "sbatch: error: ...", "qsub: ERROR: ..."
+                before = line
+                for prefix in prefixes:
+                    line = line.removeprefix(prefix).strip()
+            if line and line not in lines:
+                lines.append(line)
+        return "; ".join(lines) or str(error)
+
+    def limit_notes(self, job: EngineJob) -> list[str]:
+        """What the submission rounds of the job's limits to the system's units, one
+        note each (see :class:`.Rounding`); a backend that rounds says it here."""
+        return []
 
     def is_transient(self, result: CommandResult) -> bool:
         """Whether a failed command may succeed if retried (daemon down, timeout)."""
@@ -286,8 +343,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                     tracked = self._jobs.get(job_id)
                     if tracked is None or tracked.status in constants.ENDED_JOB_STATUS:
                         self._cancel_pending.discard(job_id)
-                    else:
-                        self._cancel(job_id, retries=0)
+                self._cancel(sorted(self._cancel_pending), retries=0)
             return {job_id: self._jobs[job_id].status for job_id in scheduler_job_ids}
 
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
@@ -305,28 +361,46 @@ class BatchScheduler(Scheduler, abc.ABC):
         return info
 
     def kill_job(self, scheduler_job_id: str) -> None:
+        self.kill_jobs([scheduler_job_id])
+
+    def kill_jobs(self, scheduler_job_ids: Sequence[str]) -> None:
+        """Cancel the jobs that have not ended, in one command when the system's
+        cancel takes many ids. A job whose end the last poll saw, or whose wrapper
+        wrote its exit file, has ended: that end stands, nothing is cancelled."""
+        doomed = []
         with self._lock:
-            tracked = self._jobs.get(scheduler_job_id)
-            if tracked is not None and tracked.status in constants.ENDED_JOB_STATUS:
-                return  # it ended before the kill: that end stands
-            self._killed.add(scheduler_job_id)
-        self._cancel(scheduler_job_id)
+            for job_id in scheduler_job_ids:
+                if job_id not in self._jobs:
+                    self._adopt(job_id)
+                tracked = self._jobs[job_id]
+                if (tracked.status in constants.ENDED_JOB_STATUS
+                        or read_exit_file(tracked.files / EXIT_FILE) is not None):
+                    continue
+                self._killed.add(job_id)
+                doomed.append(job_id)
+        self._cancel(doomed)
         with self._lock:  # a job cancelled while queued has no wrapper to tell its end
             self._interval = self.min_interval
             self._next_poll = min(self._next_poll, time.monotonic() + self.min_interval)
 
-    def _cancel(self, job_id: str, retries: int | None = None) -> None:
-        """Cancel a job; if the batch system is down, ask again at the next polls
-        (a kill asked during an outage is not lost)."""
-        try:
-            self.run("cancel", self.cancel_argv(job_id), retries=retries)
-        except CommandError as error:
-            if error.transient:
-                self._cancel_pending.add(job_id)
-            log.warning("%s: cannot cancel job %s%s: %s", self.name, job_id,
-                        " yet, will ask again" if error.transient else "", error)
-        else:
-            self._cancel_pending.discard(job_id)
+    def _cancel(self, job_ids: Sequence[str], retries: int | None = None) -> None:
+        """Cancel jobs (CANCEL_CHUNK ids a command, or one each); those the batch
+        system could not take (down) are asked again at the next polls: a kill asked
+        during an outage is not lost."""
+        many = len(job_ids) > 1 and self.cancel_many_argv(job_ids[:2]) is not None
+        step = self.CANCEL_CHUNK if many else 1
+        for start in range(0, len(job_ids), step):
+            group = job_ids[start:start + step]
+            argv = self.cancel_many_argv(group) if many else self.cancel_argv(group[0])
+            try:
+                self.run("cancel", argv or [], retries=retries)
+            except CommandError as error:
+                if error.transient:
+                    self._cancel_pending.update(group)
+                log.warning("%s: cannot cancel job %s%s: %s", self.name, ",".join(group),
+                            " yet, will ask again" if error.transient else "", error)
+            else:
+                self._cancel_pending.difference_update(group)
 
     def submission_room(self) -> int | None:
         available = self._budget.available()
@@ -360,7 +434,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         return min(times, default=None)
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
-        names = {_job_name(tag): tag for tag in submission_tags}
+        names = {job_name(tag): tag for tag in submission_tags}
         try:
             found = self.find_by_name(list(names))
         except CommandError as error:
@@ -378,9 +452,11 @@ class BatchScheduler(Scheduler, abc.ABC):
         """
         attempts = (self.retries if retries is None else retries) + 1
         delays = backoff_delays()
+        program = Path(argv[0]).name
         for attempt in range(attempts):
             self._budget.take()
             self.calls[kind] = self.calls.get(kind, 0) + 1
+            result: CommandResult | None = None
             try:
                 completed = subprocess.run(
                     list(argv), capture_output=True, text=True, errors="replace",
@@ -390,13 +466,15 @@ class BatchScheduler(Scheduler, abc.ABC):
                     return result
                 transient = self.is_transient(result)
                 message = (result.stderr.strip() or result.stdout.strip()
-                           or f"exit status {result.returncode}").splitlines()[-1]
+                           or f"exit status {result.returncode}").splitlines()[-1].strip()
             except subprocess.TimeoutExpired:
                 transient, message = True, f"timed out after {self.command_timeout:g} s"
             except OSError as error:
                 transient, message = False, f"cannot run {argv[0]}: {error.strerror}"
             if not transient or attempt == attempts - 1:
-                raise CommandError(f"{argv[0]}: {message}", transient)
+                if not message.startswith(f"{program}:"):  # sbatch says "sbatch: error: .."
+                    message = f"{program}: {message}"
+                raise CommandError(message, transient, result, program)
             delay = next(delays)
             log.info("%s: %s failed (%s), retrying in %.1f s", self.name, argv[0], message, delay)
             time.sleep(delay)
@@ -404,35 +482,47 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     # --- submission -------------------------------------------------------------------------
     def _submit_one(self, job: EngineJob) -> str | None:
-        name = _job_name(job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}")
+        """Submit one job; its id, or None with the reason recorded (:func:`.refuse`)
+        and no file left behind."""
+        name = job_name(job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}")
+        try:
+            problem = self.reserved_option([*self.native_specification, *job.native_args()])
+        except ValueError as error:  # unbalanced quotes
+            problem = f"cannot be split into words ({error})"
+        if problem:
+            refuse(self, job, f"{self.name} refused the job: native_specification: {problem}")
+            return None
         try:
             files = self._write_files(job, name)
         except OSError as error:
-            log.error("%s: cannot write the batch script of %s: %s", self.name, job.label, error)
+            refuse(self, job, f"{self.name}: cannot write the job's batch script: {error}")
             return None
         argv = self.submit_argv(job, files / "job.sh", name)
         try:
-            result = self.run("submit", argv, retries=0)
+            try:
+                result = self.run("submit", argv, retries=0)
+            except CommandError as error:
+                if not error.transient:
+                    raise
+                job_id = self._retry_submission(argv, name, error)
+            else:
+                job_id = self.parse_submit_output(result.stdout)
         except CommandError as error:
-            if not error.transient:
-                log.error("%s: submission of %s refused: %s", self.name, job.label, error)
-                note_to_job(job, f"{self.name} refused the job: {error}")
-                return None
-            job_id = self._retry_submission(argv, name, error)
-            if job_id is None:
-                note_to_job(job, f"{self.name} refused the job: {error}")
-                return None
-        else:
-            job_id = self.parse_submit_output(result.stdout)
+            self._remove_folder(files)
+            refuse(self, job, f"{self.name} {'could not take' if error.transient else 'refused'}"
+                              f" the job: {self.refusal_text(error)}")
+            return None
         self._link(job_id, files)
+        note = self.rounding.said(self.limit_notes(job))
         with self._lock:
-            self._jobs[job_id] = _Tracked(files)
+            self._jobs[job_id] = _Tracked(files, note=note)
             self._interval = self.min_interval
             self._watch()
         return job_id
 
-    def _retry_submission(self, argv: list[str], name: str, error: CommandError) -> str | None:
-        """Retry a submission whose outcome is unknown, unless it did go through."""
+    def _retry_submission(self, argv: list[str], name: str, error: CommandError) -> str:
+        """Retry a submission whose outcome is unknown, unless it did go through;
+        CommandError when it fails for good."""
         delays = backoff_delays(1.0)
         for _ in range(self.retries):
             time.sleep(next(delays))
@@ -443,10 +533,9 @@ class BatchScheduler(Scheduler, abc.ABC):
                 return self.parse_submit_output(self.run("submit", argv, retries=0).stdout)
             except CommandError as retry_error:
                 if not retry_error.transient:
-                    return None
+                    raise
                 error = retry_error
-        log.error("%s: submission failed: %s", self.name, error)
-        return None
+        raise error
 
     def _write_files(self, job: EngineJob, name: str) -> Path:
         """The job's private folder: its spec, the batch script (read by the submit
@@ -471,10 +560,14 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
         self._link_path(job_id).unlink(missing_ok=True)
+        self._remove_folder(tracked.files)
+
+    @staticmethod
+    def _remove_folder(files: Path) -> None:
         for child in ("job.sh", "job.json", EXIT_FILE, START_FILE, "batch.out"):
-            (tracked.files / child).unlink(missing_ok=True)
+            (files / child).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
-            tracked.files.rmdir()
+            files.rmdir()
 
     # --- status -----------------------------------------------------------------------------
     def _link_path(self, job_id: str) -> Path:
@@ -553,7 +646,11 @@ class BatchScheduler(Scheduler, abc.ABC):
             exit_record = read_exit_file(tracked.files / EXIT_FILE)
             if exit_record is None:
                 continue
-            if job_id in self._killed or not exit_record["exit"][2]:
+            if job_id in self._killed:  # its end came after the kill: killed_by_user
+                tracked.status = constants.FAILED
+                tracked.absence.seen()
+                self._unasked.discard(job_id)
+            elif not exit_record["exit"][2]:
                 tracked.status = ended_status(*exit_record["exit"][:2])
                 tracked.absence.seen()
                 self._unasked.discard(job_id)
@@ -593,9 +690,12 @@ class BatchScheduler(Scheduler, abc.ABC):
             tracked = self._jobs[job_id]
             record = records.get(job_id)
             status = self._status_of(job_id, tracked, record)
+            if status == constants.DONE and job_id in self._killed:
+                status = constants.FAILED  # as its exit info says: killed_by_user
             if status != tracked.status:
                 changed = True
                 tracked.status = status
+            tracked.ran |= status == constants.RUNNING
             if record is not None:
                 tracked.record = record
         self._interval = (self.min_interval if changed
@@ -649,12 +749,20 @@ class BatchScheduler(Scheduler, abc.ABC):
                 return self._ended_status(tracked, record)
             return status
         # in no query: the wrapper's exit file may still say how it ended
-        exit_record = read_exit_file(tracked.files / "exit.json")
+        exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
             return ended_status(*exit_record["exit"][:2])
         if (tracked.record is not None and job_id in self._killed
                 and job_id not in self._cancel_pending):
             return constants.FAILED  # deleted before it ran, on a system keeping no history
+        last = tracked.record
+        if (last is not None and not self._ran(tracked) and self.record_status(last) in WAITING
+                and tracked.absence.lost(0.0)):  # missing from two polls in a row
+            # it left the queue without running its wrapper, and no history says why
+            # (a qdel/scancel of someone else, on a system keeping no history)
+            tracked.record = JobRecord("GONE", exit_status=constants.EXIT_ABORTED,
+                                       reason="removed from the queue before it ran")
+            return constants.FAILED
         if tracked.absence.lost(self.LOST_AFTER):
             tracked.record = JobRecord("LOST", reason=f"{self.name} lost track of the job")
             return constants.FAILED
@@ -664,7 +772,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         """DONE or FAILED for a job whose native state is terminal."""
         if self._abnormal_end(record) is not None:
             return constants.FAILED
-        exit_record = read_exit_file(tracked.files / "exit.json")
+        exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
             return ended_status(*exit_record["exit"][:2])
         ok = record.exit_value == 0 and not record.term_sig
@@ -676,8 +784,12 @@ class BatchScheduler(Scheduler, abc.ABC):
             return record.exit_status, record.reason or ""
         return self.ABNORMAL_ENDS.get(record.state)
 
+    def _ran(self, tracked: _Tracked) -> bool:
+        """Whether the job started: a poll saw it run, or its wrapper's files say so."""
+        return tracked.ran or tracked.level > 0 or files_level(tracked.files) > 0
+
     def _exit_info(self, tracked: _Tracked, killed: bool) -> ExitInfo:
-        exit_record = read_exit_file(tracked.files / "exit.json")
+        exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if tracked.record is None and exit_record is None and not tracked.submitted:
             return ExitInfo(constants.EXIT_UNDETERMINED,
                             reason=f"{self.name} does not know this job")
@@ -692,14 +804,33 @@ class BatchScheduler(Scheduler, abc.ABC):
         else:
             status, value, sig, reason = _exit_from_record(record)
         abnormal = self._abnormal_end(record)
-        if abnormal is not None:
-            status = constants.USER_KILLED if killed else abnormal[0]
-            reason = record.reason or abnormal[1]
-        elif killed:  # even "exit 0": a shell's `wait` returns 0 once its children are killed
+        if killed:  # even "exit 0": a shell's `wait` returns 0 once its children are killed
             status = constants.USER_KILLED
+            reason = "killed while it ran" if self._ran(tracked) else "cancelled before it ran"
+        elif abnormal is not None:
+            status, reason = abnormal[0], record.reason or abnormal[1]
         elif exit_record is None and record.reason:
             reason = record.reason
-        return ExitInfo(status, value, sig, usage, reason, *dates)
+        return ExitInfo(status, value, sig, usage,
+                        "; ".join(filter(None, [reason, tracked.note])) or None, *dates)
+
+    def job_notes(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        """A waiting job's reason in the last poll (``pending: Resources``), and the
+        limits its submission rounded."""
+        notes = {}
+        with self._lock:
+            for job_id in scheduler_job_ids:
+                tracked = self._jobs.get(job_id)
+                if tracked is None:
+                    continue
+                record, pending = tracked.record, None
+                if (tracked.status in WAITING and record is not None and record.reason
+                        and record.reason != record.state):
+                    pending = f"pending: {record.reason}"
+                text = "; ".join(filter(None, [pending, tracked.note]))
+                if text:
+                    notes[job_id] = text
+        return notes
 
 
 def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:
@@ -725,8 +856,4 @@ def _merge_usage(system: str | None, wrapper: str | None) -> str | None:
         items["wrapper"] = ",".join(filled)
     return " ".join(f"{key}={value}" for key, value in items.items()) or None
 
-
-def _job_name(tag: str) -> str:
-    """The batch job name: from the submission tag only (safe, unique)."""
-    return safe_name(tag, 120)
 

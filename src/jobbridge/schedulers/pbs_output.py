@@ -243,12 +243,13 @@ def job_record(attrs: Mapping[str, Any], flavour: str) -> JobRecord:
     """
     state = str(attrs.get("job_state", "")).strip()
     record = JobRecord(state, resource_usage=resource_usage(attrs.get("resources_used")))
-    if state not in ENDED_STATES:
-        return record
-    raw = attrs.get("Exit_status", attrs.get("exit_status"))
     comment = str(attrs.get("comment") or "").strip()
     if len(comment) > _MAX_COMMENT:  # PBS lists every node a big job ran on
         comment = comment[:_MAX_COMMENT - 3] + "..."
+    if state not in ENDED_STATES:
+        record.reason = comment or None  # a queued job's: why it does not run yet
+        return record
+    raw = attrs.get("Exit_status", attrs.get("exit_status"))
     if raw is None:
         if state == "F" and _int(attrs.get("substate")) == _PBS_SUBSTATE_TERMINATED:
             record.exit_status = constants.EXIT_ABORTED

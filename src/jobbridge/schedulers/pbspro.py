@@ -47,6 +47,7 @@ from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
 from . import pbs_output
 from .batch import BatchScheduler, CommandError, CommandResult, JobRecord
+from .common import round_up
 from .process import wrap_in_container
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class PBSProScheduler(BatchScheduler):
     """Jobs on a PBS Pro, OpenPBS or Torque cluster (or Slurm's Torque wrappers)."""
 
     name: ClassVar[str] = "pbspro"
+    RESERVED_OPTIONS: ClassVar[Mapping[str, str]] = {
+        "-N": "jobbridge names the job itself (the workflow's job id and the tag that finds "
+              "it again after an engine crash)"}
     CONFIG_KEYS = BatchScheduler.CONFIG_KEYS | {
         "pbs_bin_dir", "pbs_host_command", "tmp_file_path",
         *(f"parallel_{name.lower()}" for name in PARALLEL_CONFIGS)}
@@ -233,8 +237,9 @@ class PBSProScheduler(BatchScheduler):
         argv += [*self.native_specification, *job.native_args(), str(script)]
         return self.command("qsub", *argv)
 
-    def resource_args(self, job: EngineJob) -> list[str]:
-        """qsub ``-l`` options: PBS Pro ``select=N:ncpus=C[:mem=Mmb]`` per node and
+    def resource_args(self, job: EngineJob, notes: list[str] | None = None) -> list[str]:
+        """qsub ``-l`` options: PBS Pro ``select=N:ncpus=C[:mem=Mmb]`` per node (the
+        memory divided among the nodes, rounded up: said in ``notes``) and
         ``walltime``; Torque ``nodes=N:ppn=C,mem=..,walltime=..`` in one ``-l``
         (Slurm's wrappers keep only the last ``-l``)."""
         parallel = job.parallel_job_info
@@ -252,7 +257,9 @@ class PBSProScheduler(BatchScheduler):
                 chunk += {"MPI": f":mpiprocs={cpus}", "OpenMP": f":ompthreads={cpus}"}.get(
                     config_name, "")
                 if memory:
-                    chunk += f":mem={math.ceil(memory / nodes)}mb"
+                    per_node = round_up(memory, nodes, notes, f"memory_mb {memory}",
+                                        f"{{0}} MB a node x {nodes} nodes (select chunks)")
+                    chunk += f":mem={per_node}mb"
                 argv += ["-l", chunk]
             if walltime:
                 argv += ["-l", f"walltime={walltime_text}"]
@@ -264,6 +271,14 @@ class PBSProScheduler(BatchScheduler):
 
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
         return self.command("qdel", scheduler_job_id)
+
+    def cancel_many_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
+        return self.command("qdel", *scheduler_job_ids)
+
+    def limit_notes(self, job: EngineJob) -> list[str]:
+        notes: list[str] = []
+        self.resource_args(job, notes)
+        return notes
 
     # --- status ----------------------------------------------------------------------------
     def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import math
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from .. import constants
 from ..configuration import Configuration
 from ..model import EngineJob
 from .batch import BatchScheduler, CommandError, JobRecord
+from .common import round_up
 from .process import hms
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,10 @@ class SlurmScheduler(BatchScheduler):
         "DEADLINE": (ABORTED, "DEADLINE: ended at its deadline"),
         "PREEMPTED": (ABORTED, "PREEMPTED and not requeued"),
     }
+    RESERVED_OPTIONS: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("--job-name", "-J"), "jobbridge names the job itself (the workflow's job id and "
+        "the tag that finds it again after an engine crash); see the job in squeue by "
+        "its workflow job id")
     #: squeue reasons of a pending job that mean it is held.
     HOLDS: ClassVar[Mapping[str, str]] = {
         "JobHeldUser": constants.USER_ON_HOLD,
@@ -137,6 +141,18 @@ class SlurmScheduler(BatchScheduler):
 
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
         return ["scancel", scheduler_job_id]
+
+    def cancel_many_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
+        return ["scancel", *scheduler_job_ids]
+
+    def limit_notes(self, job: EngineJob) -> list[str]:
+        notes: list[str] = []
+        resource_args(job, notes)
+        return notes
+
+    def refusal_text(self, error: CommandError) -> str:
+        """sbatch's words, without its ``Batch job submission failed:`` preamble."""
+        return super().refusal_text(error).replace("Batch job submission failed: ", "")
 
     # --- status ----------------------------------------------------------------------------
     def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
@@ -247,8 +263,9 @@ class SlurmScheduler(BatchScheduler):
 
 
 # --- sbatch arguments ------------------------------------------------------------------------
-def resource_args(job: EngineJob) -> list[str]:
-    """sbatch options for the job's resources and parallel layout.
+def resource_args(job: EngineJob, notes: list[str] | None = None) -> list[str]:
+    """sbatch options for the job's resources and parallel layout; what they round
+    goes to ``notes`` (``--time`` is in whole minutes).
 
     ``native`` and ``OpenMP`` jobs get one task per node with ``cpu_per_node`` CPUs;
     ``MPI`` jobs ``cpu_per_node`` tasks per node.
@@ -267,8 +284,11 @@ def resource_args(job: EngineJob) -> list[str]:
         argv.append(f"--cpus-per-task={job.resources['cpus']}")
     if job.resources.get("memory_mb"):
         argv.append(f"--mem={job.resources['memory_mb']}M")
-    if job.resources.get("walltime_s"):
-        argv.append(f"--time={math.ceil(job.resources['walltime_s'] / 60)}")  # minutes
+    walltime = job.resources.get("walltime_s")
+    if walltime:
+        minutes = round_up(walltime, 60, notes, f"walltime_s {walltime}",
+                           "{0} min (sbatch --time={0}: Slurm's limits are whole minutes)")
+        argv.append(f"--time={minutes}")
     return argv
 
 
