@@ -15,7 +15,12 @@ used; the library comes from ``DRMAA_LIBRARY_PATH`` or the resource's
 - **exit info**: ``wait`` gives it for jobs ended in our session; a job of an
   earlier session (engine or DRMS restarted) vanishes from DRMAA once ended, so
   its end comes from Grid Engine's accounting (:func:`accounting_records`, one ``qacct`` a poll);
-- a non-zero exit is DRMAA's ``done``: DONE or FAILED is decided from the exit info.
+- a non-zero exit is DRMAA's ``done``: DONE or FAILED is decided from the exit info;
+- **kills**: a job DRMAA already reports ended keeps its own end; several jobs are
+  deleted by one ``qdel`` on Grid Engine (one library call each elsewhere). A job
+  that leaves the queue before it ran (someone's ``qdel``) ends at once: DRMAA's
+  wait says so in our session, the lack of an accounting record after GE's flush
+  time otherwise (it writes none for jobs that never ran).
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -41,8 +46,8 @@ from ..configuration import Configuration, configured_values
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ExitInfo, Scheduler, job_list
-from .common import LOST_AFTER, Absence, in_container, safe_name
-from .process import OUTPUT_MODE, format_resource_usage, note_to_job
+from .common import LOST_AFTER, Absence, Rounding, in_container, job_name, refuse, round_up
+from .process import OUTPUT_MODE, format_resource_usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,6 +85,10 @@ _ENV_ITEM_LIMIT = 8000
 #: Grid Engine's memory units in qacct output.
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_WAITING = {constants.QUEUED_ACTIVE, constants.SYSTEM_ON_HOLD, constants.USER_ON_HOLD,
+            constants.USER_SYSTEM_ON_HOLD}
+#: What a DRMAA error says before its message (``code 17: ...``).
+_ERROR_CODE = re.compile(r"^code \d+: ")
 
 
 class DrmaaUnavailable(JobbridgeError):
@@ -250,6 +259,10 @@ class _Job:
     absence: Absence = field(default_factory=Absence)
     #: the limits it was submitted with (see :class:`Limits`), to tell why GE killed it
     limits: Limits | None = None
+    #: limits rounded at submission (see Rounding)
+    note: str | None = None
+    #: the DRMS's last answer was that the job waits in the queue (not started)
+    waiting: bool = False
 
 
 class DrmaaScheduler(Scheduler):
@@ -264,6 +277,9 @@ class DrmaaScheduler(Scheduler):
     LOST_AFTER = LOST_AFTER
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"drmaa_library_path", "parallel_environment",
                                            "memory_resource", "job_python"}
+    #: Grid Engine's job name option (other DRMSs' DRMAA take the name from the template).
+    RESERVED_OPTIONS = {"-N": "jobbridge names the job itself (the workflow's job id and the "
+                              "tag that finds it again after an engine crash)"}
 
     def __init__(self, *, library_path: str | None = None, interval: float = 1.0,
                  native_specification: str = "", parallel_environment: str = "smp",
@@ -282,6 +298,8 @@ class DrmaaScheduler(Scheduler):
         # when to read Grid Engine's accounting file again for jobs it has no record of yet
         self._accounting_wait = interval
         self._next_accounting_read = 0.0
+        self._flush_seconds: float | None = None
+        self.rounding = Rounding("drmaa")
         _SESSION.acquire()
 
     @classmethod
@@ -320,32 +338,48 @@ class DrmaaScheduler(Scheduler):
         return [self._submit(job) for job in job_list(jobs)]
 
     def _submit(self, job: EngineJob) -> str | None:
+        notes: list[str] = []
+
         def run(session: Any) -> str:
             template = session.createJobTemplate()
             try:
-                self.fill_template(template, job)
+                self.fill_template(template, job, notes)
                 job_id: str = session.runJob(template)
                 return job_id
             finally:
                 session.deleteJobTemplate(template)
 
+        problem = self.reserved_option(self.native_words(job))
+        if problem:
+            refuse(self, job, f"the DRMS refused the job: native_specification: {problem}")
+            return None
         try:
             job_id = _SESSION.call(run)
         except (DrmaaUnavailable, load_drmaa().errors.DrmaaException) as error:
-            log.error("drmaa: submission of %s refused: %s", job.label, error)
-            note_to_job(job, f"the DRMS refused the job: {error}")
+            words = _ERROR_CODE.sub("", str(error).strip())
+            refuse(self, job, f"the DRMS refused the job: {words}")
             return None
         with self._lock:
             self._jobs[job_id] = _Job(cpus=job.cpu_count, status=constants.QUEUED_ACTIVE,
-                                      known=True, limits=self.limits(job))
+                                      known=True, limits=self.limits(job),
+                                      note=self.rounding.said(notes))
         return job_id
 
-    def fill_template(self, template: Any, job: EngineJob) -> None:
-        """Set a DRMAA job template's attributes from ``job``."""
+    def native_words(self, job: EngineJob) -> list[str]:
+        """The configured and the job's native options as words (for checks)."""
+        try:
+            return [*shlex.split(self.native_specification), *job.native_args()]
+        except ValueError:  # unbalanced quotes: the DRMS says so
+            return []
+
+    def fill_template(self, template: Any, job: EngineJob, notes: list[str] | None = None
+                      ) -> None:
+        """Set a DRMAA job template's attributes from ``job``; limits it rounds go
+        to ``notes``."""
         command = in_container(job, self.container_command).command
         # the submission tag when the engine gave one: find_submitted looks it up
         template.jobName = job_name(job.submission_tag or job.label)
-        native = self.native_options(job)
+        native = self.native_options(job, notes)
         if native:
             template.nativeSpecification = native
         cwd = job.working_directory or os.getcwd()
@@ -373,15 +407,16 @@ class DrmaaScheduler(Scheduler):
         else:
             template.errorPath = ":" + (job.stderr_file or os.devnull)
 
-    def native_options(self, job: EngineJob) -> str:
-        """The native specification: the configured one, queue, slots, limits, the job's."""
+    def native_options(self, job: EngineJob, notes: list[str] | None = None) -> str:
+        """The native specification: the configured one, queue, slots, limits (what
+        they round said in ``notes``), the job's."""
         words: list[str] = []
         if job.queue:
             words += ["-q", job.queue]
         cpus = job.cpu_count
         if cpus > 1:
             words += ["-pe", self.parallel_environment, str(cpus)]
-        limits = self.limits(job)
+        limits = self.limits(job, notes)
         texts = [text for text in (limits.walltime_text, limits.memory_text) if text]
         if texts:
             words += ["-l", ",".join(texts)]
@@ -393,11 +428,16 @@ class DrmaaScheduler(Scheduler):
             parts.append(spec)
         return " ".join(part for part in parts if part)
 
-    def limits(self, job: EngineJob) -> Limits:
-        """The job's walltime and memory as ``-l`` limits (GE's are per slot)."""
+    def limits(self, job: EngineJob, notes: list[str] | None = None) -> Limits:
+        """The job's walltime and memory as ``-l`` limits. Grid Engine's memory limits
+        are per slot: the job's memory is divided among its slots, rounded up to whole
+        megabytes (said in ``notes``)."""
         walltime = job.resources.get("walltime_s")
         memory = job.resources.get("memory_mb") if self.memory_resource else None
-        per_slot = math.ceil(memory / job.cpu_count) if memory else 0
+        cpus = job.cpu_count
+        per_slot = round_up(memory, cpus, notes, f"memory_mb {memory}",
+                            f"{{0}} MB a slot x {cpus} slots ({self.memory_resource} is per "
+                            "slot)") if memory else 0
         return Limits(memory_bytes=per_slot * job.cpu_count * 1024**2 if memory else None,
                       walltime_s=walltime,
                       memory_text=f"{self.memory_resource}={per_slot}M" if memory else "",
@@ -416,7 +456,7 @@ class DrmaaScheduler(Scheduler):
                     if status is None:
                         forgotten.append(job_id)
                     else:
-                        job.status = status
+                        job.status, job.waiting = status, status in _WAITING
             if forgotten and time.monotonic() >= self._next_accounting_read:
                 records = accounting_records(forgotten)
                 for job_id in forgotten:
@@ -457,7 +497,8 @@ class DrmaaScheduler(Scheduler):
             if not str(error).startswith("code 24:"):
                 raise
             job.info = ExitInfo(constants.USER_KILLED if job.killed else constants.EXIT_ABORTED,
-                                reason=None if job.killed else "ended before it ran")
+                                reason="cancelled before it ran" if job.killed
+                                else "removed from the queue before it ran")
         else:
             job.info = exit_info_from_drmaa(job_info, job.cpus, job.killed, job.limits)
             if job.info.exit_status == constants.EXIT_ABORTED:  # accounting says why
@@ -471,7 +512,12 @@ class DrmaaScheduler(Scheduler):
         if record is not None:
             job.info = exit_info_from_accounting(record, job.killed, job.limits)
         elif job.killed and job.known:  # deleted while queued: GE keeps no record of it
-            job.info = ExitInfo(constants.USER_KILLED)
+            job.info = ExitInfo(constants.USER_KILLED, reason="cancelled before it ran")
+        elif (job.known and job.waiting
+              and job.absence.lost(self._accounting_flush() + 2 * self.interval)):
+            # last seen waiting, gone, and no record: GE writes none for a job that never ran
+            job.info = ExitInfo(constants.EXIT_ABORTED,
+                                reason="removed from the queue before it ran")
         elif not job.absence.lost(self.LOST_AFTER):
             return constants.UNDETERMINED
         else:
@@ -479,11 +525,24 @@ class DrmaaScheduler(Scheduler):
                                 reason="the DRMS knows no such job, and has no record of its end")
         return job.info.job_status
 
+    def _accounting_flush(self) -> float:
+        if self._flush_seconds is None:
+            self._flush_seconds = accounting_flush_seconds()
+        return self._flush_seconds
+
+    def job_notes(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
+        """The limits a job's submission rounded (DRMAA tells no pending reason)."""
+        with self._lock:
+            return {job_id: job.note for job_id in scheduler_job_ids
+                    if (job := self._jobs.get(job_id)) is not None and job.note}
+
     def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
         with self._lock:
             self.get_job_status(scheduler_job_id)
             job = self._jobs.pop(scheduler_job_id)
         if job.info is not None:
+            if job.note:
+                job.info.reason = "; ".join(filter(None, [job.info.reason, job.note]))
             return job.info
         return ExitInfo(constants.EXIT_UNDETERMINED, reason="the job has not ended"
                         if job.known else "the DRMS knows no such job")
@@ -507,12 +566,28 @@ class DrmaaScheduler(Scheduler):
 
     # --- control --------------------------------------------------------------------------
     def kill_job(self, scheduler_job_id: str) -> None:
+        self.kill_jobs([scheduler_job_id])
+
+    def kill_jobs(self, scheduler_job_ids: Sequence[str]) -> None:
+        """Terminate the jobs DRMAA does not report ended: an end it has (asked now,
+        before the kill) stands. Only a job the DRMS took the kill for is
+        ``killed_by_user``: one it no longer knows had ended."""
         with self._lock:
-            job = self._jobs.setdefault(scheduler_job_id, _Job())
-            if job.info is not None:
-                return  # it ended before the kill: that end stands
-            job.killed = True
-            self._control(scheduler_job_id, "terminate")
+            doomed = []
+            for job_id in scheduler_job_ids:
+                job = self._jobs.setdefault(job_id, _Job())
+                if job.info is None:
+                    status = self._query(job_id, job)
+                    job.status = job.status if status is None else status
+                if job.info is None:
+                    job.killed = True
+                    doomed.append(job_id)
+            if len(doomed) > 1 and shutil.which("qdel") and shutil.which("qacct"):
+                unknown = _qdel(doomed)  # Grid Engine: one command for all
+            else:
+                unknown = {job_id for job_id in doomed if not self._control(job_id, "terminate")}
+            for job_id in unknown:
+                self._jobs[job_id].killed = False
 
     def hold_job(self, scheduler_job_id: str) -> None:
         """Keep a queued job from starting (``user_on_hold``) until :meth:`release_job`."""
@@ -522,23 +597,31 @@ class DrmaaScheduler(Scheduler):
         """Let a job held by :meth:`hold_job` (or submitted held) start."""
         self._control(scheduler_job_id, "release")
 
-    def _control(self, job_id: str, action: str) -> None:
+    def _control(self, job_id: str, action: str) -> bool:
+        """Act on a job; False if the DRMS knows no such job (it ended, or never was)."""
         drmaa = load_drmaa()
         try:
             _SESSION.call(lambda session: session.control(job_id, action))
         except drmaa.InvalidJobException:
-            pass  # already ended (or unknown): nothing left to act on
+            return False  # already ended (or unknown): nothing left to act on
         except (DrmaaUnavailable, drmaa.errors.DrmaaException) as error:
             log.warning("drmaa: cannot %s job %s: %s", action, job_id, error)
+        return True
+
+
+def _qdel(job_ids: Sequence[str]) -> set[str]:
+    """Delete jobs with one ``qdel``; the ids Grid Engine says do not exist."""
+    try:
+        result = subprocess.run(["qdel", *job_ids], capture_output=True, text=True,
+                                errors="replace", timeout=60, stdin=subprocess.DEVNULL,
+                                check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("drmaa: qdel failed: %s", error)
+        return set()
+    return set(re.findall(r'job "([^"]+)" does not exist', result.stdout + result.stderr))
 
 
 # --- job templates ----------------------------------------------------------------------------
-
-
-def job_name(label: str) -> str:
-    """A job name Grid Engine accepts (no blanks, ``/:@\\*?``..., not starting with a digit)."""
-    name = safe_name(label, 100) or "job"
-    return name if name[0].isalpha() else f"j{name}"[:100]
 
 
 def carried_natively(command: Sequence[str], env: Mapping[str, str], cwd: str,
