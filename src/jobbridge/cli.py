@@ -326,8 +326,9 @@ def _status(args: argparse.Namespace) -> int:
     print(f"workflow {status['id']}{' (' + status['name'] + ')' if status['name'] else ''}: "
           f"{_workflow_status(status['status'], counts)} on {status['resource']} "
           f"({status['scheduler_type']})")
-    rows = [[job["id"], job["status"], _exit_text(job), job["scheduler_job_id"] or "",
-             job["exit_reason"] or _retry_text(job)] for job in status["jobs"]]
+    rows = [[job["id"], _job_status_text(job["status"]), _exit_text(job),
+             job["scheduler_job_id"] or "", job["exit_reason"] or _retry_text(job)]
+            for job in status["jobs"]]
     header = ["JOB", "STATUS", "EXIT", "SCHEDULER ID", "REASON"]
     if any(job.get("retries") or len(job.get("attempts", ())) > 1 for job in status["jobs"]):
         header.insert(3, "ATTEMPTS")
@@ -677,6 +678,12 @@ def _exit_code(status: dict[str, Any]) -> int:
 def _exit_text(job: dict[str, Any]) -> str:
     """How a job ended, in words: ``exit code 3``, ``signal 9 (SIGKILL)``, ``not run``."""
     return describe_exit(job["exit_status"], job["exit_value"], job["term_sig"])
+
+
+def _job_status_text(status: str) -> str:
+    """A job's status as the table shows it: ``kill_pending`` is a job being stopped
+    (cancelled, still ending in its system: Slurm's COMPLETING)."""
+    return "stopping" if status == constants.KILL_PENDING else status
 
 
 def _workflow_status(status: str, counts: Mapping[str, int]) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import constants, retry
 from .dynamic import NotReady, collect_outputs, prepare
-from .model import EngineJob, ended_status
+from .model import EngineJob, ended_status, safe_name
 from .scheduler import Scheduler, build_scheduler
 from .store import AttemptRow, Store, WorkflowRow, epoch, iso_date, now_iso
 
@@ -40,8 +40,10 @@ _ACTIVE = frozenset(set(constants.JOB_STATUS) - {constants.NOT_SUBMITTED, consta
                                                  constants.SUBMISSION_PENDING})
 #: How often the engine looks for requests and new workflows in the store.
 STORE_CHECK_INTERVAL = 0.25
-#: Longest wait between two status polls whatever a scheduler says.
+#: Longest wait for something to do when no resource has jobs to follow.
 MAX_WAIT = 5.0
+#: Most characters of a job's id in its submission tag (and so in its batch name).
+TAG_ID_LIMIT = 32
 #: Most jobs submitted in one cycle: a fan-out of 10,000 starts running after the
 #: first chunk is committed and submitted, not after all of them.
 SUBMIT_CHUNK = 500
@@ -76,6 +78,10 @@ class _Job:
     #: the current attempt's dates, recorded with its end
     submission_date: str | None = None
     execution_date: str | None = None
+    #: what the scheduler last said of it beyond its status (shown as its reason)
+    note: str | None = None
+    #: why the engine killed it (``workflow stopped``), for the reason of its end
+    killed_why: str | None = None
 
     def unprepare(self) -> None:
         """Back to its spec as submitted: its links are applied again when it is ready."""
@@ -369,8 +375,10 @@ class Engine:
         for job in run.jobs:
             if job.status == constants.NOT_SUBMITTED:
                 self._release_or_abort(run, job)
-            elif job.status == constants.KILL_PENDING and job.scheduler_job_id:
-                resource.scheduler.kill_job(job.scheduler_job_id)  # jobs stopped alone
+        doomed = [job.scheduler_job_id for job in run.jobs  # jobs stopped alone
+                  if job.status == constants.KILL_PENDING and job.scheduler_job_id]
+        if doomed:
+            resource.scheduler.kill_jobs(doomed)
 
     def _dispose_temporaries(self) -> None:
         """Remove the temporary paths of workflows ended longer ago than their disposal
@@ -452,12 +460,15 @@ class Engine:
             elif (job.status in _ACTIVE and job.status != constants.KILL_PENDING
                   and job.scheduler_job_id is not None):
                 self._running_changed(run.resource, job, False)
+                job.killed_why = reason
                 run.set_status(job, constants.KILL_PENDING)
         self._commit(run)
-        # queued jobs first: a slot a killed job frees must not start one of them
-        for job in sorted((job for job in jobs if job.status == constants.KILL_PENDING
-                           and job.scheduler_job_id), key=lambda job: job.running_seen):
-            run.resource.scheduler.kill_job(str(job.scheduler_job_id))
+        # one call (scancel, qdel... take many ids); queued jobs first: a slot a killed
+        # job frees must not start one of them
+        doomed = sorted((job for job in jobs if job.status == constants.KILL_PENDING
+                         and job.scheduler_job_id), key=lambda job: job.running_seen)
+        if doomed:
+            run.resource.scheduler.kill_jobs([str(job.scheduler_job_id) for job in doomed])
 
     def _delete(self, run: _Run) -> None:
         self._halt(run, "workflow deleted")
@@ -591,8 +602,8 @@ class Engine:
         batch = [run.jobs[heapq.heappop(run.ready)[1]] for _ in range(count)]
         for job in batch:  # durable first: a restarted engine will look for these tags
             job.attempt += 1
-            job.spec.submission_tag = (f"jb-{self.store.home_token}-{run.id}-{job.idx}"
-                                       f"-{job.attempt}")
+            job.spec.submission_tag = submission_tag(job.spec.job_id, self.store.home_token,
+                                                     run.id, job.idx, job.attempt)
             run.set_status(job, constants.SUBMISSION_PENDING, attempt=job.attempt,
                            submission_tag=job.spec.submission_tag)
         if run.workflow.status == constants.WORKFLOW_NOT_STARTED:
@@ -600,22 +611,28 @@ class Engine:
             self.store.set_workflow_status(run.id, constants.WORKFLOW_IN_PROGRESS)
         self._commit(run)
         date = now_iso()  # handed over now: a local job may start before the call returns
+        scheduler = resource.scheduler
+        specs = [self._attempt_spec(run, job) for job in batch]
         try:
-            ids = resource.scheduler.job_submission([self._attempt_spec(run, job) for job in batch])
+            ids = scheduler.job_submission(specs)
         except Exception as error:  # a broken scheduler fails these jobs, not the engine
             log.exception("workflow %s: submission failed", run.id)
             ids = [None] * len(batch)
-            reason = f"submission failed: {error}"
+            failure: str | None = f"submission failed: {error}"
         else:
-            reason = "the scheduler refused the job"
-        for job, job_id in zip(batch, ids, strict=True):
+            failure = None
+        notes = scheduler.job_notes([job_id for job_id in ids if job_id is not None])
+        for job, spec, job_id in zip(batch, specs, ids, strict=True):
             if job_id is None:
+                reason = (failure or scheduler.refusal_reason(spec)
+                          or "the scheduler refused the job")
                 self._end(run, job, constants.EXIT_ABORTED, reason=reason)
                 continue
             job.scheduler_job_id = job_id
+            job.note = notes.get(job_id)
             resource.active[job_id] = (run, job.idx)
             run.set_status(job, constants.QUEUED_ACTIVE, scheduler_job_id=job_id,
-                           submission_date=date)
+                           submission_date=date, exit_reason=job.note)
         # ask soon about these jobs only: a full poll after every chunk would cost
         # O(active jobs) each time
         self._notified([job_id for job_id in ids if job_id is not None])
@@ -651,9 +668,9 @@ class Engine:
         for resource in self.resources.values():
             if not resource.active:
                 continue
-            if now >= resource.next_full_poll:
+            if now >= resource.next_full_poll:  # the scheduler's interval holds, however long
                 ids = list(resource.active)
-                resource.next_full_poll = now + min(resource.scheduler.poll_interval(), MAX_WAIT)
+                resource.next_full_poll = now + resource.scheduler.poll_interval()
             else:
                 ids = [job_id for job_id in changed if job_id in resource.active]
             if not ids:
@@ -666,6 +683,23 @@ class Engine:
             for job_id, status in statuses.items():
                 if job_id in resource.active:
                     self._follow(resource, job_id, status)
+            self._take_notes(resource, [job_id for job_id in ids if job_id in resource.active])
+
+    def _take_notes(self, resource: _Resource, scheduler_job_ids: list[str]) -> None:
+        """Record what the scheduler says of unended jobs (``pending: Resources``) as
+        their reason, when it changed."""
+        try:
+            notes = resource.scheduler.job_notes(scheduler_job_ids)
+        except Exception:  # a note is not worth a failing cycle
+            log.exception("job notes failed")
+            return
+        for job_id in scheduler_job_ids:
+            run, idx = resource.active[job_id]
+            job = run.jobs[idx]
+            note = notes.get(job_id)
+            if note != job.note:
+                job.note = note
+                run.changes.append((idx, {"exit_reason": note}))
 
     def _follow(self, resource: _Resource, scheduler_job_id: str, status: str) -> None:
         run, idx = resource.active[scheduler_job_id]
@@ -694,8 +728,10 @@ class Engine:
             started, ended = getattr(info, "started", None), getattr(info, "ended", None)
             if started is None and ended is None and not job.running_seen:
                 started = time.time()
-            self._end(run, job, info[0], info[1], info[2], info[3],
-                      reason=getattr(info, "reason", None),
+            reason = getattr(info, "reason", None)
+            if info[0] == constants.USER_KILLED and job.killed_why:  # we killed it: why
+                reason = f"{reason} ({job.killed_why})" if reason else job.killed_why
+            self._end(run, job, info[0], info[1], info[2], info[3], reason=reason,
                       execution_date=None if started is None else iso_date(started),
                       ending_date=None if ended is None else iso_date(ended))
             return
@@ -703,6 +739,12 @@ class Engine:
             if status == constants.RUNNING and not job.running_seen:
                 job.running_seen = True
                 run.changes.append((job.idx, {"execution_date": now_iso()}))
+            return
+        if job.status == constants.KILL_PENDING:  # stays so (stopping) until its end
+            if status == constants.RUNNING and not job.running_seen:
+                job.running_seen = True
+                job.execution_date = now_iso()
+                run.changes.append((idx, {"execution_date": job.execution_date}))
             return
         if status == constants.RUNNING and not job.running_seen:
             job.running_seen = True
@@ -841,6 +883,15 @@ class Engine:
 
 def _counts_text(counts: Counter[str]) -> str:
     return ", ".join(f"{number} {status}" for status, number in sorted(counts.items()) if number)
+
+
+def submission_tag(job_id: str, home_token: str, workflow_id: int, idx: int, attempt: int
+                   ) -> str:
+    """The unique tag of one submission attempt: the job's id first (sanitised,
+    shortened), so that a batch job's name says which job it is in ``squeue`` and
+    ``qstat``, then what makes it unique: the home, the workflow, the job's index and
+    the attempt (``align_s01-jb-6cb8d6-12-27-1``)."""
+    return f"{safe_name(job_id, TAG_ID_LIMIT)}-jb-{home_token}-{workflow_id}-{idx}-{attempt}"
 
 
 def _build_scheduler(workflow: WorkflowRow) -> Scheduler:
