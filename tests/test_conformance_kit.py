@@ -65,6 +65,31 @@ class IgnoresKill(Honest):
         pass
 
 
+class KillOverrulesEnds(Honest):
+    """Calls every job it was asked to kill killed, even one that had ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kills: set[str] = set()
+
+    def kill_job(self, scheduler_job_id: str) -> None:
+        self.kills.add(scheduler_job_id)
+        super().kill_job(scheduler_job_id)
+
+    def get_job_exit_info(self, scheduler_job_id: str) -> ExitInfo:
+        info = super().get_job_exit_info(scheduler_job_id)
+        if scheduler_job_id in self.kills:
+            return ExitInfo(constants.USER_KILLED, *info[1:])
+        return info
+
+
+class KillsOnlyOne(Honest):
+    """Kills the first of many jobs it is asked to kill."""
+
+    def kill_jobs(self, scheduler_job_ids: Sequence[str]) -> None:
+        super().kill_jobs(scheduler_job_ids[:1])
+
+
 class RunsArgvThroughAShell(Honest):
     """Joins the argv into one ``sh -c`` string: quoting and expansion break it."""
 
@@ -95,7 +120,10 @@ KIT = SchedulerConformance
 CASES: list[tuple[type[Honest], list[Callable[..., None]]]] = [
     (InventsStatuses, [KIT.test_unknown_id]),
     (LosesExitCodes, [KIT.test_exit_code, KIT.test_signal, KIT.test_many_jobs_at_once]),
-    (IgnoresKill, [KIT.test_kill_running, KIT.test_kill_kills_process_tree]),
+    (IgnoresKill, [KIT.test_kill_running, KIT.test_kill_kills_process_tree,
+                   KIT.test_kill_many]),
+    (KillOverrulesEnds, [KIT.test_kill_after_the_end_keeps_the_end]),
+    (KillsOnlyOne, [KIT.test_kill_many]),
     (RunsArgvThroughAShell, [KIT.test_hostile_argv_arrives_byte_exact,
                              KIT.test_env]),
     (RunsWhatItShouldRefuse, [KIT.test_failed_submission]),
@@ -105,6 +133,7 @@ CASES: list[tuple[type[Honest], list[Callable[..., None]]]] = [
 
 class _Kit(SchedulerConformance):
     job_timeout = 8.0  # the local machine: a hung check is a caught fault
+    end_grace = 1.0
 
 
 def _run_check(check: Callable[..., None], scheduler: LocalScheduler, job_dir: Path) -> None:

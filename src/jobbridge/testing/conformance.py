@@ -42,6 +42,9 @@ class SchedulerConformance:
     many_jobs: int = 12
     #: A job id the system under test does not know.
     unknown_id: str = "99999999"
+    #: Seconds a job's system may take to know that a job has ended (the kill-after-
+    #: the-end check waits this long after the job's last command).
+    end_grace: float = 5.0
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         """A new instance of the scheduler under test (``tmp_path``: a private folder)."""
@@ -139,6 +142,42 @@ class SchedulerConformance:
         while _alive(pid):
             assert time.monotonic() < deadline, "a child of the killed job kept running"
             time.sleep(0.1)
+
+    def test_kill_after_the_end_keeps_the_end(self, scheduler: Scheduler, job_dir: Path
+                                              ) -> None:
+        """A kill asked once the job has ended, before any poll saw the end, changes
+        nothing: the job's own end stands (``finished_regularly``, 0), never
+        ``killed_by_user`` (a stop racing a natural end must not fail a success)."""
+        marker = job_dir / "ended"
+        job = self.job(job_dir, "ended", ["sh", "-c", f'touch "{marker}"'])
+        [job_id] = scheduler.job_submission([job])
+        assert job_id is not None
+        _wait_for_file(marker, self.job_timeout)
+        time.sleep(self.end_grace)  # the job has ended, and its system knows it
+        scheduler.kill_job(job_id)
+        assert wait_for_status(scheduler, [job_id], timeout=self.job_timeout) == {
+            job_id: constants.DONE}
+        info = scheduler.get_job_exit_info(job_id)
+        assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 0), info
+
+    def test_kill_many(self, scheduler: Scheduler, job_dir: Path) -> None:
+        """``kill_jobs`` (what ``stop`` calls) kills every job it is given, queued or
+        running, and no other."""
+        markers = [job_dir / f"many-started{i}" for i in range(3)]
+        jobs = [self.job(job_dir, f"kill{i}", ["sh", "-c", f'touch "{marker}"; exec sleep 600'])
+                for i, marker in enumerate(markers)]
+        spared = self.job(job_dir, "spared", ["sh", "-c", "sleep 2"])
+        ids = scheduler.job_submission([*jobs, spared])
+        assert None not in ids
+        doomed = [str(job_id) for job_id in ids[:3]]
+        _wait_for_file(markers[0], self.job_timeout)  # one runs; the others may be queued
+        scheduler.kill_jobs(doomed)
+        statuses = wait_for_status(scheduler, [str(job_id) for job_id in ids],
+                                   timeout=self.job_timeout)
+        assert [statuses[job_id] for job_id in doomed] == [constants.FAILED] * 3, statuses
+        assert [scheduler.get_job_exit_info(job_id)[0] for job_id in doomed] == [
+            constants.USER_KILLED] * 3
+        assert statuses[str(ids[3])] == constants.DONE
 
     # --- files, environment, directory ----------------------------------------------------
     def test_stdout_stderr_files(self, scheduler: Scheduler, job_dir: Path) -> None:
