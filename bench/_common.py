@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
+import shutil
 import statistics
 import subprocess
 import time
@@ -96,3 +98,19 @@ def file_creation_ms(folder: Path, count: int = 1000) -> float:
     # left in place: deleting files makes the next creations slower (README)
     return ((after.ru_stime - before.ru_stime) + (after.ru_utime - before.ru_utime)
             ) / count * 1000
+
+
+def counting_shims(folder: Path, commands: Sequence[str]) -> tuple[Path, Path]:
+    """A folder of shims that log each call of ``commands`` to a file, then run the
+    real command: put the folder first on PATH. Returns (folder, log file)."""
+    shims, calls_log = folder / "shims", folder / "calls"
+    shims.mkdir()
+    for command in commands:
+        real = shutil.which(command)
+        if real is None:
+            raise SystemExit(f"{command} is not on PATH: start scripts/clusters/slurm-up.sh")
+        shim = shims / command
+        shim.write_text(f"#!/bin/sh\necho {command} >> {shlex.quote(str(calls_log))}\n"
+                        f"exec {shlex.quote(real)} \"$@\"\n")
+        shim.chmod(0o755)
+    return shims, calls_log

@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEFAULT_DIR, byte_compile, load_average, med, median_of, spread, table
+from _common import (
+    DEFAULT_DIR,
+    byte_compile,
+    counting_shims,
+    load_average,
+    med,
+    median_of,
+    spread,
+    table,
+)
 
 COUNTED = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
 
@@ -48,17 +56,7 @@ class Bench:
         self.folder, self.chains, self.length = folder, chains, length
         self.partition = partition
         self.runs = 0
-        self.shims = folder / "shims"
-        self.shims.mkdir()
-        self.calls_log = folder / "calls"
-        for command in COUNTED:  # count, then run the real command
-            real = shutil.which(command)
-            if real is None:
-                raise SystemExit(f"{command} is not on PATH: start scripts/clusters/slurm-up.sh")
-            shim = self.shims / command
-            shim.write_text(f"#!/bin/sh\necho {command} >> {shlex.quote(str(self.calls_log))}\n"
-                            f"exec {shlex.quote(real)} \"$@\"\n")
-            shim.chmod(0o755)
+        self.shims, self.calls_log = counting_shims(folder, COUNTED)
         self.jobbridge: dict[str, list[float]] = {"latency": [], "to_submit": []}
         self.native: dict[str, list[float]] = {"latency": []}
         self.calls: list[Counter[str]] = []

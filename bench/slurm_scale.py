@@ -27,8 +27,6 @@ import itertools
 import json
 import os
 import re
-import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEFAULT_DIR, byte_compile, load_average, med, spread, table
+from _common import DEFAULT_DIR, byte_compile, counting_shims, load_average, med, spread, table
 
 COUNTED = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
 WAYS = {
@@ -66,17 +64,7 @@ class Bench:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.runs = 0
-        self.shims = folder / "shims"
-        self.shims.mkdir()
-        self.calls_log = folder / "calls"
-        for command in COUNTED:  # count, then run the real command
-            real = shutil.which(command)
-            if real is None:
-                raise SystemExit(f"{command} is not on PATH: start scripts/clusters/slurm-up.sh")
-            shim = self.shims / command
-            shim.write_text(f"#!/bin/sh\necho {command} >> {shlex.quote(str(self.calls_log))}\n"
-                            f"exec {shlex.quote(real)} \"$@\"\n")
-            shim.chmod(0o755)
+        self.shims, self.calls_log = counting_shims(folder, COUNTED)
         #: per way: wall times, last call counts, RPCs, end -> next sbatch (chain)
         self.results: dict[str, dict[str, list[object]]] = {}
 

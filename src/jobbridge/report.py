@@ -169,8 +169,10 @@ class AttemptReport:
         return self.usage.wall_s / self.walltime_s
 
     def as_json(self) -> dict[str, Any]:
-        row = self.row
-        return {"attempt": row.attempt, "retry": row.retry, "outcome": self.outcome,
+        """The attempt as ``status --json`` gives it, with what the report adds."""
+        stored = self.row.as_json()
+        del stored["requested"], stored["retried"]  # replaced by the report's own figures
+        return {**stored, "outcome": self.outcome,
                 "requested": {"cpus": self.cpus, "memory_mb": self.memory_mb,
                               "walltime_s": self.walltime_s},
                 "used": {"cpu_s": self.usage.cpu_s, "mem_bytes": self.usage.mem_bytes,
@@ -178,12 +180,7 @@ class AttemptReport:
                 "sources": {"cpu_s": self.sources["cpu"], "mem_bytes": self.sources["mem"],
                             "wall_s": self.sources["wall"]},
                 "efficiency": {"cpu": self.cpu_efficiency, "memory": self.memory_efficiency,
-                               "time": self.time_efficiency},
-                "scheduler_job_id": row.scheduler_job_id,
-                "submission_date": row.submission_date, "execution_date": row.execution_date,
-                "ending_date": row.ending_date, "exit_status": row.exit_status,
-                "exit_value": row.exit_value, "term_sig": row.term_sig,
-                "exit_reason": row.exit_reason, "resource_usage": row.resource_usage}
+                               "time": self.time_efficiency}}
 
 
 @dataclass
