@@ -94,7 +94,9 @@ def test_many_jobs_each_with_its_true_state(tmp_path: Path) -> None:
             **dict.fromkeys(held, constants.USER_SYSTEM_ON_HOLD)}
         assert scheduler.calls["status"] == before + 1, "one qstat for all the jobs"
         openpbs.pbs("qrls", queued[0], held[0])
-        assert poll(scheduler, [queued[0]]) == {queued[0]: constants.QUEUED_ACTIVE}
+        # the release is seen at the next qstat (the scheduler's interval, not at once)
+        assert wait_for_status(scheduler, [queued[0]], {constants.QUEUED_ACTIVE},
+                               timeout=60) == {queued[0]: constants.QUEUED_ACTIVE}
         assert wait_for_status(scheduler, [held[0]], timeout=60) == {held[0]: constants.DONE}
         # a root job deleted by someone else: PBS says Exit_status 0 (pbs_mom does
         # not reap root's jobs), the job wrapper's exit file says SIGTERM
