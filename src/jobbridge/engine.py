@@ -457,8 +457,9 @@ class Engine:
         for job in jobs:
             if job.status == constants.NOT_SUBMITTED:
                 self._end(run, job, constants.EXIT_NOTRUN, reason=reason)
-            elif (job.status in _ACTIVE and job.status != constants.KILL_PENDING
-                  and job.scheduler_job_id is not None):
+            elif job.status == constants.KILL_PENDING:  # a stop an earlier engine began
+                job.killed_why = job.killed_why or reason
+            elif job.status in _ACTIVE and job.scheduler_job_id is not None:
                 self._running_changed(run.resource, job, False)
                 job.killed_why = reason
                 run.set_status(job, constants.KILL_PENDING)
@@ -688,6 +689,8 @@ class Engine:
     def _take_notes(self, resource: _Resource, scheduler_job_ids: list[str]) -> None:
         """Record what the scheduler says of unended jobs (``pending: Resources``) as
         their reason, when it changed."""
+        if type(resource.scheduler).job_notes is Scheduler.job_notes:
+            return  # it tells none: no loop over thousands of local jobs each cycle
         try:
             notes = resource.scheduler.job_notes(scheduler_job_ids)
         except Exception:  # a note is not worth a failing cycle

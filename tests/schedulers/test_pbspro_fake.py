@@ -206,6 +206,24 @@ def test_resources_become_select_and_walltime(fake_pbs: FakePBS) -> None:
         scheduler.kill_job(str(job_id))
 
 
+def test_memory_divided_among_nodes_is_said_when_rounded(fake_pbs: FakePBS) -> None:
+    """PBS Pro's select chunks each get a share of the memory, rounded up: said in the
+    job's notes (its status) and its exit reason, not only in the log."""
+    scheduler = fake_pbs.scheduler()
+    job = EngineJob("m", ["true"], resources={"memory_mb": 1000},
+                    parallel_job_info={"config_name": "native", "nodes_number": 3,
+                                       "cpu_per_node": 1})
+    exact = EngineJob("e", ["true"], resources={"memory_mb": 900},
+                      parallel_job_info={"config_name": "native", "nodes_number": 3,
+                                         "cpu_per_node": 1})
+    ids = [str(job_id) for job_id in scheduler.job_submission([job, exact])]
+    note = "memory_mb 1000 rounded up to 334 MB a node x 3 nodes (select chunks)"
+    assert scheduler.job_notes(ids) == {ids[0]: note}
+    wait_for_status(scheduler, ids, timeout=60)
+    assert getattr(scheduler.get_job_exit_info(ids[0]), "reason", None) == note
+    assert getattr(scheduler.get_job_exit_info(ids[1]), "reason", None) is None
+
+
 def test_torque_resources_go_in_one_l_option(fake_pbs: FakePBS, tmp_path: Path) -> None:
     scheduler = fake_pbs.scheduler()
     scheduler.implementation = "torque"

@@ -150,6 +150,26 @@ def test_resources_become_sbatch_options() -> None:
     assert resource_args(mpi) == ["--nodes=3", "--ntasks-per-node=2"]
 
 
+def test_walltime_rounded_to_minutes_is_said() -> None:
+    notes: list[str] = []
+    assert resource_args(EngineJob("r", ["true"], resources={"walltime_s": 61}), notes) == [
+        "--time=2"]
+    assert notes == ["walltime_s 61 rounded up to 2 min (sbatch --time=2: Slurm's limits are "
+                     "whole minutes)"]
+    notes.clear()
+    resource_args(EngineJob("r", ["true"], resources={"walltime_s": 120}), notes)
+    assert notes == []
+
+
+def test_refusals_in_sbatchs_words() -> None:
+    stderr = ("sbatch: error: invalid partition specified: gpu\n"
+              "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    error = CommandError("sbatch: error: Batch job submission failed: Invalid partition name "
+                         "specified", False, CommandResult(1, "", stderr), "sbatch")
+    assert SlurmScheduler().refusal_text(error) == (
+        "invalid partition specified: gpu; Invalid partition name specified")
+
+
 def test_submit_argv(tmp_path: Path) -> None:
     scheduler = SlurmScheduler(state_dir=tmp_path / "50%j home",
                                native_specification=["--comment=config", "--qos=low"])
