@@ -67,7 +67,7 @@ from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
@@ -94,7 +94,7 @@ from .common import (
     safe_name,
     write_private,
 )
-from .jobwrap import read_exit_file
+from .jobwrap import SystemKill, read_exit_file
 
 log = logging.getLogger(__name__)
 #: Statuses of a job waiting in the queue (not started yet).
@@ -115,6 +115,8 @@ class JobRecord:
     #: An abnormal end the system reports for this job alone (a JOB_EXIT_STATUS
     #: value, e.g. PBS's negative exit codes): treated like an ABNORMAL_ENDS state.
     exit_status: str | None = None
+    #: False when the system says the job never started (its exit info then says so).
+    ran: bool | None = None
 
 
 @dataclass
@@ -176,6 +178,9 @@ class BatchScheduler(Scheduler, abc.ABC):
     START_GRACE: ClassVar[float] = 20.0
     #: Most ids given to one cancel command (:meth:`cancel_many_argv`).
     CANCEL_CHUNK: ClassVar[int] = 500
+    #: How the system's cancel ends a job: the job wrapper puts the job where that
+    #: kill reaches its whole process tree (see :class:`.SystemKill`).
+    KILL: ClassVar[SystemKill] = SystemKill("process_group")
 
     def __init__(self, *, min_interval: float = 0.5, max_interval: float = 30.0,
                  command_timeout: float = 30.0, retries: int = 4,
@@ -544,7 +549,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         private_dir(folder)
         job = in_container(job, self.container_command)
         spec = {"job": job.to_dict(), "exit_file": str(folder / EXIT_FILE),
-                "start_file": str(folder / START_FILE)}
+                "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()}
         write_private(folder / "job.json", json.dumps(spec))
         write_private(folder / "job.sh", "\n".join([
             "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
@@ -646,12 +651,8 @@ class BatchScheduler(Scheduler, abc.ABC):
             exit_record = read_exit_file(tracked.files / EXIT_FILE)
             if exit_record is None:
                 continue
-            if job_id in self._killed:  # its end came after the kill: killed_by_user
-                tracked.status = constants.FAILED
-                tracked.absence.seen()
-                self._unasked.discard(job_id)
-            elif not exit_record["exit"][2]:
-                tracked.status = ended_status(*exit_record["exit"][:2])
+            if job_id in self._killed or not exit_record["exit"][2]:
+                tracked.status = self._wrapped_status(job_id, exit_record)
                 tracked.absence.seen()
                 self._unasked.discard(job_id)
             else:
@@ -716,7 +717,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 exit_record = read_exit_file(tracked.files / EXIT_FILE)
                 if waited > 3 * self.START_GRACE and exit_record is not None:
                     # the system still says it runs (a long epilog): the wrapper's end stands
-                    tracked.status = ended_status(*exit_record["exit"][:2])
+                    tracked.status = self._wrapped_status(job_id, exit_record)
                 else:  # asked again, less and less often
                     self._next_poll = min(self._next_poll,
                                           now + max(self.min_interval, waited / 2))
@@ -746,12 +747,12 @@ class BatchScheduler(Scheduler, abc.ABC):
                             self.name, job_id, record.state)
                 return constants.UNDETERMINED
             if status == constants.DONE:
-                return self._ended_status(tracked, record)
+                return self._ended_status(job_id, tracked, record)
             return status
         # in no query: the wrapper's exit file may still say how it ended
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
-            return ended_status(*exit_record["exit"][:2])
+            return self._wrapped_status(job_id, exit_record)
         if (tracked.record is not None and job_id in self._killed
                 and job_id not in self._cancel_pending):
             return constants.FAILED  # deleted before it ran, on a system keeping no history
@@ -761,22 +762,29 @@ class BatchScheduler(Scheduler, abc.ABC):
             # it left the queue without running its wrapper, and no history says why
             # (a qdel/scancel of someone else, on a system keeping no history)
             tracked.record = JobRecord("GONE", exit_status=constants.EXIT_ABORTED,
-                                       reason="removed from the queue before it ran")
+                                       reason="removed from the queue before it ran", ran=False)
             return constants.FAILED
         if tracked.absence.lost(self.LOST_AFTER):
             tracked.record = JobRecord("LOST", reason=f"{self.name} lost track of the job")
             return constants.FAILED
         return constants.UNDETERMINED
 
-    def _ended_status(self, tracked: _Tracked, record: JobRecord) -> str:
+    def _ended_status(self, job_id: str, tracked: _Tracked, record: JobRecord) -> str:
         """DONE or FAILED for a job whose native state is terminal."""
         if self._abnormal_end(record) is not None:
             return constants.FAILED
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
-            return ended_status(*exit_record["exit"][:2])
-        ok = record.exit_value == 0 and not record.term_sig
+            return self._wrapped_status(job_id, exit_record)
+        ok = record.exit_value == 0 and not record.term_sig and job_id not in self._killed
         return constants.DONE if ok else constants.FAILED
+
+    def _wrapped_status(self, job_id: str, exit_record: Mapping[str, Any]) -> str:
+        """DONE or FAILED from the wrapper's exit record: a job our kill ended failed,
+        even when it caught the system's warning signal and exited 0."""
+        if _kill_reached(job_id in self._killed, exit_record):
+            return constants.FAILED
+        return ended_status(*exit_record["exit"][:2])
 
     def _abnormal_end(self, record: JobRecord) -> tuple[str, str] | None:
         """``(exit_status, reason)`` when the system says the job ended abnormally."""
@@ -796,6 +804,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         record = tracked.record or JobRecord("UNKNOWN")
         usage = record.resource_usage
         dates: tuple[float | None, float | None] = (None, None)
+        killed = _kill_reached(killed, exit_record)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
             usage = _merge_usage(usage, wrapped_usage)
@@ -812,7 +821,20 @@ class BatchScheduler(Scheduler, abc.ABC):
         elif exit_record is None and record.reason:
             reason = record.reason
         return ExitInfo(status, value, sig, usage,
-                        "; ".join(filter(None, [reason, tracked.note])) or None, *dates)
+                        "; ".join(filter(None, [reason, tracked.note])) or None, *dates,
+                        ran=self._started(tracked, record, exit_record, killed))
+
+    def _started(self, tracked: _Tracked, record: JobRecord,
+                 exit_record: Mapping[str, Any] | None, killed: bool) -> bool | None:
+        """Whether the job started: the system's word, else what this process saw (a
+        job killed while it waited never ran); None when nobody can tell."""
+        if record.ran is not None:
+            return record.ran
+        if exit_record is not None or self._ran(tracked):
+            return True
+        if killed and record.state != "UNKNOWN" and self.record_status(record) in WAITING:
+            return False
+        return None
 
     def job_notes(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         """A waiting job's reason in the last poll (``pending: Resources``), and the
@@ -831,6 +853,12 @@ class BatchScheduler(Scheduler, abc.ABC):
                 if text:
                     notes[job_id] = text
         return notes
+
+
+def _kill_reached(killed: bool, exit_record: Mapping[str, Any] | None) -> bool:
+    """Whether a kill we asked ended the job: yes unless the wrapper's record shows
+    it ended on its own, before the system signalled it."""
+    return killed and (exit_record is None or exit_record.get("signals", True) != [])
 
 
 def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:

@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,7 @@ from ..scheduler import ExitInfo
 from . import pbs_output
 from .batch import BatchScheduler, CommandError, CommandResult, JobRecord
 from .common import round_up
+from .jobwrap import SystemKill
 from .process import wrap_in_container
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ class PBSProScheduler(BatchScheduler):
         "pbs_bin_dir", "pbs_host_command", "tmp_file_path",
         *(f"parallel_{name.lower()}" for name in PARALLEL_CONFIGS)}
     usage_source: ClassVar[str] = "PBS resources_used"
+    #: qdel: SIGTERM to every process of the job's session, SIGKILL kill_delay later.
+    KILL: ClassVar[SystemKill] = SystemKill("session", warning=signal.SIGTERM)
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {

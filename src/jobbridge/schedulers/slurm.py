@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from ..configuration import Configuration
 from ..model import EngineJob
 from .batch import BatchScheduler, CommandError, JobRecord
 from .common import round_up
+from .jobwrap import SystemKill
 from .process import hms
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class SlurmScheduler(BatchScheduler):
         ("--job-name", "-J"), "jobbridge names the job itself (the workflow's job id and "
         "the tag that finds it again after an engine crash); see the job in squeue by "
         "its workflow job id")
+    #: scancel: SIGCONT and SIGTERM to every process of the job, SIGKILL KillWait later.
+    KILL: ClassVar[SystemKill] = SystemKill("process_group", warning=signal.SIGTERM)
     #: squeue reasons of a pending job that mean it is held.
     HOLDS: ClassVar[Mapping[str, str]] = {
         "JobHeldUser": constants.USER_ON_HOLD,
