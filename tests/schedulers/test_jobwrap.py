@@ -8,6 +8,7 @@ and left the job running (the first case below)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,10 +83,8 @@ def wrapped(tmp_path: Path) -> Iterator[Callable[[str, SystemKill], Wrapped]]:
     yield start
     for one in started:  # nothing left running when a check fails
         for pid in [*one.tree, one.process.pid]:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _session(pid: int) -> int | None:
