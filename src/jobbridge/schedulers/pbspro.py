@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 from .. import constants
 from ..configuration import Configuration, configured_values
-from ..errors import JobbridgeError
+from ..errors import ConfigurationError, JobbridgeError
 from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
 from . import pbs_output
@@ -65,6 +65,9 @@ NO_HISTORY = "not configured to maintain job history"
 EXPRESS_SINCE = 18
 #: First words of Grid Engine's ``qstat --version`` (it ships commands of the same names).
 _GRID_ENGINE = re.compile(r"(SGE|OGS/GE|GE|UGE|Univa Grid Engine|Altair Grid Engine) \d")
+#: What the shell of Slurm's Torque wrappers (``qstat`` printing no version) reads in a
+#: path, and sbatch's ``%`` patterns.
+_SHELL_READS = re.compile(r"[^\w./+,:@=-]")
 #: Where a Singularity/Apptainer container shows itself (it shares the host's network).
 _CONTAINER_MARKS = ("/.singularity.d", "/.apptainer.d")
 
@@ -130,6 +133,12 @@ class PBSProScheduler(BatchScheduler):
         #: the PBS Pro server keeps ended jobs: ``-x`` shows them
         self.history = True
         self.setup_pbs_variant()
+        if (self.implementation, self.version) == (pbs_output.TORQUE, "") and _SHELL_READS.search(
+                str(self.state_dir)):
+            raise ConfigurationError(
+                f"pbspro: the state folder {self.state_dir} holds characters that Slurm's "
+                "Torque wrappers (which run sbatch through a shell) would change: set "
+                "JOBBRIDGE_HOME to a folder of letters, digits and ._+,:@=-/ only")
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> PBSProScheduler:
