@@ -175,13 +175,15 @@ class _Tracked:
 class BatchScheduler(Scheduler, abc.ABC):
     """Base of command-driven batch schedulers; subclasses fill in the hooks.
 
-    ``min_interval``/``max_interval``: bounds of the adaptive poll interval;
-    ``command_timeout``: seconds one command may take; ``retries``: how often a
-    transient failure is retried by default; ``native_specification``: submit
-    options of every job (a job's own come after); ``container_command``: see
-    docs/format.md; ``job_python``: the Python that runs the job wrapper on the
-    execution hosts; ``state_dir``: the jobs' private folders (default
-    ``$JOBBRIDGE_HOME/batch/NAME``), which the execution hosts must see.
+    ``max_interval``: seconds between status queries (``scheduler_interval``),
+    ``min_interval`` the shortest (after a kill, or when polling); ``command_timeout``:
+    seconds one command may take; ``retries``: how often a transient failure is
+    retried by default; ``native_specification``: submit options of every job (a
+    job's own come after); ``container_command``: see docs/format.md;
+    ``job_python``: the Python that runs the job wrapper on the execution hosts;
+    ``state_dir``: the jobs' private folders (default ``$JOBBRIDGE_HOME/batch/NAME``),
+    which the execution hosts should see; ``commands_per_second``: the command
+    budget; ``job_files``: ``watch`` the wrappers' files, or ``poll`` only.
     """
 
     #: Short backend name (file folder, messages).

@@ -12,12 +12,12 @@ its own pytest suite::
 
 The kit checks, against the real system: exit codes and signals; stdout, stderr
 and stdin files; environment and working directory; hostile arguments arriving
-byte-exact; a command that cannot start (failed); paths and a state folder holding
-``$HOME``, ``$JOB_ID``, ``:`` and ``%``; a refused submission (None or failed, never done); many jobs at once; bulk
-statuses equal to single ones; unknown ids (exactly ``undetermined``); kills of a
-running job (its whole process tree gone), of a job catching the warning signal,
-of a queued and of a held job (ended at once, never run). Each test has a private
-``JOBBRIDGE_HOME``.
+byte-exact; a command that cannot start (failed); paths and a state folder
+holding ``$HOME``, ``$JOB_ID``, ``:`` and ``%``; a refused submission (None or
+failed, never done); many jobs at once; bulk statuses equal to single ones;
+unknown ids (exactly ``undetermined``); kills of a running job (its whole process
+tree gone), of a job catching the warning signal, of a queued and of a held job
+(ended at once, never run). Each test has a private ``JOBBRIDGE_HOME``.
 
 Override ``job_dir`` when jobs run on machines that do not see pytest's
 ``tmp_path`` (it must be a folder both sides see), ``job_timeout`` for slow
