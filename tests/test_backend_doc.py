@@ -72,13 +72,15 @@ def test_every_hook_is_documented() -> None:
     """The page's table names every hook a backend may override, and the base's
     abstract ones are exactly those it calls required."""
     doc = DOC.read_text()
-    hooks = ["submit_argv", "cancel_argv", "query_status", "parse_submit_output",
-             "record_status", "ended_records", "find_by_name", "is_transient",
-             "batch_output_path", "build_scheduler", "availability"]
+    hooks = ["submit_argv", "cancel_argv", "cancel_many_argv", "query_status",
+             "parse_submit_output", "record_status", "ended_records", "find_by_name",
+             "is_transient", "refusal_text", "limit_notes", "batch_output_path",
+             "build_scheduler", "availability"]
     for hook in hooks:
         assert hasattr(BatchScheduler, hook)
         assert f"`{hook}(" in doc, f"docs/batch-backend.md does not describe {hook}"
-    for table in ("STATES", "ABNORMAL_ENDS", "KILL", "CONFIG_KEYS", "LOST_AFTER", "name"):
+    for table in ("STATES", "ABNORMAL_ENDS", "KILL", "CONFIG_KEYS", "LOST_AFTER", "name",
+                  "RESERVED_OPTIONS"):
         assert f"| `{table}` |" in doc
     assert BatchScheduler.__abstractmethods__ == {
         "build_scheduler", "submit_argv", "cancel_argv", "query_status"}

@@ -63,7 +63,9 @@ def test_the_kit_says_what_the_readme_says() -> None:
                "bulk_equals": "bulk statuses", "unknown_id": "unknown ids",
                "kill_running": "kills of a running job", "process_tree": "process tree",
                "catches_signals": "catching the warning signal", "kill_queued": "a queued",
-               "kill_held": "held job", "success": "exit codes", "shape": "exit codes",
+               "kill_held": "held job", "kill_many": "many jobs at once (`kill_jobs`)",
+               "kill_after_the_end": "a kill after the job's end",
+               "success": "exit codes", "shape": "exit codes",
                "unstartable": "cannot start", "signal_end": "exit codes"}
     for name in dir(SchedulerConformance):
         if name.startswith("test_"):

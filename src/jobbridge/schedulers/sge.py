@@ -11,8 +11,8 @@ Grid Engine's formats and exit rules come from :mod:`.gridengine`, which the
 - one ``qstat -xml`` a poll for every job (pending and running), one ``qacct``
   for those that left it (``-j '*'`` for several: one read of the accounting
   file); a job ended at its ``h_rt`` or ``h_vmem`` is a TIMEOUT or OUT_OF_MEMORY;
-- ``qdel`` SIGKILLs the job script's process group at once (:attr:`KILL`);
-- ``hold_job`` / ``release_job``: ``qhold`` / ``qrls``.
+- ``qdel`` (one for many jobs) SIGKILLs the job script's process group at once
+  (:attr:`KILL`); ``hold_job`` / ``release_job``: ``qhold`` / ``qrls``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,6 +44,11 @@ class SGEScheduler(BatchScheduler):
     name: ClassVar[str] = "sge"
     CONFIG_KEYS = BatchScheduler.CONFIG_KEYS | {"parallel_environment", "memory_resource"}
     KILL: ClassVar[SystemKill] = SystemKill("process_group")
+    RESERVED_OPTIONS: ClassVar[Mapping[str, str]] = {
+        "-N": "jobbridge names the job itself (the workflow's job id and the tag that finds "
+              "it again after an engine crash)"}
+    usage_source: ClassVar[str] = "Grid Engine accounting (qacct)"
+    peak_memory_item: ClassVar[str] = "vmem"  # h_vmem bounds the job's virtual memory
 
     def __init__(self, *, parallel_environment: str = "smp", memory_resource: str = "h_vmem",
                  **options: Any) -> None:
@@ -76,8 +81,16 @@ class SGEScheduler(BatchScheduler):
                                              self.memory_resource),
                 *self.native_specification, *job.native_args(), str(script)]
 
+    def limit_notes(self, job: EngineJob) -> list[str]:
+        notes: list[str] = []
+        gridengine.Limits.of_job(job, self.memory_resource, notes)
+        return notes
+
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
         return ["qdel", scheduler_job_id]
+
+    def cancel_many_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
+        return ["qdel", *scheduler_job_ids]
 
     def hold_job(self, scheduler_job_id: str) -> None:
         """Keep a queued job from starting (``user_on_hold``) until :meth:`release_job`."""

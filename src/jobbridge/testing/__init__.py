@@ -17,7 +17,9 @@ holding ``$HOME``, ``$JOB_ID``, ``:`` and ``%``; a refused submission (None or
 failed, never done); many jobs at once; bulk statuses equal to single ones;
 unknown ids (exactly ``undetermined``); kills of a running job (its whole process
 tree gone), of a job catching the warning signal, of a queued and of a held job
-(ended at once, never run). Each test has a private ``JOBBRIDGE_HOME``.
+(ended at once, never run), of many jobs at once (``kill_jobs``), and a kill
+after the job's end (which keeps its own end). Each test has a private
+``JOBBRIDGE_HOME``.
 
 Override ``job_dir`` when jobs run on machines that do not see pytest's
 ``tmp_path`` (it must be a folder both sides see), ``job_timeout`` for slow
