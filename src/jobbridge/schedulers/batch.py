@@ -799,9 +799,11 @@ class BatchScheduler(Scheduler, abc.ABC):
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
             return self._wrapped_status(job_id, exit_record)
-        if (tracked.record is not None and job_id in self._killed
+        if ((tracked.record is not None or tracked.submitted) and job_id in self._killed
                 and job_id not in self._cancel_pending):
-            return constants.FAILED  # deleted before it ran, on a system keeping no history
+            # deleted before it ran (maybe before any poll saw it), on a system keeping
+            # no history of such jobs
+            return constants.FAILED
         last = tracked.record
         if (last is not None and not self._ran(tracked) and self.record_status(last) in WAITING
                 and tracked.absence.lost(0.0)):  # missing from two polls in a row
@@ -878,7 +880,8 @@ class BatchScheduler(Scheduler, abc.ABC):
             return record.ran
         if exit_record is not None or self._ran(tracked):
             return True
-        if killed and record.state != "UNKNOWN" and self.record_status(record) in WAITING:
+        unseen = record.state == "UNKNOWN" and not self.polling  # no start file either
+        if killed and (unseen or self.record_status(record) in WAITING):
             return False
         return None
 
