@@ -386,3 +386,30 @@ def test_a_job_killed_over_h_vmem_is_retried_with_twice_the_memory(scheduler_typ
     assert second["sources"]["mem_bytes"] == ("Grid Engine accounting (DRMAA, qacct), "
                                               "virtual memory")
     assert 0.5 < second["efficiency"]["memory"] < 1
+
+
+def test_a_job_that_never_ran_has_no_execution_date(scheduler_type: str, tmp_path: Path,
+                                                   jobbridge_home: Path) -> None:
+    """Through the engine: a job held in Grid Engine's queue and stopped never ran; its
+    status says killed_by_user, and it has no execution date (before, the engine dated
+    an end it had not seen start as the job's start)."""
+    config = jobbridge_home / "jobbridge.cfg"
+    config.write_text(f"[ge]\nscheduler_type = {scheduler_type}\nscheduler_interval = 1\n")
+    env = {"JOBBRIDGE_CONFIG": str(config)}
+    write_json(tmp_path / "wf.json", {"name": "held", "jobs": [
+        {"id": "held", "command": ["true"], "native_specification": ["-h"]}]})
+    submitted = jb("submit", str(tmp_path / "wf.json"), "--resource", "ge", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+
+    def row() -> dict[str, Any]:
+        return dict(status_json(workflow_id, env=env)["jobs"][0])
+
+    wait_for(lambda: row()["status"] == constants.USER_ON_HOLD, TIMEOUT, "the job held")
+    assert jb("stop", workflow_id, env=env).returncode == 0
+    assert jb("wait", workflow_id, "--timeout", str(TIMEOUT), env=env,
+              timeout=TIMEOUT + 60).returncode == 1
+    ended = row()
+    assert (ended["status"], ended["exit_status"]) == (constants.FAILED, constants.USER_KILLED)
+    assert ended["execution_date"] is None, ended
+    assert ended["ending_date"] is not None
