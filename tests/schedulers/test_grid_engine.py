@@ -413,3 +413,27 @@ def test_a_job_that_never_ran_has_no_execution_date(scheduler_type: str, tmp_pat
     assert (ended["status"], ended["exit_status"]) == (constants.FAILED, constants.USER_KILLED)
     assert ended["execution_date"] is None, ended
     assert ended["ending_date"] is not None
+
+
+def test_a_job_killed_while_running_is_dated_by_its_start(tmp_path: Path) -> None:
+    """qdel's SIGKILL leaves no exit file: the wrapper's start file still tells when the
+    job started (an engine restarted meanwhile would otherwise date it by the kill)."""
+    scheduler = make_scheduler("sge")
+    marker = tmp_path / "started"
+    try:
+        [job_id] = scheduler.job_submission(job(tmp_path, "victim", [
+            "sh", "-c", f'touch "{marker}"; exec sleep 600']))
+        assert job_id is not None
+        deadline = time.monotonic() + TIMEOUT
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.2)
+        seen = time.time()
+        scheduler.kill_job(job_id)
+        wait_for_status(scheduler, [job_id], timeout=TIMEOUT)
+        info = scheduler.get_job_exit_info(job_id)
+        assert info.exit_status == constants.USER_KILLED
+        assert info.started is not None and seen - 60 < info.started <= seen, info
+        assert info.ran is True
+    finally:
+        scheduler.close()

@@ -851,7 +851,8 @@ class BatchScheduler(Scheduler, abc.ABC):
                             reason=f"{self.name} does not know this job")
         record = tracked.record or JobRecord("UNKNOWN")
         usage = record.resource_usage
-        dates: tuple[float | None, float | None] = (None, None)
+        # a job killed by SIGKILL left no exit file: its wrapper's start file dates it
+        dates: tuple[float | None, float | None] = (_start_time(tracked.files), None)
         killed = _kill_reached(killed, exit_record)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
@@ -902,6 +903,14 @@ class BatchScheduler(Scheduler, abc.ABC):
                 if text:
                     notes[job_id] = text
         return notes
+
+
+def _start_time(files: Path) -> float | None:
+    """When the job's wrapper started (its start file's time); None if it did not."""
+    try:
+        return (files / START_FILE).stat().st_mtime
+    except OSError:
+        return None
 
 
 def _kill_reached(killed: bool, exit_record: Mapping[str, Any] | None) -> bool:
