@@ -37,3 +37,37 @@ def test_the_format_documents_every_key() -> None:
     missing = sorted(key for key in keys | status_keys | {"counts", "enabled", "reason"}
                      if f'`{key}`' not in text and f'"{key}"' not in text)
     assert missing == []
+
+
+def _words(text: str) -> str:
+    """Prose without markup or line breaks: ``x`` and `x` read alike."""
+    return " ".join(text.replace("``", "`").split())
+
+
+def test_the_kit_says_what_the_readme_says() -> None:
+    """The README's list of the conformance kit's checks is the kit's own docstring's,
+    and each check the kit has is in it."""
+    import jobbridge.testing
+    from jobbridge.testing import SchedulerConformance
+
+    doc = _words(jobbridge.testing.__doc__ or "")
+    checks = doc[doc.index("The kit checks, against the real system:"):doc.index(
+        "JOBBRIDGE_HOME`.") + len("JOBBRIDGE_HOME`.")]
+    readme = _words((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert checks.replace("The kit checks", "It checks") in readme
+    covered = {"exit_code": "exit codes", "signal": "signals", "stdout_stderr": "stdout",
+               "join": "stdout", "stdin": "stdin", "env": "environment",
+               "working_directory": "working directory", "hostile_argv": "hostile arguments",
+               "paths_batch": "paths", "state_folder": "a state folder",
+               "failed_submission": "a refused submission", "many_jobs": "many jobs",
+               "bulk_equals": "bulk statuses", "unknown_id": "unknown ids",
+               "kill_running": "kills of a running job", "process_tree": "process tree",
+               "catches_signals": "catching the warning signal", "kill_queued": "a queued",
+               "kill_held": "held job", "kill_many": "many jobs at once (`kill_jobs`)",
+               "kill_after_the_end": "a kill after the job's end",
+               "success": "exit codes", "shape": "exit codes",
+               "unstartable": "cannot start", "signal_end": "exit codes"}
+    for name in dir(SchedulerConformance):
+        if name.startswith("test_"):
+            words = [covered[key] for key in covered if key in name]
+            assert words and all(word in checks for word in words), name

@@ -729,7 +729,8 @@ class Engine:
             # the job's own dates where the scheduler kept them (truer than when the
             # engine saw it run, or end: it may have been down); else now
             started, ended = getattr(info, "started", None), getattr(info, "ended", None)
-            if started is None and ended is None and not job.running_seen:
+            if (started is None and ended is None and not job.running_seen
+                    and getattr(info, "ran", None) is not False):  # never ran: no date
                 started = time.time()
             reason = getattr(info, "reason", None)
             if info[0] == constants.USER_KILLED and job.killed_why:  # we killed it: why

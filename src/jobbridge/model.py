@@ -38,28 +38,36 @@ def safe_name(text: str, limit: int) -> str:
 
 
 class ExitInfo(tuple[str, int | None, int | None, str | None]):
-    """``(exit_status, exit_value, term_sig, resource_usage)``, plus a ``reason``.
+    """``(exit_status, exit_value, term_sig, resource_usage)``, plus a ``reason``
+    and whether the job ``ran``.
 
     It unpacks and compares as the plain 4-tuple of the API; ``reason`` keeps what
     the batch system said about an abnormal end (TIMEOUT, OUT_OF_MEMORY...) for
     ``jobbridge status`` to show. ``started`` and ``ended`` (POSIX timestamps) are
     when the job really started and ended, where the scheduler recorded it: an
-    engine that learns of an end long after it happened dates it truly.
+    engine that learns of an end long after it happened dates it truly. ``ran`` is
+    False when the system says the job never started (deleted while queued, failed
+    before it ran: it gets no execution date), None when it does not say.
     """
 
     reason: str | None
     started: float | None
     ended: float | None
+    ran: bool | None
 
     def __new__(cls, exit_status: str, exit_value: int | None = None,
                 term_sig: int | None = None, resource_usage: str | None = None,
                 reason: str | None = None, started: float | None = None,
-                ended: float | None = None) -> ExitInfo:
+                ended: float | None = None, ran: bool | None = None) -> ExitInfo:
         info = super().__new__(cls, (exit_status, exit_value, term_sig, resource_usage))
         info.reason = reason
         info.started = started
         info.ended = ended
+        info.ran = ran
         return info
+
+    def __getnewargs__(self) -> tuple[str, int | None, int | None, str | None]:  # pickle
+        return (self[0], self[1], self[2], self[3])
 
     @property
     def exit_status(self) -> str:

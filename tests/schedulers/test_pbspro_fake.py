@@ -66,12 +66,14 @@ def _script(path: Path, body: str) -> None:
 
 class TestFakePBSProConformance(SchedulerConformance):
     job_timeout = 60.0
+    held_specification = ["-h"]
 
-    @pytest.fixture
-    def scheduler(self, fake_pbs: FakePBS) -> Iterator[Scheduler]:
-        scheduler = fake_pbs.scheduler()
-        yield scheduler
-        scheduler.close()
+    @pytest.fixture(autouse=True)
+    def _fake(self, fake_pbs: FakePBS) -> None:
+        self.fake = fake_pbs
+
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        return self.fake.scheduler()
 
 
 # --- PBS Pro behaviour through the fake -----------------------------------------------------

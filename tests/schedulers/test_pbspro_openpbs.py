@@ -64,6 +64,8 @@ def poll(scheduler: PBSProScheduler, ids: list[str]) -> dict[str, str]:
 
 class TestOpenPBSConformance(SchedulerConformance):
     job_timeout = 120.0
+    held_specification = ["-h"]
+    queued_specification = ["-a", "210001010000"]  # a start time to come
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         return openpbs_scheduler()

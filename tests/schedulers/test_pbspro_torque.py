@@ -29,6 +29,7 @@ def torque_scheduler() -> PBSProScheduler:
 
 class TestTorqueWrappersConformance(SchedulerConformance):
     job_timeout = 120.0
+    held_specification = ["-h"]  # Slurm's qstat wrapper shows it Q: waiting all the same
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         return torque_scheduler()

@@ -145,9 +145,12 @@ def test_pbspro_recorded_output(fake_pbs: FakePBS, tmp_path: Path) -> None:  # n
 
 
 @pytest.mark.sge
-def test_grid_engine_through_drmaa(tmp_path: Path) -> None:
-    """Ended jobs of another DRMAA session are known from Grid Engine's accounting."""
-    config = {"scheduler_type": "drmaa"}
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("scheduler_type", ["drmaa", "sge"])
+def test_grid_engine(scheduler_type: str, tmp_path: Path) -> None:
+    """Ended jobs of another DRMAA session, or of another engine using Grid Engine's
+    commands, are known from its accounting."""
+    config = {"scheduler_type": scheduler_type}
     check_fresh_process(_built(config, {"scheduler_interval": "0.3"}), config, tmp_path, "-h",
                         constants.USER_ON_HOLD, before_asking=_wait_for_accounting)
 

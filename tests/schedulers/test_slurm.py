@@ -298,6 +298,8 @@ def slurm_scheduler(tmp_path: Path, **options: object) -> SlurmScheduler:
 @pytest.mark.slurm
 class TestSlurmConformance(SchedulerConformance):
     job_timeout = 120.0
+    held_specification = ["--hold"]
+    queued_specification = ["--begin=now+1hour"]
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         return slurm_scheduler(tmp_path)

@@ -1,6 +1,8 @@
 """Shared base of the schedulers that drive a batch system through its commands.
 
-A backend (Slurm, PBS...) is a small subclass. It must define (abstract here):
+Public as :mod:`jobbridge.backend`; docs/batch-backend.md is the guide, with a
+whole backend. A backend (Slurm, PBS, Grid Engine...) is a small subclass. It
+must define (abstract here):
 
 - ``build_scheduler`` (the Scheduler API) and :meth:`BatchScheduler.submit_argv`,
   :meth:`~BatchScheduler.cancel_argv`: the argv of its submit and cancel commands
@@ -8,16 +10,21 @@ A backend (Slurm, PBS...) is a small subclass. It must define (abstract here):
 - :meth:`~BatchScheduler.query_status`: one status query for many ids, parsed
   into :class:`JobRecord` (native state, exit information once ended);
 
-and may fill in the tables ``STATES`` (native state -> JOB_STATUS) and
-``ABNORMAL_ENDS``, and override the optional hooks: ``parse_submit_output``,
-``record_status``, ``ended_records`` (finished-job history), ``find_by_name``
-(re-attach a lost submission), ``is_transient`` (which failures to retry),
-``refusal_text`` (a refusal in the system's words, cleaned), ``limit_notes``
-(limits rounded to the system's units) and the table ``RESERVED_OPTIONS``.
+and may fill in the tables ``STATES`` (native state -> JOB_STATUS),
+``ABNORMAL_ENDS`` (native ends that are not the job's own), ``KILL`` (how its
+cancel ends a job: :class:`.SystemKill`), ``RESERVED_OPTIONS`` (native options it
+sets itself), ``CONFIG_KEYS``, and override the optional hooks:
+``parse_submit_output``, ``record_status``, ``ended_records`` (finished-job
+history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
+failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
+``limit_notes`` (limits rounded to the system's units), ``batch_output_path``.
+Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
+CommandError).
 This base does the rest, the same way for every backend:
 
 - **safe scripts**: the batch script holds no user string; it only runs
-  :mod:`.jobwrap` on a private JSON spec (argv, env, paths arrive byte-exact);
+  :mod:`.jobwrap` on a private JSON spec (argv, env, paths arrive byte-exact),
+  which keeps the job where the system's kill reaches its whole process tree;
   queue, resources and native options go to the submit command as argv;
 - **ends without polling**: the wrapper's start and exit files are the first
   source of truth; a :class:`~.batchwatch.FolderWatcher` sees them appear
@@ -45,7 +52,8 @@ This base does the rest, the same way for every backend:
   is looked up by its tag before it is retried, so no job is submitted twice;
 - **true exit info**: the wrapper's exit file (exact code, signal, rusage)
   merged with what the batch system says of abnormal ends (timeouts, memory);
-  a kill never overrules an end the exit file or the system already recorded;
+  a kill never overrules an end the exit file or the system already recorded,
+  and a job our kill ended is killed_by_user, whatever it exited with;
 - **said, not silent**: a refusal's reason (the system's words), a limit rounded
   at submission and a pending job's reason are the job's notes (``job_notes``);
   a job that leaves the queue before it ran ends at once, not after LOST_AFTER.
@@ -67,7 +75,7 @@ from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
@@ -94,7 +102,7 @@ from .common import (
     safe_name,
     write_private,
 )
-from .jobwrap import read_exit_file
+from .jobwrap import SystemKill, read_exit_file
 
 log = logging.getLogger(__name__)
 #: Statuses of a job waiting in the queue (not started yet).
@@ -104,29 +112,37 @@ WAITING = frozenset({constants.QUEUED_ACTIVE, constants.USER_ON_HOLD, constants.
 
 @dataclass
 class JobRecord:
-    """What a batch system says of one job: its native state and, once ended,
-    whatever exit information it has."""
+    """What a batch system says of one job: its native state (a key of ``STATES``)
+    and, once ended, whatever exit information it has. The wrapper's exit file, when
+    there is one, gives the exact code and signal: a record's are the fallback."""
 
     state: str
     exit_value: int | None = None
     term_sig: int | None = None
+    #: ``key=value`` items (docs/format.md): :func:`.format_resource_usage` makes them.
     resource_usage: str | None = None
+    #: The system's words on how it ended (kept in the exit info's reason).
     reason: str | None = None
     #: An abnormal end the system reports for this job alone (a JOB_EXIT_STATUS
     #: value, e.g. PBS's negative exit codes): treated like an ABNORMAL_ENDS state.
     exit_status: str | None = None
+    #: False when the system says the job never started (its exit info then says so).
+    ran: bool | None = None
 
 
 @dataclass
 class CommandResult:
+    """A finished batch command (:meth:`BatchScheduler.run`)."""
+
     returncode: int
     stdout: str
     stderr: str
 
 
 class CommandError(Exception):
-    """A batch command failed; ``transient`` if retrying may help; ``result``: what
-    it printed, when it ran."""
+    """A batch command failed (its last line of output is the message); ``transient``
+    if retrying may help (:meth:`BatchScheduler.is_transient`); ``result``: what it
+    printed, when it ran. A hook raises it too for output it cannot read."""
 
     def __init__(self, message: str, transient: bool, result: CommandResult | None = None,
                  program: str = "") -> None:
@@ -157,7 +173,18 @@ class _Tracked:
 
 
 class BatchScheduler(Scheduler, abc.ABC):
-    """Base of command-driven batch schedulers; subclasses fill in the hooks."""
+    """Base of command-driven batch schedulers; subclasses fill in the hooks.
+
+    ``max_interval``: seconds between status queries (``scheduler_interval``),
+    ``min_interval`` the shortest (after a kill, or when polling); ``command_timeout``:
+    seconds one command may take; ``retries``: how often a transient failure is
+    retried by default; ``native_specification``: submit options of every job (a
+    job's own come after); ``container_command``: see docs/format.md;
+    ``job_python``: the Python that runs the job wrapper on the execution hosts;
+    ``state_dir``: the jobs' private folders (default ``$JOBBRIDGE_HOME/batch/NAME``),
+    which the execution hosts should see; ``commands_per_second``: the command
+    budget; ``job_files``: ``watch`` the wrappers' files, or ``poll`` only.
+    """
 
     #: Short backend name (file folder, messages).
     name: ClassVar[str] = "batch"
@@ -165,9 +192,12 @@ class BatchScheduler(Scheduler, abc.ABC):
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"min_scheduler_interval", "command_timeout",
                                            "job_python", "max_commands_per_second",
                                            "job_files"}
-    #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED.
+    #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED. Every
+    #: terminal state maps to DONE: DONE or FAILED then comes from the exit info.
     STATES: ClassVar[Mapping[str, str]] = {}
-    #: Native terminal states that mean an abnormal end: state -> (exit_status, reason).
+    #: Native terminal states that are not the job's own end: state -> (exit_status,
+    #: reason), e.g. ``"TIMEOUT": (EXIT_ABORTED, "TIMEOUT: killed at its time limit")``
+    #: (a reason starting TIMEOUT or OUT_OF_MEMORY is what ``retry_on`` matches).
     ABNORMAL_ENDS: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: Seconds a job may be missing from every query before it is declared lost.
     LOST_AFTER: ClassVar[float] = LOST_AFTER
@@ -176,6 +206,9 @@ class BatchScheduler(Scheduler, abc.ABC):
     START_GRACE: ClassVar[float] = 20.0
     #: Most ids given to one cancel command (:meth:`cancel_many_argv`).
     CANCEL_CHUNK: ClassVar[int] = 500
+    #: How the system's cancel ends a job: the job wrapper puts the job where that
+    #: kill reaches its whole process tree (see :class:`.SystemKill`).
+    KILL: ClassVar[SystemKill] = SystemKill("process_group")
 
     def __init__(self, *, min_interval: float = 0.5, max_interval: float = 30.0,
                  command_timeout: float = 30.0, retries: int = 4,
@@ -248,11 +281,18 @@ class BatchScheduler(Scheduler, abc.ABC):
     # --- hooks: what a backend defines ------------------------------------------------------
     @abc.abstractmethod
     def submit_argv(self, job: EngineJob, script: Path, name: str) -> list[str]:
-        """argv submitting ``script`` for ``job`` (queue, resources, native options)."""
+        """argv submitting ``script`` for ``job``: ``name`` as the job's name (made from
+        the submission tag: :meth:`find_by_name` looks jobs up by it), the script's
+        own output to :meth:`batch_output_path` (the job's files are the wrapper's
+        business), then the job's queue and resources, ``self.native_specification``
+        and ``job.native_args()``, last the script. Run once, without retries (a
+        transient failure is looked up by name before it is retried)."""
 
     @abc.abstractmethod
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
-        """argv cancelling one job, queued or running."""
+        """argv cancelling one job, queued, held or running. A failure is logged (a
+        transient one asked again at the next polls): the job ends as the status
+        queries then tell."""
 
     def cancel_many_argv(self, scheduler_job_ids: Sequence[str]) -> list[str] | None:
         """argv cancelling all these jobs in one command (``scancel a b``, ``qdel a
@@ -261,11 +301,14 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     @abc.abstractmethod
     def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """One status query for these jobs (run with :meth:`run`): a record for each
-        job the system answered about; CommandError if it failed (states are kept)."""
+        """One status query for all these jobs (run with :meth:`run`, ``retries=0``:
+        the next poll is the retry): a record for each job the system answered
+        about; a job left out has left the queue (then :meth:`ended_records`, the
+        wrapper's exit file, or in the end LOST_AFTER decide). Raise CommandError
+        when the query failed: the jobs keep their states."""
 
     def parse_submit_output(self, stdout: str) -> str:
-        """The job id in the submit command's output."""
+        """The job id in the submit command's output (default: its last line)."""
         return stdout.strip().splitlines()[-1].strip()
 
     def record_status(self, record: JobRecord) -> str | None:
@@ -275,12 +318,15 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def ended_records(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
         """Records of jobs that ended in or left the queue (accounting, job history),
-        richer than the queue's (exit code, usage); may be empty."""
+        richer than the queue's (exit code, usage), in one query; may be empty (a
+        system without history: the wrapper's exit file then tells the end)."""
         return {}
 
     def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
-        """Job ids of jobs submitted with these names (``{name: id}``), if the system
-        can tell; used to re-attach a submission whose answer was lost."""
+        """Job ids of jobs submitted with these names (``{name: id}``, the latest of
+        a name), queued, running or ended, if the system can tell; used to re-attach
+        a submission whose answer was lost (a killed engine, a timed-out submit).
+        Without it, such a job may be submitted twice."""
         return {}
 
     def refusal_text(self, error: CommandError) -> str:
@@ -306,7 +352,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         return []
 
     def is_transient(self, result: CommandResult) -> bool:
-        """Whether a failed command may succeed if retried (daemon down, timeout)."""
+        """Whether a failed command may succeed if retried (daemon down, timeout):
+        by default, words of network and daemon failures in its output."""
         text = (result.stderr + result.stdout).lower()
         return any(word in text for word in (
             "timed out", "timeout", "unable to contact", "connection refused",
@@ -445,10 +492,13 @@ class BatchScheduler(Scheduler, abc.ABC):
     # --- commands ---------------------------------------------------------------------------
     def run(self, kind: str, argv: Sequence[str], *, retries: int | None = None,
             check: bool = True, ok_codes: Container[int] = (0,)) -> CommandResult:
-        """Run a batch command with a timeout; retry transient failures with backoff.
+        """Run a batch command (no shell) with ``command_timeout``; retry transient
+        failures (:meth:`is_transient`, timeouts) with backoff, ``retries`` times
+        (default ``self.retries``); CommandError when it fails for good.
 
+        ``kind`` counts the call in ``self.calls`` (tests and benchmarks read it);
         ``ok_codes``: exit statuses that still carry an answer (qstat's 153 when
-        some of the ids asked about are unknown).
+        some of the ids asked about are unknown); ``check=False``: any status.
         """
         attempts = (self.retries if retries is None else retries) + 1
         delays = backoff_delays()
@@ -544,7 +594,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         private_dir(folder)
         job = in_container(job, self.container_command)
         spec = {"job": job.to_dict(), "exit_file": str(folder / EXIT_FILE),
-                "start_file": str(folder / START_FILE)}
+                "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()}
         write_private(folder / "job.json", json.dumps(spec))
         write_private(folder / "job.sh", "\n".join([
             "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
@@ -555,7 +605,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         return folder
 
     def batch_output_path(self, name: str) -> Path:
-        """Where the batch system writes the script's own output (not the job's)."""
+        """Where the batch system writes the script's own output (not the job's: the
+        wrapper's errors, such as a missing ``job_python``), in the job's folder."""
         return self.state_dir / name / "batch.out"
 
     def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
@@ -646,12 +697,8 @@ class BatchScheduler(Scheduler, abc.ABC):
             exit_record = read_exit_file(tracked.files / EXIT_FILE)
             if exit_record is None:
                 continue
-            if job_id in self._killed:  # its end came after the kill: killed_by_user
-                tracked.status = constants.FAILED
-                tracked.absence.seen()
-                self._unasked.discard(job_id)
-            elif not exit_record["exit"][2]:
-                tracked.status = ended_status(*exit_record["exit"][:2])
+            if job_id in self._killed or not exit_record["exit"][2]:
+                tracked.status = self._wrapped_status(job_id, exit_record)
                 tracked.absence.seen()
                 self._unasked.discard(job_id)
             else:
@@ -716,7 +763,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 exit_record = read_exit_file(tracked.files / EXIT_FILE)
                 if waited > 3 * self.START_GRACE and exit_record is not None:
                     # the system still says it runs (a long epilog): the wrapper's end stands
-                    tracked.status = ended_status(*exit_record["exit"][:2])
+                    tracked.status = self._wrapped_status(job_id, exit_record)
                 else:  # asked again, less and less often
                     self._next_poll = min(self._next_poll,
                                           now + max(self.min_interval, waited / 2))
@@ -746,37 +793,46 @@ class BatchScheduler(Scheduler, abc.ABC):
                             self.name, job_id, record.state)
                 return constants.UNDETERMINED
             if status == constants.DONE:
-                return self._ended_status(tracked, record)
+                return self._ended_status(job_id, tracked, record)
             return status
         # in no query: the wrapper's exit file may still say how it ended
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
-            return ended_status(*exit_record["exit"][:2])
-        if (tracked.record is not None and job_id in self._killed
+            return self._wrapped_status(job_id, exit_record)
+        if ((tracked.record is not None or tracked.submitted) and job_id in self._killed
                 and job_id not in self._cancel_pending):
-            return constants.FAILED  # deleted before it ran, on a system keeping no history
+            # deleted before it ran (maybe before any poll saw it), on a system keeping
+            # no history of such jobs
+            return constants.FAILED
         last = tracked.record
         if (last is not None and not self._ran(tracked) and self.record_status(last) in WAITING
                 and tracked.absence.lost(0.0)):  # missing from two polls in a row
             # it left the queue without running its wrapper, and no history says why
             # (a qdel/scancel of someone else, on a system keeping no history)
             tracked.record = JobRecord("GONE", exit_status=constants.EXIT_ABORTED,
-                                       reason="removed from the queue before it ran")
+                                       reason="removed from the queue before it ran", ran=False)
             return constants.FAILED
         if tracked.absence.lost(self.LOST_AFTER):
             tracked.record = JobRecord("LOST", reason=f"{self.name} lost track of the job")
             return constants.FAILED
         return constants.UNDETERMINED
 
-    def _ended_status(self, tracked: _Tracked, record: JobRecord) -> str:
+    def _ended_status(self, job_id: str, tracked: _Tracked, record: JobRecord) -> str:
         """DONE or FAILED for a job whose native state is terminal."""
         if self._abnormal_end(record) is not None:
             return constants.FAILED
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
-            return ended_status(*exit_record["exit"][:2])
-        ok = record.exit_value == 0 and not record.term_sig
+            return self._wrapped_status(job_id, exit_record)
+        ok = record.exit_value == 0 and not record.term_sig and job_id not in self._killed
         return constants.DONE if ok else constants.FAILED
+
+    def _wrapped_status(self, job_id: str, exit_record: Mapping[str, Any]) -> str:
+        """DONE or FAILED from the wrapper's exit record: a job our kill ended failed,
+        even when it caught the system's warning signal and exited 0."""
+        if _kill_reached(job_id in self._killed, exit_record):
+            return constants.FAILED
+        return ended_status(*exit_record["exit"][:2])
 
     def _abnormal_end(self, record: JobRecord) -> tuple[str, str] | None:
         """``(exit_status, reason)`` when the system says the job ended abnormally."""
@@ -795,7 +851,9 @@ class BatchScheduler(Scheduler, abc.ABC):
                             reason=f"{self.name} does not know this job")
         record = tracked.record or JobRecord("UNKNOWN")
         usage = record.resource_usage
-        dates: tuple[float | None, float | None] = (None, None)
+        # a job killed by SIGKILL left no exit file: its wrapper's start file dates it
+        dates: tuple[float | None, float | None] = (_start_time(tracked.files), None)
+        killed = _kill_reached(killed, exit_record)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
             usage = _merge_usage(usage, wrapped_usage)
@@ -812,7 +870,21 @@ class BatchScheduler(Scheduler, abc.ABC):
         elif exit_record is None and record.reason:
             reason = record.reason
         return ExitInfo(status, value, sig, usage,
-                        "; ".join(filter(None, [reason, tracked.note])) or None, *dates)
+                        "; ".join(filter(None, [reason, tracked.note])) or None, *dates,
+                        ran=self._started(tracked, record, exit_record, killed))
+
+    def _started(self, tracked: _Tracked, record: JobRecord,
+                 exit_record: Mapping[str, Any] | None, killed: bool) -> bool | None:
+        """Whether the job started: the system's word, else what this process saw (a
+        job killed while it waited never ran); None when nobody can tell."""
+        if record.ran is not None:
+            return record.ran
+        if exit_record is not None or self._ran(tracked):
+            return True
+        unseen = record.state == "UNKNOWN" and not self.polling  # no start file either
+        if killed and (unseen or self.record_status(record) in WAITING):
+            return False
+        return None
 
     def job_notes(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         """A waiting job's reason in the last poll (``pending: Resources``), and the
@@ -831,6 +903,20 @@ class BatchScheduler(Scheduler, abc.ABC):
                 if text:
                     notes[job_id] = text
         return notes
+
+
+def _start_time(files: Path) -> float | None:
+    """When the job's wrapper started (its start file's time); None if it did not."""
+    try:
+        return (files / START_FILE).stat().st_mtime
+    except OSError:
+        return None
+
+
+def _kill_reached(killed: bool, exit_record: Mapping[str, Any] | None) -> bool:
+    """Whether a kill we asked ended the job: yes unless the wrapper's record shows
+    it ended on its own, before the system signalled it."""
+    return killed and (exit_record is None or exit_record.get("signals", True) != [])
 
 
 def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:

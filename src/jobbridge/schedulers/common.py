@@ -1,5 +1,6 @@
 """What the built-in schedulers share: job names, container wrapping, private
-files, refusals, rounded limits and the lost-job timer (one definition each)."""
+files, refusals, rounded limits, the lost-job timer and the readers of batch
+systems' durations and sizes (one definition each)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from ..scheduler import Scheduler
 
 __all__ = ["LOST_AFTER", "Absence", "Rounding", "create_private", "in_container", "job_name",
-           "refuse", "round_up", "safe_name", "write_private"]
+           "parse_duration", "parse_size", "refuse", "round_up", "safe_name", "write_private"]
 log = logging.getLogger(__name__)
 
 #: Seconds a job may be missing from every answer of its system before it counts as
@@ -28,6 +30,9 @@ LOST_AFTER = 600.0
 PRIVATE = 0o600
 #: Longest batch job name (Grid Engine's DRMAA takes 100 characters at most).
 JOB_NAME_LIMIT = 100
+_DURATION = re.compile(r"(?:(\d+)-)?(?:(\d+):)??(?:(\d+):)?(\d+(?:\.\d+)?)s?")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(I?B)?", re.IGNORECASE)
+_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 
 
 def job_name(tag: str) -> str:
@@ -117,3 +122,26 @@ class Absence:
         if self.since is None:
             self.since = now
         return now - self.since > after
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in a batch system's duration: ``[D-][[HH:]MM:]SS[.fff]`` (Slurm, PBS,
+    Grid Engine limits) or ``12``, ``1.010s`` (qacct); None when it is not one."""
+    match = _DURATION.fullmatch((text or "").strip())
+    if match is None:
+        return None
+    days, hours, minutes, seconds = match.groups()
+    return (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
+            + float(seconds))
+
+
+def parse_size(text: str | None, unit: int = 1) -> int | None:
+    """Bytes in a batch system's size: ``219816K``, ``1.5G`` (Slurm), ``1.711MB``
+    (qacct), ``13530kb``, ``2gb`` (PBS); a suffix is a power of 1024, a bare number
+    counts ``unit`` bytes. None when it is not a size."""
+    match = _SIZE.fullmatch((text or "").strip())
+    if match is None:
+        return None
+    number, power, suffix = match.groups()
+    scale = 1024 ** _POWERS[power.upper()] if power or suffix else unit
+    return round(float(number) * scale)

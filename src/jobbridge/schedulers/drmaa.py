@@ -14,7 +14,9 @@ used; the library comes from ``DRMAA_LIBRARY_PATH`` or the resource's
   and created 0600 as every job's output is;
 - **exit info**: ``wait`` gives it for jobs ended in our session; a job of an
   earlier session (engine or DRMS restarted) vanishes from DRMAA once ended, so
-  its end comes from Grid Engine's accounting (:func:`accounting_records`, one ``qacct`` a poll);
+  its end comes from Grid Engine's accounting (one ``qacct`` a poll, read by
+  :mod:`.gridengine`, which the ``sge`` scheduler shares), as does the reason of
+  a job Grid Engine ended at a limit (TIMEOUT, OUT_OF_MEMORY);
 - a non-zero exit is DRMAA's ``done``: DONE or FAILED is decided from the exit info;
 - **kills**: a job DRMAA already reports ended keeps its own end; several jobs are
   deleted by one ``qdel`` on Grid Engine (one library call each elsewhere). A job
@@ -46,8 +48,10 @@ from ..configuration import Configuration, configured_values
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import ExitInfo, Scheduler, job_list
-from .common import LOST_AFTER, Absence, Rounding, in_container, job_name, refuse, round_up
-from .process import OUTPUT_MODE, format_resource_usage
+from . import gridengine
+from .common import LOST_AFTER, Absence, Rounding, in_container, job_name, refuse
+from .gridengine import Limits, exit_info_from_accounting
+from .process import OUTPUT_MODE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,8 +86,6 @@ EXEC_STUB = (
 )
 #: Longest ``NAME=value`` Grid Engine passes whole (it cut 10 kB ones; margin kept).
 _ENV_ITEM_LIMIT = 8000
-#: Grid Engine's memory units in qacct output.
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _WAITING = {constants.QUEUED_ACTIVE, constants.SYSTEM_ON_HOLD, constants.USER_ON_HOLD,
             constants.USER_SYSTEM_ON_HOLD}
@@ -211,39 +213,6 @@ _SESSION = _Session()
 
 
 # --- the scheduler ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A job's ``-l`` limits: Grid Engine kills a job over ``h_vmem`` or ``h_rt`` with
-    SIGKILL and says no more (qacct: ``failed 37``); its peak ``maxvmem`` or wall
-    clock past the limit tells which one, as a TIMEOUT or OUT_OF_MEMORY reason."""
-
-    memory_bytes: float | None = None
-    walltime_s: float | None = None
-    #: ``h_vmem=150M``, ``h_rt=60``: as the reason names them
-    memory_text: str = ""
-    walltime_text: str = ""
-
-    @classmethod
-    def from_category(cls, category: str, slots: int) -> Limits:
-        """The ``h_vmem`` and ``h_rt`` of a qacct ``category`` (``-l h_vmem=150M,h_rt=60``):
-        for a job submitted by an earlier engine, whose limits this one never saw."""
-        values = dict(item.partition("=")[::2] for word in re.findall(r"-l\s+(\S+)", category)
-                      for item in word.split(","))
-        memory = _ge_size(values.get("h_vmem", ""))
-        walltime = _ge_seconds(values.get("h_rt", ""))
-        return cls(memory_bytes=memory * slots if memory else None, walltime_s=walltime,
-                   memory_text=f"h_vmem={values['h_vmem']}" if memory else "",
-                   walltime_text=f"h_rt={values['h_rt']}" if walltime else "")
-
-    def reason(self, maxvmem_bytes: float | None, wallclock_s: float | None) -> str | None:
-        if self.memory_bytes and maxvmem_bytes is not None and maxvmem_bytes >= self.memory_bytes:
-            return (f"OUT_OF_MEMORY: killed at its memory limit ({self.memory_text}, maxvmem "
-                    f"{maxvmem_bytes / 1024**2:.0f}M)")
-        if self.walltime_s and wallclock_s is not None and wallclock_s >= self.walltime_s:
-            return f"TIMEOUT: killed at its time limit ({self.walltime_text})"
-        return None
 
 
 @dataclass
@@ -410,16 +379,8 @@ class DrmaaScheduler(Scheduler):
     def native_options(self, job: EngineJob, notes: list[str] | None = None) -> str:
         """The native specification: the configured one, queue, slots, limits (what
         they round said in ``notes``), the job's."""
-        words: list[str] = []
-        if job.queue:
-            words += ["-q", job.queue]
-        cpus = job.cpu_count
-        if cpus > 1:
-            words += ["-pe", self.parallel_environment, str(cpus)]
-        limits = self.limits(job, notes)
-        texts = [text for text in (limits.walltime_text, limits.memory_text) if text]
-        if texts:
-            words += ["-l", ",".join(texts)]
+        words = gridengine.resource_options(job, self.parallel_environment,
+                                            self.memory_resource, notes)
         spec = job.native_specification
         if isinstance(spec, list):
             words += spec
@@ -428,20 +389,9 @@ class DrmaaScheduler(Scheduler):
             parts.append(spec)
         return " ".join(part for part in parts if part)
 
-    def limits(self, job: EngineJob, notes: list[str] | None = None) -> Limits:
-        """The job's walltime and memory as ``-l`` limits. Grid Engine's memory limits
-        are per slot: the job's memory is divided among its slots, rounded up to whole
-        megabytes (said in ``notes``)."""
-        walltime = job.resources.get("walltime_s")
-        memory = job.resources.get("memory_mb") if self.memory_resource else None
-        cpus = job.cpu_count
-        per_slot = round_up(memory, cpus, notes, f"memory_mb {memory}",
-                            f"{{0}} MB a slot x {cpus} slots ({self.memory_resource} is per "
-                            "slot)") if memory else 0
-        return Limits(memory_bytes=per_slot * job.cpu_count * 1024**2 if memory else None,
-                      walltime_s=walltime,
-                      memory_text=f"{self.memory_resource}={per_slot}M" if memory else "",
-                      walltime_text=f"h_rt={walltime}" if walltime else "")
+    def limits(self, job: EngineJob) -> Limits:
+        """The job's walltime and memory as ``-l`` limits (:class:`.gridengine.Limits`)."""
+        return Limits.of_job(job, self.memory_resource)
 
     # --- status ---------------------------------------------------------------------------
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
@@ -458,7 +408,7 @@ class DrmaaScheduler(Scheduler):
                     else:
                         job.status, job.waiting = status, status in _WAITING
             if forgotten and time.monotonic() >= self._next_accounting_read:
-                records = accounting_records(forgotten)
+                records = _accounting(forgotten)
                 for job_id in forgotten:
                     job = self._jobs[job_id]
                     job.status = self._end_from_record(job, records.get(job_id))
@@ -498,11 +448,11 @@ class DrmaaScheduler(Scheduler):
                 raise
             job.info = ExitInfo(constants.USER_KILLED if job.killed else constants.EXIT_ABORTED,
                                 reason="cancelled before it ran" if job.killed
-                                else "removed from the queue before it ran")
+                                else "removed from the queue before it ran", ran=False)
         else:
             job.info = exit_info_from_drmaa(job_info, job.cpus, job.killed, job.limits)
             if job.info.exit_status == constants.EXIT_ABORTED:  # accounting says why
-                record = accounting_records([job_id]).get(job_id)
+                record = _accounting([job_id]).get(job_id)
                 if record is not None:
                     job.info = exit_info_from_accounting(record, False, job.limits)
         return job.info.job_status
@@ -512,12 +462,12 @@ class DrmaaScheduler(Scheduler):
         if record is not None:
             job.info = exit_info_from_accounting(record, job.killed, job.limits)
         elif job.killed and job.known:  # deleted while queued: GE keeps no record of it
-            job.info = ExitInfo(constants.USER_KILLED, reason="cancelled before it ran")
+            job.info = ExitInfo(constants.USER_KILLED, reason="cancelled before it ran", ran=False)
         elif (job.known and job.waiting
               and job.absence.lost(self._accounting_flush() + 2 * self.interval)):
             # last seen waiting, gone, and no record: GE writes none for a job that never ran
             job.info = ExitInfo(constants.EXIT_ABORTED,
-                                reason="removed from the queue before it ran")
+                                reason="removed from the queue before it ran", ran=False)
         elif not job.absence.lost(self.LOST_AFTER):
             return constants.UNDETERMINED
         else:
@@ -527,7 +477,7 @@ class DrmaaScheduler(Scheduler):
 
     def _accounting_flush(self) -> float:
         if self._flush_seconds is None:
-            self._flush_seconds = accounting_flush_seconds()
+            self._flush_seconds = _flush_seconds()
         return self._flush_seconds
 
     def job_notes(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
@@ -554,13 +504,12 @@ class DrmaaScheduler(Scheduler):
         if not names or shutil.which("qacct") is None:
             return {}  # not Grid Engine: DRMAA alone cannot tell
         answer = _grid_engine_command(["qstat", "-j", ",".join(names)])
-        found = _named_job_numbers(answer, "job_name:", "job_number:")
+        found = gridengine.named_job_numbers(answer, "job_name:", "job_number:")
         missing = set(names) - set(found)
         if missing:  # a job that ended a moment ago is in accounting after the next flush
-            time.sleep(accounting_flush_seconds() + 1)
+            time.sleep(_flush_seconds() + 1)
             pattern = next(iter(missing)) if len(missing) == 1 else "*"  # one read
-            ended = _named_job_numbers(_grid_engine_command(["qacct", "-j", pattern]),
-                                       "jobname", "jobnumber")
+            ended = gridengine.named_job_numbers(_grid_engine_command(["qacct", "-j", pattern]))
             found.update((name, ended[name]) for name in missing if name in ended)
         return {names[name]: job_id for name, job_id in found.items() if name in names}
 
@@ -662,26 +611,28 @@ def exit_info_from_drmaa(job_info: Any, cpus: int, killed: bool, limits: Limits 
     """Exit info from a DRMAA ``JobInfo`` (``session.wait``); ``limits``: the job's,
     to say which one GE killed it for."""
     rusage: Mapping[str, str] = job_info.resourceUsage or {}
-    maxvmem, wallclock = _number(rusage.get("maxvmem")), _number(rusage.get("ru_wallclock"))
-    usage = _usage(_number(rusage.get("cpu")), _number(rusage.get("ru_maxrss")), maxvmem,
-                   wallclock, cpus)
+    number = gridengine.number
+    maxvmem, wallclock = number(rusage.get("maxvmem")), number(rusage.get("ru_wallclock"))
+    usage = gridengine.resource_usage(number(rusage.get("cpu")), number(rusage.get("ru_maxrss")),
+                                      maxvmem, wallclock, cpus)
     if job_info.hasSignal:
         sig = getattr(signal, job_info.terminatedSignal, None)
-        code = _number(rusage.get("exit_status"))
-        number = int(sig) if sig is not None else int(code) - 128 if code and code > 128 else None
+        code = number(rusage.get("exit_status"))
+        term = int(sig) if sig is not None else int(code) - 128 if code and code > 128 else None
         if killed:
-            return ExitInfo(constants.USER_KILLED, None, number, usage)
+            return ExitInfo(constants.USER_KILLED, None, term, usage, ran=True)
         reason = limits.reason(maxvmem, wallclock) if limits is not None else None
         if reason is not None:  # as Slurm and the local scheduler report it
-            return ExitInfo(constants.EXIT_ABORTED, None, number, usage, reason)
-        return ExitInfo(constants.FINISHED_TERM_SIG, None, number, usage)
+            return ExitInfo(constants.EXIT_ABORTED, None, term, usage, reason, ran=True)
+        return ExitInfo(constants.FINISHED_TERM_SIG, None, term, usage, ran=True)
     if killed:
         return ExitInfo(constants.USER_KILLED, None, None, usage)
     if job_info.wasAborted:
         return ExitInfo(constants.EXIT_ABORTED, None, None, usage,
                         reason="the DRMS ended the job before or while it ran")
     if job_info.hasExited:
-        return ExitInfo(constants.FINISHED_REGULARLY, int(job_info.exitStatus), 0, usage)
+        return ExitInfo(constants.FINISHED_REGULARLY, int(job_info.exitStatus), 0, usage,
+                        ran=True)
     return ExitInfo(constants.FINISHED_UNCLEAR_CONDITIONS, None, None, usage)
 
 
@@ -696,120 +647,18 @@ def _grid_engine_command(argv: list[str], timeout: float = 30.0) -> str:
     return result.stdout if result.returncode == 0 else ""
 
 
-def _named_job_numbers(output: str, name_key: str, number_key: str) -> dict[str, str]:
-    """``{job name: job number}`` from ``qstat -j`` or ``qacct -j`` records, which
-    ``=====`` lines separate (the last record of a name wins: the latest submission)."""
-    found: dict[str, str] = {}
-    for record in _records(output):
-        if name_key in record and number_key in record:
-            found[record[name_key]] = record[number_key]
-    return found
+def _flush_seconds() -> float:
+    """How long Grid Engine may keep an ended job out of its accounting file."""
+    return gridengine.flush_seconds(_grid_engine_command(["qconf", "-sconf"]))
 
 
-def _records(output: str) -> list[dict[str, str]]:
-    """The ``key value`` records of a Grid Engine report, in order."""
-    records: list[dict[str, str]] = [{}]
-    for line in output.splitlines():
-        if line.startswith("====="):
-            records.append({})
-            continue
-        key, _, value = line.partition(" ")
-        if key:
-            records[-1][key] = value.strip()
-    return [record for record in records if record]
-
-
-def accounting_flush_seconds() -> float:
-    """How long Grid Engine may keep an ended job out of its accounting file: the
-    ``accounting_flush_time`` (else ``flush_time``) of ``qconf -sconf``; 15 s, GE's
-    default, when it cannot be read."""
-    params = " ".join(_grid_engine_command(["qconf", "-sconf"]).replace("\\\n", " ").split())
-    match = (re.search(r"reporting_params .*?\baccounting_flush_time=(\d+):(\d+):(\d+)", params)
-             or re.search(r"reporting_params .*?\bflush_time=(\d+):(\d+):(\d+)", params))
-    if match is None:
-        return 15.0
-    hours, minutes, seconds = (int(part) for part in match.groups())
-    return float(hours * 3600 + minutes * 60 + seconds)
-
-
-def accounting_records(job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """The last Grid Engine accounting record of each job: ``qacct -j ID`` for one,
-    ``qacct -j '*'`` (one read of the accounting file, not one per job) for several.
+def _accounting(job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The last Grid Engine accounting record of each job, in one ``qacct`` call.
 
     Why: DRMAA forgets a job once it ended unless our session watched it; after an
     engine or DRMS restart, the accounting file is the only witness of its end.
     """
-    wanted = {job_id for job_id in job_ids if job_id.isdigit()}  # -j also takes names
-    if not wanted:
+    argv = gridengine.accounting_query(job_ids)
+    if argv is None:
         return {}
-    pattern = next(iter(wanted)) if len(wanted) == 1 else "*"
-    return {record["jobnumber"]: record
-            for record in _records(_grid_engine_command(["qacct", "-j", pattern]))
-            if record.get("jobnumber") in wanted}
-
-
-def exit_info_from_accounting(record: Mapping[str, str], killed: bool,
-                              limits: Limits | None = None) -> ExitInfo:
-    """Exit info from a qacct record: ``failed`` says whether and how GE ended it
-    (0 none, 1-99 before the job ran or while starting it, 37 a limit, 100 a signal)."""
-    failed_text = record.get("failed", "0")
-    failed = int(_number(failed_text) or 0)
-    code = int(_number(record.get("exit_status")) or 0)
-    slots = int(_number(record.get("slots")) or 1)
-    maxvmem, wallclock = _bytes(record.get("maxvmem")), _number(record.get("ru_wallclock"))
-    usage = _usage(_number(record.get("cpu")), None, maxvmem, wallclock, slots)
-    reason = None if failed in (0, 100) else f"Grid Engine: failed {failed_text}"
-    # failed 37 is a limit: which one, GE's record does not say
-    if failed == 37 and limits is None:
-        limits = Limits.from_category(record.get("category", ""), slots)
-    limit = limits.reason(maxvmem, wallclock) if failed == 37 and limits is not None else None
-    if killed:
-        return ExitInfo(constants.USER_KILLED, None, None, usage)
-    if record.get("start_time", "-/-") == "-/-":
-        return ExitInfo(constants.EXIT_ABORTED, None, None, usage, reason)
-    if limit is not None:  # as Slurm and the local scheduler report it
-        return ExitInfo(constants.EXIT_ABORTED, None, code - 128 if code > 128 else None, usage,
-                        limit)
-    if failed and code > 128:
-        return ExitInfo(constants.FINISHED_TERM_SIG, None, code - 128, usage, reason)
-    if failed not in (0, 100):
-        return ExitInfo(constants.EXIT_ABORTED, code, None, usage, reason)
-    return ExitInfo(constants.FINISHED_REGULARLY, code, 0, usage)
-
-
-def _usage(cpu: float | None, maxrss_kb: float | None, vmem_bytes: float | None,
-           wall: float | None, cpus: int) -> str | None:
-    if cpu is None or wall is None:
-        return None
-    return format_resource_usage(cpu, int(maxrss_kb) if maxrss_kb else None, wall, cpus,
-                                 int(vmem_bytes) // 1024 if vmem_bytes else None)
-
-
-def _number(text: str | None) -> float | None:
-    """The leading number of a DRMAA or qacct value (``0.224s``, ``137  (Killed)``)."""
-    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text or "")
-    return float(match.group(1)) if match else None
-
-
-def _ge_size(text: str) -> float | None:
-    """A Grid Engine memory value (``150M`` binary, ``150m`` decimal, bytes) in bytes."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGTkmgt]?)", text.strip())
-    if match is None:
-        return None
-    unit = match.group(2)
-    scale = _UNITS[unit] if unit.isupper() or not unit else 1000 ** ("kmgt".index(unit) + 1)
-    return float(match.group(1)) * scale
-
-
-def _ge_seconds(text: str) -> float | None:
-    """A Grid Engine time (``90``, ``0:1:30``) in seconds."""
-    parts = text.strip().split(":")
-    if not text.strip() or len(parts) > 3 or not all(p.isdigit() for p in parts):
-        return None
-    return float(sum(int(p) * 60 ** i for i, p in enumerate(reversed(parts))))
-
-
-def _bytes(text: str | None) -> float | None:
-    """A qacct memory value (``1.711MB``) in bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGT]?)B?\s*", text or "")
-    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
+    return gridengine.accounting_records(_grid_engine_command(argv), job_ids)

@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -42,12 +43,13 @@ from typing import Any, ClassVar
 
 from .. import constants
 from ..configuration import Configuration, configured_values
-from ..errors import JobbridgeError
+from ..errors import ConfigurationError, JobbridgeError
 from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
 from . import pbs_output
 from .batch import BatchScheduler, CommandError, CommandResult, JobRecord
 from .common import round_up
+from .jobwrap import SystemKill
 from .process import wrap_in_container
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ NO_HISTORY = "not configured to maintain job history"
 EXPRESS_SINCE = 18
 #: First words of Grid Engine's ``qstat --version`` (it ships commands of the same names).
 _GRID_ENGINE = re.compile(r"(SGE|OGS/GE|GE|UGE|Univa Grid Engine|Altair Grid Engine) \d")
+#: What the shell of Slurm's Torque wrappers (``qstat`` printing no version) reads in a
+#: path, and sbatch's ``%`` patterns.
+_SHELL_READS = re.compile(r"[^\w./+,:@=-]")
 #: Where a Singularity/Apptainer container shows itself (it shares the host's network).
 _CONTAINER_MARKS = ("/.singularity.d", "/.apptainer.d")
 
@@ -82,6 +87,8 @@ class PBSProScheduler(BatchScheduler):
         "pbs_bin_dir", "pbs_host_command", "tmp_file_path",
         *(f"parallel_{name.lower()}" for name in PARALLEL_CONFIGS)}
     usage_source: ClassVar[str] = "PBS resources_used"
+    #: qdel: SIGTERM to every process of the job's session, SIGKILL kill_delay later.
+    KILL: ClassVar[SystemKill] = SystemKill("session", warning=signal.SIGTERM)
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {
@@ -126,6 +133,12 @@ class PBSProScheduler(BatchScheduler):
         #: the PBS Pro server keeps ended jobs: ``-x`` shows them
         self.history = True
         self.setup_pbs_variant()
+        if (self.implementation, self.version) == (pbs_output.TORQUE, "") and _SHELL_READS.search(
+                str(self.state_dir)):
+            raise ConfigurationError(
+                f"pbspro: the state folder {self.state_dir} holds characters that Slurm's "
+                "Torque wrappers (which run sbatch through a shell) would change: set "
+                "JOBBRIDGE_HOME to a folder of letters, digits and ._+,:@=-/ only")
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> PBSProScheduler:

@@ -80,10 +80,12 @@ def _open(key: str, path: str | None, flags: int) -> IO[bytes] | int:
     return os.fdopen(fd, "rb" if flags == os.O_RDONLY else "wb")
 
 
-def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None
-                  ) -> subprocess.Popen[bytes]:
+def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None,
+                  new_session: bool = True) -> subprocess.Popen[bytes]:
     """Start ``job`` (argv, env merged over ours, cwd, stdin/stdout/stderr files);
-    ``preexec_fn`` runs in the child before exec (a memory limit).
+    ``preexec_fn`` runs in the child before exec (a memory limit); ``new_session``
+    False keeps it in our process group (the job wrapper's, which a batch system
+    signals as a whole).
 
     Raises OSError when it cannot start: StartError for its files and folder.
     """
@@ -99,7 +101,7 @@ def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None
         files.append(stderr)
         return subprocess.Popen(
             job.command, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
-            cwd=job.working_directory, start_new_session=True, close_fds=True,
+            cwd=job.working_directory, start_new_session=new_session, close_fds=True,
             # safe here: callers' preexec_fn only make system calls (no lock that another
             # thread could hold at fork), and the local runner has no threads
             preexec_fn=preexec_fn)  # noqa: PLW1509

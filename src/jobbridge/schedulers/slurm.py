@@ -20,8 +20,8 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +31,8 @@ from .. import constants
 from ..configuration import Configuration
 from ..model import EngineJob
 from .batch import BatchScheduler, CommandError, JobRecord
-from .common import round_up
+from .common import parse_duration, parse_size, round_up
+from .jobwrap import SystemKill
 from .process import hms
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ UNKNOWN_SUBMISSION_AGE = 7 * 86400.0
 SQUEUE_FORMAT = "JobID:|,State:|,exit_code:|,Reason:|"
 SACCT_FIELDS = "JobIDRaw,State,ExitCode,TotalCPU,MaxRSS,Elapsed,AllocCPUS"
 _ACCOUNTING_OFF = "accounting storage is disabled"
-_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
-_SIZE_UNITS = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3, "P": 1024**4}
 
 ABORTED = constants.EXIT_ABORTED
 _WAITING = {constants.QUEUED_ACTIVE, constants.USER_ON_HOLD, constants.SYSTEM_ON_HOLD,
@@ -100,6 +99,8 @@ class SlurmScheduler(BatchScheduler):
         ("--job-name", "-J"), "jobbridge names the job itself (the workflow's job id and "
         "the tag that finds it again after an engine crash); see the job in squeue by "
         "its workflow job id")
+    #: scancel: SIGCONT and SIGTERM to every process of the job, SIGKILL KillWait later.
+    KILL: ClassVar[SystemKill] = SystemKill("process_group", warning=signal.SIGTERM)
     #: squeue reasons of a pending job that mean it is held.
     HOLDS: ClassVar[Mapping[str, str]] = {
         "JobHeldUser": constants.USER_ON_HOLD,
@@ -359,8 +360,9 @@ def parse_sacct(text: str) -> dict[str, JobRecord]:
         job, _, step = job_id.partition(".")
         items = usage.setdefault(job, {})
         if step:
-            if step == "batch" and max_rss:
-                items["mem"] = f"{_kilobytes(max_rss)}kb"
+            size = parse_size(max_rss)
+            if step == "batch" and size is not None:
+                items["mem"] = f"{round(size / 1024)}kb"
             continue
         state = state_text.split()[0] if state_text else "UNKNOWN"
         record = records[job] = JobRecord(state, reason=state_text)
@@ -374,8 +376,8 @@ def parse_sacct(text: str) -> dict[str, JobRecord]:
         elif code.isdigit():
             record.exit_value = int(code)
         for key, exact, value in (("cput", "cpu_s", total_cpu), ("walltime", "wall_s", elapsed)):
-            if _DURATION.match(value):
-                seconds = _seconds(value)
+            seconds = parse_duration(value)
+            if seconds is not None:
                 items[key] = hms(int(seconds))  # whole seconds, as sacct shows them
                 items[exact] = f"{seconds:.3f}"
         if cpus.isdigit():
@@ -409,19 +411,3 @@ def _names_and_ids(text: str) -> dict[str, str]:
         if name and job_id:
             found[name] = job_id
     return found
-
-
-def _seconds(duration: str) -> float:
-    """``[D-][HH:]MM:SS[.mmm]`` in seconds."""
-    match = _DURATION.match(duration)
-    assert match is not None
-    days, hours, minutes, seconds = match.groups()
-    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def _kilobytes(size: str) -> int:
-    """sacct sizes (``219816K``, ``1.5G``, bytes without a unit) in KiB."""
-    unit = size[-1].upper()
-    if unit in _SIZE_UNITS:
-        return round(float(size[:-1]) * _SIZE_UNITS[unit])
-    return round(float(size) / 1024)

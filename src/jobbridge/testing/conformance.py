@@ -1,15 +1,18 @@
 """The scheduler conformance kit: what every Scheduler must do, as pytest tests.
 
 Each test submits real jobs through the scheduler under test and asserts what a
-user sees: exit codes, signals, files, statuses. Jobs only need ``/bin/sh`` and
-coreutils on the execution hosts. Every check can fail: jobbridge's own suite runs
-the kit against deliberately broken schedulers and expects each to be caught
-(tests/test_conformance_kit.py).
+user sees: exit codes, signals, files, statuses, and processes (a killed job's
+whole process tree is gone). Each test has a private ``JOBBRIDGE_HOME`` (a fresh
+folder in ``job_dir``), so schedulers keeping state there start clean. Jobs only
+need ``/bin/sh`` and coreutils on the execution hosts. Every check can fail:
+jobbridge's own suite runs the kit against deliberately broken schedulers and
+expects each to be caught (tests/test_conformance_kit.py).
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from .. import constants
+from ..errors import JobbridgeError
 from ..model import EngineJob
 from ..scheduler import Scheduler, run_to_end, wait_for_status
 
@@ -26,6 +30,12 @@ HOSTILE_STRINGS = [
     "?[ab]", "~", "€ ünïcode ✓", " lead and trail ", "", "-n", "\\", "$HOME", "a;b|c&d",
     "!bang", "%j %x %%",
 ]
+#: What batch systems read in paths: variables Grid Engine and PBS expand in
+#: ``-o``/``-e``/``-wd``, ``host:`` before a colon, Slurm's ``%`` patterns.
+HOSTILE_PATH = "p$HOME-$JOB_ID-${USER}-h:p-%j-%%"
+#: Statuses of a job that waits to start.
+WAITING = frozenset({constants.QUEUED_ACTIVE, constants.USER_ON_HOLD,
+                     constants.SYSTEM_ON_HOLD, constants.USER_SYSTEM_ON_HOLD})
 _USAGE_ITEM = re.compile(
     r"^(cpupercent=\d+|cput=\d+:\d\d:\d\d|walltime=\d+:\d\d:\d\d|mem=\d+kb|vmem=\d+kb"
     r"|ncpus=\d+|cpu_s=\d+(\.\d+)?|wall_s=\d+(\.\d+)?"
@@ -45,17 +55,51 @@ class SchedulerConformance:
     #: Seconds a job's system may take to know that a job has ended (the kill-after-
     #: the-end check waits this long after the job's last command).
     end_grace: float = 5.0
+    #: ``native_specification`` that submits a job held (qsub ``-h``, sbatch
+    #: ``--hold``); None: the scheduler cannot hold jobs, the held-job check is skipped.
+    held_specification: list[str] | None = None
+    #: ``native_specification`` that keeps a job queued, unheld (a start time far
+    #: ahead: qsub ``-a 210001010000``, sbatch ``--begin=2100-01-01``); None: the
+    #: queued-job check kills its job right after submitting it.
+    queued_specification: list[str] | None = None
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         """A new instance of the scheduler under test (``tmp_path``: a private folder)."""
         raise NotImplementedError("define make_scheduler(self, tmp_path) in your test class")
 
+    @pytest.fixture(autouse=True)
+    def private_jobbridge_home(self, job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        """A private ``JOBBRIDGE_HOME`` for each test, in ``job_dir`` (which the
+        execution hosts see, as batch schedulers' state folders must be)."""
+        home = job_dir / "jobbridge-home"
+        home.mkdir(mode=0o700)
+        monkeypatch.setenv("JOBBRIDGE_HOME", str(home))
+        return home
+
     @pytest.fixture
-    def scheduler(self, tmp_path: Path) -> Iterator[Scheduler]:
-        """The scheduler of one test, closed after it."""
+    def scheduler(self, tmp_path: Path, private_jobbridge_home: Path) -> Iterator[Scheduler]:
+        """The scheduler of one test (built with its private home); after the test,
+        the jobs it left unended are killed (a failed check leaves nothing in a
+        shared queue) and the scheduler is closed."""
         scheduler = self.make_scheduler(tmp_path)
+        submitted: list[str] = []
+        submit = scheduler.job_submission
+
+        def recorded(jobs: EngineJob | list[EngineJob], signal_end: bool = True
+                     ) -> list[str | None]:
+            ids = submit(jobs, signal_end)
+            submitted.extend(job_id for job_id in ids if job_id is not None)
+            return ids
+
+        scheduler.job_submission = recorded  # type: ignore[method-assign]
         yield scheduler
-        scheduler.close()
+        try:
+            if submitted:
+                for job_id, status in scheduler.get_jobs_status(submitted).items():
+                    if status not in constants.ENDED_JOB_STATUS:
+                        scheduler.kill_job(job_id)
+        finally:
+            scheduler.close()
 
     @pytest.fixture
     def job_dir(self, tmp_path: Path) -> Path:
@@ -115,33 +159,80 @@ class SchedulerConformance:
 
     # --- kill ----------------------------------------------------------------------------
     def test_kill_running(self, scheduler: Scheduler, job_dir: Path) -> None:
-        marker = job_dir / "started"
-        job = self.job(job_dir, "victim", ["sh", "-c", f'touch "{marker}"; exec sleep 600'])
+        """Killed while running: failed, killed_by_user, and its process is gone."""
+        marker, top = job_dir / "started", job_dir / "top.pid"
+        job = self.job(job_dir, "victim", ["sh", "-c", f'{_WRITE_HOST}; echo $$ > "{top}"; '
+                                                       f'touch "{marker}"; exec sleep 600'],
+                       env={"JB_HOST_FILE": str(job_dir / "host")})
         [job_id] = scheduler.job_submission([job])
         assert job_id is not None
-        wait_for_status(scheduler, [job_id], {constants.RUNNING, *constants.ENDED_JOB_STATUS},
-                        timeout=self.job_timeout)
         _wait_for_file(marker, self.job_timeout)
+        processes = _processes(job_dir, top)
         scheduler.kill_job(job_id)
         statuses = wait_for_status(scheduler, [job_id], timeout=self.job_timeout)
         assert statuses[job_id] == constants.FAILED
         assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
+        _wait_until_gone(processes, "the killed job")
 
     def test_kill_kills_process_tree(self, scheduler: Scheduler, job_dir: Path) -> None:
-        """A background child of the job dies with it (jobs on this host only)."""
-        marker, child = job_dir / "started", job_dir / "child.pid"
-        script = f'sleep 600 & echo $! > "{child}"; touch "{marker}"; wait'
-        [job_id] = scheduler.job_submission([self.job(job_dir, "tree", ["sh", "-c", script])])
+        """The job's children and grandchildren die with it (checked where the job
+        runs on this host)."""
+        marker, pids = job_dir / "started", [job_dir / f"{name}.pid" for name in
+                                             ("top", "child", "grandchild")]
+        script = (f'{_WRITE_HOST}; sh -c \'sleep 600 & echo $! > "$1"; touch "$2"; wait\' '
+                  f'sh "{pids[2]}" "{marker}" & echo $! > "{pids[1]}"; echo $$ > "{pids[0]}"; '
+                  "wait")
+        [job_id] = scheduler.job_submission([self.job(
+            job_dir, "tree", ["sh", "-c", script], env={"JB_HOST_FILE": str(job_dir / "host")})])
         assert job_id is not None
         _wait_for_file(marker, self.job_timeout)
+        processes = _processes(job_dir, *pids)
         scheduler.kill_job(job_id)
         wait_for_status(scheduler, [job_id], timeout=self.job_timeout)
         assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
-        pid = int(child.read_text())
-        deadline = time.monotonic() + 15
-        while _alive(pid):
-            assert time.monotonic() < deadline, "a child of the killed job kept running"
-            time.sleep(0.1)
+        _wait_until_gone(processes, "a process of the killed job's tree")
+
+    def test_kill_a_job_that_catches_signals(self, scheduler: Scheduler, job_dir: Path
+                                             ) -> None:
+        """A job that catches the system's warning signal (SIGTERM before SIGKILL, as
+        Slurm and PBS send) and exits 0 was still killed: failed, killed_by_user."""
+        marker = job_dir / "started"
+        script = (f'trap "exit 0" TERM INT HUP USR1 USR2 XCPU; touch "{marker}"; '
+                  "while :; do sleep 1; done")
+        [job_id] = scheduler.job_submission([self.job(job_dir, "trap", ["sh", "-c", script])])
+        assert job_id is not None
+        _wait_for_file(marker, self.job_timeout)
+        scheduler.kill_job(job_id)
+        assert wait_for_status(scheduler, [job_id], timeout=self.job_timeout) == {
+            job_id: constants.FAILED}
+        assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
+
+    def test_kill_queued(self, scheduler: Scheduler, job_dir: Path) -> None:
+        """A job killed before it started ends at once (within ``job_timeout``, not
+        after some lost-job delay): failed, killed_by_user; it never runs."""
+        self._kill_waiting(scheduler, job_dir, "queued", self.queued_specification)
+
+    def test_kill_held(self, scheduler: Scheduler, job_dir: Path) -> None:
+        """A held job killed: failed, killed_by_user, at once; it never runs."""
+        if self.held_specification is None:
+            pytest.skip("held_specification is not set: the scheduler cannot hold jobs")
+        self._kill_waiting(scheduler, job_dir, "held", self.held_specification)
+
+    def _kill_waiting(self, scheduler: Scheduler, job_dir: Path, name: str,
+                      native: list[str] | None) -> None:
+        ran = job_dir / f"{name}-ran"
+        job = self.job(job_dir, name, ["touch", str(ran)], native_specification=native)
+        [job_id] = scheduler.job_submission([job])
+        assert job_id is not None
+        before = scheduler.get_job_status(job_id)
+        if native is not None:
+            assert before in WAITING, f"a {name} job is {before}"
+        scheduler.kill_job(job_id)
+        assert wait_for_status(scheduler, [job_id], timeout=self.job_timeout) == {
+            job_id: constants.FAILED}
+        assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
+        if before in WAITING:
+            assert not ran.exists(), f"a job killed while {before} ran"
 
     def test_kill_after_the_end_keeps_the_end(self, scheduler: Scheduler, job_dir: Path
                                               ) -> None:
@@ -224,6 +315,43 @@ class SchedulerConformance:
         self.run(scheduler, job)
         assert Path(str(job.stdout_file)).read_text() == f"{workdir.resolve()}\n"
 
+    def test_paths_batch_systems_read(self, scheduler: Scheduler, job_dir: Path) -> None:
+        """Paths holding ``$HOME``, ``$JOB_ID``, ``:`` and ``%`` (which batch systems
+        expand or split in their path options) are the job's exact paths."""
+        folder = job_dir / HOSTILE_PATH
+        folder.mkdir()
+        (folder / f"in-{HOSTILE_PATH}").write_text("input\n")
+        job = self.job(job_dir, "paths", ["sh", "-c", "cat; pwd -P; echo err >&2"],
+                       working_directory=str(folder), stdin=str(folder / f"in-{HOSTILE_PATH}"),
+                       stdout_file=str(folder / f"out-{HOSTILE_PATH}"),
+                       stderr_file=str(folder / f"err-{HOSTILE_PATH}"))
+        [(status, info)] = self.run(scheduler, job)
+        assert (status, info[0], info[1]) == (constants.DONE, constants.FINISHED_REGULARLY, 0)
+        assert Path(str(job.stdout_file)).read_text() == f"input\n{folder.resolve()}\n"
+        assert Path(str(job.stderr_file)).read_text() == "err\n"
+        assert sorted(path.name for path in folder.iterdir()) == sorted(
+            f"{kind}-{HOSTILE_PATH}" for kind in ("in", "out", "err"))
+
+    def test_state_folder_batch_systems_read(self, tmp_path: Path, job_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """A ``JOBBRIDGE_HOME`` holding the same characters: the scheduler runs jobs
+        there, or refuses it at once with a clear error naming it."""
+        if type(self).make_scheduler is SchedulerConformance.make_scheduler:
+            pytest.skip("this class defines a scheduler fixture, not make_scheduler")
+        home = job_dir / f"home-{HOSTILE_PATH}"
+        home.mkdir(mode=0o700)
+        monkeypatch.setenv("JOBBRIDGE_HOME", str(home))
+        try:
+            scheduler = self.make_scheduler(tmp_path)
+        except JobbridgeError as error:
+            assert str(home) in str(error), f"the refusal does not name the folder: {error}"
+            return
+        try:
+            [(status, info)] = self.run(scheduler, self.job(job_dir, "home", ["true"]))
+        finally:
+            scheduler.close()
+        assert (status, info[0], info[1]) == (constants.DONE, constants.FINISHED_REGULARLY, 0)
+
     # --- failures, many jobs, unknown ids ---------------------------------------------------
     def test_unstartable_command_fails_the_job(self, scheduler: Scheduler, job_dir: Path
                                                ) -> None:
@@ -303,13 +431,40 @@ class SchedulerConformance:
         return status
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process runs (a zombie has ended); False when it is on another host."""
+#: Shell words writing the job's host name to the file ``$JB_HOST_FILE`` names.
+_WRITE_HOST = 'uname -n > "$JB_HOST_FILE"'
+
+
+def _processes(job_dir: Path, *pid_files: Path) -> list[tuple[int, str]]:
+    """The processes whose pids a job wrote (after its host, by :data:`_WRITE_HOST`),
+    each with its start time (a pid may be reused); none when the job ran on
+    another host, where they cannot be checked."""
+    host = job_dir / "host"
+    for path in (host, *pid_files):
+        _wait_for_file(path, 30)
+    if host.read_text().strip() != socket.gethostname():
+        return []
+    processes = [(int(path.read_text()), _start_time(int(path.read_text())))
+                 for path in pid_files]
+    assert all(start for _, start in processes), "a process of the job ended before its kill"
+    return processes
+
+
+def _wait_until_gone(processes: list[tuple[int, str]], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while left := [pid for pid, start in processes if _start_time(pid) == start]:
+        assert time.monotonic() < deadline, f"{what} kept running (pids {left})"
+        time.sleep(0.1)
+
+
+def _start_time(pid: int) -> str:
+    """A running process's start time ("" when it ended or is not on this host)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stream:
-            return stream.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            fields = stream.read().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return ""
+    return "" if fields[0] in ("Z", "X") else fields[19]
 
 
 def _wait_for_file(path: Path, timeout: float) -> None:
