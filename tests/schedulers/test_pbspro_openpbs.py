@@ -191,7 +191,7 @@ def test_pbs_server_restarted_mid_run(tmp_path: Path) -> None:
             EngineJob("victim", ["sleep", "600"])]
     ids = submit(scheduler, jobs)
     # PBS may start them a few seconds apart: the quick ones can be over already
-    wait_for_status(scheduler, ids[2:], {constants.RUNNING}, timeout=60)
+    wait_for_status(scheduler, ids[2:], {constants.RUNNING}, timeout=120)
     openpbs.pbs("qterm", "-t", "quick")
     submitted: list[str | None] = []
     during = threading.Thread(target=lambda: submitted.extend(scheduler.job_submission(
@@ -203,7 +203,8 @@ def test_pbs_server_restarted_mid_run(tmp_path: Path) -> None:
         down = time.monotonic()
         while time.monotonic() - down < 6:
             statuses = scheduler.get_jobs_status(ids)  # fails inside: keeps the last states
-            assert constants.FAILED not in statuses.values()
+            # "five"'s exit 5 comes from its wrapper's exit file; no failed poll fails a job
+            assert constants.FAILED not in [statuses[i] for i in ids if i != ids[1]]
             time.sleep(1)
     finally:
         subprocess.run([str(openpbs.UP)], check=True, timeout=300,
