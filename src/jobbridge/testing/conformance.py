@@ -172,7 +172,7 @@ class SchedulerConformance:
         statuses = wait_for_status(scheduler, [job_id], timeout=self.job_timeout)
         assert statuses[job_id] == constants.FAILED
         assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
-        _wait_until_gone(processes, "the killed job")
+        _wait_until_gone(processes, "the killed job", self.job_timeout)
 
     def test_kill_kills_process_tree(self, scheduler: Scheduler, job_dir: Path) -> None:
         """The job's children and grandchildren die with it (checked where the job
@@ -190,7 +190,7 @@ class SchedulerConformance:
         scheduler.kill_job(job_id)
         wait_for_status(scheduler, [job_id], timeout=self.job_timeout)
         assert scheduler.get_job_exit_info(job_id)[0] == constants.USER_KILLED
-        _wait_until_gone(processes, "a process of the killed job's tree")
+        _wait_until_gone(processes, "a process of the killed job's tree", self.job_timeout)
 
     def test_kill_a_job_that_catches_signals(self, scheduler: Scheduler, job_dir: Path
                                              ) -> None:
@@ -455,7 +455,7 @@ def _processes(job_dir: Path, *pid_files: Path) -> list[tuple[int, str]]:
     return processes
 
 
-def _wait_until_gone(processes: list[tuple[int, str]], what: str, timeout: float = 30) -> None:
+def _wait_until_gone(processes: list[tuple[int, str]], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while left := [pid for pid, start in processes if _start_time(pid) == start]:
         assert time.monotonic() < deadline, f"{what} kept running (pids {left})"
