@@ -244,6 +244,7 @@ class WorkflowController:
             workflow = self.store.workflow(wf_id)
             jobs = self.store.jobs(wf_id)
             recorded = self.store.attempts(wf_id)
+            transfers = self.store.transfers(wf_id)
         caps = retry.limits(workflow.config)
         return {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
                 "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
@@ -253,7 +254,8 @@ class WorkflowController:
                     "retry_at": job.retry_at if job.status == constants.NOT_SUBMITTED else None,
                     "attempts": [attempt.as_json() for attempt in
                                  job_attempts(job, recorded.get(job.idx, ()), caps)]}
-                    for job in jobs]}
+                    for job in jobs],
+                "transfers": [transfer.as_json() for transfer in transfers]}
 
     def list(self) -> list[dict[str, Any]]:
         """The ``list --json`` array (docs/format.md)."""

@@ -302,6 +302,53 @@ class Temporary:
 
 
 @dataclass
+class Transfer:
+    """A file transfer of a workflow: a client file or directory (with ``files``: only
+    these, relative to the directory ``client_path``) and where it is on the resource
+    (``path``: the client path itself on a resource sharing the client's files).
+    ``where`` names it in messages (the place in the workflow file)."""
+
+    name: str
+    client_path: str
+    path: str
+    files: list[str] | None = None
+    is_input: bool = False
+    is_output: bool = False
+    where: str = ""
+
+    @property
+    def copied(self) -> bool:
+        """Copied between client and resource (not the same file system)."""
+        return self.path != self.client_path
+
+    def client_items(self) -> list[str]:
+        """The client paths copied: the path itself, or each of its ``files``."""
+        if self.files is None:
+            return [self.client_path]
+        return [os.path.join(self.client_path, name) for name in self.files]
+
+
+#: A transfer's status (soma-workflow's constants' values, shown as they are).
+FILES_DO_NOT_EXIST = "do not exist"
+FILES_ON_CLIENT = "on client side"
+FILES_ON_CR = "on computing resource side"
+FILES_ON_CLIENT_AND_CR = "on both sides"
+TRANSFERING_FROM_CLIENT_TO_CR = "transfering client->cr"
+TRANSFERING_FROM_CR_TO_CLIENT = "transfering cr->client"
+#: Statuses in which a job may read a transfer on the resource.
+ON_RESOURCE = frozenset({FILES_ON_CR, FILES_ON_CLIENT_AND_CR})
+
+
+def check_transfer_name(name: str, where: str) -> None:
+    """A relative name inside a transfer's directory: no way out of it."""
+    parts = name.split("/")
+    if (not name or "\0" in name or name.startswith("/") or ".." in parts
+            or all(part in ("", ".") for part in parts)):
+        raise InputError(f"{where}: {name!r} must be a relative path inside the directory "
+                         "(no '..', not absolute)")
+
+
+@dataclass
 class Placement:
     """Where a workflow's paths go on its resource, decided at submission.
 
@@ -309,9 +356,11 @@ class Placement:
     stored). Shared resource paths ``(namespace, uuid, relative_path)`` are
     translated through the resource's ``path_translation_files``: ``namespace{file}``
     items, each file holding ``uuid path`` lines (soma-workflow's translation files).
-    Resources sharing the client's file system are the only ones yet: a file
-    transfer is the path itself there (issue 19: resources reached over SSH copy
-    them, and would say so here).
+    File transfers are the client paths themselves on a resource sharing the
+    client's file system (``transfer_folder`` None); on a remote resource they go
+    in ``transfer_folder`` (one folder per workflow, one per transfer in it), where
+    the client copies them (jobbridge.remote.transfer). Relative client paths are
+    relative to ``client_dir`` (the workflow file's folder on the client).
     """
 
     temporary_folder: Path
@@ -319,6 +368,29 @@ class Placement:
     where: str = "the resource"
     temporaries: list[Temporary] = field(default_factory=list)
     _translation: dict[str, dict[str, str]] | None = None
+    transfer_folder: Path | None = None
+    client_dir: str | None = None
+    transfers: list[Transfer] = field(default_factory=list)
+
+    def transfer(self, key: str, client_path: str, files: list[str] | None, where: str,
+                 base_dir: Path | None = None) -> Transfer:
+        """The transfer ``key`` (the same for every use), placed on the resource."""
+        for known in self.transfers:
+            if known.name == key:
+                return known
+        base = self.client_dir or str(base_dir or Path.cwd())
+        client = os.path.normpath(os.path.join(base, os.path.expanduser(client_path)))
+        for name in files or ():
+            check_transfer_name(name, f"{where}: files")
+        if self.transfer_folder is None:
+            path = client
+        else:
+            leaf = os.path.basename(client) or "root"
+            path = str(self.transfer_folder / str(len(self.transfers)) / leaf)
+        transfer = Transfer(key, client, path, None if files is None else list(files),
+                            where=where)
+        self.transfers.append(transfer)
+        return transfer
 
     @classmethod
     def for_resource(cls, config: Configuration | None, home: Path | None = None
@@ -423,6 +495,65 @@ def parse_temporaries(raw: Any, source: str, placement: Placement) -> dict[str, 
             raise InputError(f"{place}.disposal_hours: must be a number > 0")
         paths[name] = placement.temporary(name, name, suffix, directory, float(hours))
     return paths
+
+
+_TRANSFER_KEYS = frozenset({"path", "files"})
+#: A job's keys naming the workflow's transfers it reads and writes.
+TRANSFER_JOB_KEYS = ("input_files", "output_files")
+
+
+def parse_transfers(raw: Any, source: str, placement: Placement, base_dir: Path | None
+                    ) -> dict[str, str]:
+    """A workflow's ``transfers``: ``{name: path on the resource}``, placed."""
+    if raw is None:
+        return {}
+    where = f"{source}: transfers"
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be an object of file transfers by name")
+    paths = {}
+    for name, item in raw.items():
+        place = f"{where}.{name}"
+        _check_name(name, place)
+        if not isinstance(item, dict):
+            raise InputError(f"{place}: must be an object (path, files)")
+        _no_unknown(item, _TRANSFER_KEYS, place)
+        path = item.get("path")
+        if not isinstance(path, str) or not path or "\0" in path:
+            raise InputError(f"{place}.path: required, a client path")
+        files = item.get("files")
+        if files is not None and (not isinstance(files, list) or not files or not all(
+                isinstance(f, str) for f in files)):
+            raise InputError(f"{place}.files: must be a non-empty list of names in the "
+                             "directory path")
+        paths[name] = placement.transfer(name, path, files, f"{place}.path", base_dir).path
+    return paths
+
+
+def parse_job_transfers(raw: Mapping[str, Any], job: EngineJob, where: str,
+                        placement: Placement) -> None:
+    """A job's ``input_files`` / ``output_files``: the transfers it reads and writes.
+    A job reading copied files waits for them (``dynamic["inputs"]``)."""
+    known = {transfer.name: transfer for transfer in placement.transfers}
+    waits = []
+    for key in TRANSFER_JOB_KEYS:
+        names = raw.get(key)
+        if names is None:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"{where}.{key}: must be a list of transfer names")
+        for index, name in enumerate(names):
+            transfer = known.get(name)
+            if transfer is None:
+                raise InputError(f"{where}.{key}[{index}]: unknown transfer {name!r} "
+                                 f"(transfers: {', '.join(known) or 'none'})")
+            if key == "input_files":
+                transfer.is_input = True
+                if transfer.copied and name not in waits:
+                    waits.append(name)
+            else:
+                transfer.is_output = True
+    if waits:
+        job.dynamic = {**(job.dynamic or {}), "inputs": waits}
 
 
 def parse_job_dynamic(raw: Mapping[str, Any], job: EngineJob, where: str,

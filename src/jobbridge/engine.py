@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import constants, retry
-from .dynamic import NotReady, collect_outputs, prepare
+from .dynamic import ON_RESOURCE, NotReady, collect_outputs, prepare
 from .model import EngineJob, ended_status, safe_name
 from .scheduler import Scheduler, build_scheduler
 from .store import AttemptRow, Store, WorkflowRow, epoch, iso_date, now_iso
@@ -155,6 +155,24 @@ class _Run:
             if not job.hidden:
                 self.counts[job.status] += 1
         self.stopping = workflow.status == constants.WORKFLOW_STOPPED
+        #: copied input transfers not on the resource yet, and the jobs waiting for them
+        self.missing: set[str] = set()
+        self.waiting: list[_Job] = []
+        self.check_inputs(store)
+
+    def check_inputs(self, store: Store) -> list[_Job]:
+        """Read which input transfers are on the resource; the waiting jobs that may go."""
+        if not any(job.spec.dynamic and "inputs" in job.spec.dynamic for job in self.jobs):
+            return []
+        self.missing = {row.transfer.name for row in store.transfers(self.id)
+                        if row.transfer.copied and row.status not in ON_RESOURCE}
+        ready = [job for job in self.waiting if not self.lacks_inputs(job)]
+        self.waiting = [job for job in self.waiting if self.lacks_inputs(job)]
+        return ready
+
+    def lacks_inputs(self, job: _Job) -> bool:
+        return bool(self.missing) and not self.missing.isdisjoint(
+            (job.spec.dynamic or {}).get("inputs", ()))
 
     def set_status(self, job: _Job, status: str, **values: Any) -> None:
         if not job.hidden:
@@ -337,6 +355,11 @@ class Engine:
         for wf_id, action in self.store.requests(list(self.runs)).items():
             self._apply_request(self.runs[wf_id], action)
             self.store.clear_request(wf_id, action)
+        for run in self.runs.values():  # inputs copied meanwhile
+            if run.waiting:
+                for job in run.check_inputs(self.store):
+                    if job.status == constants.NOT_SUBMITTED:
+                        self._make_ready(run, job)
         self._data_version = self.store.data_version()
 
     def _load(self, workflow_id: int) -> None:
@@ -529,6 +552,10 @@ class Engine:
 
     # --- submission -----------------------------------------------------------------------
     def _make_ready(self, run: _Run, job: _Job) -> None:
+        if run.lacks_inputs(job):  # its input files are not on the resource yet
+            if job not in run.waiting:
+                run.waiting.append(job)
+            return
         if job.retry_at is not None:  # a retry waiting out its delay
             if job.retry_at > time.time():
                 heapq.heappush(self._retry_timers, (job.retry_at, run.id, job.idx))

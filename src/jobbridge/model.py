@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from . import constants
-from .dynamic import DYNAMIC_KEYS, Placement, Temporary, link_edges, parse_job_dynamic
+from .dynamic import (DYNAMIC_KEYS, TRANSFER_JOB_KEYS, Placement, Temporary, Transfer,
+                      link_edges, parse_job_dynamic, parse_job_transfers, parse_transfers)
 from .dynamic import parse_temporaries as _parse_temporaries
 from .errors import InputError
 
@@ -206,7 +207,8 @@ class WorkflowSpec:
     ``edges`` are (before, after) job ids. Dependencies between large groups are
     routed through a hidden barrier job (``hidden_ids``) so that a fan-in of n
     jobs to m jobs costs n + m edges, not n * m. ``temporaries`` are the paths
-    created when the workflow is stored, removed with it.
+    created when the workflow is stored, removed with it; ``transfers`` its file
+    transfers (client paths, and where they are on the resource).
     """
 
     name: str | None
@@ -215,6 +217,7 @@ class WorkflowSpec:
     groups: list[Group]
     hidden_ids: set[str] = field(default_factory=set)
     temporaries: list[Temporary] = field(default_factory=list)
+    transfers: list[Transfer] = field(default_factory=list)
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -223,9 +226,10 @@ _JOB_KEYS = {
     "id", "command", "name", "working_directory", "env", "stdin", "stdout_file",
     "stderr_file", "join_stderrout", "priority", "queue", "native_specification",
     "parallel_job_info", "resources", "barrier", *DYNAMIC_KEYS, "retries", "retry_on",
-    "retry_delay_s", "escalate",
+    "retry_delay_s", "escalate", *TRANSFER_JOB_KEYS,
 }
-_TOP_KEYS = {"name", "jobs", "dependencies", "groups", "temporary_paths", "defaults"}
+_TOP_KEYS = {"name", "jobs", "dependencies", "groups", "temporary_paths", "transfers",
+             "defaults"}
 _RESOURCE_KEYS = ("cpus", "memory_mb", "walltime_s")
 #: Job keys a workflow's ``defaults`` may give every job (a job's own value wins).
 RETRY_KEYS = ("retries", "retry_on", "retry_delay_s", "escalate")
@@ -323,6 +327,10 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
         raise InputError(f"{source}: jobs: must be a non-empty list")
     placement = placement or Placement.for_resource(None)
     temporaries = _parse_temporaries(data.get("temporary_paths"), source, placement)
+    transfers = parse_transfers(data.get("transfers"), source, placement, base_dir)
+    for name in transfers.keys() & temporaries.keys():
+        raise InputError(f"{source}: transfers.{name}: {name!r} is a temporary path too")
+    temporaries.update(transfers)  # both are named paths in commands
     defaults = _parse_defaults(data.get("defaults"), f"{source}: defaults")
     jobs: list[EngineJob] = []
     ids: set[str] = set()
@@ -330,6 +338,8 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
     for index, raw in enumerate(raw_jobs):
         where = f"{source}: jobs[{index}]"
         job = _parse_job(raw, where, base_dir, directories, temporaries, defaults)
+        if not raw.keys().isdisjoint(TRANSFER_JOB_KEYS):
+            parse_job_transfers(raw, job, where, placement)
         if job.job_id in ids:
             raise InputError(f"{where}.id: duplicate id {job.job_id!r}")
         ids.add(job.job_id)
@@ -360,7 +370,7 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
     edges, barriers = _expand_dependencies(ends, ids)
     jobs.extend(barriers)
     spec = WorkflowSpec(name, jobs, edges, groups, {b.job_id for b in barriers},
-                        placement.temporaries)
+                        placement.temporaries, placement.transfers)
     _refuse_cycles(spec, source)
     return spec
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from . import constants
 from .configuration import Configuration, jobbridge_home, private_dir
-from .dynamic import Temporary, create_temporaries
+from .dynamic import (FILES_DO_NOT_EXIST, FILES_ON_CLIENT, FILES_ON_CLIENT_AND_CR, FILES_ON_CR,
+                      Temporary, Transfer, create_temporaries)
 from .errors import InputError, StoreError
 from .model import EngineJob, WorkflowSpec, gc_paused
 
@@ -102,6 +103,17 @@ CREATE TABLE IF NOT EXISTS temporary_paths (
     path TEXT NOT NULL,
     is_directory INTEGER NOT NULL DEFAULT 0,
     disposal_hours REAL NOT NULL,
+    PRIMARY KEY (workflow_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transfers (
+    workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    client_path TEXT NOT NULL,
+    path TEXT NOT NULL,
+    files TEXT,
+    is_input INTEGER NOT NULL,
+    is_output INTEGER NOT NULL,
+    status TEXT NOT NULL,
     PRIMARY KEY (workflow_id, name)
 ) WITHOUT ROWID;
 """
@@ -367,18 +379,20 @@ class Store:
     # --- workflows -------------------------------------------------------------------------
     def add_workflow(self, spec: WorkflowSpec, config: Configuration, engine: str | None = None
                      ) -> int:
-        """Store a validated workflow, all or nothing; its id. Its temporary paths are
-        created first (a scratch directory that cannot be written stores nothing)."""
+        """Store a validated workflow, all or nothing; its id. Its temporary paths, and
+        the folders its copied transfers go to, are created first (a scratch directory
+        that cannot be written stores nothing)."""
         logs = self.home / "logs"
+        made = [*spec.temporaries, *_transfer_folders(spec.transfers)]
         try:
-            create_temporaries(spec.temporaries)
+            create_temporaries(made)
         except OSError as error:
-            _remove_temporaries(spec.temporaries)
+            _remove_temporaries(made)
             raise StoreError(f"cannot create {error.filename}: {error.strerror}") from None
         try:
             workflow_id = self._insert_workflow(spec, config, engine)
         except BaseException:
-            _remove_temporaries(spec.temporaries)
+            _remove_temporaries(made)
             raise
         folder = logs / str(workflow_id)
         try:
@@ -412,6 +426,11 @@ class Store:
                 "INSERT INTO temporary_paths VALUES (?, ?, ?, ?, ?)",
                 ((workflow_id, t.name, t.path, t.is_directory, t.disposal_hours)
                  for t in spec.temporaries))
+            db.executemany(
+                "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ((workflow_id, t.name, t.client_path, t.path,
+                  None if t.files is None else json.dumps(t.files), t.is_input, t.is_output,
+                  _initial_status(t)) for t in spec.transfers))
         return workflow_id
 
     def workflow(self, workflow_id: int | str) -> WorkflowRow:
@@ -512,8 +531,10 @@ class Store:
 
     def delete_workflow(self, workflow_id: int) -> None:
         temporaries = self.temporary_paths(workflow_id)
+        temporaries += _transfer_folders(row.transfer for row in self.transfers(workflow_id))
         with self.transaction() as db:
             db.execute("DELETE FROM temporary_paths WHERE workflow_id = ?", (workflow_id,))
+            db.execute("DELETE FROM transfers WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM dependencies WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM attempts WHERE workflow_id = ?", (workflow_id,))
             db.execute("DELETE FROM jobs WHERE workflow_id = ?", (workflow_id,))
@@ -524,6 +545,22 @@ class Store:
                 path.unlink(missing_ok=True)
             folder.rmdir()
         _remove_temporaries(temporaries)
+
+    # --- file transfers --------------------------------------------------------------------
+    def transfers(self, workflow_id: int | str) -> list[TransferRow]:
+        rows = self.db.execute(
+            "SELECT name, client_path, path, files, is_input, is_output, status FROM transfers "
+            "WHERE workflow_id = ?", (_as_id(workflow_id),))
+        return [TransferRow(Transfer(r[0], r[1], r[2], None if r[3] is None else json.loads(r[3]),
+                                     bool(r[4]), bool(r[5])), r[6]) for r in rows]
+
+    def set_transfer_status(self, workflow_id: int | str, names: Iterable[str], status: str
+                            ) -> None:
+        """Record where a workflow's transfers are (their engine notices: a job waiting
+        for its inputs is released)."""
+        with self.transaction() as db:
+            db.executemany("UPDATE transfers SET status = ? WHERE workflow_id = ? AND name = ?",
+                           ((status, _as_id(workflow_id), name) for name in names))
 
     # --- temporary paths -------------------------------------------------------------------
     def temporary_paths(self, workflow_id: int) -> list[Temporary]:
@@ -669,6 +706,44 @@ def _spec_json(job: EngineJob) -> str:
     return _dumps({name: value for name, value, default
                    in zip(_SPEC_FIELDS, _spec_values(job), _SPEC_DEFAULTS, strict=True)
                    if value != default})
+
+
+@dataclass
+class TransferRow:
+    """A stored transfer and its recorded status (see :meth:`status`)."""
+
+    transfer: Transfer
+    recorded: str
+
+    @property
+    def status(self) -> str:
+        """Where the files are now: a transfer of a shared file system is on both sides
+        once it exists; a copied output is on the resource once a job wrote it."""
+        exists = os.path.lexists(self.transfer.path)
+        if not self.transfer.copied:
+            return FILES_ON_CLIENT_AND_CR if exists else FILES_DO_NOT_EXIST
+        if self.recorded == FILES_DO_NOT_EXIST and exists:
+            return FILES_ON_CR
+        return self.recorded
+
+    def as_json(self) -> dict[str, Any]:
+        """The transfer object of ``status --json`` (docs/format.md)."""
+        t = self.transfer
+        return {"name": t.name, "client_path": t.client_path, "path": t.path,
+                "files": t.files, "input": t.is_input, "output": t.is_output,
+                "status": self.status}
+
+
+def _initial_status(transfer: Transfer) -> str:
+    if not transfer.copied:
+        return FILES_ON_CLIENT_AND_CR
+    return FILES_ON_CLIENT if transfer.is_input else FILES_DO_NOT_EXIST
+
+
+def _transfer_folders(transfers: Iterable[Transfer]) -> list[Temporary]:
+    """The private folder each copied transfer goes in (removed with its workflow)."""
+    return [Temporary(f"transfer {t.name}", os.path.dirname(t.path), is_directory=True)
+            for t in transfers if t.copied]
 
 
 def _remove_temporaries(temporaries: Iterable[Temporary]) -> None:
