@@ -321,6 +321,137 @@ def test_run_waits_with_the_cluster(laptop: Laptop, tmp_path: Path) -> None:
     assert {j["id"]: j["exit_value"] for j in status["jobs"]} == {"ok": 0, "bad": 3}
 
 
+# --- file transfers ------------------------------------------------------------------------
+#: File names no shell or option parser may touch, in a transfer's folder.
+HOSTILE_FILES = ["with space.txt", "it's \"quoted\".txt", "new\nline.txt", "-leading-dash",
+                 "$(touch PWNED).txt", "ünïcødé ✓.txt", "--", "a\\b *?[x]"]
+#: The job of the transfer tests: copies each input file to the output folder, the
+#: single input file to the output file, and prints where it found them.
+COPY_JOB = """\
+import json, os, shutil, sys
+inputs, single, out_dir, out_file, names = sys.argv[1:5] + [sys.argv[5:]]
+os.makedirs(out_dir, exist_ok=True)
+for name in names:
+    shutil.copyfile(os.path.join(inputs, name), os.path.join(out_dir, name))
+shutil.copyfile(single, out_file)
+print(json.dumps([inputs, single, out_dir, out_file]))
+"""
+
+
+def _transfer_workflow(tmp_path: Path) -> tuple[Path, dict[str, bytes], bytes]:
+    """A workflow reading a folder of hostile names and one file, writing a folder and
+    a file: its path, the folder's contents, the file's."""
+    inputs = tmp_path / "in 'put' $(x) ü"
+    inputs.mkdir()
+    contents = {}
+    for index, name in enumerate(HOSTILE_FILES):
+        contents[name] = bytes(range(256)) * (index + 1) + os.urandom(1000) + name.encode()
+        (inputs / name).write_bytes(contents[name])
+    single = os.urandom(3 << 20)  # 3 MiB
+    (tmp_path / "-single\nfile.bin").write_bytes(single)
+    workflow = write_json(tmp_path / "transfers.json", {
+        "transfers": {"inputs": {"path": inputs.name, "files": HOSTILE_FILES},
+                      "single": {"path": "-single\nfile.bin"},
+                      "results": {"path": "results"}, "copy": {"path": "copy.bin"}},
+        "jobs": [{"id": "copy", "command": [
+            "python3", "-c", COPY_JOB, "%(inputs)s", "%(single)s", "%(results)s", "%(copy)s",
+            *HOSTILE_FILES], "input_files": ["inputs", "single"],
+            "output_files": ["results", "copy"]}]})
+    return workflow, contents, single
+
+
+@pytest.mark.ssh
+def test_transfers_go_to_the_cluster_and_back_byte_exact(laptop: Laptop, tmp_path: Path
+                                                        ) -> None:
+    """Inputs with hostile names are copied into the workflow's folder under the
+    cluster's JOBBRIDGE_HOME, the job reads them there, its outputs come back on
+    request, byte-exact; statuses say where the files are."""
+    workflow, contents, single = _transfer_workflow(tmp_path)
+    submitted = laptop.jb("submit", str(workflow), "-r", "cluster")
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    assert laptop.jb("wait", workflow_id).returncode == 0
+    inputs, single_there, results, copy = json.loads(laptop.jb("logs", workflow_id,
+                                                               "copy").stdout)
+    folder = Path(inputs).parent.parent
+    assert folder.parent == laptop.remote_home / "transfers"
+    assert Path(single_there).parent.parent == Path(results).parent.parent == folder
+    assert Path(single_there).name == "-single\nfile.bin"
+    cluster = pwd.getpwnam(USER)
+    assert folder.stat().st_uid == cluster.pw_uid and folder.stat().st_mode & 0o077 == 0
+    assert not Path(cluster.pw_dir, "PWNED").exists() and not (tmp_path / "PWNED").exists()
+    statuses = {t["name"]: t["status"] for t in remote_status(laptop, workflow_id)["transfers"]}
+    assert statuses == {"inputs": "on computing resource side",
+                        "single": "on computing resource side",
+                        "results": "on computing resource side",
+                        "copy": "on computing resource side"}
+    assert not (tmp_path / "results").exists()
+    back = laptop.jb("transfer", workflow_id, "--outputs")
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.count("\n") == 2 and "results: cluster:" in back.stdout
+    for name, data in contents.items():
+        assert (tmp_path / "results" / name).read_bytes() == data, name
+    assert sorted(os.listdir(tmp_path / "results")) == sorted(HOSTILE_FILES)
+    assert (tmp_path / "copy.bin").read_bytes() == single
+    statuses = {t["name"]: t["status"] for t in remote_status(laptop, workflow_id)["transfers"]}
+    assert statuses["results"] == statuses["copy"] == "on both sides"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = laptop.jb("transfer", workflow_id, "--outputs", str(elsewhere))
+    assert again.returncode == 0, again.stderr
+    assert (elsewhere / "copy.bin").read_bytes() == single
+    assert (elsewhere / "results" / "new\nline.txt").read_bytes() == contents["new\nline.txt"]
+    # deleting the workflow there removes its folder of transfers
+    assert laptop.jb("delete", workflow_id).returncode == 0
+    wait_for(lambda: not folder.exists(), 60, "the transfers' folder removed")
+
+
+@pytest.mark.ssh
+def test_a_job_waits_for_its_inputs(laptop: Laptop, tmp_path: Path) -> None:
+    """While its input files are being copied the job is not submitted; the copy's
+    progress is reported, then the job runs."""
+    from jobbridge.remote.client import RemoteController
+
+    workflow, _, _ = _transfer_workflow(tmp_path)
+    seen: list[tuple[str, str]] = []
+    controller = RemoteController(load_remote("cluster"), laptop.home, prompt=False)
+    watcher = RemoteController(load_remote("cluster"), laptop.home, prompt=False)
+
+    def copying(progress: Any) -> None:
+        if not seen and progress.done > (1 << 20):  # mid-copy: what the cluster says
+            status = watcher.status("cluster:")
+            seen.append((status["jobs"][0]["status"],
+                         {t["name"]: t["status"] for t in status["transfers"]}["single"]))
+
+    try:
+        workflow_id = controller.submit(str(workflow), copying=copying)
+        assert seen == [("not_submitted", "transfering client->cr")]
+        assert controller.wait(workflow_id)["jobs"][0]["status"] == "done"
+    finally:
+        controller.close()
+        watcher.close()
+
+
+@pytest.mark.ssh
+def test_a_bad_transfer_path_is_refused_before_anything_is_sent(laptop: Laptop,
+                                                                 tmp_path: Path) -> None:
+    workflow = write_json(tmp_path / "missing.json", {
+        "transfers": {"data": {"path": "nope dir", "files": ["a"]}},
+        "jobs": [{"id": "a", "command": ["cat", "%(data)s/a"], "input_files": ["data"]}]})
+    refused = laptop.jb("submit", str(workflow), "-r", "cluster")
+    line = error_line(refused, 2)
+    assert f"{workflow}: transfers.data.path: no such file or directory: " in line
+    assert str(tmp_path / "nope dir" / "a") in line
+    assert laptop.jb_json("list", "-r", "cluster") == []
+    assert not (laptop.remote_home / "transfers").exists() or not any(
+        (laptop.remote_home / "transfers").iterdir())
+    escaping = write_json(tmp_path / "escape.json", {
+        "transfers": {"data": {"path": ".", "files": ["../etc/passwd"]}},
+        "jobs": [{"id": "a", "command": ["true"], "input_files": ["data"]}]})
+    line = error_line(laptop.jb("submit", str(escaping), "-r", "cluster"), 2)
+    assert "transfers.data.path: files: '../etc/passwd' must be a relative path" in line
+
+
 # --- connections ---------------------------------------------------------------------------------
 def _remote_serves(remote_home: Path) -> list[int]:
     """Pids of the remote-serve processes serving ``remote_home``."""

@@ -38,6 +38,7 @@ from .controller import (
     resolve_config,
     schedulers_table,
 )
+from .dynamic import TransferProgress
 from .engine import Progress
 from .errors import InputError, JobbridgeError
 from .model import EngineJob, describe_exit, load_workflow_file
@@ -125,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
             ("restart", "restart a workflow: re-run what failed or was stopped"),
             ("delete", "delete a workflow: kill its running jobs and forget it")):
         workflow(command(action, description))
+    p = command("transfer", "copy a remote workflow's input files there, or its output "
+                "files back here")
+    workflow(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--outputs", nargs="?", const=True, metavar="DEST",
+                      help="bring back the output files its jobs wrote: to their client "
+                      "paths, or into the existing folder DEST")
+    what.add_argument("--inputs", action="store_true", help="send the input files not "
+                      "there yet (submit sends them)")
     p = command("report", "what each job asked for against what it used, with efficiencies")
     workflow(p, "the workflow's id (default: the latest)", nargs="?")
     fmt = p.add_mutually_exclusive_group()
@@ -220,7 +230,8 @@ def _run(args: argparse.Namespace) -> int:
     with ProgressBar() as bar:
         try:
             workflow_id = controller.run(args.file, args.resource, args.scheduler,
-                                         progress=bar.update, starting=_say_resource)
+                                         progress=bar.update, starting=_say_resource,
+                                         copying=bar.update)
         except WorkflowInterrupted as error:
             interrupted, workflow_id = error, error.workflow_id
     status = controller.status(workflow_id)
@@ -240,7 +251,24 @@ def _say_resource(config: Configuration) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    print(_controller(args).submit(args.file, args.resource, args.scheduler))
+    controller = _controller(args)
+    with ProgressBar() as bar:  # a remote resource's input files are copied
+        workflow_id = controller.submit(args.file, args.resource, args.scheduler,
+                                        copying=bar.update)
+    print(workflow_id)
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    folder = args.outputs if isinstance(args.outputs, str) else None
+    if folder is not None and not os.path.isdir(folder):
+        raise InputError(f"{folder}: not a folder (DEST must exist)")
+    controller = _controller(args)
+    with ProgressBar() as bar:
+        said = controller.transfer(args.workflow, outputs=args.outputs is not None,
+                                   folder=folder, copying=bar.update)
+    for line in said:
+        print(line)
     return 0
 
 
@@ -546,7 +574,7 @@ def _check_dir() -> str:
 _COMMANDS = {"run": _run, "submit": _submit, "engine": _engine, "list": _list,
              "status": _status, "wait": _wait, "stop": _request, "restart": _request,
              "delete": _request, "report": _report, "logs": _logs, "graph": _graph,
-             "schedulers": _schedulers, "check": _check, "ui": _ui}
+             "schedulers": _schedulers, "check": _check, "ui": _ui, "transfer": _transfer}
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -570,7 +598,7 @@ class ProgressBar:
         """``since``: the epoch second the elapsed time counts from (default: now)."""
         self.enabled = sys.stderr.isatty()
         self.since = time.time() if since is None else since
-        self.progress: Progress | None = None
+        self.progress: Progress | TransferProgress | None = None
         self.width = 0  # of the line on screen, to blank a longer one's rest
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -586,8 +614,9 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def update(self, progress: Progress) -> None:
-        """The engine's latest counts, drawn by the next tick (or by close)."""
+    def update(self, progress: Progress | TransferProgress) -> None:
+        """The engine's latest counts, or a copy's bytes, drawn by the next tick (or by
+        close)."""
         with self._lock:
             self.progress = progress
 
@@ -626,22 +655,30 @@ class ProgressBar:
         self.width = len(line)
 
 
-def _progress_line(progress: Progress, seconds: float, columns: int) -> str:
+def _progress_line(progress: Progress | TransferProgress, seconds: float, columns: int) -> str:
     """``[###...] 1/4  0:07  done 1  failed 0  running 2  queued 0  waiting 1`` in at
     most ``columns`` characters (the bar shrinks, then the end is cut): running jobs
     have started, queued ones are submitted and not started yet, waiting ones are
-    not submitted yet (their dependencies, or the resource's limits)."""
-    counts = progress.counts
-    done, failed = counts.get(constants.DONE, 0), counts.get(constants.FAILED, 0)
-    running = counts.get(constants.RUNNING, 0)
-    waiting = counts.get(constants.NOT_SUBMITTED, 0)
-    queued = sum(counts.values()) - done - failed - running - waiting
-    text = (f"{progress.ended}/{progress.total}  {_elapsed(seconds)}  done {done}  "
-            f"failed {failed}  running {running}  queued {queued}  waiting {waiting}")
+    not submitted yet (their dependencies, the resource's limits, or their input
+    files). A copy: ``[##....] 3.0/12.5 MiB  0:02  sending data``."""
+    if isinstance(progress, TransferProgress):
+        text = (f"{progress.done / 2**20:.1f}/{progress.total / 2**20:.1f} MiB  "
+                f"{_elapsed(seconds)}  {'sending' if progress.sending else 'receiving'} "
+                f"{_one_line(progress.name)}")
+        ended, total = progress.done, progress.total
+    else:
+        counts = progress.counts
+        done, failed = counts.get(constants.DONE, 0), counts.get(constants.FAILED, 0)
+        running = counts.get(constants.RUNNING, 0)
+        waiting = counts.get(constants.NOT_SUBMITTED, 0)
+        queued = sum(counts.values()) - done - failed - running - waiting
+        text = (f"{progress.ended}/{progress.total}  {_elapsed(seconds)}  done {done}  "
+                f"failed {failed}  running {running}  queued {queued}  waiting {waiting}")
+        ended, total = progress.ended, progress.total
     width = min(ProgressBar.WIDTH, columns - len(text) - 3)
     if width < 10:
         return text[:columns]
-    filled = width * progress.ended // max(progress.total, 1)
+    filled = width * min(ended, total) // max(total, 1)
     return f"[{'#' * filled}{'.' * (width - filled)}] {text}"
 
 

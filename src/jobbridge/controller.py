@@ -34,7 +34,7 @@ from typing import Any
 
 from . import constants, retry
 from .configuration import Configuration
-from .dynamic import Placement
+from .dynamic import Placement, TransferProgress
 from .engine import Engine, Progress, live_engines
 from .errors import InputError, JobbridgeError
 from .model import WorkflowSpec, load_workflow_file, parse_workflow
@@ -138,8 +138,10 @@ class WorkflowController:
 
     # --- running -------------------------------------------------------------------------
     def submit(self, workflow: Any, resource: str | None = None,
-               scheduler_type: str | None = None) -> str:
-        """Store the workflow, make sure an engine drives it; its id."""
+               scheduler_type: str | None = None,
+               copying: Callable[[TransferProgress], None] | None = None) -> str:
+        """Store the workflow, make sure an engine drives it; its id. Its transfers are
+        its client paths: nothing to copy (``copying``, for a remote resource's)."""
         config = resolve_config(resource, scheduler_type)
         spec = as_spec(workflow, Placement.for_resource(config, self.store.home))
         check_jobs_fit(spec, config)
@@ -149,7 +151,8 @@ class WorkflowController:
 
     def run(self, workflow: Any, resource: str | None = None, scheduler_type: str | None = None,
             progress: Callable[[Progress], None] | None = None,
-            starting: Callable[[Configuration], None] | None = None) -> str:
+            starting: Callable[[Configuration], None] | None = None,
+            copying: Callable[[TransferProgress], None] | None = None) -> str:
         """Run the workflow to its end in this process; its id. ``starting`` is told
         the resource's configuration once the workflow is stored, before it runs.
 
@@ -186,6 +189,14 @@ class WorkflowController:
         elif workflow.ended:
             return
         ensure_engine(self.store.home)
+
+    def transfer(self, workflow_id: str, outputs: bool, folder: str | None = None,
+                 copying: Callable[[TransferProgress], None] | None = None) -> list[str]:
+        """Nothing to copy: this machine's resources share its file system, a transfer is
+        its client path (a remote resource's controller copies)."""
+        workflow = self.store.workflow(workflow_id)  # an unknown id is an error
+        return [f"nothing to copy: resource {workflow.resource!r} shares this machine's "
+                "files (each transfer is its client path)"]
 
     def request(self, workflow_id: str, action: str) -> str:
         """Ask for stop, restart or delete (an engine is started if none drives the

@@ -328,6 +328,16 @@ class Transfer:
         return [os.path.join(self.client_path, name) for name in self.files]
 
 
+@dataclass
+class TransferProgress:
+    """A copy under way, for a progress display: bytes done of ``total``."""
+
+    name: str
+    total: int
+    done: int = 0
+    sending: bool = True
+
+
 #: A transfer's status (soma-workflow's constants' values, shown as they are).
 FILES_DO_NOT_EXIST = "do not exist"
 FILES_ON_CLIENT = "on client side"
@@ -335,6 +345,8 @@ FILES_ON_CR = "on computing resource side"
 FILES_ON_CLIENT_AND_CR = "on both sides"
 TRANSFERING_FROM_CLIENT_TO_CR = "transfering client->cr"
 TRANSFERING_FROM_CR_TO_CLIENT = "transfering cr->client"
+TRANSFER_STATUSES = (FILES_DO_NOT_EXIST, FILES_ON_CLIENT, FILES_ON_CR, FILES_ON_CLIENT_AND_CR,
+                     TRANSFERING_FROM_CLIENT_TO_CR, TRANSFERING_FROM_CR_TO_CLIENT)
 #: Statuses in which a job may read a transfer on the resource.
 ON_RESOURCE = frozenset({FILES_ON_CR, FILES_ON_CLIENT_AND_CR})
 

@@ -21,8 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from . import constants
-from .dynamic import (DYNAMIC_KEYS, TRANSFER_JOB_KEYS, Placement, Temporary, Transfer,
-                      link_edges, parse_job_dynamic, parse_job_transfers, parse_transfers)
+from .dynamic import (
+    DYNAMIC_KEYS,
+    TRANSFER_JOB_KEYS,
+    Placement,
+    Temporary,
+    Transfer,
+    link_edges,
+    parse_job_dynamic,
+    parse_job_transfers,
+    parse_transfers,
+)
 from .dynamic import parse_temporaries as _parse_temporaries
 from .errors import InputError
 

@@ -24,8 +24,15 @@ from typing import Any
 
 from . import constants
 from .configuration import Configuration, jobbridge_home, private_dir
-from .dynamic import (FILES_DO_NOT_EXIST, FILES_ON_CLIENT, FILES_ON_CLIENT_AND_CR, FILES_ON_CR,
-                      Temporary, Transfer, create_temporaries)
+from .dynamic import (
+    FILES_DO_NOT_EXIST,
+    FILES_ON_CLIENT,
+    FILES_ON_CLIENT_AND_CR,
+    FILES_ON_CR,
+    Temporary,
+    Transfer,
+    create_temporaries,
+)
 from .errors import InputError, StoreError
 from .model import EngineJob, WorkflowSpec, gc_paused
 

@@ -26,11 +26,23 @@ from typing import IO, Any
 
 from .. import __version__
 from ..configuration import Configuration
+from ..dynamic import (
+    FILES_ON_CLIENT,
+    FILES_ON_CLIENT_AND_CR,
+    FILES_ON_CR,
+    ON_RESOURCE,
+    TRANSFERING_FROM_CLIENT_TO_CR,
+    TRANSFERING_FROM_CR_TO_CLIENT,
+    Placement,
+    Transfer,
+    TransferProgress,
+)
 from ..engine import Progress
 from ..errors import InputError, JobbridgeError
 from ..model import gc_paused, read_workflow_json, workflow_from_data
 from . import RemoteResource, protocol
 from .ssh import SSH_FAILED, ConnectionLost, RemoteError, SshConnection, stderr_tail
+from .transfer import Copying, check_inputs, destination, receive, send, transfer_from, tree_size
 
 log = logging.getLogger("jobbridge")
 
@@ -198,22 +210,84 @@ class RemoteController:
 
     # --- requests ---------------------------------------------------------------------------
     def submit(self, workflow: Any, resource: str | None = None,
-               scheduler_type: str | None = None) -> str:
-        """Send the workflow (a file, a dict, an API ``Workflow``) to the host's engine;
-        its id. Checked here first, so a bad file fails before any connection."""
+               scheduler_type: str | None = None, copying: Copying | None = None) -> str:
+        """Send the workflow (a file, a dict, an API ``Workflow``) to the host's engine,
+        then its input files (``copying`` is told the progress); its id. Checked here
+        first, input files included, so a bad file fails before any connection. A copy
+        that fails deletes the workflow there: nothing is left half done."""
         data, source, surrogates = _workflow_data(workflow)
+        client_dir = (str(Path(source).parent.resolve()) if isinstance(workflow, str | os.PathLike)
+                      else os.getcwd())
+        placement = Placement(Path("/"), client_dir=client_dir)  # transfers: client paths
         with gc_paused():
-            workflow_from_data(data, source, Path("/"), check_unicode=surrogates, to_run=False)
+            spec = workflow_from_data(data, source, Path(client_dir), check_unicode=surrogates,
+                                      to_run=False, placement=placement)
+        check_inputs(spec.transfers)
         number = self._call({"op": "submit", "workflow": data, "source": source,
-                             "resource": self.resource.remote_resource}, repeat=False)
-        return self.shown_id(number)
+                             "resource": self.resource.remote_resource,
+                             "client_dir": client_dir}, repeat=False)
+        workflow_id = self.shown_id(number)
+        if any(transfer.is_input for transfer in spec.transfers):
+            try:
+                self.transfer(workflow_id, outputs=False, copying=copying)
+            except BaseException:
+                with contextlib.suppress(JobbridgeError):
+                    self.close()  # an interrupted copy may have left the session mid-request
+                    self.request(workflow_id, "delete")
+                raise
+        return workflow_id
+
+    def transfer(self, workflow_id: str, outputs: bool, folder: str | None = None,
+                 copying: Copying | None = None) -> list[str]:
+        """Copy the workflow's input files to the host (those not there yet), or its
+        outputs the jobs wrote back here (to their client paths, or into ``folder``);
+        what was copied, one line each."""
+        number = self.local_id(workflow_id)
+        listed = self._call({"op": "transfers", "workflow": number})
+        wanted = [item for item in listed if (
+            item.get("output") and item["status"] in ON_RESOURCE if outputs
+            else item.get("input") and item["status"] in (FILES_ON_CLIENT,
+                                                          TRANSFERING_FROM_CLIENT_TO_CR))]
+        chosen = [transfer_from(item) for item in wanted]
+        total = (sum(int(item.get("size") or 0) for item in wanted) if outputs
+                 else tree_size(item for t in chosen for item in t.client_items()))
+        progress = TransferProgress("", total, sending=not outputs)
+        said = []
+        for transfer in chosen:
+            progress.name = transfer.name
+            if outputs:
+                target = destination(transfer, folder)
+                self._mark(number, transfer, TRANSFERING_FROM_CR_TO_CLIENT)
+                try:
+                    receive(self.connection, transfer, target, progress, copying)
+                except JobbridgeError:
+                    self._mark(number, transfer, FILES_ON_CR)
+                    raise
+                self._mark(number, transfer, FILES_ON_CLIENT_AND_CR)
+                said.append(f"{transfer.name}: {self.resource.name}:{transfer.path} -> {target}")
+            else:
+                self._mark(number, transfer, TRANSFERING_FROM_CLIENT_TO_CR)
+                send(self.connection, transfer, progress, copying)
+                self._mark(number, transfer, FILES_ON_CR)
+                said.append(f"{transfer.name}: {transfer.client_path} -> "
+                            f"{self.resource.name}:{transfer.path}")
+        if not chosen:
+            what = "output files written" if outputs else "input files to send"
+            said.append(f"nothing to copy: no {what} on {self.resource.name} yet"
+                        if outputs else f"nothing to copy: no {what}")
+        return said
+
+    def _mark(self, number: str, transfer: Transfer, status: str) -> None:
+        self._call({"op": "transfer_status", "workflow": number, "names": [transfer.name],
+                    "status": status})
 
     def run(self, workflow: Any, resource: str | None = None, scheduler_type: str | None = None,
             progress: Callable[[Progress], None] | None = None,
-            starting: Callable[[Configuration], None] | None = None) -> str:
+            starting: Callable[[Configuration], None] | None = None,
+            copying: Copying | None = None) -> str:
         """Submit, then wait for the end; Ctrl-C stops the workflow there. ``starting``
         is told the resource it runs on there (``cluster:slurm``)."""
-        workflow_id = self.submit(workflow)
+        workflow_id = self.submit(workflow, copying=copying)
         try:
             if starting is not None:
                 status = self.status(workflow_id)

@@ -18,11 +18,12 @@ from typing import Any
 
 from .. import __version__
 from ..controller import WorkflowController, resolve_config
-from ..dynamic import Placement
+from ..dynamic import FILES_ON_CR, ON_RESOURCE, TRANSFER_STATUSES, Placement, Transfer
 from ..engine import Progress
 from ..errors import InputError, JobbridgeError
 from ..model import workflow_from_data
 from . import protocol
+from .transfer import tree_size
 
 #: Seconds between two progress messages of a ``wait`` even when nothing changes:
 #: a client that went away is noticed (the write fails) and this process ends.
@@ -101,6 +102,11 @@ def _submit(controller: WorkflowController, request: dict[str, Any], emit: Emit)
     here."""
     placement = Placement.for_resource(resolve_config(request.get("resource")),
                                        controller.store.home)
+    client_dir = request.get("client_dir")
+    if isinstance(client_dir, str):  # the client copies the transfers: here, in a folder
+        placement.client_dir = client_dir  # of the workflow's (an older client: paths)
+        placement.transfer_folder = (controller.store.home / "transfers"
+                                     / placement.temporary_folder.name)
     spec = workflow_from_data(request["workflow"], str(request.get("source") or "workflow"),
                               Path.cwd(), placement=placement)
     return controller.submit(spec, resource=request.get("resource"))
@@ -155,7 +161,45 @@ def _logs(controller: WorkflowController, request: dict[str, Any], emit: Emit) -
     return size
 
 
+def _transfers(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> Any:
+    """The workflow's transfers (``status --json``'s), with the size of those here."""
+    listed = []
+    for row in controller.store.transfers(_text(request, "workflow")):
+        item = row.as_json()
+        if item["status"] in ON_RESOURCE:
+            item["size"] = tree_size([row.transfer.path])
+        listed.append(item)
+    return listed
+
+
+def _transfer_status(controller: WorkflowController, request: dict[str, Any], emit: Emit
+                     ) -> None:
+    """Record where transfers are; an input said to be here must be here, whole."""
+    workflow, status = _text(request, "workflow"), _text(request, "status")
+    if status not in TRANSFER_STATUSES:
+        raise InputError(f"unknown transfer status {status!r}")
+    rows = {row.transfer.name: row for row in controller.store.transfers(workflow)}
+    names = request["names"]
+    for name in names:
+        if name not in rows:
+            raise InputError(f"workflow {workflow} has no transfer {name!r}")
+        transfer = rows[name].transfer
+        if status == FILES_ON_CR:
+            missing = [item for item in _resource_items(transfer)
+                       if not os.path.lexists(item)]
+            if missing:
+                raise JobbridgeError(f"transfer {name!r}: {missing[0]!r} is not here")
+    controller.store.set_transfer_status(workflow, names, status)
+
+
+def _resource_items(transfer: Transfer) -> list[str]:
+    if transfer.files is None:
+        return [transfer.path]
+    return [os.path.join(transfer.path, name) for name in transfer.files]
+
+
 _OPERATIONS: dict[str, Callable[[WorkflowController, dict[str, Any], Emit], Any]] = {
     "submit": _submit, "list": _list, "status": _status, "wait": _wait,
-    "request": _request, "logs": _logs}
+    "request": _request, "logs": _logs, "transfers": _transfers,
+    "transfer_status": _transfer_status}
 
