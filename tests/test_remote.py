@@ -375,7 +375,7 @@ def test_transfers_go_to_the_cluster_and_back_byte_exact(laptop: Laptop, tmp_pat
                                                                "copy").stdout)
     folder = Path(inputs).parent.parent
     assert folder.parent == laptop.remote_home / "transfers"
-    assert Path(single_there).parent.parent == Path(results).parent.parent == folder
+    assert {Path(path).parent.parent for path in (single_there, results, copy)} == {folder}
     assert Path(single_there).name == "-single\nfile.bin"
     cluster = pwd.getpwnam(USER)
     assert folder.stat().st_uid == cluster.pw_uid and folder.stat().st_mode & 0o077 == 0

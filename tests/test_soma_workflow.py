@@ -254,7 +254,11 @@ def test_outputs_links_and_temporaries_through_the_controller(
     controller.wait_workflow(workflow_id)
     Helper.transfer_output_files(workflow_id, controller)
     jobs, transfers, status, _, temporaries = controller.workflow_elements_status(workflow_id)
-    assert status == soma_constants.WORKFLOW_DONE and transfers == []
+    # a shared file system: the transfer is the client file itself, on both sides
+    assert status == soma_constants.WORKFLOW_DONE and transfers == [
+        (str(source), (soma_constants.FILES_ON_CLIENT_AND_CR, None, str(source), str(source),
+                       None))]
+    assert controller.transfers([str(source)]) == {str(source): (str(source), None, None)}
     [(_, path, transfer_status)] = temporaries
     assert transfer_status == soma_constants.FILES_ON_CR and path.endswith(".txt")
     assert Path(path).read_text() == "transferred\n"

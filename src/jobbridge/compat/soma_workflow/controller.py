@@ -49,7 +49,7 @@ from soma_workflow.info import DB_VERSION
 from ... import constants
 from ...configuration import Configuration, jobbridge_home
 from ...controller import check_config, check_jobs_fit, ensure_engine
-from ...dynamic import Placement
+from ...dynamic import Placement, Transfer
 from ...engine import live_engines
 from ...errors import InputError
 from ...store import JobRow, Store, WorkflowRow
@@ -185,8 +185,10 @@ class WorkflowController:
                                             str | None, list[Any]]:
         """``(jobs, transfers, workflow_status, workflow_queue, temporary_paths)``; a job is
         ``(job_id, status, queue, exit_info, (submission, execution, ending, queue)
-        [, drms_id])``, a temporary path ``(name, path, status)``. There are no transfers:
-        the resource shares the client's file system."""
+        [, drms_id])``, a transfer ``(engine_path, (status, progression, engine_path,
+        client_path, client_paths))``, a temporary path ``(name, path, status)``. The
+        resource shares the client's file system: a transfer is its client path, on both
+        sides once it exists (``Helper.transfer_*_files`` have nothing to copy)."""
         with self._lock:
             first, _, _, queue = self._range(self._workflow(workflow_id).id)
         with self._lock, self._snapshot():
@@ -202,7 +204,10 @@ class WorkflowController:
                 jobs.append((*info, job.scheduler_job_id) if with_drms_id else info)
             temporaries = [(t.name, t.path, soma_constants.FILES_ON_CR)
                            for t in self._store.temporary_paths(workflow.id)]
-            return jobs, [], _workflow_status(workflow), queue, temporaries
+            transfers = [(row.transfer.path, (row.status, None, row.transfer.path,
+                                              *_client_side(row.transfer)))
+                         for row in self._store.transfers(workflow.id)]
+            return jobs, transfers, _workflow_status(workflow), queue, temporaries
 
     def jobs(self, job_ids: Iterable[int] | None = None
              ) -> dict[int, tuple[str | None, str, datetime | None]]:
@@ -248,14 +253,23 @@ class WorkflowController:
                 Path(target).write_bytes(b"")
 
     def transfers(self, transfer_ids: Iterable[Any] | None = None) -> dict[Any, Any]:
-        """None: a file transfer is its client path on a resource sharing the client's
-        file system (jobbridge's resources, for now: issue 19 copies them over SSH)."""
-        del transfer_ids
-        return {}
+        """``{engine_path: (client_path, expiration_date, client_paths)}`` of these
+        transfers of the workflows (none outside workflows: ``register_transfer``
+        gives the path itself)."""
+        wanted = set(transfer_ids or ())
+        found: dict[Any, Any] = {}
+        with self._lock, self._snapshot():
+            for workflow in self._store.workflows() if wanted else ():
+                for row in self._store.transfers(workflow.id):
+                    if row.transfer.path in wanted:
+                        client, paths = _client_side(row.transfer)
+                        found[row.transfer.path] = (client, None, paths)
+        return found
 
     def transfer_files(self, transfer_ids: Any, buffer_size: int = 512 ** 2) -> None:
-        """Nothing to copy: jobs read and write the client's files themselves
-        (``Helper.transfer_input_files`` / ``transfer_output_files`` work unchanged)."""
+        """Nothing to copy: on a resource sharing the client's file system the jobs
+        read and write the client's files themselves (a remote resource's transfers are
+        jobbridge's: ``jobbridge transfer``)."""
         del transfer_ids, buffer_size
 
     # --- waiting ------------------------------------------------------------------------------
@@ -382,10 +396,13 @@ class WorkflowController:
                 print(f"\n  {label}:\n  ----------------\n{text}", file=file)
         return status == constants.WORKFLOW_DONE and not failed
 
-    # --- not supported -------------------------------------------------------------------------
     def register_transfer(self, file_transfer: Any) -> Any:
-        raise SomaWorkflowError("transfers outside workflows are not supported by jobbridge "
-                                "(jobs run in workflows, where a transfer is its client path)")
+        """The transfer, its engine path the client path itself (a shared file system):
+        nothing to register or copy."""
+        paths = file_transfer.client_paths
+        file_transfer.engine_path = (os.path.dirname(file_transfer.client_path) if paths
+                                     else file_transfer.client_path)
+        return file_transfer
 
     # --- parameters -----------------------------------------------------------------------
     def get_job_output_params(self, job_id: int) -> dict[str, Any] | None:
@@ -661,3 +678,12 @@ def _jobbridge_configuration(config: Any, resource_id: str, local: Any) -> Confi
         return check_config(Configuration.from_dict(resource_id, options))
     except InputError as error:
         raise SomaConfigurationError(str(error)) from None
+
+
+def _client_side(transfer: Transfer) -> tuple[str, list[str] | None]:
+    """soma-workflow's ``(client_path, client_paths)`` of a transfer: with files, the
+    first one and all of them."""
+    if transfer.files is None:
+        return transfer.client_path, None
+    paths = transfer.client_items()
+    return paths[0], paths

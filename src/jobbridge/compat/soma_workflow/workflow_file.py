@@ -18,10 +18,12 @@ would have run:
   ``configuration``) at submission, and again when the job becomes ready for a
   job that parameter links (``param_links``, with soma-workflow's link functions)
   give values;
-- paths: a file transfer is its client path (jobbridge's resources share the
-  client's file system), a shared resource path is translated through the
-  resource's ``path_translation_files``, a temporary path is placed by
-  :class:`jobbridge.dynamic.Placement`, an option path is its parent's path and URI;
+- paths: a file transfer is its client path on a resource sharing the client's
+  file system, its copy's path on a remote one (jobbridge.remote.transfer), where
+  the jobs naming it in ``referenced_input_files`` wait for it; a shared resource
+  path is translated through the resource's ``path_translation_files``, a
+  temporary path is placed by :class:`jobbridge.dynamic.Placement`, an option path
+  is its parent's path and URI;
 - environment: the job's ``env`` over the workflow's ``env`` over what the
   workflow's ``env_builder_code`` prints (run once, now, with this Python);
 - ``use_input_params_file``, ``has_outputs``: the engine writes the parameters file
@@ -39,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ...dynamic import FILES_ON_CLIENT as _FILES_ON_CLIENT
 from ...dynamic import (
     LINK_FUNCTIONS,
     SOMA_ENGINE_CLASSES,
@@ -105,8 +108,8 @@ def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
         converted["name"] = name
     spec = parse_workflow(converted, source=source, base_dir=base_dir, placement=placement)
     by_id = {job.job_id: job for job in spec.jobs}
-    for key, dynamic in dynamics.items():
-        by_id[key].dynamic = dynamic
+    for key, dynamic in dynamics.items():  # with what the jobbridge form gave (inputs)
+        by_id[key].dynamic = {**(by_id[key].dynamic or {}), **dynamic}
     if to_run and converter.env_builder_code is not None:  # only once all the rest is valid
         built = converter.run_env_builder(converter.env_builder_code)
         for job in spec.jobs:
@@ -282,15 +285,23 @@ class _Converter:
             job["name"] = self.text(raw["name"], f"{where}.name")
         return job
 
-    def referenced(self, raw: Mapping[str, Any], where: str) -> None:
+    def referenced(self, raw: Mapping[str, Any], where: str) -> dict[str, list[str]]:
         """Referenced input and output files: checked, their temporary paths placed
-        (created with the workflow, as soma-workflow's engine does)."""
-        for field in ("referenced_input_files", "referenced_output_files"):
+        (created with the workflow, as soma-workflow's engine does); the file transfers
+        among them as jobbridge's ``input_files`` / ``output_files``."""
+        named: dict[str, list[str]] = {}
+        for field, key in (("referenced_input_files", "input_files"),
+                           ("referenced_output_files", "output_files")):
             items = raw.get(field) or ()
             if not isinstance(items, list | tuple):
                 raise self.error(f"{where}.{field}", "must be a list")
             for index, item in enumerate(items):
                 self.structure(item, f"{where}.{field}[{index}]")
+                special = item[0] if isinstance(item, tuple) and item and _is_special(
+                    item[0]) else item
+                if _is_special(special) and self.specials[str(special[1])][0] == "transfer":
+                    named.setdefault(key, []).append(str(special[1]))
+        return named
 
     def job(self, key: str, raw: Any, workflow_env: Mapping[str, Any],
             workflow_native: Any, links: list[list[Any]]
@@ -308,7 +319,7 @@ class _Converter:
         if engine is None and kind not in _PLAIN_CLASSES:
             raise self.error(f"{where}.class", f"unknown job class {kind!r} (jobbridge runs "
                              f"soma-workflow's Job, BarrierJob, {', '.join(SOMA_ENGINE_CLASSES)})")
-        self.referenced(raw, where)
+        transfers = self.referenced(raw, where)
         configuration = raw.get("configuration") or {}
         if not isinstance(configuration, dict):
             raise self.error(f"{where}.configuration", "must be an object")
@@ -337,13 +348,14 @@ class _Converter:
                 dynamic["output_file"] = self.job_file(given, f"{where}.output_params_file")
         if links:
             dynamic["links"] = links
-        job: dict[str, Any] = {"id": key}
+        job: dict[str, Any] = {"id": key, **transfers}
         name = raw.get("name")
         if name is not None:
             job["name"] = self.text(name, f"{where}.name")
         if engine is not None:  # runs in the engine: no command, no files
             dynamic["engine"] = engine
-            return {**job, "barrier": True}, dynamic
+            return {"id": key, **({"name": job["name"]} if "name" in job else {}),
+                    "barrier": True}, dynamic
         command = raw.get("command")
         if not isinstance(command, list | tuple) or not command:
             raise self.error(f"{where}.command", "must be a non-empty list")
@@ -412,9 +424,8 @@ class _Converter:
                 "%s", ""):
             raise self.error(place, f"invalid pattern {pattern!r}")
         self.paths[key] = ("", "")  # an option path naming itself must not loop
-        if kind == "transfer":  # the client's file system is the resource's
-            main = self.text(raw.get("client_path"), f"{place}.client_path")
-            directory = os.path.dirname(main) if raw.get("client_paths") else main
+        if kind == "transfer":  # the client path itself, or its copy on the resource
+            main, directory = self.transfer(key, raw, place)
         elif kind == "shared":
             parts = [self.text(raw.get(k), f"{place}.{k}")
                      for k in ("namespace", "uuid", "relative_path")]
@@ -435,6 +446,29 @@ class _Converter:
             main = directory = base + self.text(raw.get("uri") or "", f"{place}.uri")
         self.paths[key] = (pattern % main, pattern % directory)
         return self.paths[key]
+
+    def transfer(self, key: str, raw: Mapping[str, Any], place: str) -> tuple[str, str]:
+        """A FileTransfer's ``(main path, directory)`` on the resource: with
+        ``client_paths``, all of them go in one directory there (soma-workflow's), the
+        main path being the client path's name in it."""
+        client = self.text(raw.get("client_path"), f"{place}.client_path")
+        paths = raw.get("client_paths")
+        if paths:
+            if not isinstance(paths, list | tuple):
+                raise self.error(f"{place}.client_paths", "must be a list of paths")
+            folder = os.path.dirname(client) or "."
+            files = [os.path.relpath(self.text(path, f"{place}.client_paths[{index}]"), folder)
+                     for index, path in enumerate(paths)]
+            transfer = self.placement.transfer(key, folder, files, f"{self.source}: {place}",
+                                               self.base_dir)
+            main, directory = os.path.join(transfer.path, os.path.basename(client)), transfer.path
+        else:
+            transfer = self.placement.transfer(key, client, None, f"{self.source}: {place}",
+                                               self.base_dir)
+            main = directory = transfer.path
+        if raw.get("initial_status") == _FILES_ON_CLIENT:
+            transfer.is_input = True
+        return main, directory
 
     def argument(self, item: Any, where: str) -> str:
         """One command element as soma-workflow's engine writes it (``generate_command``):
