@@ -433,6 +433,38 @@ def test_a_job_waits_for_its_inputs(laptop: Laptop, tmp_path: Path) -> None:
 
 
 @pytest.mark.ssh
+def test_soma_workflow_file_transfers_go_to_the_cluster_and_back(laptop: Laptop,
+                                                                 tmp_path: Path) -> None:
+    """soma-workflow's FileTransfers (one with client_paths: its files in one folder
+    there) are copied, the command gets their paths there, outputs come back."""
+    pytest.importorskip("soma_workflow")
+    from soma_workflow.client import FileTransfer, Helper, Job, Workflow
+
+    image, header = tmp_path / "-scan 'one'.img", tmp_path / "-scan 'one'.hdr"
+    image.write_bytes(os.urandom(5000))
+    header.write_bytes(b"header\n\x00\xff")
+    scan = FileTransfer(True, str(image), client_paths=[str(image), str(header)], name="scan")
+    result = FileTransfer(False, str(tmp_path / "result\nfile.bin"), name="result")
+    job = Job(["sh", "-c", 'cat "$0" "$(dirname "$0")/$1" > "$2"', scan, header.name, result],
+              name="cat", referenced_input_files=[scan], referenced_output_files=[result])
+    workflow = tmp_path / "scan.workflow"
+    Helper.serialize(str(workflow), Workflow([job], name="soma transfers"))
+    submitted = laptop.jb("submit", str(workflow), "-r", "cluster")
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    assert laptop.jb("wait", workflow_id).returncode == 0
+    transfers = {Path(t["client_path"]).name: t
+                 for t in remote_status(laptop, workflow_id)["transfers"]}
+    assert transfers[tmp_path.name]["files"] == [image.name, header.name]
+    assert transfers[tmp_path.name]["input"] and transfers["result\nfile.bin"]["output"]
+    assert transfers["result\nfile.bin"]["status"] == "on computing resource side"
+    back = laptop.jb("transfer", workflow_id, "--outputs")
+    assert back.returncode == 0, back.stderr
+    assert (tmp_path / "result\nfile.bin").read_bytes() == image.read_bytes() + \
+        header.read_bytes()
+
+
+@pytest.mark.ssh
 def test_a_bad_transfer_path_is_refused_before_anything_is_sent(laptop: Laptop,
                                                                  tmp_path: Path) -> None:
     workflow = write_json(tmp_path / "missing.json", {

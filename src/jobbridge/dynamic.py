@@ -317,6 +317,11 @@ class Transfer:
     where: str = ""
 
     @property
+    def sent(self) -> bool:
+        """Sent from the client at submission: read by jobs, written by none."""
+        return self.is_input and not self.is_output
+
+    @property
     def copied(self) -> bool:
         """Copied between client and resource (not the same file system)."""
         return self.path != self.client_path
@@ -564,8 +569,23 @@ def parse_job_transfers(raw: Mapping[str, Any], job: EngineJob, where: str,
                     waits.append(name)
             else:
                 transfer.is_output = True
-    if waits:
+    if waits:  # see settle_inputs: a transfer some job writes is not waited for
         job.dynamic = {**(job.dynamic or {}), "inputs": waits}
+
+
+def settle_inputs(jobs: Iterable[EngineJob], transfers: Iterable[Transfer]) -> None:
+    """Once every job is read: jobs wait only for the transfers sent from the client,
+    not for those a job of the workflow writes (the dependencies order those)."""
+    produced = {transfer.name for transfer in transfers if transfer.is_output}
+    if not produced:
+        return
+    for job in jobs:
+        if job.dynamic is not None and "inputs" in job.dynamic:
+            waits = [name for name in job.dynamic["inputs"] if name not in produced]
+            job.dynamic = {k: v for k, v in job.dynamic.items() if k != "inputs"}
+            if waits:
+                job.dynamic["inputs"] = waits
+            job.dynamic = job.dynamic or None
 
 
 def parse_job_dynamic(raw: Mapping[str, Any], job: EngineJob, where: str,

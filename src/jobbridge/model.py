@@ -31,6 +31,7 @@ from .dynamic import (
     parse_job_dynamic,
     parse_job_transfers,
     parse_transfers,
+    settle_inputs,
 )
 from .dynamic import parse_temporaries as _parse_temporaries
 from .errors import InputError
@@ -353,6 +354,7 @@ def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = 
             raise InputError(f"{where}.id: duplicate id {job.job_id!r}")
         ids.add(job.job_id)
         jobs.append(job)
+    settle_inputs(jobs, placement.transfers)
     groups = _parse_groups(data.get("groups"), ids, source)
     members = _group_members(groups, source)
     raw_deps = data.get("dependencies", [])

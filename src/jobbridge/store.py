@@ -744,7 +744,7 @@ class TransferRow:
 def _initial_status(transfer: Transfer) -> str:
     if not transfer.copied:
         return FILES_ON_CLIENT_AND_CR
-    return FILES_ON_CLIENT if transfer.is_input else FILES_DO_NOT_EXIST
+    return FILES_ON_CLIENT if transfer.sent else FILES_DO_NOT_EXIST
 
 
 def _transfer_folders(transfers: Iterable[Transfer]) -> list[Temporary]:

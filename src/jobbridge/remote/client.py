@@ -227,7 +227,7 @@ class RemoteController:
                              "resource": self.resource.remote_resource,
                              "client_dir": client_dir}, repeat=False)
         workflow_id = self.shown_id(number)
-        if any(transfer.is_input for transfer in spec.transfers):
+        if any(transfer.sent for transfer in spec.transfers):
             try:
                 self.transfer(workflow_id, outputs=False, copying=copying)
             except BaseException:
@@ -244,10 +244,10 @@ class RemoteController:
         what was copied, one line each."""
         number = self.local_id(workflow_id)
         listed = self._call({"op": "transfers", "workflow": number})
+        sending = (FILES_ON_CLIENT, TRANSFERING_FROM_CLIENT_TO_CR)
         wanted = [item for item in listed if (
             item.get("output") and item["status"] in ON_RESOURCE if outputs
-            else item.get("input") and item["status"] in (FILES_ON_CLIENT,
-                                                          TRANSFERING_FROM_CLIENT_TO_CR))]
+            else item.get("input") and not item.get("output") and item["status"] in sending)]
         chosen = [transfer_from(item) for item in wanted]
         total = (sum(int(item.get("size") or 0) for item in wanted) if outputs
                  else tree_size(item for t in chosen for item in t.client_items()))

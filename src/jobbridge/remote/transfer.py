@@ -40,7 +40,7 @@ def check_inputs(transfers: Iterable[Transfer]) -> None:
     """Every input transfer's client files exist: InputError naming the first missing
     one's place, before anything is sent."""
     for transfer in transfers:
-        if not transfer.is_input:
+        if not transfer.sent:
             continue
         for item in transfer.client_items():
             if not os.path.lexists(item):
