@@ -363,6 +363,12 @@ def _status(args: argparse.Namespace) -> int:
         for row, job in zip(rows, status["jobs"], strict=True):
             row.insert(3, _attempts_text(job))
     _table(header, rows)
+    if status.get("transfers"):  # a remote host's older jobbridge has none
+        print()
+        _table(["TRANSFER", "STATUS", "CLIENT PATH", "PATH THERE"],
+               [[t["name"], t["status"], t["client_path"],
+                 "(the same)" if t["path"] == t["client_path"] else t["path"]]
+                for t in status["transfers"]])
     _engine_hint(controller, only=status["id"])
     return int(failed)
 
@@ -616,9 +622,16 @@ class ProgressBar:
 
     def update(self, progress: Progress | TransferProgress) -> None:
         """The engine's latest counts, or a copy's bytes, drawn by the next tick (or by
-        close)."""
+        close). A finished copy's line is drawn and ended now: what follows (the
+        workflow's progress, its id) goes on the next line."""
         with self._lock:
             self.progress = progress
+            if isinstance(progress, TransferProgress) and progress.finished:
+                if self.enabled:
+                    self._draw()
+                    sys.stderr.write("\n")
+                    sys.stderr.flush()
+                self.progress, self.width = None, 0
 
     def close(self) -> None:
         """Draw the last state and end the line (idempotent)."""

@@ -257,16 +257,18 @@ class WorkflowController:
             recorded = self.store.attempts(wf_id)
             transfers = self.store.transfers(wf_id)
         caps = retry.limits(workflow.config)
-        return {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
-                "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
-                "submission_date": workflow.submission_date, "ending_date": workflow.ending_date,
-                "jobs": [job.as_json() | {
-                    "exit_reason": job.exit_reason, "retries": job.spec.retries,
-                    "retry_at": job.retry_at if job.status == constants.NOT_SUBMITTED else None,
-                    "attempts": [attempt.as_json() for attempt in
-                                 job_attempts(job, recorded.get(job.idx, ()), caps)]}
-                    for job in jobs],
-                "transfers": [transfer.as_json() for transfer in transfers]}
+        shown = {"id": str(workflow.id), "name": workflow.name, "status": workflow.status,
+                 "resource": workflow.resource, "scheduler_type": workflow.scheduler_type,
+                 "submission_date": workflow.submission_date, "ending_date": workflow.ending_date,
+                 "jobs": [job.as_json() | {
+                     "exit_reason": job.exit_reason, "retries": job.spec.retries,
+                     "retry_at": job.retry_at if job.status == constants.NOT_SUBMITTED else None,
+                     "attempts": [attempt.as_json() for attempt in
+                                  job_attempts(job, recorded.get(job.idx, ()), caps)]}
+                     for job in jobs]}
+        if transfers:  # a workflow with file transfers: where they are
+            shown["transfers"] = [transfer.as_json() for transfer in transfers]
+        return shown
 
     def list(self) -> list[dict[str, Any]]:
         """The ``list --json`` array (docs/format.md)."""

@@ -341,6 +341,8 @@ class TransferProgress:
     total: int
     done: int = 0
     sending: bool = True
+    #: the copy is over: its line is drawn a last time and ended
+    finished: bool = False
 
 
 #: A transfer's status (soma-workflow's constants' values, shown as they are).

@@ -260,8 +260,9 @@ class RemoteController:
                 self._mark(number, transfer, TRANSFERING_FROM_CR_TO_CLIENT)
                 try:
                     receive(self.connection, transfer, target, progress, copying)
-                except JobbridgeError:
-                    self._mark(number, transfer, FILES_ON_CR)
+                except BaseException:  # failed or interrupted: still (only) there
+                    with contextlib.suppress(JobbridgeError):
+                        self._mark(number, transfer, FILES_ON_CR)
                     raise
                 self._mark(number, transfer, FILES_ON_CLIENT_AND_CR)
                 said.append(f"{transfer.name}: {self.resource.name}:{transfer.path} -> {target}")
@@ -271,6 +272,9 @@ class RemoteController:
                 self._mark(number, transfer, FILES_ON_CR)
                 said.append(f"{transfer.name}: {transfer.client_path} -> "
                             f"{self.resource.name}:{transfer.path}")
+        if chosen and copying is not None:
+            progress.finished = True
+            copying(progress)
         if not chosen:
             what = "output files written" if outputs else "input files to send"
             said.append(f"nothing to copy: no {what} on {self.resource.name} yet"

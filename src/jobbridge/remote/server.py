@@ -164,7 +164,8 @@ def _logs(controller: WorkflowController, request: dict[str, Any], emit: Emit) -
 def _transfers(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> Any:
     """The workflow's transfers (``status --json``'s), with the size of those here."""
     listed = []
-    for row in controller.store.transfers(_text(request, "workflow")):
+    workflow = controller.store.workflow(_text(request, "workflow"))  # an unknown id: error
+    for row in controller.store.transfers(workflow.id):
         item = row.as_json()
         if item["status"] in ON_RESOURCE:
             item["size"] = tree_size([row.transfer.path])
@@ -176,6 +177,7 @@ def _transfer_status(controller: WorkflowController, request: dict[str, Any], em
                      ) -> None:
     """Record where transfers are; an input said to be here must be here, whole."""
     workflow, status = _text(request, "workflow"), _text(request, "status")
+    controller.store.workflow(workflow)  # an unknown id: error
     if status not in TRANSFER_STATUSES:
         raise InputError(f"unknown transfer status {status!r}")
     rows = {row.transfer.name: row for row in controller.store.transfers(workflow)}

@@ -74,8 +74,11 @@ class _Counting:
     def __init__(self, stream: IO[bytes], progress: TransferProgress, copying: Copying | None
                  ) -> None:
         self.stream, self.progress, self.copying = stream, progress, copying
+        self.closed = False  # an abandoned archive's last flush goes nowhere
 
     def write(self, data: bytes) -> int:
+        if self.closed:
+            return len(data)
         self.stream.write(data)
         self.progress.done += len(data)
         if self.copying is not None:
@@ -108,7 +111,12 @@ def send(connection: SshConnection, transfer: Transfer, progress: TransferProgre
     except OSError as error:  # a client file that went away or became unreadable
         process.kill()
         problem = f"cannot read {error.filename!r}: {error.strerror}"
+    except BaseException:  # interrupted: the host's half copy goes with the workflow
+        process.kill()
+        process.wait()
+        raise
     finally:
+        sink.closed = True
         with suppress(OSError):
             process.stdin.close()
     errors = process.stderr.read()
@@ -145,6 +153,10 @@ def receive(connection: SshConnection, transfer: Transfer, destination: str,
         problem = f"cannot write {error.filename!r}: {error.strerror}"
     except _Refused as error:
         problem = str(error)
+    except BaseException:  # interrupted: the file being written is removed (_extract)
+        process.kill()
+        process.wait()
+        raise
     finally:
         if problem is not None:
             process.kill()
@@ -191,6 +203,7 @@ def _extract(archive: tarfile.TarFile, member: tarfile.TarInfo, leaf: str, desti
                 if copying is not None:
                     copying(progress)
         os.chmod(temporary, member.mode & 0o777)
+        os.utime(temporary, (member.mtime, member.mtime))
         if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
         os.replace(temporary, target)
