@@ -137,3 +137,19 @@ def test_a_transfer_a_job_writes_is_not_waited_for(tmp_path: Path) -> None:
     spec = load_workflow_file(workflow, placement=placement)
     assert [job.dynamic for job in spec.jobs] == [{"inputs": ["in"]}, None]
     assert {t.name: t.sent for t in spec.transfers} == {"mid": False, "in": True}
+
+
+def test_the_python_api_writes_transfers(tmp_path: Path) -> None:
+    from jobbridge.api import Job, Workflow
+
+    (tmp_path / "in.txt").write_text("api\n")
+    job = Job(["cp", "%(in)s", "%(out)s"], id="cp", input_files=["in"], output_files=["out"])
+    workflow = Workflow([job], transfers={"in": {"path": str(tmp_path / "in.txt")},
+                                          "out": {"path": str(tmp_path / "out.txt")}})
+    controller = WorkflowController()
+    try:
+        workflow_id = controller.run(workflow)
+        assert controller.status(workflow_id)["jobs"][0]["status"] == "done"
+    finally:
+        controller.close()
+    assert (tmp_path / "out.txt").read_text() == "api\n"

@@ -61,6 +61,9 @@ class Job:
     retry_on: list[int | str] | None = None
     retry_delay_s: float | None = None
     escalate: dict[str, float] | None = None
+    #: names of the workflow's ``transfers`` the job reads and writes
+    input_files: list[str] | None = None
+    output_files: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id}
@@ -77,7 +80,7 @@ class Job:
         for key in ("name", "working_directory", "env", "stdin", "stdout_file", "stderr_file",
                     "queue", "native_specification", "parallel_job_info", "resources",
                     "parameters", "outputs", "engine", "retries", "retry_on", "retry_delay_s",
-                    "escalate"):
+                    "escalate", "input_files", "output_files"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -134,6 +137,9 @@ class Workflow:
     temporary_paths: Mapping[str, Mapping[str, Any]] | None = None
     #: retry keys given to every job (``{"retries": 2, ...}``), as a file's ``defaults``
     defaults: dict[str, Any] | None = None
+    #: file transfers ``{name: {"path": ..., "files": [...]}}`` (client files: copied
+    #: to a remote resource, the paths themselves elsewhere)
+    transfers: Mapping[str, Mapping[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow file object (docs/format.md)."""
@@ -146,6 +152,8 @@ class Workflow:
             data["temporary_paths"] = {k: dict(v) for k, v in self.temporary_paths.items()}
         if self.defaults is not None:
             data["defaults"] = self.defaults
+        if self.transfers is not None:
+            data["transfers"] = {k: dict(v) for k, v in self.transfers.items()}
         return data
 
 
