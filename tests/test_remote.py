@@ -458,10 +458,21 @@ def test_soma_workflow_file_transfers_go_to_the_cluster_and_back(laptop: Laptop,
     assert transfers[tmp_path.name]["files"] == [image.name, header.name]
     assert transfers[tmp_path.name]["input"] and transfers["result\nfile.bin"]["output"]
     assert transfers["result\nfile.bin"]["status"] == "on computing resource side"
-    back = laptop.jb("transfer", workflow_id, "--outputs")
-    assert back.returncode == 0, back.stderr
+    # soma-workflow's own Helper brings the outputs back through a RemoteController
+    from jobbridge.remote.client import RemoteController
+
+    controller = RemoteController(load_remote("cluster"), laptop.home, prompt=False)
+    try:
+        Helper.transfer_input_files(workflow_id, controller)  # all there: nothing to do
+        Helper.transfer_output_files(workflow_id, controller)
+        _, listed, status, _, _ = controller.workflow_elements_status(workflow_id)
+    finally:
+        controller.close()
     assert (tmp_path / "result\nfile.bin").read_bytes() == image.read_bytes() + \
         header.read_bytes()
+    assert status == "workflow_done"
+    assert {Path(item[1][3]).name: item[1][0] for item in listed} == {
+        image.name: "on computing resource side", "result\nfile.bin": "on both sides"}
 
 
 @pytest.mark.ssh

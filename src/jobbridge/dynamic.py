@@ -332,6 +332,14 @@ class Transfer:
             return [self.client_path]
         return [os.path.join(self.client_path, name) for name in self.files]
 
+    def soma_status(self, status: str) -> tuple[str, tuple[Any, ...]]:
+        """soma-workflow's ``workflow_elements_status`` item: ``(engine_path, (status,
+        progression, engine_path, client_path, client_paths))``, with files the first
+        one and all of them."""
+        items = None if self.files is None else self.client_items()
+        client = self.client_path if items is None else items[0]
+        return self.path, (status, None, self.path, client, items)
+
 
 @dataclass
 class TransferProgress:

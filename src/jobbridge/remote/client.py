@@ -20,7 +20,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -191,6 +191,7 @@ class RemoteController:
         self.connection = SshConnection(resource, home, prompt)
         self._session: Session | None = None
         self._connected = False  # the host was reached: a later failure is a dropped connection
+        self._soma_workflow: str | None = None  # what soma-workflow's transfer_files acts on
 
     def close(self) -> None:
         if self._session is not None:
@@ -238,14 +239,16 @@ class RemoteController:
         return workflow_id
 
     def transfer(self, workflow_id: str, outputs: bool, folder: str | None = None,
-                 copying: Copying | None = None) -> list[str]:
+                 copying: Copying | None = None, paths: Collection[str] | None = None
+                 ) -> list[str]:
         """Copy the workflow's input files to the host (those not there yet), or its
         outputs the jobs wrote back here (to their client paths, or into ``folder``);
-        what was copied, one line each."""
+        what was copied, one line each. ``paths``: only the transfers at these paths
+        on the host."""
         number = self.local_id(workflow_id)
         listed = self._call({"op": "transfers", "workflow": number})
         sending = (FILES_ON_CLIENT, TRANSFERING_FROM_CLIENT_TO_CR)
-        wanted = [item for item in listed if (
+        wanted = [item for item in listed if (paths is None or item["path"] in paths) and (
             item.get("output") and item["status"] in ON_RESOURCE if outputs
             else item.get("input") and not item.get("output") and item["status"] in sending)]
         chosen = [transfer_from(item) for item in wanted]
@@ -280,6 +283,29 @@ class RemoteController:
             said.append(f"nothing to copy: no {what} on {self.resource.name} yet"
                         if outputs else f"nothing to copy: no {what}")
         return said
+
+    # --- soma-workflow's Helper.transfer_input_files / transfer_output_files ----------------
+    def workflow_elements_status(self, workflow_id: str) -> tuple[list[Any], list[Any], str,
+                                                                   None, list[Any]]:
+        """What soma-workflow's ``Helper`` reads to copy a workflow's files: its
+        transfers, as soma-workflow's controller lists them (no jobs)."""
+        status = self.status(workflow_id)
+        transfers = [transfer_from(item).soma_status(item["status"])
+                     for item in status.get("transfers", ())]
+        self._soma_workflow = workflow_id
+        return [], transfers, status["status"], None, []
+
+    def transfer_files(self, transfer_ids: Iterable[str] | str, buffer_size: int = 0) -> None:
+        """soma-workflow's: copy these transfers (their paths on the host) of the
+        workflow ``workflow_elements_status`` last read, the inputs there, the outputs
+        back to their client paths."""
+        del buffer_size
+        if self._soma_workflow is None:
+            raise InputError("transfer_files: call workflow_elements_status first (soma-"
+                             "workflow's Helper does)")
+        wanted = {transfer_ids} if isinstance(transfer_ids, str) else set(transfer_ids)
+        for outputs in (False, True):
+            self.transfer(self._soma_workflow, outputs, paths=wanted)
 
     def _mark(self, number: str, transfer: Transfer, status: str) -> None:
         self._call({"op": "transfer_status", "workflow": number, "names": [transfer.name],

@@ -49,7 +49,7 @@ from soma_workflow.info import DB_VERSION
 from ... import constants
 from ...configuration import Configuration, jobbridge_home
 from ...controller import check_config, check_jobs_fit, ensure_engine
-from ...dynamic import Placement, Transfer
+from ...dynamic import Placement
 from ...engine import live_engines
 from ...errors import InputError
 from ...store import JobRow, Store, WorkflowRow
@@ -204,8 +204,7 @@ class WorkflowController:
                 jobs.append((*info, job.scheduler_job_id) if with_drms_id else info)
             temporaries = [(t.name, t.path, soma_constants.FILES_ON_CR)
                            for t in self._store.temporary_paths(workflow.id)]
-            transfers = [(row.transfer.path, (row.status, None, row.transfer.path,
-                                              *_client_side(row.transfer)))
+            transfers = [row.transfer.soma_status(row.status)
                          for row in self._store.transfers(workflow.id)]
             return jobs, transfers, _workflow_status(workflow), queue, temporaries
 
@@ -262,7 +261,7 @@ class WorkflowController:
             for workflow in self._store.workflows() if wanted else ():
                 for row in self._store.transfers(workflow.id):
                     if row.transfer.path in wanted:
-                        client, paths = _client_side(row.transfer)
+                        _, (_, _, _, client, paths) = row.transfer.soma_status(row.status)
                         found[row.transfer.path] = (client, None, paths)
         return found
 
@@ -679,11 +678,3 @@ def _jobbridge_configuration(config: Any, resource_id: str, local: Any) -> Confi
     except InputError as error:
         raise SomaConfigurationError(str(error)) from None
 
-
-def _client_side(transfer: Transfer) -> tuple[str, list[str] | None]:
-    """soma-workflow's ``(client_path, client_paths)`` of a transfer: with files, the
-    first one and all of them."""
-    if transfer.files is None:
-        return transfer.client_path, None
-    paths = transfer.client_items()
-    return paths[0], paths
