@@ -476,6 +476,29 @@ def test_soma_workflow_file_transfers_go_to_the_cluster_and_back(laptop: Laptop,
 
 
 @pytest.mark.ssh
+def test_a_failed_copy_leaves_no_workflow_there(laptop: Laptop, tmp_path: Path) -> None:
+    """The host's folder vanishes mid-copy: the copy fails saying so, and the workflow
+    it was for is deleted there (no job waits forever for files that never come)."""
+    from jobbridge.remote.client import RemoteController
+
+    workflow, _, _ = _transfer_workflow(tmp_path)
+    controller = RemoteController(load_remote("cluster"), laptop.home, prompt=False)
+
+    def copying(progress: Any) -> None:
+        if progress.done > (1 << 20):
+            shutil.rmtree(laptop.remote_home / "transfers", ignore_errors=True)
+
+    try:
+        # tar fails there, or the host finds the file missing once tar is done
+        with pytest.raises(JobbridgeError, match=r"^(copying '.*-single\\nfile\.bin' to "
+                           r"cluster:'.*' failed: |cluster: transfer 'single': .* is not here)"):
+            controller.submit(str(workflow), copying=copying)
+    finally:
+        controller.close()
+    wait_for(lambda: laptop.jb_json("list", "-r", "cluster") == [], 60, "deleted there")
+
+
+@pytest.mark.ssh
 def test_a_bad_transfer_path_is_refused_before_anything_is_sent(laptop: Laptop,
                                                                  tmp_path: Path) -> None:
     workflow = write_json(tmp_path / "missing.json", {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from jbcli import error_line, jb, wait_for, write_json
+from jbcli import error_line, jb, kill_engines, wait_for, write_json
 from jobbridge.controller import WorkflowController, ensure_engine, resolve_config
 from jobbridge.dynamic import FILES_ON_CR, Placement
 from jobbridge.model import load_workflow_file
@@ -107,6 +107,11 @@ def test_a_job_waits_while_its_copied_inputs_are_not_there(tmp_path: Path,
     assert status["jobs"][0]["status"] == "not_submitted"
     assert {t["name"]: t["status"] for t in status["transfers"]} == {
         "data": "on client side", "result": "do not exist", "never": "do not exist"}
+    # an engine killed meanwhile: the next one keeps the job waiting, then runs it
+    assert kill_engines(jobbridge_home) == 1
+    ensure_engine(controller.store.home)
+    time.sleep(2)
+    assert controller.status(str(workflow_id))["jobs"][0]["status"] == "not_submitted"
     shutil.copytree(tmp_path / "in put", data.path)  # what the client's copy does
     controller.store.set_transfer_status(workflow_id, ["data"], FILES_ON_CR)
     done = controller.wait(str(workflow_id), timeout=120)
