@@ -406,7 +406,7 @@ class Placement:
             if known.name == key:
                 return known
         base = self.client_dir or str(base_dir or Path.cwd())
-        client = os.path.normpath(os.path.join(base, os.path.expanduser(client_path)))
+        client = os.path.normpath(os.path.join(base, client_path))  # as the client has it
         for name in files or ():
             check_transfer_name(name, f"{where}: files")
         if self.transfer_folder is None:
