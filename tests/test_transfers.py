@@ -158,3 +158,14 @@ def test_the_python_api_writes_transfers(tmp_path: Path) -> None:
     finally:
         controller.close()
     assert (tmp_path / "out.txt").read_text() == "api\n"
+
+
+def test_a_copy_progress_line() -> None:
+    from jobbridge.cli import _progress_line
+    from jobbridge.dynamic import TransferProgress
+
+    copying = TransferProgress("in\nput", total=10 << 20, done=5 << 20)
+    assert _progress_line(copying, 3, 80) == \
+        "[###############...............] 5.0/10.0 MiB  0:03  sending in\\nput"
+    copying.sending = False
+    assert _progress_line(copying, 3, 40) == "5.0/10.0 MiB  0:03  receiving in\\nput"
