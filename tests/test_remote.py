@@ -808,3 +808,16 @@ def test_control_folder_falls_back_when_the_home_path_is_long(tmp_path: Path) ->
     assert folder.parent == Path(tempfile.gettempdir())
     assert folder.name == f"jobbridge-ssh-{os.getuid()}"
     assert folder.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.ssh
+def test_a_copy_shows_its_progress_on_a_terminal(laptop: Laptop, tmp_path: Path) -> None:
+    """run on a terminal: the copy's line, drawn full and ended, then the workflow's."""
+    workflow, _, _ = _transfer_workflow(tmp_path)
+    code, shown = _in_terminal([*JOBBRIDGE, "run", str(workflow), "-r", "cluster"], None)
+    assert code == 0, shown
+    copy_line, rest = shown.split("\r\n", 1)
+    total = f"{(3 << 20) / 2**20 + 0.0:.1f}"
+    assert copy_line.rsplit("\r", 1)[-1].startswith(f"[{'#' * 30}] {total}/{total} MiB")
+    assert rest.startswith("jobbridge: running on resource 'cluster:localhost'"), rest
+    assert "1/1 jobs succeeded" in rest

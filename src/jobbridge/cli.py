@@ -674,8 +674,9 @@ def _progress_line(progress: Progress | TransferProgress, seconds: float, column
     have started, queued ones are submitted and not started yet, waiting ones are
     not submitted yet (their dependencies, the resource's limits, or their input
     files). A copy: ``[##....] 3.0/12.5 MiB  0:02  sending data``."""
-    if isinstance(progress, TransferProgress):
-        text = (f"{progress.done / 2**20:.1f}/{progress.total / 2**20:.1f} MiB  "
+    if isinstance(progress, TransferProgress):  # a sent archive's headers count too: capped
+        text = (f"{min(progress.done, progress.total) / 2**20:.1f}/"
+                f"{progress.total / 2**20:.1f} MiB  "
                 f"{_elapsed(seconds)}  {'sending' if progress.sending else 'receiving'} "
                 f"{_one_line(progress.name)}")
         ended, total = progress.done, progress.total
