@@ -259,6 +259,8 @@ def test_outputs_links_and_temporaries_through_the_controller(
         (str(source), (soma_constants.FILES_ON_CLIENT_AND_CR, None, str(source), str(source),
                        None))]
     assert controller.transfers([str(source)]) == {str(source): (str(source), None, None)}
+    registered = controller.register_transfer(FileTransfer(False, str(tmp_path / "x.txt")))
+    assert registered.engine_path == str(tmp_path / "x.txt")
     [(_, path, transfer_status)] = temporaries
     assert transfer_status == soma_constants.FILES_ON_CR and path.endswith(".txt")
     assert Path(path).read_text() == "transferred\n"
