@@ -50,11 +50,11 @@ def check_inputs(transfers: Iterable[Transfer]) -> None:
 
 
 def tree_size(paths: Iterable[str]) -> int:
-    """Bytes of the regular files under these paths."""
+    """Bytes of the regular files under these paths (links followed, as sent)."""
     total = 0
     for path in paths:
-        if os.path.isdir(path) and not os.path.islink(path):
-            for folder, _, names in os.walk(path):
+        if os.path.isdir(path):
+            for folder, _, names in os.walk(path, followlinks=True):
                 total += sum(_size(os.path.join(folder, name)) for name in names)
         else:
             total += _size(path)
@@ -63,7 +63,7 @@ def tree_size(paths: Iterable[str]) -> int:
 
 def _size(path: str) -> int:
     try:
-        return os.lstat(path).st_size if os.path.isfile(path) else 0
+        return os.stat(path).st_size if os.path.isfile(path) else 0
     except OSError:
         return 0
 
@@ -99,15 +99,17 @@ def send(connection: SshConnection, transfer: Transfer, progress: TransferProgre
     problem = None
     sink: Any = _Counting(process.stdin, progress, copying)  # a stream as tarfile takes it
     try:
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        # links followed: a linked input's content goes there, not a link to nowhere
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,
+                          dereference=True) as archive:
             if transfer.files is None:
                 archive.add(transfer.client_path, arcname=leaf)
             else:
                 for name in transfer.files:
                     archive.add(os.path.join(transfer.client_path, name),
                                 arcname=os.path.join(leaf, name))
-    except (BrokenPipeError, ConnectionResetError):
-        problem = "the connection closed"
+    except (BrokenPipeError, ConnectionResetError):  # tar there ended: its stderr says why
+        problem = ""
     except OSError as error:  # a client file that went away or became unreadable
         process.kill()
         problem = f"cannot read {error.filename!r}: {error.strerror}"
@@ -121,8 +123,9 @@ def send(connection: SshConnection, transfer: Transfer, progress: TransferProgre
             process.stdin.close()
     errors = process.stderr.read()
     code = process.wait()
-    if problem is None and code != 0:
-        problem = stderr_tail(errors) or f"tar exit status {code}"
+    if (problem is None and code != 0) or problem == "":
+        problem = stderr_tail(errors, 2) or (f"tar exit status {code}" if code else
+                                          "the connection closed")
     if problem is not None:
         raise JobbridgeError(f"copying {transfer.client_path!r} to "
                              f"{connection.resource.name}:{transfer.path!r} failed: {problem}")
@@ -164,7 +167,7 @@ def receive(connection: SshConnection, transfer: Transfer, destination: str,
     errors = process.stderr.read()
     code = process.wait()
     if problem is None and code != 0:
-        problem = stderr_tail(errors) or f"tar exit status {code}"
+        problem = stderr_tail(errors, 2) or f"tar exit status {code}"
     if problem is not None:
         raise JobbridgeError(f"copying {connection.resource.name}:{transfer.path!r} to "
                              f"{destination!r} failed: {problem}")
