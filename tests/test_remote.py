@@ -652,6 +652,26 @@ def test_remote_slurm_through_a_jump_host(laptop: Laptop, tmp_path: Path) -> Non
     assert jump_log.read_text().count("Accepted publickey") > logins  # went through it
 
 
+@pytest.mark.ssh
+@pytest.mark.slurm
+def test_transfers_with_the_remote_slurm_through_a_jump_host(laptop: Laptop,
+                                                            tmp_path: Path) -> None:
+    """The laptop's files reach a Slurm job of the cluster account (through the jump
+    host), and its outputs come back."""
+    workflow, contents, single = _transfer_workflow(tmp_path)
+    ran = laptop.jb("run", str(workflow), "--resource", "cluster-slurm", timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    workflow_id = re.search(r"workflow (cluster-slurm:\d+):", ran.stderr)
+    assert workflow_id, ran.stderr
+    job = remote_status(laptop, workflow_id[1])["jobs"][0]
+    assert job["scheduler_job_id"].isdigit()  # a Slurm job
+    back = laptop.jb("transfer", workflow_id[1], "--outputs")
+    assert back.returncode == 0, back.stderr
+    assert (tmp_path / "copy.bin").read_bytes() == single
+    for name, data in contents.items():
+        assert (tmp_path / "results" / name).read_bytes() == data, name
+
+
 # --- errors: one clear line, nothing waits for an answer -------------------------------------
 def _free_port() -> int:
     with socket.socket() as probe:
