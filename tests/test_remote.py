@@ -501,6 +501,28 @@ def test_a_failed_copy_leaves_no_workflow_there(laptop: Laptop, tmp_path: Path) 
 
 
 @pytest.mark.ssh
+def test_an_output_link_does_not_come_back(laptop: Laptop, tmp_path: Path) -> None:
+    """A job's output folder holding a link (to a file of the laptop's, once here): the
+    copy back refuses it, saying so; the regular files before it are whole."""
+    workflow = write_json(tmp_path / "link.json", {
+        "transfers": {"out": {"path": "out"}},
+        "jobs": [{"id": "a", "command": ["sh", "-c", 'mkdir "$0" && echo ok > "$0/a" && '
+                                         'ln -s /etc/shadow "$0/b"', "%(out)s"],
+                  "output_files": ["out"]}]})
+    ran = laptop.jb("run", str(workflow), "-r", "cluster")
+    assert ran.returncode == 0, ran.stderr
+    workflow_id = re.search(r"workflow (cluster:\d+):", ran.stderr)
+    assert workflow_id, ran.stderr
+    line = error_line(laptop.jb("transfer", workflow_id[1], "--outputs"), 1)
+    assert "failed: './out/b' is not a regular file or directory" in line, line
+    regular = tmp_path / "out" / "a"  # before or after the link in the archive
+    assert not regular.exists() or regular.read_text() == "ok\n"
+    assert not (tmp_path / "out" / "b").exists() and not (tmp_path / "out" / "b").is_symlink()
+    status = {t["name"]: t["status"] for t in remote_status(laptop, workflow_id[1])["transfers"]}
+    assert status == {"out": "on computing resource side"}
+
+
+@pytest.mark.ssh
 def test_a_bad_transfer_path_is_refused_before_anything_is_sent(laptop: Laptop,
                                                                  tmp_path: Path) -> None:
     workflow = write_json(tmp_path / "missing.json", {
