@@ -105,6 +105,7 @@ def test_a_job_waits_while_its_copied_inputs_are_not_there(tmp_path: Path,
     time.sleep(3)  # the engine has long loaded it by now
     status = controller.status(str(workflow_id))
     assert status["jobs"][0]["status"] == "not_submitted"
+    assert status["jobs"][0]["exit_reason"] == "waiting for its input files (data)"
     assert {t["name"]: t["status"] for t in status["transfers"]} == {
         "data": "on client side", "result": "do not exist", "never": "do not exist"}
     # an engine killed meanwhile: the next one keeps the job waiting, then runs it
@@ -115,7 +116,7 @@ def test_a_job_waits_while_its_copied_inputs_are_not_there(tmp_path: Path,
     shutil.copytree(tmp_path / "in put", data.path)  # what the client's copy does
     controller.store.set_transfer_status(workflow_id, ["data"], FILES_ON_CR)
     done = controller.wait(str(workflow_id), timeout=120)
-    assert done["jobs"][0]["status"] == "done"
+    assert (done["jobs"][0]["status"], done["jobs"][0]["exit_reason"]) == ("done", None)
     result = Path({t["name"]: t for t in done["transfers"]}["result"]["path"])
     assert result.parent.parent == jobbridge_home / "transfers" / "test"
     assert result.read_text().startswith("0:with space.txt\n")

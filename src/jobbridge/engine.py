@@ -555,6 +555,9 @@ class Engine:
         if run.lacks_inputs(job):  # its input files are not on the resource yet
             if job not in run.waiting:
                 run.waiting.append(job)
+                missing = [n for n in (job.spec.dynamic or {})["inputs"] if n in run.missing]
+                run.changes.append((job.idx, {"exit_reason": "waiting for its input files "
+                                              f"({', '.join(missing)})"}))
             return
         if job.retry_at is not None:  # a retry waiting out its delay
             if job.retry_at > time.time():
