@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jbcli import error_line, jb, jb_start, job, status_json, wait_for, write_json
-from jobbridge import constants
+from jobbridge import constants, report
 from jobbridge.configuration import Configuration
 from jobbridge.errors import InputError
 from jobbridge.model import parse_workflow
@@ -471,8 +471,8 @@ USAGES = _usage()
 @settings(max_examples=40, deadline=None)
 @given(st.lists(USAGES, min_size=1, max_size=20))
 def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
-    """The SQL that sums usage strings reads them as parse_usage does (any key order,
-    hours past 99, vmem beside mem, the exact cpu_s/wall_s preferred)."""
+    """The SQL that sums usage strings reads them as jobbridge.report.parse_usage does
+    (any key order, hours past 99, vmem beside mem, the exact cpu_s/wall_s preferred)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as home:
@@ -481,10 +481,11 @@ def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
         store.update_jobs(workflow_id, [(i, {"resource_usage": u}) for i, u in enumerate(usages)])
         figures = views.figures(store, workflow_id)
         store.close()
-    parsed = [views.parse_usage(u) for u in usages]
-    assert figures["cpu_s"] == pytest.approx(sum(p["cput"] for p in parsed))
-    assert figures["peak_mem_kb"] == max(p["mem"] for p in parsed)
-    core = sum(p["walltime"] * p["ncpus"] for p in parsed)
+    parsed = [report.parse_usage(u) for u in usages]
+    ncpus = [int(u.split("ncpus=")[1].split()[0]) for u in usages]
+    assert figures["cpu_s"] == pytest.approx(sum(p.cpu_s or 0 for p in parsed))
+    assert figures["peak_mem_kb"] * 1024 == max(p.mem_bytes or 0 for p in parsed)
+    core = sum((p.wall_s or 0) * n for p, n in zip(parsed, ncpus, strict=True))
     assert figures["efficiency"] == (pytest.approx(figures["cpu_s"] / core) if core else None)
 
 

@@ -50,6 +50,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import controller as control
 from ..errors import InputError, JobbridgeError
+from ..report import SVG_STYLE
 from ..store import Store
 from . import views
 
@@ -309,12 +310,15 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
         Route(workflow + "/jobs", reading(_jobs_page)),
         Route(workflow + "/timeline",
               reading(lambda store, r: views.timeline(store, _workflow(r)))),
+        Route(workflow + "/report", reading(lambda store, r: views.efficiency(
+            store, _workflow(r), _int(r, "offset", 0), _int(r, "limit", views.REPORT_ROWS)))),
         Route(workflow + "/job", reading(lambda store, r: views.job(
             store, _workflow(r), _job_id(r), r.query_params.get("env") == "1"))),
         Route(workflow + "/job/{stream:str}", download),
         Route("/api/events", events),
         Route(workflow + "/{action:str}", acting(_workflow_action), methods=["POST"]),
         Route(workflow + "/job/kill", acting(_kill), methods=["POST"]),
+        Route("/report.css", lambda r: Response(SVG_STYLE, media_type="text/css")),
         Route("/", index),
         Route("/workflows/{workflow:int}", index),
         Route("/workflows/{workflow:int}/{tab:str}", index),
