@@ -516,10 +516,10 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         assert not errors, errors
 
 
-def _shot(page: Any, name: str) -> None:
+def _shot(page: Any, name: str, full_page: bool = False) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(300)  # let the last refresh paint
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def _fill(page: Any, selector: str) -> str:
@@ -671,3 +671,103 @@ def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path)
     page.locator("th[data-sort='id']").click()
     expect(page.locator("tr.job").first).to_have_attribute("data-job", "sim_4_129")
     _shot(page, "large-jobs")
+
+
+#: A job that fails until it has run ``$2`` times (a counter file ``$1``), then succeeds.
+FLAKY = 'n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge "$2" ]'
+
+
+def _report_workflow(tmp_path: Path) -> Path:
+    """Retried once then done; done at once; failed with a message on stderr."""
+    return write_json(tmp_path / "wf.json", {"name": "efficiency", "jobs": [
+        {"id": "flaky", "command": ["sh", "-c", FLAKY, "flaky", str(tmp_path / "n"), "2"],
+         "retries": 1, "resources": {"memory_mb": 64, "walltime_s": 60}},
+        {"id": "busy", "command": ["python3", "-c", "x = bytearray(20 << 20)\n"
+                                   "x[::4096] = b'x' * len(x[::4096])"],
+         "resources": {"cpus": 2, "memory_mb": 100}},
+        job("bad", "echo 'bad: cannot read input.dat' >&2; exit 3",
+            resources={"memory_mb": 32, "walltime_s": 30})]})
+
+
+@pytest.mark.browser
+def test_report_tab_shows_the_reports_figures(browser: Any, ui: Dashboard, tmp_path: Path,
+                                              jobbridge_home: Path) -> None:
+    """A workflow's Report tab: `jobbridge report`'s summary, histograms, timeline and
+    table (the same code: its rows are report.table_rows'), a retried job's attempts
+    with who measured each figure, and a failed attempt's row leading to its stderr
+    and reason."""
+    from playwright.sync_api import expect
+
+    assert jb("run", str(_report_workflow(tmp_path)), timeout=300).returncode == 1
+    with _store(jobbridge_home) as store:
+        expected = report.build_report(store, 1)
+    data = ui.api("/api/workflows/1/report")
+    assert [row["cells"] for row in data["rows"]] == report.table_rows(expected)
+    assert data["summary"] == [list(item) for item in report.summary_items(expected)]
+    page = browser
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/1")
+    page.locator(".tabs a[data-tab='report']").click()
+    rows = page.locator("#report tr.attempt")
+    expect(rows).to_have_count(4)
+    assert [(r.get_attribute("data-job"), r.get_attribute("data-attempt"),
+             r.get_attribute("data-outcome")) for r in rows.all()] == [
+        ("flaky", "1", "retried"), ("flaky", "2", "done"), ("busy", "1", "done"),
+        ("bad", "1", "failed")]
+    for row in rows.all():  # every figure of the local runner measured by wait4
+        expect(row.locator("td").last).to_have_text("wait4 (local runner)")
+    expect(rows.nth(0).locator("td.exit")).to_contain_text("exit code 1 (retried)")
+    expect(page.locator("#report-figures svg.jb-figure")).to_have_count(3)
+    memory = page.locator("#report-figures svg[data-figure-name='memory_efficiency']")
+    counts = [int(t) for t in memory.locator("text.count").all_text_contents()]
+    assert sum(counts) == 4  # every attempt asked for memory and had its peak measured
+    time_counts = page.locator("#report-figures svg[data-figure-name='time_efficiency'] "
+                               "text.count").all_text_contents()
+    assert sum(int(t) for t in time_counts) == 3  # busy asked for no walltime
+    bars = page.locator("#report-timeline svg.jb-figure rect title")
+    expect(bars.first).to_be_attached()
+    assert "flaky attempt 1: exit code 1" in " ".join(bars.all_text_contents())
+    # the figures' own styles apply (served as /report.css), not the page's defaults
+    title = "#report-figures svg text.title"
+    assert page.eval_on_selector(title, "el => getComputedStyle(el).textAnchor") == "middle"
+    expect(page.locator("#report-summary")).to_contain_text("wait4 (local runner)")
+    _shot(page, "workflow-report", full_page=True)
+
+    rows.nth(3).locator("a.stderr-link").click()
+    expect(page.locator("#job-reason")).to_have_text("exited with code 3")
+    expect(page.locator("#stderr pre")).to_contain_text("bad: cannot read input.dat")
+    expect(page.locator("#job-usage")).to_contain_text("wait4 (local runner)")
+    page.go_back()
+    rows.nth(0).locator("a").first.click()
+    attempts = page.locator("#job-attempts tr.attempt")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("exit 1")
+    expect(attempts.nth(0)).to_contain_text("(retried)")
+    expect(attempts.nth(1)).to_contain_text("64.0 MB")  # asked, per attempt
+    _shot(page, "job-attempts")
+
+
+@pytest.mark.browser
+def test_the_html_report_renders_offline(browser: Any, tmp_path: Path) -> None:
+    """`jobbridge report --html` opened from disk in the browser, every request
+    beyond the file refused: its figures and table are all there."""
+    from playwright.sync_api import expect
+
+    assert jb("run", str(_report_workflow(tmp_path)), timeout=300).returncode == 1
+    out = tmp_path / "report.html"
+    assert jb("report", "1", "--html", str(out)).returncode == 0
+    fetched: list[str] = []
+
+    def refuse(route: Any) -> None:
+        fetched.append(route.request.url)
+        route.abort()
+
+    page = browser
+    page.route("http*://**/*", refuse)
+    page.goto(out.as_uri())
+    expect(page.locator("svg.jb-figure")).to_have_count(4)
+    expect(page.locator("table").last.locator("tbody tr")).to_have_count(4)
+    assert page.eval_on_selector("svg.jb-figure text.title",
+                                 "el => getComputedStyle(el).textAnchor") == "middle"
+    _shot(page, "report-html")
+    assert fetched == []
