@@ -171,7 +171,7 @@ def test_every_request_needs_the_token(ui: Dashboard) -> None:
     assert ui.token in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
     status, page = ui.get("/", Cookie=cookie.split(";")[0])
     assert status == 200 and "<title>jobbridge</title>" in page
-    assert ui.api("/api/workflows") == {"workflows": []}
+    assert ui.api("/api/workflows") == {"workflows": [], "remotes": []}
 
 
 def test_actions_need_the_csrf_header(ui: Dashboard, tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_a_non_loopback_host_needs_an_explicit_flag() -> None:
         assert warning.startswith("jobbridge: warning:") and "0.0.0.0" in warning
         port = running.base.rsplit(":", 1)[1]
         local = Dashboard(running.process, f"http://127.0.0.1:{port}/?token={running.token}")
-        assert local.api("/api/workflows") == {"workflows": []}
+        assert local.api("/api/workflows") == {"workflows": [], "remotes": []}
 
 
 def test_ctrl_c_as_soon_as_the_url_is_printed() -> None:
@@ -282,7 +282,7 @@ def test_restart_and_delete_through_the_api(ui: Dashboard, tmp_path: Path,
     assert jb("wait", workflow_id, "--timeout", "60").returncode == 0
     assert ui.api(f"/api/workflows/{workflow_id}")["counts"]["done"] == 2
     assert ui.post(f"/api/workflows/{workflow_id}/delete", **bearer)[0] == 200
-    wait_for(lambda: ui.api("/api/workflows") == {"workflows": []}, what="the deletion")
+    wait_for(lambda: ui.api("/api/workflows")["workflows"] == [], what="the deletion")
     assert not (jobbridge_home / "logs" / workflow_id).exists()
 
 

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -765,3 +765,60 @@ def _epoch(iso: str) -> float:
 def _iso_of_julian(day: float) -> str:
     """A julian day number (SQLite's julianday()) as an ISO 8601 date."""
     return datetime.fromtimestamp((day - 2440587.5) * _SECONDS_PER_DAY, UTC).isoformat()
+
+
+# --- views by name -------------------------------------------------------------------------------
+
+
+def job_id_param(params: Mapping[str, str]) -> str:
+    job_id = params.get("id")
+    if not job_id:
+        raise InputError("id: the job id is required (?id=JOB)")
+    return job_id
+
+
+def int_param(params: Mapping[str, str], name: str, default: int) -> int:
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{name}: must be an integer, not {text!r}") from None
+
+
+def _jobs_view(store: Store, workflow_id: int, params: Mapping[str, str]) -> dict[str, Any]:
+    group = params.get("group")
+    return jobs_page(
+        store, workflow_id, state=params.get("state") or None, search=params.get("q", ""),
+        sort=params.get("sort", "order"), descending=params.get("order") == "desc",
+        offset=int_param(params, "offset", 0), limit=int_param(params, "limit", 100),
+        group=None if group in (None, "") else int_param(params, "group", 0))
+
+
+#: The views of one workflow, by the name of their API path (``/api/workflows/ID/NAME``;
+#: ``""``: the workflow's header), each from the store, the workflow and the query.
+WORKFLOW_VIEWS: dict[str, Callable[[Store, int, Mapping[str, str]], Any]] = {
+    "": lambda store, wf, q: workflow(store, wf),
+    "figures": lambda store, wf, q: figures(store, wf),
+    "graph": lambda store, wf, q: graph(store, wf),
+    "graph/counts": lambda store, wf, q: graph_counts(store, wf),
+    "jobs": _jobs_view,
+    "timeline": lambda store, wf, q: timeline(store, wf),
+    "report": lambda store, wf, q: efficiency(store, wf, int_param(q, "offset", 0),
+                                              int_param(q, "limit", REPORT_ROWS)),
+    "job": lambda store, wf, q: job(store, wf, job_id_param(q), q.get("env") == "1"),
+}
+
+
+def read(store: Store, view: str, workflow_id: int | None, params: Mapping[str, str]) -> Any:
+    """A view by name with its query's parameters: ``workflows`` (the list, no
+    workflow) or one of WORKFLOW_VIEWS. What the HTTP API answers, and what a
+    remote host answers a laptop's dashboard (the protocol's ``ui`` request)."""
+    if view == "workflows":
+        return workflows(store)
+    show = WORKFLOW_VIEWS.get(view)
+    if show is None or workflow_id is None:
+        raise InputError(f"view {view!r}: one of workflows, "
+                         f"{', '.join(repr(name) for name in WORKFLOW_VIEWS)} with a workflow")
+    return show(store, workflow_id, params)

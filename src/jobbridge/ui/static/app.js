@@ -140,8 +140,10 @@
     const text = await response.text();
     try { return JSON.parse(text).error || text; } catch (e) { return text || response.statusText; }
   }
-  const wfPath = (id) => `/api/workflows/${id}`;
-  const jobHref = (wf, job) => `/workflows/${wf}/job?id=${encodeURIComponent(job)}`;
+  // ids are numbers here, RESOURCE:NUMBER for a remote resource's workflows
+  const wfPath = (id) => `/api/workflows/${encodeURIComponent(id)}`;
+  const wfHref = (id) => `/workflows/${encodeURIComponent(id)}`;
+  const jobHref = (wf, job) => `${wfHref(wf)}/job?id=${encodeURIComponent(job)}`;
 
   function toast(text, isError) {
     const el = document.getElementById("toast");
@@ -203,6 +205,8 @@
   }
 
   // --- page: workflows ----------------------------------------------------------------------
+  // This machine's workflows, then each remote resource's (ids RESOURCE:NUMBER), as the
+  // server last heard from its host: never waited for, an unreachable host said so.
   function workflowsPage() {
     crumbs({ text: "workflows" });
     document.title = "jobbridge · workflows";
@@ -213,45 +217,71 @@
       async refresh() {
         const data = await api("/api/workflows");
         const list = data.workflows;
-        const running = list.filter((w) => w.status === "workflow_in_progress").length;
-        const failing = list.filter((w) => w.counts.failed > 0).length;
+        const all = list.concat(...data.remotes.map((r) => r.workflows));
+        const running = all.filter((w) => w.status === "workflow_in_progress").length;
+        const failing = all.filter((w) => w.counts.failed > 0).length;
         const figures = h("div", { class: "figures" },
-          figure("workflows", num(list.length)),
+          figure("workflows", num(all.length)),
           figure("running", num(running)),
           figure("with failed jobs", num(failing), failing > 0),
-          figure("jobs running", num(list.reduce((n, w) => n + w.counts.running, 0))));
-        if (!list.length) {
-          show(h("h1", { text: "Workflows" }), figures,
-            h("div", { class: "card empty-state" },
+          figure("jobs running", num(all.reduce((n, w) => n + w.counts.running, 0))));
+        const remotes = data.remotes.length > 0;
+        const local = list.length ? workflowTable(list, "workflows")
+          : remotes ? h("p", { class: "muted", text: "No workflow on this machine yet." })
+          : h("div", { class: "card empty-state" },
               h("p", { text: "No workflow in this jobbridge home yet." }),
-              h("p", {}, "Submit one with ", h("code", { text: "jobbridge submit FILE" }), ".")));
-          return;
-        }
-        const rows = list.map((wf) => {
-          const href = `/workflows/${wf.id}`;
-          return h("tr", { class: `wf link${wf.counts.failed ? " has-failed" : ""}`,
-                           "data-id": wf.id, "data-href": href },
-            h("td", { class: "num" }, h("a", { href, "data-nav": true, text: wf.id })),
-            h("td", {}, h("a", { href, "data-nav": true, text: wf.name || "(no name)" })),
-            h("td", {}, workflowBadge(wf)),
-            h("td", {}, stackedBar(wf.counts, wf.jobs)),
-            h("td", { class: "num", text: num(wf.jobs) }),
-            h("td", { class: "num", text: num(wf.counts.done) }),
-            h("td", { class: `num${wf.counts.failed ? " failed-count" : ""}`,
-                      text: num(wf.counts.failed) }),
-            h("td", { class: "num", text: num(wf.counts.running) }),
-            h("td", { text: date(wf.submission_date) }),
-            h("td", { class: "num", text: duration(wf.elapsed_s) }),
-            h("td", { class: "muted", text: wf.resource }));
-        });
+              h("p", {}, "Submit one with ", h("code", { text: "jobbridge submit FILE" }), "."));
         show(h("h1", { text: "Workflows" }), figures,
-          h("div", { class: "table-wrap" }, h("table", { id: "workflows" },
-            h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Progress", "Jobs", "Done",
-              "Failed", "Running", "Submitted", "Elapsed", "Resource"].map((t, i) =>
-              h("th", { class: [0, 4, 5, 6, 7, 9].includes(i) ? "num" : "", text: t })))),
-            h("tbody", {}, rows))));
+          remotes ? h("h2", { class: "local-head", text: "This machine" }) : "", local,
+          data.remotes.map((remote) => remoteSection(remote)));
       },
     };
+  }
+
+  function workflowTable(list, id) {
+    const rows = list.map((wf) => {
+      const href = wfHref(wf.id);
+      return h("tr", { class: `wf link${wf.counts.failed ? " has-failed" : ""}`,
+                       "data-id": wf.id, "data-href": href },
+        h("td", { class: "num" }, h("a", { href, "data-nav": true, text: wf.id })),
+        h("td", {}, h("a", { href, "data-nav": true, text: wf.name || "(no name)" })),
+        h("td", {}, workflowBadge(wf)),
+        h("td", {}, stackedBar(wf.counts, wf.jobs)),
+        h("td", { class: "num", text: num(wf.jobs) }),
+        h("td", { class: "num", text: num(wf.counts.done) }),
+        h("td", { class: `num${wf.counts.failed ? " failed-count" : ""}`,
+                  text: num(wf.counts.failed) }),
+        h("td", { class: "num", text: num(wf.counts.running) }),
+        h("td", { text: date(wf.submission_date) }),
+        h("td", { class: "num", text: duration(wf.elapsed_s) }),
+        h("td", { class: "muted", text: wf.resource }));
+    });
+    return h("div", { class: "table-wrap" }, h("table", { id: id || null, class: "workflows" },
+      h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Progress", "Jobs", "Done",
+        "Failed", "Running", "Submitted", "Elapsed", "Resource"].map((t, i) =>
+        h("th", { class: [0, 4, 5, 6, 7, 9].includes(i) ? "num" : "", text: t })))),
+      h("tbody", {}, rows)));
+  }
+
+  const HOST_STATE = { connecting: "connecting…", ok: "reachable", unreachable: "unreachable",
+                       error: "cannot be used" };
+  function remoteSection(remote) {
+    let body;
+    if (remote.state === "connecting") body = h("p", { class: "muted", text: "Connecting…" });
+    else if (remote.state !== "ok") {
+      body = h("div", { class: "error-box host-error", text: remote.error +
+        (remote.state === "unreachable" ? ` (last tried ${date(remote.checked * 1000)}; ` +
+          "tried again every 15 s)" : "") });
+    } else if (!remote.workflows.length) {
+      body = h("p", { class: "muted", text: "No workflow there yet." });
+    } else body = workflowTable(remote.workflows);
+    return h("section", { class: "remote", "data-remote": remote.name },
+      h("div", { class: "row" }, h("h2", { text: `${remote.name}` }),
+        h("span", { class: "muted mono", text: remote.destination }),
+        remote.also.length ? h("span", { class: "muted", text: `(also ${remote.also.join(", ")})` }) : "",
+        h("span", { class: `badge host-${remote.state}`, "data-host-state": remote.state,
+                    text: HOST_STATE[remote.state] || remote.state })),
+      body);
   }
 
   function figure(label, value, alert) {
@@ -265,7 +295,7 @@
     const body = h("div", { id: "wf-body" });
     const tabs = h("div", { class: "tabs" }, [["graph", "Graph"], ["jobs", "Jobs"],
       ["timeline", "Timeline"], ["report", "Report"]].map(([key, text]) => h("a", {
-      href: `/workflows/${id}${key === "graph" ? "" : "/" + key}`, "data-nav": true,
+      href: `${wfHref(id)}${key === "graph" ? "" : "/" + key}`, "data-nav": true,
       class: key === tab ? "active" : "", "data-tab": key, text }))); 
     main.replaceChildren(header, tabs, body);
     const view = tab === "jobs" ? jobsView(id, body, query)
@@ -464,7 +494,7 @@
       const c = graph.counts[node.id];
       const byClass = Object.fromEntries(CLASSES.map((cls, j) => [cls, c[j]]));
       panel.node = node.id;
-      const list = `/workflows/${id}/jobs?group=${node.id}`;
+      const list = `${wfHref(id)}/jobs?group=${node.id}`;
       panel.replaceChildren(
         h("div", { class: "row" }, h("h2", { text: node.label }), h("div", { class: "spacer" }),
           h("button", { class: "small", onclick: () => { panel.hidden = true; } }, "×")),
@@ -543,7 +573,7 @@
             && !(k === "order" && v === "asc")) q.set(k, v);
       }
       const qs = q.toString();
-      history.replaceState(null, "", `/workflows/${id}/jobs${qs ? "?" + qs : ""}`);
+      history.replaceState(null, "", `${wfHref(id)}/jobs${qs ? "?" + qs : ""}`);
       return load();
     }
     async function load() {
@@ -693,7 +723,7 @@
           g.append(s("title", { text: `${lane.label}: ${duration(lane.start)} → ` +
             `${lane.end === null ? "now" : duration(lane.end)}\n` + summary(lane.counts) }));
         }
-        g.addEventListener("click", () => app.go(`/workflows/${id}/jobs?group=${lane.node}`));
+        g.addEventListener("click", () => app.go(`${wfHref(id)}/jobs?group=${lane.node}`));
       }
       svg.append(g);
     });
@@ -803,8 +833,8 @@
 
   function drawJob(id, job, showEnv, toggleEnv) {
     const wfTitle = `Workflow ${id}${job.workflow.name ? " · " + job.workflow.name : ""}`;
-    crumbs({ text: "workflows", href: "/" }, { text: wfTitle, href: `/workflows/${id}` },
-           { text: "jobs", href: `/workflows/${id}/jobs` }, { text: job.id });
+    crumbs({ text: "workflows", href: "/" }, { text: wfTitle, href: wfHref(id) },
+           { text: "jobs", href: `${wfHref(id)}/jobs` }, { text: job.id });
     document.title = `jobbridge · ${job.id}`;
     const exit = exitText(job);
     const kill = job.ended ? "" : h("button", { class: "danger", "data-action": "kill",
@@ -981,9 +1011,10 @@
       const path = url.pathname;
       let m;
       if (path === "/") this.page = workflowsPage();
-      else if ((m = path.match(/^\/workflows\/(\d+)\/job$/))) this.page = jobPage(m[1], url.searchParams.get("id"));
-      else if ((m = path.match(/^\/workflows\/(\d+)(?:\/(jobs|timeline|graph|report))?$/))) {
-        this.page = workflowPage(m[1], m[2] || "graph", url.searchParams);
+      else if ((m = path.match(/^\/workflows\/([^/]+)\/job$/))) {
+        this.page = jobPage(decodeURIComponent(m[1]), url.searchParams.get("id"));
+      } else if ((m = path.match(/^\/workflows\/([^/]+)(?:\/(jobs|timeline|graph|report))?$/))) {
+        this.page = workflowPage(decodeURIComponent(m[1]), m[2] || "graph", url.searchParams);
       } else {
         this.page = null;
         showError({ status: 404, message: path });
