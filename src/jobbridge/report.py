@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from html import escape
 from typing import Any
 
@@ -225,12 +226,13 @@ class Report:
     usage_source: str
     jobs: list[JobReport]
 
-    @property
+    @cached_property
     def attempts(self) -> list[AttemptReport]:
         return [attempt for job in self.jobs for attempt in job.attempts]
 
-    @property
+    @cached_property
     def summary(self) -> Summary:
+        """The totals, computed once (a built report does not change)."""
         attempts = [a for a in self.attempts if a.outcome in (constants.DONE, constants.FAILED,
                                                               "retried")]
         cpu = sum(a.usage.cpu_s or 0.0 for a in attempts)

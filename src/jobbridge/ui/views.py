@@ -171,14 +171,15 @@ FIGURES_MAX_AGE = 5.0
 class _SignedCache:
     """A value computed from each workflow's jobs (its usage sums, its report),
     computed again only when their records changed (``signature``: a job started or
-    ended, an attempt was recorded, a restart), and at most every FIGURES_MAX_AGE
-    seconds while jobs run: half a second a 100,000 jobs for the sums, more for a
-    report."""
+    ended, an attempt was recorded, a restart), and while jobs run at most every
+    FIGURES_MAX_AGE seconds, or five times what it took (the sums: half a second a
+    100,000 jobs; a report: a few seconds)."""
 
     def __init__(self, size: int = 8) -> None:
         self._lock = threading.Lock()
         self._size = size
-        self._known: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], float, Any]] = (
+        #: (signature, when computed, value, how long it may be kept while jobs run)
+        self._known: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], float, Any, float]] = (
             OrderedDict())
 
     def get(self, store: Store, workflow_id: int, signature: tuple[Any, ...], running: bool,
@@ -188,11 +189,12 @@ class _SignedCache:
             known = self._known.get(key)
         now = time.monotonic()
         if known is not None and (known[0] == signature or (
-                running and now - known[1] < FIGURES_MAX_AGE)):
+                running and now - known[1] < known[3])):
             return known[2]
         value = compute()
-        with self._lock:
-            self._known[key] = (signature, now, value)
+        cost = time.monotonic() - now
+        with self._lock:  # kept the longer, the costlier: at most a fifth of the time busy
+            self._known[key] = (signature, now, value, max(FIGURES_MAX_AGE, 5 * cost))
             self._known.move_to_end(key)
             while len(self._known) > self._size:
                 self._known.popitem(last=False)
@@ -392,18 +394,28 @@ REPORT_ROWS = 100
 @dataclass
 class _Drawn:
     """A workflow's report as the ui shows it: what ``jobbridge report`` computes
-    (jobbridge.report), its figures drawn and its table's rows, kept in a cache."""
+    (jobbridge.report), its figures drawn, and where each row of its table is (a
+    job and its row's number: the cells of a page are made when asked for)."""
 
     summary: list[tuple[str, str]]
     usage_source: str
     figures: dict[str, str]
-    rows: list[dict[str, Any]]
+    rows: list[tuple[report.JobReport, int]]
+
+    def page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        made: dict[str, list[tuple[list[str], str]]] = {}
+        shown = []
+        for job, number in self.rows[offset:offset + limit]:
+            if job.job_id not in made:
+                made[job.job_id] = report.job_rows(job)
+            cells, outcome = made[job.job_id][number]
+            shown.append({"job": job.job_id, "outcome": outcome, "cells": cells})
+        return shown
 
 
 def _draw_report(store: Store, workflow_id: int) -> _Drawn:
     built = report.build_report(store, workflow_id)
-    rows = [{"job": job.job_id, "outcome": outcome, "cells": cells}
-            for job in built.jobs for cells, outcome in report.job_rows(job)]
+    rows = [(job, number) for job in built.jobs for number in range(len(job.attempts) or 1)]
     return _Drawn(report.summary_items(built), built.usage_source, report.figures(built), rows)
 
 
@@ -423,7 +435,7 @@ def efficiency(store: Store, workflow_id: int, offset: int = 0, limit: int = REP
                                  lambda: _draw_report(store, workflow_id))
     return {"summary": drawn.summary, "usage_source": drawn.usage_source,
             "figures": drawn.figures, "header": report.TABLE_HEADER, "total": len(drawn.rows),
-            "offset": offset, "limit": limit, "rows": drawn.rows[offset:offset + limit]}
+            "offset": offset, "limit": limit, "rows": drawn.page(offset, limit)}
 
 
 # --- the graph -----------------------------------------------------------------------------------
