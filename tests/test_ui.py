@@ -748,6 +748,34 @@ def test_report_tab_shows_the_reports_figures(browser: Any, ui: Dashboard, tmp_p
 
 
 @pytest.mark.browser
+def test_hostile_names_in_the_report_tab_stay_text(browser: Any, ui: Dashboard,
+                                                   tmp_path: Path) -> None:
+    """The server's SVG figures hold job ids and names escaped: markup in them shows
+    as text, runs nothing and loads nothing."""
+    from playwright.sync_api import expect
+
+    hostile = "<img src=x onerror=alert(1)> & \"q\" 'a' <svg onload=alert(2)>"
+    workflow = write_json(tmp_path / "wf.json", {"name": "<script>alert(3)</script>", "jobs": [
+        job(hostile, "exit 2"), job("ok", "true")]})
+    assert jb("run", str(workflow), timeout=120).returncode == 1
+    dialogs: list[str] = []
+    page = browser
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/1/report")
+    rows = page.locator("#report tr.attempt")
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator("td a").first).to_have_text(hostile)
+    expect(page.locator("#report-timeline svg.jb-figure text.label").first).to_contain_text(
+        "<img src=x")  # its label, shortened
+    tips = page.locator("#report-timeline svg rect title").all_text_contents()
+    assert any(tip.startswith(f"{hostile} attempt 1") for tip in tips), tips
+    expect(page.locator("h1")).to_contain_text("<script>alert(3)</script>")
+    assert page.locator("main img, main script, main svg svg").count() == 0
+    assert dialogs == []
+
+
+@pytest.mark.browser
 def test_the_html_report_renders_offline(browser: Any, tmp_path: Path) -> None:
     """`jobbridge report --html` opened from disk in the browser, every request
     beyond the file refused: its figures and table are all there."""
