@@ -190,6 +190,8 @@ class JobReport:
     name: str | None
     status: str
     attempts: list[AttemptReport]
+    #: the job's index in its workflow (the store's key)
+    idx: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.job_id, "name": self.name, "status": self.status,
@@ -307,7 +309,7 @@ def job_report(job: JobRow, recorded: Sequence[AttemptRow], caps: Mapping[str, i
         attempts.append(AttemptReport(job.job_id, job.name, row, usage,
                                       {figure: usage.source(figure, kind.usage_source)
                                        for figure in FIGURE_KEYS}))
-    return JobReport(job.job_id, job.name, job.status, attempts)
+    return JobReport(job.job_id, job.name, job.status, attempts, job.idx)
 
 
 # --- text -------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ..configuration import configured_sections
 from ..errors import InputError, JobbridgeError
 from . import load_remote
 from .client import RemoteController
+from .ssh import ConnectionLost, RemoteError
 
 #: Seconds between two reads of a reachable host's workflows, and of one that was not.
 POLL_INTERVAL = 5.0
@@ -37,7 +38,7 @@ T = TypeVar("T")
 
 
 class HostUnavailable(JobbridgeError):
-    """The host cannot answer now (unreachable, busy, or its jobbridge too old)."""
+    """The host cannot answer now (unreachable, busy, or its jobbridge unusable)."""
 
 
 @dataclass
@@ -161,12 +162,13 @@ class RemoteDashboards:
                 f"{BUSY_TIMEOUT:g} s")
         try:
             return request(host.controller)
-        except InputError:
-            raise  # a bad request (no such job...): the host is fine
-        except JobbridgeError as error:
+        except ConnectionLost as error:
             self._set(host, "unreachable", str(error), host.workflows)
             raise HostUnavailable(str(error)) from None
-        finally:
+        except RemoteError as error:  # reached, but unusable: jobbridge missing, versions
+            self._set(host, "error", str(error), [])
+            raise HostUnavailable(str(error)) from None
+        finally:  # any other error is the host's answer (no such job, no file yet...)
             host.lock.release()
 
     def _poll(self, host: _Host) -> None:
@@ -182,6 +184,9 @@ class RemoteDashboards:
         except InputError as error:  # an older jobbridge there: no "ui" request
             self._set(host, "error", f"{error} (install the same jobbridge version there "
                                      "to see its workflows here)", [])
+            return
+        except JobbridgeError as error:  # its jobbridge failed to answer (its store...)
+            self._set(host, "error", str(error), [])
             return
         self._set(host, "ok", None, [_shown(host.name, workflow) for workflow in listed])
 

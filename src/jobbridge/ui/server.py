@@ -51,7 +51,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import controller as control
 from ..errors import InputError, JobbridgeError
 from ..remote import split_remote_id
-from ..remote.dashboard import RemoteDashboards
+from ..remote.dashboard import HostUnavailable, RemoteDashboards
 from ..report import SVG_STYLE
 from . import views
 
@@ -257,8 +257,10 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
                                                    params))
             except InputError as error:
                 return _error(error)
-            except JobbridgeError as error:
+            except HostUnavailable as error:
                 return JSONResponse({"error": str(error)}, 503)
+            except JobbridgeError as error:  # the host's own failure to answer
+                return JSONResponse({"error": str(error)}, 502)
         return endpoint
 
     def acting(act: Callable[[control.WorkflowController, Request], str],
@@ -299,9 +301,10 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
                     "content-disposition": _attachment(f"{_job_id(request)}.{stream}.txt")})
         except InputError as error:
             return _error(error)
-        except JobbridgeError as error:
-            return PlainTextResponse(f"{error}\n", 404 if "does not exist" in str(error)
-                                     else 503)
+        except HostUnavailable as error:
+            return PlainTextResponse(f"{error}\n", 503)
+        except JobbridgeError as error:  # the host's answer: no such file (yet)
+            return PlainTextResponse(f"{error}\n", 404)
         try:
             with pool.lend() as controller:
                 path = views.output_path(controller.store, _workflow(request),

@@ -395,27 +395,37 @@ REPORT_ROWS = 100
 class _Drawn:
     """A workflow's report as the ui shows it: what ``jobbridge report`` computes
     (jobbridge.report), its figures drawn, and where each row of its table is (a
-    job and its row's number: the cells of a page are made when asked for)."""
+    job, its index, its row's number). The report itself is not kept (a 100,000-job
+    one holds every job's record: 150 MB): a page's rows are made when asked for,
+    from the records of its jobs alone."""
 
     summary: list[tuple[str, str]]
     usage_source: str
     figures: dict[str, str]
-    rows: list[tuple[report.JobReport, int]]
+    rows: list[tuple[str, int, int]]
 
-    def page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+    def page(self, store: Store, workflow_id: int, offset: int, limit: int
+             ) -> list[dict[str, Any]]:
         made: dict[str, list[tuple[list[str], str]]] = {}
         shown = []
-        for job, number in self.rows[offset:offset + limit]:
-            if job.job_id not in made:
-                made[job.job_id] = report.job_rows(job)
-            cells, outcome = made[job.job_id][number]
-            shown.append({"job": job.job_id, "outcome": outcome, "cells": cells})
+        with store.snapshot():
+            wf = store.workflow(workflow_id)
+            caps, kind = retry.limits(wf.config), report.scheduler_class(wf.scheduler_type)
+            for job_id, idx, number in self.rows[offset:offset + limit]:
+                if job_id not in made:
+                    recorded = store.attempts(workflow_id, idx).get(idx, [])
+                    made[job_id] = report.job_rows(report.job_report(
+                        store.job(workflow_id, job_id), recorded, caps, kind))
+                if number < len(made[job_id]):  # else its attempts changed since: next time
+                    cells, outcome = made[job_id][number]
+                    shown.append({"job": job_id, "outcome": outcome, "cells": cells})
         return shown
 
 
 def _draw_report(store: Store, workflow_id: int) -> _Drawn:
     built = report.build_report(store, workflow_id)
-    rows = [(job, number) for job in built.jobs for number in range(len(job.attempts) or 1)]
+    rows = [(job.job_id, job.idx, number) for job in built.jobs
+            for number in range(len(job.attempts) or 1)]
     return _Drawn(report.summary_items(built), built.usage_source, report.figures(built), rows)
 
 
@@ -435,7 +445,8 @@ def efficiency(store: Store, workflow_id: int, offset: int = 0, limit: int = REP
                                  lambda: _draw_report(store, workflow_id))
     return {"summary": drawn.summary, "usage_source": drawn.usage_source,
             "figures": drawn.figures, "header": report.TABLE_HEADER, "total": len(drawn.rows),
-            "offset": offset, "limit": limit, "rows": drawn.page(offset, limit)}
+            "offset": offset, "limit": limit,
+            "rows": drawn.page(store, workflow_id, offset, limit)}
 
 
 # --- the graph -----------------------------------------------------------------------------------
