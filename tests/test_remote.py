@@ -649,7 +649,8 @@ def test_ui_shows_the_clusters_workflows_and_unreachable_hosts(laptop: Laptop, t
     failed_id = failing.stdout.strip()
     assert laptop.jb("wait", failed_id).returncode == 1
     long = laptop.jb("submit", str(write_json(tmp_path / "long.json", {
-        "name": "long", "jobs": [{"id": "sleeper", "command": ["sleep", "300.7719"]}]})),
+        "name": "long", "jobs": [{"id": "sleeper", "command": ["sleep", "300.7719"]},
+                                 {"id": "victim", "command": ["sleep", "300.7720"]}]})),
         "-r", "cluster")
     long_id = long.stdout.strip()
     wait_for(lambda: job_status(laptop, long_id, "sleeper") == "running", timeout=60,
@@ -716,14 +717,22 @@ def test_ui_shows_the_clusters_workflows_and_unreachable_hosts(laptop: Laptop, t
                 "cluster"] == "ok"  # an answer of the host, not a lost host
             _shot(page, "remote-job")
 
+            status, body = ui.post(f"/api/workflows/{long_id}/job/kill?id=victim",
+                                   Authorization=f"Bearer {ui.token}")
+            assert (status, json.loads(body)) == (200, {"ok": True,
+                                                        "message": "job victim: kill requested"})
+            wait_for(lambda: job_status(laptop, long_id, "victim") == "failed", timeout=60,
+                     what="the kill on the cluster")
             page.goto(f"{ui.base}/workflows/{long_id}")
             expect(page.locator("g.node[data-job='sleeper']")).to_have_attribute(
                 "data-state", "running")
+            expect(page.locator("g.node[data-job='victim']")).to_have_attribute(
+                "data-state", "failed")
             page.locator("button[data-action='stop']").click()
             page.locator("#confirm-ok").click()
             expect(page.locator("#toast")).to_contain_text(f"workflow {long_id}: stop requested")
             assert laptop.jb("wait", long_id, "--timeout", "120").returncode == 1
-            job = remote_status(laptop, long_id)["jobs"][0]
-            assert (job["status"], job["exit_status"]) == ("failed", "killed_by_user")
+            for job in remote_status(laptop, long_id)["jobs"]:
+                assert (job["status"], job["exit_status"]) == ("failed", "killed_by_user")
             expect(page.locator("g.node[data-job='sleeper']")).to_have_attribute(
                 "data-state", "failed", timeout=30_000)  # followed from the laptop
