@@ -14,9 +14,12 @@ visits, the first visit after the server started shown apart):
   after the workflows page (the server prepares running workflows' graphs);
 - jobs table: the first 100 rows drawn; then filtering on a state, sorting on the
   end date, going to the last page (a click to the table redrawn);
+- report tab: `jobbridge report`'s summary, histograms, timeline and the first 100
+  rows of its table drawn (the report is built when first asked, then cached
+  until jobs change);
 - the server's memory (resident now, and its peak).
 
-Targets: < 2 s each for the workflow page and the jobs table.
+Targets: < 2 s each for the workflow page, the jobs table and the report tab.
 
     .venv/bin/python bench/ui_bench.py [--jobs 100000] [--repeat 5]
 """
@@ -205,7 +208,8 @@ def measure(page: Any, url: str, workflow: str, expected: dict[str, Any], repeat
 
     login = timed(lambda: page.goto(url), "tr.wf")
     samples: dict[str, list[float]] = {key: [] for key in
-                                       ("graph", "figures", "table", "filter", "sort", "last")}
+                                       ("graph", "figures", "table", "filter", "sort", "last",
+                                        "report")}
     for _ in range(repeat + 1):
         samples["graph"].append(timed(lambda: page.goto(workflow), "g.node.group",
                                       "#wf-header .figures"))
@@ -216,12 +220,16 @@ def measure(page: Any, url: str, workflow: str, expected: dict[str, Any], repeat
         samples["sort"].append(clicked("th[data-sort='end']", "sort"))
         timed(lambda: page.goto(workflow + "/jobs"), "tr.job")
         samples["last"].append(clicked("button:has-text('»')", "last"))
+        samples["report"].append(timed(lambda: page.goto(workflow + "/report"),
+                                       "#report-figures svg", "#report-timeline svg",
+                                       "tr.attempt:nth-child(100)"))
     names = {"graph": ("workflow page (graph + header)", "< 2 s"),
              "figures": ("  its usage figures filled in", "-"),
              "table": ("jobs table (100 rows)", "< 2 s"),
              "filter": ("  filter on failed (a click)", "-"),
              "sort": ("  then sort by end (a click)", "-"),
-             "last": ("  last page (a click)", "-")}
+             "last": ("  last page (a click)", "-"),
+             "report": ("report tab (figures + 100 rows)", "< 2 s")}
     return [("workflows page (login)", login, [login], "-")] + [
         (name, samples[key][0], samples[key][1:], target) for key, (name, target) in names.items()]
 

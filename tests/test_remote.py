@@ -41,6 +41,7 @@ from jobbridge.errors import InputError, JobbridgeError
 from jobbridge.remote import load_remote
 from jobbridge.remote.ssh import SshConnection, control_dir, remote_command
 from systems import SSH_JUMP_PORT, SSH_PORT, SSH_STATE, SSH_USER
+from test_ui import browser  # noqa: F401 (a fixture)
 
 STATE = SSH_STATE
 CLIENT = STATE / "client"
@@ -865,3 +866,127 @@ def test_a_copy_shows_its_progress_on_a_terminal(laptop: Laptop, tmp_path: Path)
     assert copy_line.rsplit("\r", 1)[-1].startswith(f"[{'#' * 30}] {total}/{total} MiB")
     assert rest.startswith("jobbridge: running on resource 'cluster:localhost'"), rest
     assert "1/1 jobs succeeded" in rest
+
+
+# --- jobbridge ui on the laptop ----------------------------------------------------------------
+@contextlib.contextmanager
+def _silent_listener() -> Iterator[int]:
+    """A port that accepts connections and never says a word (a host lost behind a
+    firewall that still answers TCP): ssh waits there until its ConnectTimeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.ssh
+@pytest.mark.browser
+def test_ui_shows_the_clusters_workflows_and_unreachable_hosts(laptop: Laptop, tmp_path: Path,
+                                                               browser: Any  # noqa: F811
+                                                               ) -> None:
+    """`jobbridge ui` on the laptop lists the cluster's workflows (ids cluster:N) beside
+    its own, read through the remote protocol; its pages (graph, report, a failed job's
+    stderr and reason, the download) come from the cluster, its Stop acts there. A host
+    refusing connections and one that never answers are shown unreachable, and the
+    page never waits for them."""
+    from playwright.sync_api import expect
+
+    from test_ui import _shot, dashboard
+
+    failing = laptop.jb("submit", str(write_json(tmp_path / "fails.json", {
+        "name": "on the cluster", "jobs": [
+            {"id": "ok", "command": ["true"]},
+            {"id": "bad", "command": ["sh", "-c", "echo 'bad: no input.dat here' >&2; exit 3"]},
+            {"id": "after", "command": ["true"]}], "dependencies": [["bad", "after"]]})),
+        "-r", "cluster")
+    assert failing.returncode == 0, failing.stderr
+    failed_id = failing.stdout.strip()
+    assert laptop.jb("wait", failed_id).returncode == 1
+    long = laptop.jb("submit", str(write_json(tmp_path / "long.json", {
+        "name": "long", "jobs": [{"id": "sleeper", "command": ["sleep", "300.7719"]},
+                                 {"id": "victim", "command": ["sleep", "300.7720"]}]})),
+        "-r", "cluster")
+    long_id = long.stdout.strip()
+    wait_for(lambda: job_status(laptop, long_id, "sleeper") == "running", timeout=60,
+             what="the sleeper to run")
+    laptop.add("down", host="127.0.0.1", ssh_options=f"-F {laptop.ssh_config} -p {_free_port()}")
+    laptop.add("cluster-again", **{**laptop.resources["cluster"], "remote_resource": "slurm"})
+    with _silent_listener() as port:
+        laptop.add("silent", host="127.0.0.1", ssh_options=f"-F {laptop.ssh_config} -p {port} "
+                   "-o ConnectTimeout=10")
+        with dashboard() as ui:
+            began = time.monotonic()
+            listed = ui.api("/api/workflows")
+            assert time.monotonic() - began < 5  # nothing waits for a host
+            assert {r["name"]: r["state"] for r in listed["remotes"]}["silent"] == "connecting"
+            page = browser
+            page.goto(ui.url)
+            cluster = page.locator("section.remote[data-remote='cluster']")
+            expect(cluster.locator("[data-host-state]")).to_have_attribute(
+                "data-host-state", "ok")
+            row = cluster.locator(f"tr.wf[data-id='{failed_id}']")
+            expect(row).to_contain_text("on the cluster")
+            expect(row).to_contain_text("cluster:localhost")
+            # cluster-again reaches the same jobbridge there: listed once, under cluster
+            # (cluster-slurm goes through the jump host: another host, as far as one knows)
+            expect(cluster).to_contain_text("(also cluster-again)")
+            expect(page.locator("section.remote[data-remote='cluster-again']")).to_have_count(0)
+            expect(page.locator("section.remote[data-remote='cluster-slurm'] "
+                                f"tr.wf[data-id='cluster-slurm:{failed_id.split(':')[1]}']")
+                   ).to_contain_text("on the cluster")
+            down = page.locator("section.remote[data-remote='down']")
+            expect(down.locator("[data-host-state]")).to_have_attribute(
+                "data-host-state", "unreachable")
+            expect(down.locator(".host-error")).to_contain_text("Connection refused")
+            silent = page.locator("section.remote[data-remote='silent']")
+            status, body = ui.get("/api/workflows/silent:1", ui.token)
+            assert status == 503 and "still connecting" in body, (status, body)
+            expect(silent.locator("[data-host-state]")).to_have_attribute(
+                "data-host-state", "unreachable", timeout=60_000)
+            expect(silent.locator(".host-error")).to_contain_text("cannot reach silent")
+            status, body = ui.get("/api/workflows/down:1", ui.token)
+            assert status == 503 and "down is unreachable" in body, (status, body)
+            _shot(page, "remote-workflows", full_page=True)
+
+            row.locator("a").first.click()
+            expect(page.locator("h1")).to_contain_text(f"Workflow {failed_id}")
+            expect(page.locator("g.node[data-job='bad']")).to_have_attribute(
+                "data-state", "failed")
+            expect(page.locator("g.node[data-job='after']")).to_have_attribute(
+                "data-state", "not_run")
+            page.locator(".tabs a[data-tab='report']").click()
+            expect(page.locator("#report tr.attempt")).to_have_count(3)
+            expect(page.locator("#report tr[data-job='after']")).to_have_attribute(
+                "data-attempt", "-")  # never ran: no attempt
+            expect(page.locator("#report-figures svg.jb-figure")).to_have_count(3)
+            page.locator("#report tr.attempt[data-job='bad'] a.stderr-link").click()
+            expect(page.locator("#job-reason")).to_have_text("exited with code 3")
+            expect(page.locator("#stderr pre")).to_contain_text("bad: no input.dat here")
+            with page.expect_download() as download:
+                page.locator("#stderr a[download]").click()
+            assert Path(download.value.path()).read_text() == "bad: no input.dat here\n"
+            status, body = ui.get(f"/api/workflows/{failed_id}/job/stdout?id=after", ui.token)
+            assert (status, body) == (404, "cluster: job 'after' never ran (bad failed)\n")
+            assert {r["name"]: r["state"] for r in ui.api("/api/workflows")["remotes"]}[
+                "cluster"] == "ok"  # an answer of the host, not a lost host
+            _shot(page, "remote-job")
+
+            status, body = ui.post(f"/api/workflows/{long_id}/job/kill?id=victim",
+                                   Authorization=f"Bearer {ui.token}")
+            assert (status, json.loads(body)) == (200, {"ok": True,
+                                                        "message": "job victim: kill requested"})
+            wait_for(lambda: job_status(laptop, long_id, "victim") == "failed", timeout=60,
+                     what="the kill on the cluster")
+            page.goto(f"{ui.base}/workflows/{long_id}")
+            expect(page.locator("g.node[data-job='sleeper']")).to_have_attribute(
+                "data-state", "running")
+            expect(page.locator("g.node[data-job='victim']")).to_have_attribute(
+                "data-state", "failed")
+            page.locator("button[data-action='stop']").click()
+            page.locator("#confirm-ok").click()
+            expect(page.locator("#toast")).to_contain_text(f"workflow {long_id}: stop requested")
+            assert laptop.jb("wait", long_id, "--timeout", "120").returncode == 1
+            for job in remote_status(laptop, long_id)["jobs"]:
+                assert (job["status"], job["exit_status"]) == ("failed", "killed_by_user")
+            expect(page.locator("g.node[data-job='sleeper']")).to_have_attribute(
+                "data-state", "failed", timeout=30_000)  # followed from the laptop

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jbcli import error_line, jb, jb_start, job, status_json, wait_for, write_json
-from jobbridge import constants
+from jobbridge import constants, report
 from jobbridge.configuration import Configuration
 from jobbridge.errors import InputError
 from jobbridge.model import parse_workflow
@@ -171,7 +171,7 @@ def test_every_request_needs_the_token(ui: Dashboard) -> None:
     assert ui.token in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
     status, page = ui.get("/", Cookie=cookie.split(";")[0])
     assert status == 200 and "<title>jobbridge</title>" in page
-    assert ui.api("/api/workflows") == {"workflows": []}
+    assert ui.api("/api/workflows") == {"workflows": [], "remotes": []}
 
 
 def test_actions_need_the_csrf_header(ui: Dashboard, tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_a_non_loopback_host_needs_an_explicit_flag() -> None:
         assert warning.startswith("jobbridge: warning:") and "0.0.0.0" in warning
         port = running.base.rsplit(":", 1)[1]
         local = Dashboard(running.process, f"http://127.0.0.1:{port}/?token={running.token}")
-        assert local.api("/api/workflows") == {"workflows": []}
+        assert local.api("/api/workflows") == {"workflows": [], "remotes": []}
 
 
 def test_ctrl_c_as_soon_as_the_url_is_printed() -> None:
@@ -282,7 +282,7 @@ def test_restart_and_delete_through_the_api(ui: Dashboard, tmp_path: Path,
     assert jb("wait", workflow_id, "--timeout", "60").returncode == 0
     assert ui.api(f"/api/workflows/{workflow_id}")["counts"]["done"] == 2
     assert ui.post(f"/api/workflows/{workflow_id}/delete", **bearer)[0] == 200
-    wait_for(lambda: ui.api("/api/workflows") == {"workflows": []}, what="the deletion")
+    wait_for(lambda: ui.api("/api/workflows")["workflows"] == [], what="the deletion")
     assert not (jobbridge_home / "logs" / workflow_id).exists()
 
 
@@ -471,8 +471,8 @@ USAGES = _usage()
 @settings(max_examples=40, deadline=None)
 @given(st.lists(USAGES, min_size=1, max_size=20))
 def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
-    """The SQL that sums usage strings reads them as parse_usage does (any key order,
-    hours past 99, vmem beside mem, the exact cpu_s/wall_s preferred)."""
+    """The SQL that sums usage strings reads them as jobbridge.report.parse_usage does
+    (any key order, hours past 99, vmem beside mem, the exact cpu_s/wall_s preferred)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as home:
@@ -481,10 +481,11 @@ def test_figures_agree_with_the_usage_parser(usages: list[str]) -> None:
         store.update_jobs(workflow_id, [(i, {"resource_usage": u}) for i, u in enumerate(usages)])
         figures = views.figures(store, workflow_id)
         store.close()
-    parsed = [views.parse_usage(u) for u in usages]
-    assert figures["cpu_s"] == pytest.approx(sum(p["cput"] for p in parsed))
-    assert figures["peak_mem_kb"] == max(p["mem"] for p in parsed)
-    core = sum(p["walltime"] * p["ncpus"] for p in parsed)
+    parsed = [report.parse_usage(u) for u in usages]
+    ncpus = [int(u.split("ncpus=")[1].split()[0]) for u in usages]
+    assert figures["cpu_s"] == pytest.approx(sum(p.cpu_s or 0 for p in parsed))
+    assert figures["peak_mem_kb"] * 1024 == max(p.mem_bytes or 0 for p in parsed)
+    core = sum((p.wall_s or 0) * n for p, n in zip(parsed, ncpus, strict=True))
     assert figures["efficiency"] == (pytest.approx(figures["cpu_s"] / core) if core else None)
 
 
@@ -515,10 +516,10 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         assert not errors, errors
 
 
-def _shot(page: Any, name: str) -> None:
+def _shot(page: Any, name: str, full_page: bool = False) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(300)  # let the last refresh paint
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def _fill(page: Any, selector: str) -> str:
@@ -670,3 +671,131 @@ def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path)
     page.locator("th[data-sort='id']").click()
     expect(page.locator("tr.job").first).to_have_attribute("data-job", "sim_4_129")
     _shot(page, "large-jobs")
+
+
+#: A job that fails until it has run ``$2`` times (a counter file ``$1``), then succeeds.
+FLAKY = 'n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge "$2" ]'
+
+
+def _report_workflow(tmp_path: Path) -> Path:
+    """Retried once then done; done at once; failed with a message on stderr."""
+    return write_json(tmp_path / "wf.json", {"name": "efficiency", "jobs": [
+        {"id": "flaky", "command": ["sh", "-c", FLAKY, "flaky", str(tmp_path / "n"), "2"],
+         "retries": 1, "resources": {"memory_mb": 64, "walltime_s": 60}},
+        {"id": "busy", "command": ["python3", "-c", "x = bytearray(20 << 20)\n"
+                                   "x[::4096] = b'x' * len(x[::4096])"],
+         "resources": {"cpus": 2, "memory_mb": 100}},
+        job("bad", "echo 'bad: cannot read input.dat' >&2; exit 3",
+            resources={"memory_mb": 32, "walltime_s": 30})]})
+
+
+@pytest.mark.browser
+def test_report_tab_shows_the_reports_figures(browser: Any, ui: Dashboard, tmp_path: Path,
+                                              jobbridge_home: Path) -> None:
+    """A workflow's Report tab: `jobbridge report`'s summary, histograms, timeline and
+    table (the same code: its rows are report.table_rows'), a retried job's attempts
+    with who measured each figure, and a failed attempt's row leading to its stderr
+    and reason."""
+    from playwright.sync_api import expect
+
+    assert jb("run", str(_report_workflow(tmp_path)), timeout=300).returncode == 1
+    with _store(jobbridge_home) as store:
+        expected = report.build_report(store, 1)
+    data = ui.api("/api/workflows/1/report")
+    assert [row["cells"] for row in data["rows"]] == report.table_rows(expected)
+    assert data["summary"] == [list(item) for item in report.summary_items(expected)]
+    page = browser
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/1")
+    page.locator(".tabs a[data-tab='report']").click()
+    rows = page.locator("#report tr.attempt")
+    expect(rows).to_have_count(4)
+    assert [(r.get_attribute("data-job"), r.get_attribute("data-attempt"),
+             r.get_attribute("data-outcome")) for r in rows.all()] == [
+        ("flaky", "1", "retried"), ("flaky", "2", "done"), ("busy", "1", "done"),
+        ("bad", "1", "failed")]
+    for row in rows.all():  # every figure of the local runner measured by wait4
+        expect(row.locator("td").last).to_have_text("wait4 (local runner)")
+    expect(rows.nth(0).locator("td.exit")).to_contain_text("exit code 1 (retried)")
+    expect(page.locator("#report-figures svg.jb-figure")).to_have_count(3)
+    memory = page.locator("#report-figures svg[data-figure-name='memory_efficiency']")
+    counts = [int(t) for t in memory.locator("text.count").all_text_contents()]
+    assert sum(counts) == 4  # every attempt asked for memory and had its peak measured
+    time_counts = page.locator("#report-figures svg[data-figure-name='time_efficiency'] "
+                               "text.count").all_text_contents()
+    assert sum(int(t) for t in time_counts) == 3  # busy asked for no walltime
+    bars = page.locator("#report-timeline svg.jb-figure rect title")
+    expect(bars.first).to_be_attached()
+    assert "flaky attempt 1: exit code 1" in " ".join(bars.all_text_contents())
+    # the figures' own styles apply (served as /report.css), not the page's defaults
+    title = "#report-figures svg text.title"
+    assert page.eval_on_selector(title, "el => getComputedStyle(el).textAnchor") == "middle"
+    expect(page.locator("#report-summary")).to_contain_text("wait4 (local runner)")
+    _shot(page, "workflow-report", full_page=True)
+
+    rows.nth(3).locator("a.stderr-link").click()
+    expect(page.locator("#job-reason")).to_have_text("exited with code 3")
+    expect(page.locator("#stderr pre")).to_contain_text("bad: cannot read input.dat")
+    expect(page.locator("#job-usage")).to_contain_text("wait4 (local runner)")
+    page.go_back()
+    rows.nth(0).locator("a").first.click()
+    attempts = page.locator("#job-attempts tr.attempt")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("exit 1")
+    expect(attempts.nth(0)).to_contain_text("(retried)")
+    expect(attempts.nth(1)).to_contain_text("64.0 MB")  # asked, per attempt
+    _shot(page, "job-attempts")
+
+
+@pytest.mark.browser
+def test_hostile_names_in_the_report_tab_stay_text(browser: Any, ui: Dashboard,
+                                                   tmp_path: Path) -> None:
+    """The server's SVG figures hold job ids and names escaped: markup in them shows
+    as text, runs nothing and loads nothing."""
+    from playwright.sync_api import expect
+
+    hostile = "<img src=x onerror=alert(1)> & \"q\" 'a' <svg onload=alert(2)>"
+    workflow = write_json(tmp_path / "wf.json", {"name": "<script>alert(3)</script>", "jobs": [
+        job(hostile, "exit 2"), job("ok", "true")]})
+    assert jb("run", str(workflow), timeout=120).returncode == 1
+    dialogs: list[str] = []
+    page = browser
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/1/report")
+    rows = page.locator("#report tr.attempt")
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator("td a").first).to_have_text(hostile)
+    expect(page.locator("#report-timeline svg.jb-figure text.label").first).to_contain_text(
+        "<img src=x")  # its label, shortened
+    tips = page.locator("#report-timeline svg rect title").all_text_contents()
+    assert any(tip.startswith(f"{hostile} attempt 1") for tip in tips), tips
+    expect(page.locator("h1")).to_contain_text("<script>alert(3)</script>")
+    assert page.locator("main img, main script, main svg svg").count() == 0
+    assert dialogs == []
+
+
+@pytest.mark.browser
+def test_the_html_report_renders_offline(browser: Any, tmp_path: Path) -> None:
+    """`jobbridge report --html` opened from disk in the browser, every request
+    beyond the file refused: its figures and table are all there."""
+    from playwright.sync_api import expect
+
+    assert jb("run", str(_report_workflow(tmp_path)), timeout=300).returncode == 1
+    out = tmp_path / "report.html"
+    assert jb("report", "1", "--html", str(out)).returncode == 0
+    fetched: list[str] = []
+
+    def refuse(route: Any) -> None:
+        fetched.append(route.request.url)
+        route.abort()
+
+    page = browser
+    page.route("http*://**/*", refuse)
+    page.goto(out.as_uri())
+    expect(page.locator("svg.jb-figure")).to_have_count(4)
+    expect(page.locator("table").last.locator("tbody tr")).to_have_count(4)
+    assert page.eval_on_selector("svg.jb-figure text.title",
+                                 "el => getComputedStyle(el).textAnchor") == "middle"
+    _shot(page, "report-html")
+    assert fetched == []

@@ -216,10 +216,20 @@ def configured_values(key: str) -> list[str]:
     """Every value the configuration file gives ``key``, in any section: what a
     scheduler's ``availability`` (which has no resource) may look at. An unreadable
     file gives none; loading a resource reports what is wrong with it."""
+    return [value for _, value in _configured(key)]
+
+
+def configured_sections(key: str) -> list[str]:
+    """The sections of the configuration file that set ``key`` themselves (the
+    remote resources, for ``host``: what ``jobbridge ui`` also shows)."""
+    return [section for section, _ in _configured(key)]
+
+
+def _configured(key: str) -> list[tuple[str, str]]:
     parser = _ini_parser()
     with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
         parser.read(default_config_path(), encoding="utf-8")
-    return [parser.get(section, key) for section in parser.sections()
+    return [(section, parser.get(section, key)) for section in parser.sections()
             if parser.has_option(section, key)]
 
 

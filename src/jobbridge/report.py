@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from html import escape
 from typing import Any
 
@@ -189,6 +190,8 @@ class JobReport:
     name: str | None
     status: str
     attempts: list[AttemptReport]
+    #: the job's index in its workflow (the store's key)
+    idx: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.job_id, "name": self.name, "status": self.status,
@@ -225,12 +228,13 @@ class Report:
     usage_source: str
     jobs: list[JobReport]
 
-    @property
+    @cached_property
     def attempts(self) -> list[AttemptReport]:
         return [attempt for job in self.jobs for attempt in job.attempts]
 
-    @property
+    @cached_property
     def summary(self) -> Summary:
+        """The totals, computed once (a built report does not change)."""
         attempts = [a for a in self.attempts if a.outcome in (constants.DONE, constants.FAILED,
                                                               "retried")]
         cpu = sum(a.usage.cpu_s or 0.0 for a in attempts)
@@ -292,17 +296,20 @@ def build_report(store: Store, workflow_id: int | str) -> Report:
         recorded = store.attempts(workflow.id)
     caps = retry.limits(workflow.config)
     kind = scheduler_class(workflow.scheduler_type)
-    measurer = kind.usage_source
-    reports = []
-    for job in jobs:
-        attempts = []
-        for row in job_attempts(job, recorded.get(job.idx, ()), caps):
-            usage = parse_usage(row.resource_usage, kind.peak_memory_item)
-            attempts.append(AttemptReport(job.job_id, job.name, row, usage,
-                                          {figure: usage.source(figure, measurer)
-                                           for figure in FIGURE_KEYS}))
-        reports.append(JobReport(job.job_id, job.name, job.status, attempts))
-    return Report(workflow, measurer, reports)
+    return Report(workflow, kind.usage_source,
+                  [job_report(job, recorded.get(job.idx, ()), caps, kind) for job in jobs])
+
+
+def job_report(job: JobRow, recorded: Sequence[AttemptRow], caps: Mapping[str, int],
+               kind: type[Scheduler]) -> JobReport:
+    """One job's attempts with their figures (the report's rows; a ui job page)."""
+    attempts = []
+    for row in job_attempts(job, recorded, caps):
+        usage = parse_usage(row.resource_usage, kind.peak_memory_item)
+        attempts.append(AttemptReport(job.job_id, job.name, row, usage,
+                                      {figure: usage.source(figure, kind.usage_source)
+                                       for figure in FIGURE_KEYS}))
+    return JobReport(job.job_id, job.name, job.status, attempts, job.idx)
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -317,11 +324,12 @@ TSV_HEADER = ["job", "name", "attempt", "retry", "outcome", "cpus", "memory_mb",
 
 def table_rows(report: Report) -> list[list[str]]:
     """The rows of the text table: one per attempt (a job never run: one row)."""
-    return [cells for job in report.jobs for cells, _ in _job_rows(job)]
+    return [cells for job in report.jobs for cells, _ in job_rows(job)]
 
 
-def _job_rows(job: JobReport) -> list[tuple[list[str], str]]:
-    """A job's table rows, each with its attempt's outcome."""
+def job_rows(job: JobReport) -> list[tuple[list[str], str]]:
+    """A job's rows of the table (TABLE_HEADER's cells), each with its attempt's
+    outcome (the text table, the HTML page, the ui's table)."""
     if not job.attempts:
         return [([job.job_id, "-", "", "", "", "", "", "", "", "", job.status, ""], job.status)]
     return [([job.job_id, str(a.row.attempt), str(a.cpus), _mb(a.memory_mb),
@@ -599,15 +607,17 @@ def figures(report: Report) -> dict[str, str]:
     }
 
 
+#: The figures' styles (their elements' classes), scoped to them: the HTML page
+#: holds them, the ui serves them as /report.css.
 SVG_STYLE = """
-svg text { font-family: system-ui, sans-serif; font-size: 11px; fill: #333; }
-svg .title { font-size: 13px; font-weight: 600; text-anchor: middle; }
-svg .tick { text-anchor: middle; fill: #666; }
-svg .count { text-anchor: middle; font-size: 10px; }
-svg .label { text-anchor: end; }
-svg .legend { text-anchor: start; }
-svg .none { text-anchor: middle; fill: #888; }
-svg .axis { stroke: #999; }
+svg.jb-figure text { font-family: system-ui, sans-serif; font-size: 11px; fill: #333; }
+svg.jb-figure .title { font-size: 13px; font-weight: 600; text-anchor: middle; }
+svg.jb-figure .tick { text-anchor: middle; fill: #666; }
+svg.jb-figure .count { text-anchor: middle; font-size: 10px; }
+svg.jb-figure .label { text-anchor: end; }
+svg.jb-figure .legend { text-anchor: start; }
+svg.jb-figure .none { text-anchor: middle; fill: #888; }
+svg.jb-figure .axis { stroke: #999; }
 """
 
 PAGE_STYLE = """
@@ -624,14 +634,11 @@ tr.retried td, tr.failed td { color: #b23a30; }
 """
 
 
-def html_page(report: Report) -> str:
-    """A self-contained page: summary, efficiency histograms, timeline, the table."""
+def summary_items(report: Report) -> list[tuple[str, str]]:
+    """The summary as (label, text) pairs: the HTML page's and the ui's."""
     workflow = report.workflow
     s = report.summary
-    title = (f"jobbridge report: workflow {workflow.id}"
-             f"{' (' + workflow.name + ')' if workflow.name else ''}")
-    pictures = figures(report)
-    summary_rows = [
+    return [
         ("status", f"{workflow.status} on {workflow.resource} ({workflow.scheduler_type})"),
         ("jobs, attempts", f"{_plural(s.jobs, 'job')}, {_attempts(report)}, "
                            f"{s.failed_attempts} failed, {_plural(s.retried_jobs, 'job')} "
@@ -645,16 +652,24 @@ def html_page(report: Report) -> str:
             f" ({_plural(s.without_usage, 'attempt')} without usage)" if s.without_usage
             else "")),
     ]
+
+
+def html_page(report: Report) -> str:
+    """A self-contained page: summary, efficiency histograms, timeline, the table."""
+    workflow = report.workflow
+    title = (f"jobbridge report: workflow {workflow.id}"
+             f"{' (' + workflow.name + ')' if workflow.name else ''}")
+    pictures = figures(report)
     numeric = {2, 3, 4, 5, 6, 7, 8, 9}
     body_rows = []
     for job in report.jobs:
-        for cells, outcome in _job_rows(job):
+        for cells, outcome in job_rows(job):
             tds = "".join(f'<td class="num">{escape(c)}</td>' if i in numeric
                           else f"<td>{escape(c)}</td>" for i, c in enumerate(cells))
             body_rows.append(f'<tr class="{escape(outcome)}">{tds}</tr>')
     head = "".join(f"<th>{escape(h)}</th>" for h in TABLE_HEADER)
     summary = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>"
-                      for k, v in summary_rows)
+                      for k, v in summary_items(report))
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -678,7 +693,8 @@ def html_page(report: Report) -> str:
 
 
 def _svg_open(width: int, height: float, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="jb-figure" width="{width}" '
+            f'height="{height:.0f}" '
             f'viewBox="0 0 {width} {height:.0f}" role="img" aria-label="{escape(title)}">')
 
 

@@ -652,10 +652,14 @@ class Store:
             counts.setdefault(workflow_id, {})[status] = number
         return counts
 
-    def attempts(self, workflow_id: int | str) -> dict[int, list[AttemptRow]]:
-        """The ended attempts of a workflow's jobs, by job index, in order."""
+    def attempts(self, workflow_id: int | str, idx: int | None = None
+                 ) -> dict[int, list[AttemptRow]]:
+        """The ended attempts of a workflow's jobs (or of its job ``idx``), by job
+        index, in order."""
+        one = "" if idx is None else "AND idx = ? "
         rows = self.db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE workflow_id = ? "
-                               "ORDER BY idx, attempt", (_as_id(workflow_id),))
+                               f"{one}ORDER BY idx, attempt",
+                               (_as_id(workflow_id), *(() if idx is None else (idx,))))
         found: dict[int, list[AttemptRow]] = {}
         for row in rows:
             (wf_id, idx, number, retry, requested, scheduler_job_id, submitted, executed, ended,

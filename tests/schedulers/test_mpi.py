@@ -143,6 +143,14 @@ def test_workflow_dependencies_failure_retries_argv(tmp_path: Path) -> None:
     assert not (tmp_path / "never").exists()
     assert "cput=" in jobs["second"]["resource_usage"]
     assert jobs["second"]["scheduler_job_id"].startswith("mpi.")
+    # the report: every figure measured by wait4 on the rank that ran the job, said so
+    report = json.loads(jb("report", "1", "--json").stdout)
+    assert report["usage_source"] == "wait4 (MPI worker)"
+    [second] = next(j for j in report["jobs"] if j["id"] == "second")["attempts"]
+    assert second["sources"] == dict.fromkeys(("cpu_s", "mem_bytes", "wall_s"),
+                                              "wait4 (MPI worker)")
+    assert second["used"]["mem_bytes"] > 1 << 20 and second["used"]["wall_s"] is not None
+    assert second["used"]["cpu_s"] is not None
     assert jb("logs", "1", "second").stdout == "from first\n"
     got = jb("logs", "1", "argv").stdout.encode().split(b"\0")[:-1]
     assert got == [s.encode() for s in HOSTILE_STRINGS]

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -166,6 +167,41 @@ def test_resources_reach_pbs(tmp_path: Path) -> None:
     [(status, _)] = run_to_end(scheduler, [job], timeout=60)
     assert status == constants.DONE
     assert out.read_text() == "2 2\n"  # what PBS gives a job that has 2 ncpus
+
+
+def test_the_report_says_who_measured_each_figure(tmp_path: Path) -> None:
+    """Through the engine: a job holding 40 MB, burning a second of CPU, then
+    sleeping long enough for pbs_mom to sample it while it runs. The report's figures
+    are PBS's resources_used, or the job wrapper's where PBS gave none (a ``wrapper=``
+    item), and each says which; never the sample of a running job (once reported as
+    the job's peak memory: ``mem=0kb``)."""
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text(openpbs.resource())
+    busy = ("import time\nx = bytearray(40 << 20)\nx[::4096] = b'x' * len(x[::4096])\n"
+            "while time.process_time() < 1: pass\ntime.sleep(9)")
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(json.dumps({"jobs": [{
+        "id": "busy", "command": ["python3", "-c", busy],
+        "resources": {"memory_mb": 200, "walltime_s": 120}}]}))
+    env = {**os.environ, "JOBBRIDGE_CONFIG": str(config)}
+    jb = [sys.executable, "-m", "jobbridge"]
+    ran = subprocess.run([*jb, "run", str(workflow), "-r", "openpbs"], env=env, text=True,
+                         capture_output=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(subprocess.run([*jb, "report", "1", "--json"], env=env, text=True,
+                                       capture_output=True, timeout=60, check=True).stdout)
+    assert report["usage_source"] == "PBS resources_used"
+    [attempt] = report["jobs"][0]["attempts"]
+    wrapped = next((item.removeprefix("wrapper=").split(",") for item in
+                    attempt["resource_usage"].split() if item.startswith("wrapper=")), [])
+    for figure, keys in (("cpu_s", {"cpu_s", "cput"}), ("mem_bytes", {"mem"}),
+                         ("wall_s", {"wall_s", "walltime"})):
+        assert attempt["sources"][figure] == (
+            "job wrapper (wait4)" if keys & set(wrapped) else "PBS resources_used"), attempt
+    used = attempt["used"]
+    assert used["cpu_s"] >= 0.9 and used["wall_s"] >= 9, attempt
+    assert 40 << 20 <= used["mem_bytes"] < 200 << 20, attempt
+    assert (attempt["requested"]["memory_mb"], attempt["requested"]["walltime_s"]) == (200, 120)
 
 
 def test_find_submitted_by_tag(tmp_path: Path) -> None:

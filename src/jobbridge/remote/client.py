@@ -20,7 +20,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -377,6 +377,19 @@ class RemoteController:
         self._call({"op": "logs", "workflow": self.local_id(workflow_id), "job": job_id,
                     "stderr": stderr}, on_event, repeat=False)
         sink.flush()
+
+    # --- the dashboard (jobbridge ui) ------------------------------------------------------
+    def ui_view(self, view: str, workflow_id: str | None, params: Mapping[str, str]) -> Any:
+        """A view of the host's dashboard (``jobbridge.ui.views.read`` there): what
+        its own ``jobbridge ui`` answers, ids as the host has them."""
+        return self._call({"op": "ui", "view": view, "params": dict(params),
+                           "workflow": None if workflow_id is None
+                           else self.local_id(workflow_id)})
+
+    def kill_job(self, workflow_id: str, job_id: str) -> None:
+        """Kill one job of a workflow there (the dashboard's Kill)."""
+        self._call({"op": "kill", "workflow": self.local_id(workflow_id), "job": job_id},
+                   repeat=False)
 
     # --- plumbing ---------------------------------------------------------------------------
     def _shown(self, status: dict[str, Any]) -> dict[str, Any]:

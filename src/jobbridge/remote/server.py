@@ -200,8 +200,27 @@ def _resource_items(transfer: Transfer) -> list[str]:
     return [os.path.join(transfer.path, name) for name in transfer.files]
 
 
+def _ui(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> Any:
+    """A view of this machine's dashboard, for a laptop's ``jobbridge ui``: what
+    this machine's own ``jobbridge ui`` would answer (jobbridge.ui.views, which
+    needs no web server)."""
+    from ..ui import views
+
+    workflow = request.get("workflow")
+    params = request.get("params") or {}
+    if not isinstance(params, dict) or not all(
+            isinstance(v, str) for v in params.values()):
+        raise TypeError("params must be an object of strings")
+    return views.read(controller.store, _text(request, "view"),
+                      None if workflow is None else int(_text(request, "workflow")), params)
+
+
+def _kill(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> None:
+    controller.kill_job(_text(request, "workflow"), _text(request, "job"))
+
+
 _OPERATIONS: dict[str, Callable[[WorkflowController, dict[str, Any], Emit], Any]] = {
     "submit": _submit, "list": _list, "status": _status, "wait": _wait,
     "request": _request, "logs": _logs, "transfers": _transfers,
-    "transfer_status": _transfer_status}
+    "transfer_status": _transfer_status, "ui": _ui, "kill": _kill}
 

@@ -118,7 +118,10 @@ class SshConnection:
             # on a terminal ssh talks to the user itself (MFA banners, prompts);
             # otherwise its last error line is ours to report
             try:
+                # stdout: nothing to say with -N, and the master it forks must not keep
+                # our caller's pipe open (jobbridge ui's, a script's) for ControlPersist
                 result = subprocess.run(argv, stdin=subprocess.DEVNULL, text=True,
+                                        stdout=subprocess.DEVNULL,
                                         stderr=None if self.prompt else subprocess.PIPE,
                                         timeout=None if self.prompt else 300)
             except FileNotFoundError:

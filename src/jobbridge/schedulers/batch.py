@@ -856,6 +856,10 @@ class BatchScheduler(Scheduler, abc.ABC):
         killed = _kill_reached(killed, exit_record)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
+            if self.record_status(record) not in constants.ENDED_JOB_STATUS:
+                # the last poll saw it run: its usage then was a sample (PBS's
+                # resources_used of a running job, mem=0kb at first), not the job's
+                usage = None
             usage = _merge_usage(usage, wrapped_usage)
             reason = exit_record.get("reason")
             dates = (exit_record.get("started"), exit_record.get("ended"))

@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,7 +50,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import controller as control
 from ..errors import InputError, JobbridgeError
-from ..store import Store
+from ..remote import split_remote_id
+from ..remote.dashboard import HostUnavailable, RemoteDashboards
+from ..report import SVG_STYLE
 from . import views
 
 STATIC = Path(__file__).parent / "static"
@@ -174,6 +176,17 @@ class StoreWatcher:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(wake)
 
+    def poke(self) -> None:
+        """Wake the event streams from another thread: what a page shows changed
+        elsewhere (a remote host's workflows)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._bump)
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         db = sqlite3.connect(self.path)
@@ -183,9 +196,7 @@ class StoreWatcher:
                 current = db.execute("PRAGMA data_version").fetchone()[0]
                 if current != last:
                     last = current
-                    self.version += 1
-                    self._changed.set()
-                    self._changed = asyncio.Event()
+                    self._bump()
                 await asyncio.sleep(WATCH_INTERVAL)
         finally:
             db.close()
@@ -226,31 +237,54 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     """The dashboard of ``home``, guarded by ``token``."""
     pool = _ControllerPool(home)
     watcher = watcher or StoreWatcher(home / "jobbridge.db")
+    remotes = RemoteDashboards(on_change=watcher.poke)  # polled once the server runs
     mimetypes.init()  # now, not on the first page's first file
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace(
         "{{csrf}}", csrf_token(token))
 
-    def reading(view: Callable[[Store, Request], Any]) -> Callable[[Request], Response]:
-        """A JSON endpoint of ``view(store, request)``; bad input is a 400/404 line."""
+    def reading(view: str) -> Callable[[Request], Response]:
+        """A JSON endpoint of a view (views.read), of this machine's store or, for an
+        id ``RESOURCE:ID``, of a remote host; bad input is a 400/404 line, a host
+        that cannot answer a 503."""
         def endpoint(request: Request) -> Response:
+            params = dict(request.query_params)
             try:
+                remote = _remote_workflow(request)
+                if remote is not None:
+                    return JSONResponse(remotes.view(*remote, view, params))
                 with pool.lend() as controller:
-                    return JSONResponse(view(controller.store, request))
+                    return JSONResponse(views.read(controller.store, view, _workflow(request),
+                                                   params))
             except InputError as error:
                 return _error(error)
+            except HostUnavailable as error:
+                return JSONResponse({"error": str(error)}, 503)
+            except JobbridgeError as error:  # the host's own failure to answer
+                return JSONResponse({"error": str(error)}, 502)
         return endpoint
 
-    def acting(act: Callable[[control.WorkflowController, Request], str]
+    def acting(act: Callable[[control.WorkflowController, Request], str],
+               remote_act: Callable[[RemoteDashboards, str, int, Request], str]
                ) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             try:
-                with pool.lend() as controller:
-                    return JSONResponse({"ok": True, "message": act(controller, request)})
+                remote = _remote_workflow(request)
+                if remote is not None:
+                    message = remote_act(remotes, *remote, request)
+                else:
+                    with pool.lend() as controller:
+                        message = act(controller, request)
+                return JSONResponse({"ok": True, "message": message})
             except InputError as error:
                 return _error(error)
             except JobbridgeError as error:
                 return JSONResponse({"error": str(error)}, 500)
         return endpoint
+
+    def workflow_list(request: Request) -> Response:
+        with pool.lend() as controller:
+            local = views.workflows(controller.store)
+        return JSONResponse({"workflows": local, "remotes": remotes.summary()})
 
     def index(request: Request) -> Response:
         return Response(page, media_type="text/html; charset=utf-8")
@@ -259,6 +293,18 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
         stream = request.path_params["stream"]
         if stream not in ("stdout", "stderr"):
             return PlainTextResponse("not found: stdout or stderr\n", 404)
+        try:
+            remote = _remote_workflow(request)
+            if remote is not None:
+                data = remotes.output(*remote, _job_id(request), stream == "stderr")
+                return Response(data, media_type="text/plain; charset=utf-8", headers={
+                    "content-disposition": _attachment(f"{_job_id(request)}.{stream}.txt")})
+        except InputError as error:
+            return _error(error)
+        except HostUnavailable as error:
+            return PlainTextResponse(f"{error}\n", 503)
+        except JobbridgeError as error:  # the host's answer: no such file (yet)
+            return PlainTextResponse(f"{error}\n", 404)
         try:
             with pool.lend() as controller:
                 path = views.output_path(controller.store, _workflow(request),
@@ -292,32 +338,27 @@ def create_app(home: Path, token: str, cookie: str = "jobbridge_ui",
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(watcher.run())
         threading.Thread(target=_prepare_graphs, args=(pool,), daemon=True).start()
+        remotes.start()
         try:
             yield
         finally:
             task.cancel()
+            remotes.stop()
 
-    workflow = "/api/workflows/{workflow:int}"
+    workflow = "/api/workflows/{workflow:str}"
     routes = [
-        Route("/api/workflows", reading(lambda store, r: {"workflows": views.workflows(store)})),
-        Route(workflow, reading(lambda store, r: views.workflow(store, _workflow(r)))),
-        Route(workflow + "/figures",
-              reading(lambda store, r: views.figures(store, _workflow(r)))),
-        Route(workflow + "/graph", reading(lambda store, r: views.graph(store, _workflow(r)))),
-        Route(workflow + "/graph/counts",
-              reading(lambda store, r: views.graph_counts(store, _workflow(r)))),
-        Route(workflow + "/jobs", reading(_jobs_page)),
-        Route(workflow + "/timeline",
-              reading(lambda store, r: views.timeline(store, _workflow(r)))),
-        Route(workflow + "/job", reading(lambda store, r: views.job(
-            store, _workflow(r), _job_id(r), r.query_params.get("env") == "1"))),
+        Route("/api/workflows", workflow_list),
+        *(Route(workflow + (f"/{name}" if name else ""), reading(name))
+          for name in views.WORKFLOW_VIEWS),
         Route(workflow + "/job/{stream:str}", download),
         Route("/api/events", events),
-        Route(workflow + "/{action:str}", acting(_workflow_action), methods=["POST"]),
-        Route(workflow + "/job/kill", acting(_kill), methods=["POST"]),
+        Route(workflow + "/{action:str}", acting(_workflow_action, _remote_workflow_action),
+              methods=["POST"]),
+        Route(workflow + "/job/kill", acting(_kill, _remote_kill), methods=["POST"]),
+        Route("/report.css", lambda r: Response(SVG_STYLE, media_type="text/css")),
         Route("/", index),
-        Route("/workflows/{workflow:int}", index),
-        Route("/workflows/{workflow:int}/{tab:str}", index),
+        Route("/workflows/{workflow:str}", index),
+        Route("/workflows/{workflow:str}/{tab:str}", index),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -337,34 +378,30 @@ def _prepare_graphs(pool: _ControllerPool, count: int = 3) -> None:
 
 
 def _workflow(request: Request) -> int:
-    return int(request.path_params["workflow"])
+    """The id of a workflow of this machine (``12``)."""
+    text = request.path_params["workflow"]
+    if not text.isdigit():
+        raise InputError(f"no workflow {text!r}")
+    return int(text)
+
+
+def _remote_workflow(request: Request) -> tuple[str, int] | None:
+    """``("cluster", 12)`` for a remote resource's workflow ``cluster:12``."""
+    split = split_remote_id(request.path_params["workflow"])
+    if split is None:
+        return None
+    if not split[1].isdigit():
+        raise InputError(f"no workflow {request.path_params['workflow']!r}")
+    return split[0], int(split[1])
 
 
 def _job_id(request: Request) -> str:
-    job_id = request.query_params.get("id")
-    if not job_id:
-        raise InputError("id: the job id is required (?id=JOB)")
-    return job_id
+    return views.job_id_param(request.query_params)
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    text = request.query_params.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"{name}: must be an integer, not {text!r}") from None
-
-
-def _jobs_page(store: Store, request: Request) -> dict[str, Any]:
-    query = request.query_params
-    group = query.get("group")
-    return views.jobs_page(
-        store, _workflow(request), state=query.get("state") or None, search=query.get("q", ""),
-        sort=query.get("sort", "order"), descending=query.get("order") == "desc",
-        offset=_int(request, "offset", 0), limit=_int(request, "limit", 100),
-        group=None if group in (None, "") else _int(request, "group", 0))
+def _attachment(name: str) -> str:
+    """A Content-Disposition naming a download (RFC 6266, any characters)."""
+    return f"attachment; filename*=utf-8''{quote(name, safe='')}"
 
 
 def _workflow_action(controller: control.WorkflowController, request: Request) -> str:
@@ -381,8 +418,24 @@ def _kill(controller: control.WorkflowController, request: Request) -> str:
     return f"job {job_id}: kill requested"
 
 
+def _remote_workflow_action(remotes: RemoteDashboards, resource: str, number: int,
+                            request: Request) -> str:
+    action = request.path_params["action"]
+    if action not in control.REQUESTS:
+        raise InputError(f"unknown action {action!r} (one of {', '.join(control.REQUESTS)})")
+    return f"workflow {resource}:{number}: {remotes.request(resource, number, action)}"
+
+
+def _remote_kill(remotes: RemoteDashboards, resource: str, number: int,
+                 request: Request) -> str:
+    job_id = _job_id(request)
+    remotes.kill_job(resource, number, job_id)
+    return f"job {job_id}: kill requested"
+
+
 def _error(error: InputError) -> Response:
-    status = 404 if str(error).startswith("no workflow") or " has no job " in str(error) else 400
+    text = str(error)
+    status = 404 if "no workflow " in text or " has no job " in text else 400
     return JSONResponse({"error": str(error)}, status)
 
 

@@ -18,18 +18,17 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from .. import constants
+from .. import constants, report, retry
 from ..engine import live_engines
 from ..errors import InputError
-from ..store import JobRow, Store, WorkflowRow
+from ..store import Store, WorkflowRow
 
 #: What the dashboard colours: each job status folded into one of these classes,
 #: in the order the pages list them (the graph of ``jobbridge graph`` uses the same
@@ -135,33 +134,6 @@ def _class_counts(store: Store, workflow_id: int | None = None) -> dict[int, dic
 # --- summary figures -----------------------------------------------------------------------------
 
 
-_DURATION = re.compile(r"(\d+):(\d\d):(\d\d)")
-_SIZE_KB = re.compile(r"(\d+)kb")
-
-
-def parse_usage(text: str | None) -> dict[str, float]:
-    """A ``resource_usage`` string (docs/format.md) as numbers: ``cput``/``walltime``
-    in seconds, or ``cpu_s``/``wall_s`` when given (exact, where the others are whole
-    seconds), ``mem``/``vmem`` in kB, ``ncpus``, ``cpupercent``; unknown forms left
-    out."""
-    usage: dict[str, float] = {}
-    for item in (text or "").split():
-        key, _, value = item.partition("=")
-        if key in ("cput", "walltime"):
-            if match := _DURATION.fullmatch(value):
-                hours, minutes, seconds = (int(g) for g in match.groups())
-                usage.setdefault(key, hours * 3600 + minutes * 60 + seconds)
-        elif key in ("cpu_s", "wall_s"):
-            with suppress(ValueError):
-                usage["cput" if key == "cpu_s" else "walltime"] = float(value)
-        elif key in ("mem", "vmem"):
-            if match := _SIZE_KB.fullmatch(value):
-                usage[key] = int(match[1])
-        elif key in ("ncpus", "cpupercent") and value.isdigit():
-            usage[key] = int(value)
-    return usage
-
-
 def _after(key: str) -> str:
     """SQL: what follows ``KEY=`` in the usage ``t`` (NULL without it). CAST reads
     the leading number of it and ignores the rest."""
@@ -174,10 +146,12 @@ def _seconds(value: str) -> str:
             f"AS INTEGER) * 60 + CAST(substr({value}, instr({value}, ':') + 4) AS INTEGER))")
 
 
-#: A workflow's figures: the usage strings parse_usage reads, summed by SQLite in C
-#: (Python takes about a second per 100,000 jobs, at every refresh of a running
-#: workflow). ``LIMIT -1 OFFSET 0`` keeps SQLite from flattening the subqueries, which
-#: would compute every ``instr`` several times over.
+#: A workflow's figures: the usage strings summed by SQLite in C, read as
+#: jobbridge.report.parse_usage reads the forms the backends write (``HH:MM:SS``,
+#: ``kb``; the exact ``cpu_s``/``wall_s`` first). Python takes about a second per
+#: 100,000 jobs, at every refresh of a running workflow. ``LIMIT -1 OFFSET 0`` keeps
+#: SQLite from flattening the subqueries, which would compute every ``instr`` several
+#: times over.
 _FIGURES_SQL = (
     "SELECT count(c), sum(c), max(CAST(m AS INTEGER)), "
     "sum(CASE WHEN c IS NOT NULL THEN w * coalesce(CAST(n AS INTEGER), 1) END) FROM ("
@@ -189,48 +163,70 @@ _FIGURES_SQL = (
     "AND resource_usage IS NOT NULL LIMIT -1 OFFSET 0) LIMIT -1 OFFSET 0))")
 
 
-#: While jobs run, how old the usage figures may be before they are summed again.
+#: While jobs run, how old the usage figures and the report may be before they are
+#: computed again.
 FIGURES_MAX_AGE = 5.0
 
 
-class _FiguresCache:
-    """The usage sums of each workflow, summed again only when the usage of its jobs
-    changed (a job ended: the latest end moves; a restart: fewer usages), and at most
-    every FIGURES_MAX_AGE seconds while jobs run: half a second a 100,000 jobs."""
+class _SignedCache:
+    """A value computed from each workflow's jobs (its usage sums, its report),
+    computed again only when their records changed (``signature``: a job started or
+    ended, an attempt was recorded, a restart), and while jobs run at most every
+    FIGURES_MAX_AGE seconds, or five times what it took (the sums: half a second a
+    100,000 jobs; a report: a few seconds)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 8) -> None:
         self._lock = threading.Lock()
-        self._known: dict[tuple[str, int], tuple[tuple[Any, ...], float, tuple[Any, ...]]] = {}
+        self._size = size
+        #: (signature, when computed, value, how long it may be kept while jobs run)
+        self._known: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], float, Any, float]] = (
+            OrderedDict())
 
-    def get(self, store: Store, workflow_id: int, signature: tuple[Any, ...], running: bool
-            ) -> tuple[Any, ...]:
+    def get(self, store: Store, workflow_id: int, signature: tuple[Any, ...], running: bool,
+            compute: Callable[[], Any]) -> Any:
         key = (str(store.path), workflow_id)
         with self._lock:
             known = self._known.get(key)
         now = time.monotonic()
         if known is not None and (known[0] == signature or (
-                running and now - known[1] < FIGURES_MAX_AGE)):
+                running and now - known[1] < known[3])):
             return known[2]
-        sums = tuple(store.db.execute(_FIGURES_SQL, (workflow_id,)).fetchone())
-        with self._lock:
-            self._known[key] = (signature, now, sums)
-        return sums
+        value = compute()
+        cost = time.monotonic() - now
+        with self._lock:  # kept the longer, the costlier: at most a fifth of the time busy
+            self._known[key] = (signature, now, value, max(FIGURES_MAX_AGE, 5 * cost))
+            self._known.move_to_end(key)
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return value
 
 
-_FIGURES = _FiguresCache()
+_FIGURES = _SignedCache()
+_REPORTS = _SignedCache(size=4)
+
+
+def _signature(store: Store, workflow_id: int) -> tuple[Any, ...]:
+    """(first start, last end, jobs running, now: julian days) and what changes
+    when a job starts or ends, an attempt is recorded or the workflow restarts."""
+    first, last, running, now, *signature = store.db.execute(
+        "SELECT min(julianday(coalesce(execution_date, submission_date))), "
+        "max(julianday(ending_date)), sum(execution_date IS NOT NULL AND ending_date IS NULL), "
+        "julianday('now'), count(resource_usage), max(ending_date), count(execution_date), "
+        "count(submission_date), sum(attempt), "
+        "(SELECT count(*) FROM attempts WHERE workflow_id = ?), "
+        "(SELECT submission_date FROM workflows WHERE id = ?) "
+        "FROM jobs WHERE workflow_id = ? AND hidden = 0",
+        (workflow_id, workflow_id, workflow_id)).fetchone()
+    return first, last, running, now, tuple(signature)
 
 
 def _figures(store: Store, workflow_id: int) -> dict[str, Any]:
     """CPU time, peak memory, CPU efficiency (CPU time over wall time times CPUs) and
     wall time (first start to last end, or to now while jobs run)."""
-    first, last, running, now, *signature = store.db.execute(
-        "SELECT min(julianday(coalesce(execution_date, submission_date))), "
-        "max(julianday(ending_date)), sum(execution_date IS NOT NULL AND ending_date IS NULL), "
-        "julianday('now'), count(resource_usage), max(ending_date), "
-        "(SELECT submission_date FROM workflows WHERE id = ?) "
-        "FROM jobs WHERE workflow_id = ? AND hidden = 0", (workflow_id, workflow_id)).fetchone()
-    measured, cpu, peak, core_seconds = _FIGURES.get(store, workflow_id, tuple(signature),
-                                                     bool(running))
+    first, last, running, now, signature = _signature(store, workflow_id)
+    measured, cpu, peak, core_seconds = _FIGURES.get(
+        store, workflow_id, signature, bool(running),
+        lambda: tuple(store.db.execute(_FIGURES_SQL, (workflow_id,)).fetchone()))
     end = now if running or last is None else last
     return {"cpu_s": cpu if measured else None, "peak_mem_kb": peak,
             "efficiency": cpu / core_seconds if measured and core_seconds else None,
@@ -299,8 +295,10 @@ def job(store: Store, workflow_id: int, job_id: str, show_env: bool = False) -> 
         wf = store.workflow(workflow_id)
         row = store.job(workflow_id, job_id)
         preds, succs = _neighbours(store, workflow_id, row.idx)
+        recorded = store.attempts(workflow_id, row.idx).get(row.idx, [])
     spec = row.spec
-    usage = parse_usage(row.resource_usage)
+    history = report.job_report(row, recorded, retry.limits(wf.config),
+                                report.scheduler_class(wf.scheduler_type))
     return {
         "id": row.job_id, "name": row.name, "workflow": {"id": wf.id, "name": wf.name,
                                                          "status": wf.status},
@@ -315,18 +313,13 @@ def job(store: Store, workflow_id: int, job_id: str, show_env: bool = False) -> 
         "native_specification": spec.native_specification,
         "parallel_job_info": spec.parallel_job_info, "priority": spec.priority,
         "env": {name: value if show_env else None for name, value in sorted(spec.env.items())},
-        "requested": _requested(row), "usage": usage, "resource_usage": row.resource_usage,
+        "attempts": [attempt.as_json() for attempt in history.attempts],
+        "resource_usage": row.resource_usage,
         "depends_on": preds, "needed_by": succs,
         "stdout": _tail(spec.stdout_file),
         "stderr": None if spec.join_stderrout else _tail(spec.stderr_file),
         "ended": row.status in constants.ENDED_JOB_STATUS,
     }
-
-
-def _requested(row: JobRow) -> dict[str, Any]:
-    spec = row.spec
-    return {"cpus": spec.cpu_count, "memory_mb": spec.resources.get("memory_mb"),
-            "walltime_s": spec.resources.get("walltime_s")}
 
 
 #: Most neighbours a job page lists on each side.
@@ -390,6 +383,70 @@ def output_path(store: Store, workflow_id: int, job_id: str, stream: str) -> Pat
     if path is None or (stream == "stderr" and spec.join_stderrout):
         raise InputError(f"job {job_id!r} has no {stream} file")
     return Path(path)
+
+
+# --- the efficiency report ----------------------------------------------------------------------
+
+#: Most rows of the report's table one request returns.
+REPORT_ROWS = 100
+
+
+@dataclass
+class _Drawn:
+    """A workflow's report as the ui shows it: what ``jobbridge report`` computes
+    (jobbridge.report), its figures drawn, and where each row of its table is (a
+    job, its index, its row's number). The report itself is not kept (a 100,000-job
+    one holds every job's record: 150 MB): a page's rows are made when asked for,
+    from the records of its jobs alone."""
+
+    summary: list[tuple[str, str]]
+    usage_source: str
+    figures: dict[str, str]
+    rows: list[tuple[str, int, int]]
+
+    def page(self, store: Store, workflow_id: int, offset: int, limit: int
+             ) -> list[dict[str, Any]]:
+        made: dict[str, list[tuple[list[str], str]]] = {}
+        shown = []
+        with store.snapshot():
+            wf = store.workflow(workflow_id)
+            caps, kind = retry.limits(wf.config), report.scheduler_class(wf.scheduler_type)
+            for job_id, idx, number in self.rows[offset:offset + limit]:
+                if job_id not in made:
+                    recorded = store.attempts(workflow_id, idx).get(idx, [])
+                    made[job_id] = report.job_rows(report.job_report(
+                        store.job(workflow_id, job_id), recorded, caps, kind))
+                if number < len(made[job_id]):  # else its attempts changed since: next time
+                    cells, outcome = made[job_id][number]
+                    shown.append({"job": job_id, "outcome": outcome, "cells": cells})
+        return shown
+
+
+def _draw_report(store: Store, workflow_id: int) -> _Drawn:
+    built = report.build_report(store, workflow_id)
+    rows = [(job.job_id, job.idx, number) for job in built.jobs
+            for number in range(len(job.attempts) or 1)]
+    return _Drawn(report.summary_items(built), built.usage_source, report.figures(built), rows)
+
+
+def efficiency(store: Store, workflow_id: int, offset: int = 0, limit: int = REPORT_ROWS
+               ) -> dict[str, Any]:
+    """The report tab: `jobbridge report`'s summary, figures (efficiency histograms,
+    timeline) and one page of its table (one row per attempt, with the source of
+    each figure). Built by jobbridge.report, again only when jobs changed."""
+    limit = max(1, min(limit, MAX_PAGE))
+    offset = max(0, offset)
+    with store.snapshot():
+        store.workflow(workflow_id)
+        _, _, running, _, signature = _signature(store, workflow_id)
+    # read after the signature (in its own snapshot): a change between the two is
+    # seen by the next signature
+    drawn: _Drawn = _REPORTS.get(store, workflow_id, signature, bool(running),
+                                 lambda: _draw_report(store, workflow_id))
+    return {"summary": drawn.summary, "usage_source": drawn.usage_source,
+            "figures": drawn.figures, "header": report.TABLE_HEADER, "total": len(drawn.rows),
+            "offset": offset, "limit": limit,
+            "rows": drawn.page(store, workflow_id, offset, limit)}
 
 
 # --- the graph -----------------------------------------------------------------------------------
@@ -731,3 +788,60 @@ def _epoch(iso: str) -> float:
 def _iso_of_julian(day: float) -> str:
     """A julian day number (SQLite's julianday()) as an ISO 8601 date."""
     return datetime.fromtimestamp((day - 2440587.5) * _SECONDS_PER_DAY, UTC).isoformat()
+
+
+# --- views by name -------------------------------------------------------------------------------
+
+
+def job_id_param(params: Mapping[str, str]) -> str:
+    job_id = params.get("id")
+    if not job_id:
+        raise InputError("id: the job id is required (?id=JOB)")
+    return job_id
+
+
+def int_param(params: Mapping[str, str], name: str, default: int) -> int:
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{name}: must be an integer, not {text!r}") from None
+
+
+def _jobs_view(store: Store, workflow_id: int, params: Mapping[str, str]) -> dict[str, Any]:
+    group = params.get("group")
+    return jobs_page(
+        store, workflow_id, state=params.get("state") or None, search=params.get("q", ""),
+        sort=params.get("sort", "order"), descending=params.get("order") == "desc",
+        offset=int_param(params, "offset", 0), limit=int_param(params, "limit", 100),
+        group=None if group in (None, "") else int_param(params, "group", 0))
+
+
+#: The views of one workflow, by the name of their API path (``/api/workflows/ID/NAME``;
+#: ``""``: the workflow's header), each from the store, the workflow and the query.
+WORKFLOW_VIEWS: dict[str, Callable[[Store, int, Mapping[str, str]], Any]] = {
+    "": lambda store, wf, q: workflow(store, wf),
+    "figures": lambda store, wf, q: figures(store, wf),
+    "graph": lambda store, wf, q: graph(store, wf),
+    "graph/counts": lambda store, wf, q: graph_counts(store, wf),
+    "jobs": _jobs_view,
+    "timeline": lambda store, wf, q: timeline(store, wf),
+    "report": lambda store, wf, q: efficiency(store, wf, int_param(q, "offset", 0),
+                                              int_param(q, "limit", REPORT_ROWS)),
+    "job": lambda store, wf, q: job(store, wf, job_id_param(q), q.get("env") == "1"),
+}
+
+
+def read(store: Store, view: str, workflow_id: int | None, params: Mapping[str, str]) -> Any:
+    """A view by name with its query's parameters: ``workflows`` (the list, no
+    workflow) or one of WORKFLOW_VIEWS. What the HTTP API answers, and what a
+    remote host answers a laptop's dashboard (the protocol's ``ui`` request)."""
+    if view == "workflows":
+        return workflows(store)
+    show = WORKFLOW_VIEWS.get(view)
+    if show is None or workflow_id is None:
+        raise InputError(f"view {view!r}: one of workflows, "
+                         f"{', '.join(repr(name) for name in WORKFLOW_VIEWS)} with a workflow")
+    return show(store, workflow_id, params)

@@ -140,8 +140,10 @@
     const text = await response.text();
     try { return JSON.parse(text).error || text; } catch (e) { return text || response.statusText; }
   }
-  const wfPath = (id) => `/api/workflows/${id}`;
-  const jobHref = (wf, job) => `/workflows/${wf}/job?id=${encodeURIComponent(job)}`;
+  // ids are numbers here, RESOURCE:NUMBER for a remote resource's workflows
+  const wfPath = (id) => `/api/workflows/${encodeURIComponent(id)}`;
+  const wfHref = (id) => `/workflows/${encodeURIComponent(id)}`;
+  const jobHref = (wf, job) => `${wfHref(wf)}/job?id=${encodeURIComponent(job)}`;
 
   function toast(text, isError) {
     const el = document.getElementById("toast");
@@ -203,6 +205,8 @@
   }
 
   // --- page: workflows ----------------------------------------------------------------------
+  // This machine's workflows, then each remote resource's (ids RESOURCE:NUMBER), as the
+  // server last heard from its host: never waited for, an unreachable host said so.
   function workflowsPage() {
     crumbs({ text: "workflows" });
     document.title = "jobbridge · workflows";
@@ -213,45 +217,71 @@
       async refresh() {
         const data = await api("/api/workflows");
         const list = data.workflows;
-        const running = list.filter((w) => w.status === "workflow_in_progress").length;
-        const failing = list.filter((w) => w.counts.failed > 0).length;
+        const all = list.concat(...data.remotes.map((r) => r.workflows));
+        const running = all.filter((w) => w.status === "workflow_in_progress").length;
+        const failing = all.filter((w) => w.counts.failed > 0).length;
         const figures = h("div", { class: "figures" },
-          figure("workflows", num(list.length)),
+          figure("workflows", num(all.length)),
           figure("running", num(running)),
           figure("with failed jobs", num(failing), failing > 0),
-          figure("jobs running", num(list.reduce((n, w) => n + w.counts.running, 0))));
-        if (!list.length) {
-          show(h("h1", { text: "Workflows" }), figures,
-            h("div", { class: "card empty-state" },
+          figure("jobs running", num(all.reduce((n, w) => n + w.counts.running, 0))));
+        const remotes = data.remotes.length > 0;
+        const local = list.length ? workflowTable(list, "workflows")
+          : remotes ? h("p", { class: "muted", text: "No workflow on this machine yet." })
+          : h("div", { class: "card empty-state" },
               h("p", { text: "No workflow in this jobbridge home yet." }),
-              h("p", {}, "Submit one with ", h("code", { text: "jobbridge submit FILE" }), ".")));
-          return;
-        }
-        const rows = list.map((wf) => {
-          const href = `/workflows/${wf.id}`;
-          return h("tr", { class: `wf link${wf.counts.failed ? " has-failed" : ""}`,
-                           "data-id": wf.id, "data-href": href },
-            h("td", { class: "num" }, h("a", { href, "data-nav": true, text: wf.id })),
-            h("td", {}, h("a", { href, "data-nav": true, text: wf.name || "(no name)" })),
-            h("td", {}, workflowBadge(wf)),
-            h("td", {}, stackedBar(wf.counts, wf.jobs)),
-            h("td", { class: "num", text: num(wf.jobs) }),
-            h("td", { class: "num", text: num(wf.counts.done) }),
-            h("td", { class: `num${wf.counts.failed ? " failed-count" : ""}`,
-                      text: num(wf.counts.failed) }),
-            h("td", { class: "num", text: num(wf.counts.running) }),
-            h("td", { text: date(wf.submission_date) }),
-            h("td", { class: "num", text: duration(wf.elapsed_s) }),
-            h("td", { class: "muted", text: wf.resource }));
-        });
+              h("p", {}, "Submit one with ", h("code", { text: "jobbridge submit FILE" }), "."));
         show(h("h1", { text: "Workflows" }), figures,
-          h("div", { class: "table-wrap" }, h("table", { id: "workflows" },
-            h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Progress", "Jobs", "Done",
-              "Failed", "Running", "Submitted", "Elapsed", "Resource"].map((t, i) =>
-              h("th", { class: [0, 4, 5, 6, 7, 9].includes(i) ? "num" : "", text: t })))),
-            h("tbody", {}, rows))));
+          remotes ? h("h2", { class: "local-head", text: "This machine" }) : "", local,
+          data.remotes.map((remote) => remoteSection(remote)));
       },
     };
+  }
+
+  function workflowTable(list, id) {
+    const rows = list.map((wf) => {
+      const href = wfHref(wf.id);
+      return h("tr", { class: `wf link${wf.counts.failed ? " has-failed" : ""}`,
+                       "data-id": wf.id, "data-href": href },
+        h("td", { class: "num" }, h("a", { href, "data-nav": true, text: wf.id })),
+        h("td", {}, h("a", { href, "data-nav": true, text: wf.name || "(no name)" })),
+        h("td", {}, workflowBadge(wf)),
+        h("td", {}, stackedBar(wf.counts, wf.jobs)),
+        h("td", { class: "num", text: num(wf.jobs) }),
+        h("td", { class: "num", text: num(wf.counts.done) }),
+        h("td", { class: `num${wf.counts.failed ? " failed-count" : ""}`,
+                  text: num(wf.counts.failed) }),
+        h("td", { class: "num", text: num(wf.counts.running) }),
+        h("td", { text: date(wf.submission_date) }),
+        h("td", { class: "num", text: duration(wf.elapsed_s) }),
+        h("td", { class: "muted", text: wf.resource }));
+    });
+    return h("div", { class: "table-wrap" }, h("table", { id: id || null, class: "workflows" },
+      h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Progress", "Jobs", "Done",
+        "Failed", "Running", "Submitted", "Elapsed", "Resource"].map((t, i) =>
+        h("th", { class: [0, 4, 5, 6, 7, 9].includes(i) ? "num" : "", text: t })))),
+      h("tbody", {}, rows)));
+  }
+
+  const HOST_STATE = { connecting: "connecting…", ok: "reachable", unreachable: "unreachable",
+                       error: "cannot be used" };
+  function remoteSection(remote) {
+    let body;
+    if (remote.state === "connecting") body = h("p", { class: "muted", text: "Connecting…" });
+    else if (remote.state !== "ok") {
+      body = h("div", { class: "error-box host-error", text: remote.error +
+        (remote.state === "unreachable" ? ` (last tried ${date(remote.checked * 1000)}; ` +
+          "tried again every 15 s)" : "") });
+    } else if (!remote.workflows.length) {
+      body = h("p", { class: "muted", text: "No workflow there yet." });
+    } else body = workflowTable(remote.workflows);
+    return h("section", { class: "remote", "data-remote": remote.name },
+      h("div", { class: "row" }, h("h2", { text: `${remote.name}` }),
+        h("span", { class: "muted mono", text: remote.destination }),
+        remote.also.length ? h("span", { class: "muted", text: `(also ${remote.also.join(", ")})` }) : "",
+        h("span", { class: `badge host-${remote.state}`, "data-host-state": remote.state,
+                    text: HOST_STATE[remote.state] || remote.state })),
+      body);
   }
 
   function figure(label, value, alert) {
@@ -264,12 +294,13 @@
     const header = h("div", { id: "wf-header" });
     const body = h("div", { id: "wf-body" });
     const tabs = h("div", { class: "tabs" }, [["graph", "Graph"], ["jobs", "Jobs"],
-      ["timeline", "Timeline"]].map(([key, text]) => h("a", {
-      href: `/workflows/${id}${key === "graph" ? "" : "/" + key}`, "data-nav": true,
+      ["timeline", "Timeline"], ["report", "Report"]].map(([key, text]) => h("a", {
+      href: `${wfHref(id)}${key === "graph" ? "" : "/" + key}`, "data-nav": true,
       class: key === tab ? "active" : "", "data-tab": key, text }))); 
     main.replaceChildren(header, tabs, body);
     const view = tab === "jobs" ? jobsView(id, body, query)
-      : tab === "timeline" ? timelineView(id, body) : graphView(id, body);
+      : tab === "timeline" ? timelineView(id, body)
+      : tab === "report" ? reportView(id, body) : graphView(id, body);
     let wf = null, figures = null;
     return {
       async refresh() {  // the header, its figures and the tab each drawn as their data comes
@@ -463,7 +494,7 @@
       const c = graph.counts[node.id];
       const byClass = Object.fromEntries(CLASSES.map((cls, j) => [cls, c[j]]));
       panel.node = node.id;
-      const list = `/workflows/${id}/jobs?group=${node.id}`;
+      const list = `${wfHref(id)}/jobs?group=${node.id}`;
       panel.replaceChildren(
         h("div", { class: "row" }, h("h2", { text: node.label }), h("div", { class: "spacer" }),
           h("button", { class: "small", onclick: () => { panel.hidden = true; } }, "×")),
@@ -542,7 +573,7 @@
             && !(k === "order" && v === "asc")) q.set(k, v);
       }
       const qs = q.toString();
-      history.replaceState(null, "", `/workflows/${id}/jobs${qs ? "?" + qs : ""}`);
+      history.replaceState(null, "", `${wfHref(id)}/jobs${qs ? "?" + qs : ""}`);
       return load();
     }
     async function load() {
@@ -692,7 +723,7 @@
           g.append(s("title", { text: `${lane.label}: ${duration(lane.start)} → ` +
             `${lane.end === null ? "now" : duration(lane.end)}\n` + summary(lane.counts) }));
         }
-        g.addEventListener("click", () => app.go(`/workflows/${id}/jobs?group=${lane.node}`));
+        g.addEventListener("click", () => app.go(`${wfHref(id)}/jobs?group=${lane.node}`));
       }
       svg.append(g);
     });
@@ -705,6 +736,78 @@
       if (step >= raw) return step;
     }
     return Math.ceil(raw / 86400) * 86400;
+  }
+
+  // --- the efficiency report --------------------------------------------------------------
+  // What `jobbridge report WF` shows, computed and drawn by the server with the same code
+  // (jobbridge.report): the summary, the efficiency histograms, the timeline of every
+  // attempt and the table of attempts (asked against used, and who measured each
+  // figure), 100 rows a page. A failed attempt's row leads to its job's stderr and reason.
+  const REPORT_FIGURES = ["cpu_efficiency", "memory_efficiency", "time_efficiency"];
+  const REPORT_NUMERIC = [2, 3, 4, 5, 6, 7, 8, 9];
+
+  function reportView(id, body) {
+    const summary = h("table", { class: "summary", id: "report-summary" });
+    const histograms = h("div", { class: "report-figures", id: "report-figures" });
+    const timeline = h("div", { class: "report-timeline", id: "report-timeline" });
+    const table = h("table", { id: "report" });
+    const pager = h("div", { class: "pager" });
+    body.replaceChildren(h("div", { class: "card" }, summary),
+      h("h2", { text: "Efficiency" }), histograms,
+      h("p", { class: "muted", text: "Memory and time efficiency count only the attempts " +
+        "that asked for memory_mb or walltime_s." }),
+      h("h2", { text: "Timeline" }), timeline,
+      h("h2", { text: "Attempts" }), h("div", { class: "table-wrap" }, table), pager);
+    let page = 0, shown = "";
+    async function load() {
+      const data = await api(`${wfPath(id)}/report?offset=${page * PAGE}&limit=${PAGE}`);
+      const key = JSON.stringify(data);
+      if (key === shown) return;  // unchanged: leave the page (and a selection) alone
+      shown = key;
+      summary.replaceChildren(...data.summary.map(([label, text]) =>
+        h("tr", {}, h("th", { text: label }), h("td", { text }))));
+      histograms.replaceChildren(...REPORT_FIGURES.map((name) => svgFigure(name, data.figures[name])));
+      timeline.replaceChildren(svgFigure("timeline", data.figures.timeline));
+      table.replaceChildren(
+        h("thead", {}, h("tr", {}, data.header.map((text, i) =>
+          h("th", { class: REPORT_NUMERIC.includes(i) ? "num" : "", text })))),
+        h("tbody", {}, data.rows.map((row) => reportRow(id, row))));
+      const pages = Math.max(1, Math.ceil(data.total / PAGE));
+      const go = (to) => () => { page = to; load(); };
+      pager.replaceChildren(
+        h("span", { class: "muted", text: data.total ? `${num(data.offset + 1)}–` +
+          `${num(Math.min(data.total, data.offset + PAGE))} of ${num(data.total)} rows` : "" }),
+        h("button", { class: "small", disabled: page === 0, onclick: go(page - 1),
+                      "data-page": "previous" }, "‹ previous"),
+        h("span", { text: `page ${num(page + 1)} of ${num(pages)}` }),
+        h("button", { class: "small", disabled: page >= pages - 1, onclick: go(page + 1),
+                      "data-page": "next" }, "next ›"));
+    }
+    return { refresh: load };
+  }
+
+  function reportRow(id, row) {
+    const failed = row.outcome === "failed" || row.outcome === "retried";
+    return h("tr", { class: `attempt ${row.outcome}`, "data-job": row.job,
+                     "data-attempt": row.cells[1], "data-outcome": row.outcome },
+      row.cells.map((text, i) => {
+        if (i === 0) return h("td", {}, h("a", { href: jobHref(id, row.job), "data-nav": true, text }));
+        if (i === 10 && failed) {  // how it ended, and where to read why
+          return h("td", { class: "exit" }, text, " ", h("a", { href: jobHref(id, row.job),
+            "data-nav": true, class: "stderr-link", title: "its stderr and reason" }, "stderr ›"));
+        }
+        return h("td", { class: REPORT_NUMERIC.includes(i) ? "num" : i === 11 ? "muted" : "", text });
+      }));
+  }
+
+  // A figure drawn by the server (jobbridge.report escapes every text it writes), parsed
+  // as SVG (XML, never HTML); the page's CSP runs no script nor inline handler in it.
+  function svgFigure(name, text) {
+    const parsed = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+    if (parsed.nodeName !== "svg") return h("div", { class: "error-box", text: `${name}: unreadable figure` });
+    const svg = document.importNode(parsed, true);
+    svg.setAttribute("data-figure-name", name);
+    return svg;
   }
 
   // --- page: a job --------------------------------------------------------------------------
@@ -730,8 +833,8 @@
 
   function drawJob(id, job, showEnv, toggleEnv) {
     const wfTitle = `Workflow ${id}${job.workflow.name ? " · " + job.workflow.name : ""}`;
-    crumbs({ text: "workflows", href: "/" }, { text: wfTitle, href: `/workflows/${id}` },
-           { text: "jobs", href: `/workflows/${id}/jobs` }, { text: job.id });
+    crumbs({ text: "workflows", href: "/" }, { text: wfTitle, href: wfHref(id) },
+           { text: "jobs", href: `${wfHref(id)}/jobs` }, { text: job.id });
     document.title = `jobbridge · ${job.id}`;
     const exit = exitText(job);
     const kill = job.ended ? "" : h("button", { class: "danger", "data-action": "kill",
@@ -764,6 +867,7 @@
             : new Date()) - new Date(job.execution_date)) / 1000) : "–"))),
         h("div", { class: "card" }, h("h2", { text: "Resources: used / asked for" }), usageTable(job),
           job.resource_usage ? h("div", { class: "muted mono", text: job.resource_usage }) : "")),
+      attemptsCard(job),
       h("div", { class: "card" }, h("h2", { text: "Command" }),
         h("div", { class: "argv", id: "job-argv" }, job.command.map((arg) => h("code", { text: arg }))),
         h("dl", { class: "kv" },
@@ -798,25 +902,49 @@
 
   function kv(key, value) { return [h("dt", { text: key }), h("dd", {}, value)]; }
 
+  // What the job's latest attempt used against what it asked for, each figure with who
+  // measured it (the scheduler's accounting, or the job wrapper's own): jobbridge.report's.
   function usageTable(job) {
-    const u = job.usage, r = job.requested;
+    const last = job.attempts[job.attempts.length - 1];
+    if (!last) return h("p", { class: "muted", text: "Not submitted yet." });
+    const u = last.used, r = last.requested, e = last.efficiency, by = last.sources;
     const rows = [
-      ["CPUs", u.ncpus !== undefined ? String(u.ncpus) : "–", String(r.cpus), null],
-      ["CPU time", u.cput !== undefined ? duration(u.cput) : "–", "", null],
-      ["CPU use", u.cpupercent !== undefined ? `${u.cpupercent} %` : "–", `${100 * r.cpus} %`,
-        // under a second of wall time the percentage is mostly rounding: not judged
-        u.cpupercent !== undefined && u.walltime >= 1 ? u.cpupercent / (100 * r.cpus) : null],
-      ["memory (peak)", memory(u.mem), r.memory_mb ? memory(r.memory_mb * 1024) : "no limit",
-        r.memory_mb && u.mem !== undefined ? u.mem / (r.memory_mb * 1024) : null],
-      ["wall time", u.walltime !== undefined ? duration(u.walltime) : "–",
-        r.walltime_s ? duration(r.walltime_s) : "no limit",
-        r.walltime_s && u.walltime !== undefined ? u.walltime / r.walltime_s : null],
+      ["CPUs", "", String(r.cpus), null, null],
+      ["CPU time", u.cpu_s === null ? "–" : duration(u.cpu_s), "", null, by.cpu_s],
+      // under a second of wall time the efficiency is mostly rounding: not judged
+      ["CPU efficiency", e.cpu === null ? "–" : `${Math.round(100 * e.cpu)} %`, "100 %",
+        e.cpu !== null && u.wall_s >= 1 ? e.cpu : null, by.cpu_s],
+      ["memory (peak)", u.mem_bytes === null ? "–" : memory(u.mem_bytes / 1024),
+        r.memory_mb ? memory(r.memory_mb * 1024) : "no limit", e.memory, by.mem_bytes],
+      ["wall time", u.wall_s === null ? "–" : duration(u.wall_s),
+        r.walltime_s ? duration(r.walltime_s) : "no limit", e.time, by.wall_s],
     ];
-    return h("table", { class: "usage" }, h("thead", {}, h("tr", {},
-      ["", "used", "asked", ""].map((t) => h("th", { text: t })))), h("tbody", {}, rows.map(
-      ([name, used, asked, ratio]) => h("tr", {}, h("td", { text: name }),
+    return h("table", { class: "usage", id: "job-usage" }, h("thead", {}, h("tr", {},
+      ["", "used", "asked", "", "measured by"].map((t) => h("th", { text: t })))), h("tbody", {}, rows.map(
+      ([name, used, asked, ratio, source]) => h("tr", {}, h("td", { text: name }),
         h("td", { class: ratio > 1 ? "over" : "", text: used }), h("td", { text: asked }),
-        h("td", {}, ratio === null ? "" : ratioBar(ratio))))));
+        h("td", {}, ratio === null ? "" : ratioBar(ratio)),
+        h("td", { class: "muted source", text: source || "" })))));
+  }
+
+  // Every attempt of a retried job: its scheduler id, how it ended and why.
+  function attemptsCard(job) {
+    if (job.attempts.length < 2) return "";
+    return h("div", { class: "card", id: "job-attempts" }, h("h2", { text: "Attempts" }),
+      h("table", { class: "usage" }, h("thead", {}, h("tr", {}, ["attempt", "scheduler id",
+        "started", "ended", "how it ended", "peak memory / asked", "wall time / asked"].map((t) =>
+        h("th", { text: t })))),
+      h("tbody", {}, job.attempts.map((a) => h("tr", { class: `attempt ${a.outcome}`,
+        "data-attempt": a.attempt },
+        h("td", { class: "num", text: a.attempt }),
+        h("td", { class: "mono", text: a.scheduler_job_id || "–" }),
+        h("td", { text: date(a.execution_date) }), h("td", { text: date(a.ending_date) }),
+        h("td", { text: [exitText(a) || a.outcome, a.exit_reason].filter(Boolean).join(": ") +
+                        (a.outcome === "retried" ? " (retried)" : "") }),
+        h("td", { text: `${a.used.mem_bytes === null ? "–" : memory(a.used.mem_bytes / 1024)} / ` +
+                        `${a.requested.memory_mb ? memory(a.requested.memory_mb * 1024) : "no limit"}` }),
+        h("td", { text: `${a.used.wall_s === null ? "–" : duration(a.used.wall_s)} / ` +
+                        `${a.requested.walltime_s ? duration(a.requested.walltime_s) : "no limit"}` }))))));
   }
 
   function ratioBar(ratio) {
@@ -883,9 +1011,10 @@
       const path = url.pathname;
       let m;
       if (path === "/") this.page = workflowsPage();
-      else if ((m = path.match(/^\/workflows\/(\d+)\/job$/))) this.page = jobPage(m[1], url.searchParams.get("id"));
-      else if ((m = path.match(/^\/workflows\/(\d+)(?:\/(jobs|timeline|graph))?$/))) {
-        this.page = workflowPage(m[1], m[2] || "graph", url.searchParams);
+      else if ((m = path.match(/^\/workflows\/([^/]+)\/job$/))) {
+        this.page = jobPage(decodeURIComponent(m[1]), url.searchParams.get("id"));
+      } else if ((m = path.match(/^\/workflows\/([^/]+)(?:\/(jobs|timeline|graph|report))?$/))) {
+        this.page = workflowPage(decodeURIComponent(m[1]), m[2] || "graph", url.searchParams);
       } else {
         this.page = null;
         showError({ status: 404, message: path });
