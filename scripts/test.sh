@@ -3,7 +3,8 @@
 # installs jobbridge and its test tools into a venv, installs and starts the
 # real Slurm, Grid Engine (+DRMAA), Slurm's Torque wrappers and Open MPI
 # (scripts/clusters/up-all.sh), installs Debian's chromium for the dashboard's
-# browser tests (scripts/browser-up.sh), then runs ruff, mypy and pytest.
+# browser tests (scripts/browser-up.sh), then runs ruff, mypy and pytest
+# (in parallel workers, one per system at most).
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,4 +19,6 @@ echo "== ruff"; "$VENV/bin/ruff" check src tests bench examples
 echo "== mypy"; "$VENV/bin/mypy"
 echo "== pytest"
 export PATH="$VENV/bin:$PATH"
-exec "$VENV/bin/pytest" "$@"
+# Tests mostly wait on jobs: 4 workers; one system's tests stay in one worker
+# (tests/systems.py's groups). JOBBRIDGE_TEST_WORKERS=0 runs them in this process.
+exec "$VENV/bin/pytest" -n "${JOBBRIDGE_TEST_WORKERS:-4}" --dist loadgroup "$@"

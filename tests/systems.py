@@ -158,15 +158,40 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+#: Tests of one system run one after another in one worker when the suite runs in
+#: parallel (pytest-xdist's ``--dist loadgroup``): they share its few slots, and
+#: some stop its daemons. Torque's wrappers are Slurm's; the first match decides.
+GROUPS = {"slurm": "slurm", "torque": "slurm", "pbspro": "pbspro", "sge": "sge",
+          "ssh": "ssh", "browser": "browser", "mpi": "mpi", "soma": "soma"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = next((name for marker, name in GROUPS.items()
+                      if item.get_closest_marker(marker) is not None), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for system in PROBES:
         if item.get_closest_marker(system) is None:
             continue
         reason = why_not(system)
         if reason:
-            _missing[system] = reason
+            item.user_properties.append(("system missing", f"{system}\0{reason}"))
             unavailable(f"{system}: {reason}")
-        _used.add(system)
+        item.user_properties.append(("system used", system))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collects what the tests used (in the main process, workers' included)."""
+    for key, value in report.user_properties:
+        if key == "system used":
+            _used.add(str(value))
+        elif key == "system missing":
+            system, reason = str(value).split("\0", 1)
+            _missing[system] = reason
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

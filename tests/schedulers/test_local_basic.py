@@ -181,7 +181,7 @@ def test_a_crashed_runner_fails_its_running_jobs_and_a_new_one_takes_over(tmp_pa
 
     scheduler = LocalScheduler(proc_nb=1)
     try:
-        ids = scheduler.job_submission([EngineJob("running", ["sleep", "30"]),
+        ids = scheduler.job_submission([EngineJob("running", ["sleep", "30.0173"]),
                                         EngineJob("queued", ["true"])])
         running, queued = str(ids[0]), str(ids[1])
         wait_for_status(scheduler, [running], {constants.RUNNING}, timeout=10)
@@ -197,7 +197,7 @@ def test_a_crashed_runner_fails_its_running_jobs_and_a_new_one_takes_over(tmp_pa
         assert wait_for_status(scheduler, [str(again)], timeout=10)[str(again)] == constants.DONE
     finally:
         scheduler.close()
-        subprocess.run(["pkill", "-f", "^sleep 30$"], check=False)
+        subprocess.run(["pkill", "-f", "^sleep 30.0173$"], check=False)
 
 
 def test_an_unusable_resource_fails_its_workflow_not_the_engine(tmp_path: Path) -> None:
