@@ -154,3 +154,19 @@ def test_a_system_signalling_only_the_script_must_warn() -> None:
         SystemKill("script")
     with pytest.raises(ValueError, match="unknown value"):
         SystemKill("cgroup")  # type: ignore[arg-type]
+
+
+def test_who_ended_a_killed_job() -> None:
+    """A job we killed that ended with no signal recorded ended on its own only if
+    it ended before the kill was asked: the system may signal the job, which
+    catches the warning and exits 0, before its wrapper (Slurm signals one process
+    after another)."""
+    from jobbridge.schedulers.batch import _kill_reached
+
+    asked = time.time()
+    own = {"exit": ["finished_regularly", 0, None, None], "signals": []}
+    assert not _kill_reached(None, {**own, "ended": asked})
+    assert not _kill_reached(asked, {**own, "ended": asked - 1})
+    assert _kill_reached(asked, {**own, "ended": asked + 0.01})
+    assert _kill_reached(asked, {**own, "signals": [signal.SIGTERM], "ended": asked - 1})
+    assert _kill_reached(asked, None)

@@ -231,7 +231,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         #: adopted ids no status query has answered about yet: asked before answered
         self._unasked: set[str] = set()
         self._last_poll = 0.0
-        self._killed: set[str] = set()
+        #: jobs we asked to kill, with when (time.time(): exit records are dated so)
+        self._killed: dict[str, float] = {}
         #: cancels the batch system could not take (down): asked again at each poll
         self._cancel_pending: set[str] = set()
         #: counts of commands run, by kind (benchmarks and tests read it)
@@ -399,8 +400,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 self.get_jobs_status([scheduler_job_id])
             self._unasked.discard(scheduler_job_id)
             tracked = self._jobs.pop(scheduler_job_id, None)
-            killed = scheduler_job_id in self._killed
-            self._killed.discard(scheduler_job_id)
+            killed = self._killed.pop(scheduler_job_id, None)
         if tracked is None:
             return ExitInfo(constants.EXIT_UNDETERMINED, reason="unknown job id")
         info = self._exit_info(tracked, killed)
@@ -423,7 +423,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 if (tracked.status in constants.ENDED_JOB_STATUS
                         or read_exit_file(tracked.files / EXIT_FILE) is not None):
                     continue
-                self._killed.add(job_id)
+                self._killed[job_id] = time.time()
                 doomed.append(job_id)
         self._cancel(doomed)
         with self._lock:  # a job cancelled while queued has no wrapper to tell its end
@@ -830,7 +830,7 @@ class BatchScheduler(Scheduler, abc.ABC):
     def _wrapped_status(self, job_id: str, exit_record: Mapping[str, Any]) -> str:
         """DONE or FAILED from the wrapper's exit record: a job our kill ended failed,
         even when it caught the system's warning signal and exited 0."""
-        if _kill_reached(job_id in self._killed, exit_record):
+        if _kill_reached(self._killed.get(job_id), exit_record):
             return constants.FAILED
         return ended_status(*exit_record["exit"][:2])
 
@@ -844,7 +844,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         """Whether the job started: a poll saw it run, or its wrapper's files say so."""
         return tracked.ran or tracked.level > 0 or files_level(tracked.files) > 0
 
-    def _exit_info(self, tracked: _Tracked, killed: bool) -> ExitInfo:
+    def _exit_info(self, tracked: _Tracked, killed_at: float | None) -> ExitInfo:
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if tracked.record is None and exit_record is None and not tracked.submitted:
             return ExitInfo(constants.EXIT_UNDETERMINED,
@@ -853,7 +853,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         usage = record.resource_usage
         # a job killed by SIGKILL left no exit file: its wrapper's start file dates it
         dates: tuple[float | None, float | None] = (_start_time(tracked.files), None)
-        killed = _kill_reached(killed, exit_record)
+        killed = _kill_reached(killed_at, exit_record)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
             if self.record_status(record) not in constants.ENDED_JOB_STATUS:
@@ -917,10 +917,17 @@ def _start_time(files: Path) -> float | None:
         return None
 
 
-def _kill_reached(killed: bool, exit_record: Mapping[str, Any] | None) -> bool:
-    """Whether a kill we asked ended the job: yes unless the wrapper's record shows
-    it ended on its own, before the system signalled it."""
-    return killed and (exit_record is None or exit_record.get("signals", True) != [])
+def _kill_reached(killed_at: float | None, exit_record: Mapping[str, Any] | None) -> bool:
+    """Whether a kill we asked (at ``killed_at``) ended the job: yes unless the
+    wrapper's record shows it ended on its own, before the system signalled it. A
+    job that caught the warning may end before the signal reaches its wrapper (the
+    system signals one process after another): an end after the kill was asked is
+    the kill's."""
+    if killed_at is None:
+        return False
+    if exit_record is None or exit_record.get("signals", True) != []:
+        return True
+    return float(exit_record.get("ended") or 0) >= killed_at
 
 
 def _exit_from_record(record: JobRecord) -> tuple[str, int | None, int | None, str | None]:
