@@ -220,7 +220,7 @@ def test_reattached_by_id_from_a_new_instance(scheduler_type: str, tmp_path: Pat
     ids = first.job_submission([
         job(tmp_path, "five", ["sh", "-c", "exit 5"]),
         job(tmp_path, "sig", ["sh", "-c", "kill -KILL $$"]),
-        job(tmp_path, "slow", ["sh", "-c", "sleep 4; exit 7"]),
+        job(tmp_path, "slow", ["sh", "-c", "sleep 15; exit 7"]),
         job(tmp_path, "victim", ["sleep", "600"]),
     ])
     five, sig, slow, victim = (str(job_id) for job_id in ids)
