@@ -34,7 +34,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -497,20 +497,28 @@ _LINK_KEYS = frozenset({"job", "output", "function", "args"})
 _TEMPORARY_KEYS = frozenset({"suffix", "directory", "disposal_hours"})
 
 
-def parse_temporaries(raw: Any, source: str, placement: Placement) -> dict[str, str]:
-    """A workflow's ``temporary_paths``: ``{name: path}``, placed."""
+def _named_objects(raw: Any, where: str, what: str, keys: frozenset[str]
+                   ) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """``(name, item, place)`` of a workflow's object of ``what`` by name, each
+    item an object of ``keys``: the checks both temporary paths and transfers need."""
     if raw is None:
-        return {}
-    where = f"{source}: temporary_paths"
+        return
     if not isinstance(raw, dict):
-        raise InputError(f"{where}: must be an object of temporary paths by name")
-    paths = {}
+        raise InputError(f"{where}: must be an object of {what} by name")
     for name, item in raw.items():
         place = f"{where}.{name}"
         _check_name(name, place)
         if not isinstance(item, dict):
-            raise InputError(f"{place}: must be an object (suffix, directory, disposal_hours)")
-        _no_unknown(item, _TEMPORARY_KEYS, place)
+            raise InputError(f"{place}: must be an object ({', '.join(sorted(keys))})")
+        _no_unknown(item, keys, place)
+        yield name, item, place
+
+
+def parse_temporaries(raw: Any, source: str, placement: Placement) -> dict[str, str]:
+    """A workflow's ``temporary_paths``: ``{name: path}``, placed."""
+    paths = {}
+    for name, item, place in _named_objects(raw, f"{source}: temporary_paths",
+                                            "temporary paths", _TEMPORARY_KEYS):
         suffix = item.get("suffix", "")
         if not isinstance(suffix, str) or "/" in suffix or "\0" in suffix:
             raise InputError(f"{place}.suffix: must be a string without '/'")
@@ -532,18 +540,9 @@ TRANSFER_JOB_KEYS = ("input_files", "output_files")
 def parse_transfers(raw: Any, source: str, placement: Placement, base_dir: Path | None
                     ) -> dict[str, str]:
     """A workflow's ``transfers``: ``{name: path on the resource}``, placed."""
-    if raw is None:
-        return {}
-    where = f"{source}: transfers"
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: must be an object of file transfers by name")
     paths = {}
-    for name, item in raw.items():
-        place = f"{where}.{name}"
-        _check_name(name, place)
-        if not isinstance(item, dict):
-            raise InputError(f"{place}: must be an object (path, files)")
-        _no_unknown(item, _TRANSFER_KEYS, place)
+    for name, item, place in _named_objects(raw, f"{source}: transfers", "file transfers",
+                                            _TRANSFER_KEYS):
         path = item.get("path")
         if not isinstance(path, str) or not path or "\0" in path:
             raise InputError(f"{place}.path: required, a client path")
