@@ -709,13 +709,14 @@ def _summary(status: dict[str, Any], seconds: float | None) -> None:
     jobs = status["jobs"]
     unsuccessful = [j for j in jobs if j["status"] != constants.DONE]
     failed = sum(j["status"] == constants.FAILED for j in jobs)
+    stopping = sum(j["status"] == constants.KILL_PENDING for j in jobs)
     retried = sum(any(a["retried"] for a in j.get("attempts", ())) for j in jobs)
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     print(f"workflow {status['id']}: {len(jobs) - len(unsuccessful)}/{len(jobs)} jobs succeeded"
-          f"{f', {failed} failed' if failed else ''}{f', {retried} retried' if retried else ''}"
-          f"{took}", file=sys.stderr)
+          f"{f', {failed} failed' if failed else ''}{f', {stopping} stopping' if stopping else ''}"
+          f"{f', {retried} retried' if retried else ''}{took}", file=sys.stderr)
     for job in unsuccessful[:10]:
-        print(f"  {job['id']}: {_exit_text(job) or job['status']}"
+        print(f"  {job['id']}: {_exit_text(job) or _job_status_text(job['status'])}"
               f"{' - ' + job['exit_reason'] if job['exit_reason'] else ''}", file=sys.stderr)
     if len(unsuccessful) > 10:
         print(f"  ... and {len(unsuccessful) - 10} more (jobbridge status {status['id']})",

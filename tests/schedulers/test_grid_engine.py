@@ -437,3 +437,27 @@ def test_a_job_killed_while_running_is_dated_by_its_start(tmp_path: Path) -> Non
         assert info.ran is True
     finally:
         scheduler.close()
+
+
+def test_a_stop_another_engine_began_ends_a_deleted_queued_job_at_once(
+        scheduler_type: str, tmp_path: Path) -> None:
+    """`run` Ctrl-C'd: its scheduler deleted a queued job and went away; the next
+    engine kills it again (qdel: no such job) and, with no record of it in
+    Grid Engine, ends it killed and never run at its first poll, not after
+    LOST_AFTER."""
+    first = make_scheduler(scheduler_type)
+    [job_id] = first.job_submission([job(tmp_path, "held", ["true"],
+                                         native_specification="-h")])
+    assert job_id is not None
+    job_id = str(job_id)
+    first.kill_job(job_id)
+    first.close()
+    second = make_scheduler(scheduler_type)
+    try:
+        second.kill_jobs([job_id])
+        assert wait_for_status(second, [job_id], timeout=60) == {job_id: constants.FAILED}
+        info = second.get_job_exit_info(job_id)
+        assert info[0] == constants.USER_KILLED
+        assert getattr(info, "execution_date", None) is None
+    finally:
+        second.close()

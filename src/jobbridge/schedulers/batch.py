@@ -799,10 +799,11 @@ class BatchScheduler(Scheduler, abc.ABC):
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
         if exit_record is not None:
             return self._wrapped_status(job_id, exit_record)
-        if ((tracked.record is not None or tracked.submitted) and job_id in self._killed
-                and job_id not in self._cancel_pending):
-            # deleted before it ran (maybe before any poll saw it), on a system keeping
-            # no history of such jobs
+        if (job_id in self._killed and job_id not in self._cancel_pending
+                and _proven(tracked, killed=True)):
+            # deleted before it ran (maybe before any poll saw it, or by an earlier
+            # engine whose stop this one finishes: its folder proves it was ours), on
+            # a system keeping no history of such jobs
             return constants.FAILED
         last = tracked.record
         if (last is not None and not self._ran(tracked) and self.record_status(last) in WAITING
@@ -846,7 +847,7 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _exit_info(self, tracked: _Tracked, killed_at: float | None) -> ExitInfo:
         exit_record = read_exit_file(tracked.files / EXIT_FILE)
-        if tracked.record is None and exit_record is None and not tracked.submitted:
+        if exit_record is None and not _proven(tracked, killed=killed_at is not None):
             return ExitInfo(constants.EXIT_UNDETERMINED,
                             reason=f"{self.name} does not know this job")
         record = tracked.record or JobRecord("UNKNOWN")
@@ -915,6 +916,14 @@ def _start_time(files: Path) -> float | None:
         return (files / START_FILE).stat().st_mtime
     except OSError:
         return None
+
+
+def _proven(tracked: _Tracked, killed: bool) -> bool:
+    """Whether a job is known to have existed though the system may not know it
+    (any more): this process submitted it or saw it in a query, or, for a job we
+    killed, its folder is here (an earlier engine submitted it)."""
+    return (tracked.record is not None or tracked.submitted
+            or (killed and tracked.files.is_dir()))
 
 
 def _kill_reached(killed_at: float | None, exit_record: Mapping[str, Any] | None) -> bool:

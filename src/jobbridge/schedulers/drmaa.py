@@ -460,8 +460,11 @@ class DrmaaScheduler(Scheduler):
     def _end_from_record(self, job: _Job, record: Mapping[str, str] | None) -> str:
         """The status of a job DRMAA forgot, from its accounting record (if any yet)."""
         if record is not None:
-            job.info = exit_info_from_accounting(record, job.killed, job.limits)
-        elif job.killed and job.known:  # deleted while queued: GE keeps no record of it
+            job.info = exit_info_from_accounting(record, job.killed and job.known, job.limits)
+        elif job.killed and (job.known or job.absence.lost(self._accounting_flush()
+                                                           + 2 * self.interval)):
+            # deleted while queued (here, or by an earlier engine whose stop this one
+            # finishes): GE keeps no record of it
             job.info = ExitInfo(constants.USER_KILLED, reason="cancelled before it ran", ran=False)
         elif (job.known and job.waiting
               and job.absence.lost(self._accounting_flush() + 2 * self.interval)):
@@ -535,8 +538,10 @@ class DrmaaScheduler(Scheduler):
                 unknown = _qdel(doomed)  # Grid Engine: one command for all
             else:
                 unknown = {job_id for job_id in doomed if not self._control(job_id, "terminate")}
-            for job_id in unknown:
-                self._jobs[job_id].killed = False
+            for job_id in unknown:  # it had ended; or, never known here, an earlier
+                # engine deleted it while it waited (no record will come): accounting says
+                job = self._jobs[job_id]
+                job.killed = not job.known
 
     def hold_job(self, scheduler_job_id: str) -> None:
         """Keep a queued job from starting (``user_on_hold``) until :meth:`release_job`."""
