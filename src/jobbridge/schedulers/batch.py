@@ -279,6 +279,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         self.rounding = Rounding(self.name)
         #: ready jobs of one submission with the same options go as arrays (``ARRAY``)
         self.arrays = array_submission == "auto" and self.ARRAY is not None
+        #: the last array_chunk() (submission_room runs no command to know it)
+        self._array_size = self.ARRAY.max_size if self.ARRAY else 1
 
     @classmethod
     def options_from_config(cls, config: Configuration) -> dict[str, object]:
@@ -453,7 +455,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             except ValueError:  # unbalanced quotes: refused by _submit_one
                 key = ("", str(index))
             alike.setdefault(key, []).append(index)
-        size = max(1, self.array_chunk())
+        size = self._array_size = max(1, self.array_chunk())
         return [group[start:start + size] for group in alike.values()
                 for start in range(0, len(group), size)]
 
@@ -543,7 +545,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         if available is None:
             return None
         room = max(0, int(available) - RESERVE)
-        return room * max(1, self.array_chunk()) if self.arrays else room
+        return room * self._array_size if self.arrays else room
 
     def poll_interval(self) -> float:
         return self._interval if self.polling else self.max_interval
@@ -818,8 +820,8 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
         self._link_path(job_id).unlink(missing_ok=True)
-        self._remove_folder(tracked.files)
         array = tracked.array or self._array_of(tracked.files)
+        self._remove_folder(tracked.files)
         if array is not None:
             folder, index = array
             (folder / str(index)).unlink(missing_ok=True)
