@@ -233,6 +233,9 @@ class BatchScheduler(Scheduler, abc.ABC):
     START_GRACE: ClassVar[float] = 20.0
     #: Most ids given to one cancel command (:meth:`cancel_many_argv`).
     CANCEL_CHUNK: ClassVar[int] = 500
+    #: Seconds after a kill when a poll still showing the job active asks it again
+    #: (PBS Pro drops a qdel of a subjob that is being started, and says nothing).
+    KILL_REPEAT: ClassVar[float] = 5.0
     #: How the system's cancel ends a job: the job wrapper puts the job where that
     #: kill reaches its whole process tree (see :class:`.SystemKill`).
     KILL: ClassVar[SystemKill] = SystemKill("process_group")
@@ -263,6 +266,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._last_poll = 0.0
         #: jobs we asked to kill, with when (time.time(): exit records are dated so)
         self._killed: dict[str, float] = {}
+        #: when each kill was last asked (a kill a poll shows unheeded is asked again)
+        self._killed_at: dict[str, float] = {}
         #: cancels the batch system could not take (down): asked again at each poll
         self._cancel_pending: set[str] = set()
         #: counts of commands run, by kind (benchmarks and tests read it)
@@ -490,6 +495,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             self._unasked.discard(scheduler_job_id)
             tracked = self._jobs.pop(scheduler_job_id, None)
             killed = self._killed.pop(scheduler_job_id, None)
+            self._killed_at.pop(scheduler_job_id, None)
         if tracked is None:
             return ExitInfo(constants.EXIT_UNDETERMINED, reason="unknown job id")
         info = self._exit_info(tracked, killed)
@@ -513,6 +519,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                         or read_exit_file(tracked.files / EXIT_FILE) is not None):
                     continue
                 self._killed[job_id] = time.time()
+                self._killed_at[job_id] = time.monotonic()
                 doomed.append(job_id)
         self._cancel(doomed)
         with self._lock:  # a job cancelled while queued has no wrapper to tell its end
@@ -969,8 +976,28 @@ class BatchScheduler(Scheduler, abc.ABC):
                 tracked.record = record
         self._interval = (self.min_interval if changed
                           else min(self._interval * 1.5, self.max_interval))
+        self._kill_again(active)
         if not self.polling:
             self._check_shared(active)
+
+    def _kill_again(self, active: Sequence[str]) -> None:
+        """Cancel again the killed jobs this poll still shows active KILL_REPEAT
+        seconds after their kill; the next poll comes when the next may be due."""
+        now = time.monotonic()
+        unheeded = [job_id for job_id in active if job_id in self._killed_at
+                    and self._jobs[job_id].status not in constants.ENDED_JOB_STATUS
+                    and job_id not in self._cancel_pending]
+        if not unheeded:
+            return
+        again = [job_id for job_id in unheeded if now - self._killed_at[job_id] > self.KILL_REPEAT]
+        if again:
+            log.info("%s: jobs %s still active after their kill: cancelling again", self.name,
+                     ",".join(again))
+            for job_id in again:
+                self._killed_at[job_id] = now
+            self._cancel(again, retries=0)
+        soonest = min(self._killed_at[job_id] for job_id in unheeded) + self.KILL_REPEAT
+        self._next_poll = min(self._next_poll, max(soonest, now) + self.min_interval)
 
     def _check_shared(self, active: Sequence[str]) -> None:
         """Poll as before if the state folder proves not shared with the compute nodes
