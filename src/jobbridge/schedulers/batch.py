@@ -13,11 +13,13 @@ must define (abstract here):
 and may fill in the tables ``STATES`` (native state -> JOB_STATUS),
 ``ABNORMAL_ENDS`` (native ends that are not the job's own), ``KILL`` (how its
 cancel ends a job: :class:`.SystemKill`), ``RESERVED_OPTIONS`` (native options it
-sets itself), ``CONFIG_KEYS``, and override the optional hooks:
+sets itself), ``ARRAY`` (how it runs job arrays: :class:`ArraySupport`),
+``CONFIG_KEYS``, and override the optional hooks:
 ``parse_submit_output``, ``record_status``, ``ended_records`` (finished-job
 history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
 failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
-``limit_notes`` (limits rounded to the system's units), ``batch_output_path``.
+``limit_notes`` (limits rounded to the system's units), ``batch_output_path``,
+``array_element_id`` and ``array_chunk``.
 Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
 CommandError).
 This base does the rest, the same way for every backend:
@@ -40,6 +42,14 @@ This base does the rest, the same way for every backend:
   has not asked about yet (a job of an earlier engine) is asked about before it
   is answered, all such ids of one call in one query; an id the system does not
   know is undetermined;
+- **job arrays**: the ready jobs of one submission whose submit commands are the
+  same but for name and script go as one array (``array_submission = auto``, the
+  default, where the backend declares ``ARRAY``), chunked under the system's
+  largest; each element runs its own spec (the array's folder links each index
+  to its element's spec; the script picks its index from the system's variable)
+  and is a job of its own: its id in the system's element form, its status,
+  exit info and kill; its folder's ``array.json`` names the array and its index,
+  so that ``find_submitted`` re-attaches it by the array's name;
 - **a command budget**: every command goes through one token bucket per engine
   and batch system (``max_commands_per_second``, default 1, bursts of
   :data:`~.batchwatch.BURST`): submissions, queries and cancels alike; the
