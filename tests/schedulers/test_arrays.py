@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import openpbs
-from jbcli import kill_engines, wait_for
+from jbcli import error_line, jb, kill_engines, wait_for
 from jobbridge import constants
 from jobbridge.controller import WorkflowController
 from jobbridge.model import EngineJob
@@ -27,7 +27,7 @@ from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.schedulers.sge import SGEScheduler
 from jobbridge.schedulers.slurm import SlurmScheduler
 from jobbridge.testing import wait_for_status
-from systems import PBSPRO_BIN, PBSPRO_HOST_COMMAND
+from systems import PBSPRO_BIN, PBSPRO_HOST_COMMAND, TORQUE_BIN
 
 Factory = Callable[..., BatchScheduler]
 
@@ -259,3 +259,29 @@ def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
     calls = (shims / "calls").read_text()
     # the array found again: no other submission; never sent: submitted again, as one
     assert calls.count("\n") == (1 if submit_first else 2), calls
+
+
+@pytest.mark.torque
+def test_slurms_torque_wrappers_submit_each_job_alone(tmp_path: Path) -> None:
+    """Slurm's Torque wrappers turn ``qsub -t`` into ``sbatch --array`` but give
+    Slurm's ids, not Torque's ``ID[IDX]``: jobbridge submits each job alone there."""
+    scheduler = PBSProScheduler({}, pbs_bin_dir=str(TORQUE_BIN), state_dir=tmp_path / "state",
+                                min_interval=0.2, max_interval=2.0, commands_per_second=0)
+    try:
+        assert not scheduler.arrays
+        ids = [str(job_id) for job_id in scheduler.job_submission(
+            [EngineJob(f"w{number}", ["true"], working_directory=str(tmp_path))
+             for number in range(2)])]
+        assert scheduler.calls["submit"] == 2
+        assert set(wait_for_status(scheduler, ids, timeout=300).values()) == {constants.DONE}
+    finally:
+        scheduler.close()
+
+
+def test_array_submission_takes_auto_or_off(tmp_path: Path) -> None:
+    config = tmp_path / "jobbridge.cfg"
+    config.write_text("[s]\nscheduler_type = slurm\narray_submission = maybe\n")
+    result = jb("check", "--resource", "s", env={"JOBBRIDGE_CONFIG": str(config),
+                                                 "JOBBRIDGE_HOME": str(tmp_path / "home")})
+    assert error_line(result) == ("jobbridge: error: resource 's': option array_submission = "
+                                  "'maybe' is not auto or off")

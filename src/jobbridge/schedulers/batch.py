@@ -587,8 +587,9 @@ class BatchScheduler(Scheduler, abc.ABC):
         folders += [self.state_dir / name for name in names]
         times = []
         for folder in folders:
-            with contextlib.suppress(OSError):
-                times.append((folder / "job.json").stat().st_mtime)
+            with contextlib.suppress(OSError, ValueError):  # a job's spec, an array's script
+                times.append(min(path.stat().st_mtime for path in
+                                 (folder / "job.json", folder / "job.sh") if path.exists()))
         return min(times, default=None)
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
@@ -748,7 +749,9 @@ class BatchScheduler(Scheduler, abc.ABC):
         argv = self.submit_argv(jobs[elements[0][0]], folder / "job.sh", array_name)
         if str(folder / "job.sh") not in argv:  # one string for a remote shell: alone
             self._remove_array(folder, force=True)
-            return [self._submit_one(job) for job in jobs]
+            for position, _ in elements:
+                ids[position] = self._submit_one(jobs[position])
+            return ids
         at = argv.index(str(folder / "job.sh"))
         argv[at:at] = [item.format(first=first, last=first + len(elements) - 1)
                        for item in self.ARRAY.option]
