@@ -13,8 +13,9 @@ Slurm, each run three ways in the same run (alternating):
 The workflows: (a) ``--jobs`` independent ``sleep 2`` (60: the issue's own case);
 (b) a chain of ``--chain`` ``sleep 1``, where *end -> next sbatch* is the median
 from a job's end (its own record) to the store's submission date of its dependent.
-(t) ``--true-jobs`` (1000) independent ``true``, three ways in the same run:
+(t) ``--true-jobs`` (1000) independent ``true``, four ways in the same run:
 **arrays** (this release's defaults: ready jobs alike go as ``sbatch --array``),
+**arrays, poll only** (the same polling as the previous release: the arrays alone),
 **off, poll only** (the previous release: ``array_submission = off``,
 ``job_files = poll``, ``scheduler_interval = 10``, no budget) and **sbatch** (the
 baseline a user would script: one ``sbatch --wrap=true`` a job, then ``squeue``
@@ -54,12 +55,13 @@ WAYS = {
     "watch 10/s": "max_commands_per_second = 10\n",
     "poll only": "job_files = poll\nscheduler_interval = 10\nmax_commands_per_second = 0\n",
     "arrays": "",
+    "arrays, poll only": "job_files = poll\nscheduler_interval = 10\nmax_commands_per_second = 0\n",
     "off, poll only": "array_submission = off\njob_files = poll\nscheduler_interval = 10\n"
                       "max_commands_per_second = 0\n",
 }
 #: The ways of (a) and (b); those of (t), the last one a plain sbatch loop.
 AB_WAYS = ("watch", "watch 10/s", "poll only")
-TRUE_WAYS = ("arrays", "off, poll only", "sbatch")
+TRUE_WAYS = ("arrays", "arrays, poll only", "off, poll only", "sbatch")
 
 
 def user_rpcs() -> int | None:

@@ -23,6 +23,7 @@ from jobbridge import constants
 from jobbridge.controller import WorkflowController
 from jobbridge.model import EngineJob
 from jobbridge.schedulers.batch import BatchScheduler
+from jobbridge.schedulers.batchwatch import BURST, RESERVE
 from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.schedulers.sge import SGEScheduler
 from jobbridge.schedulers.slurm import SlurmScheduler
@@ -32,20 +33,23 @@ from systems import PBSPRO_BIN, PBSPRO_HOST_COMMAND, TORQUE_BIN
 Factory = Callable[..., BatchScheduler]
 
 
+def fast(tmp_path: Path, options: dict[str, object]) -> dict[str, object]:
+    """Options polling fast as tests want, without a command budget unless told."""
+    return {"state_dir": tmp_path / "state", "min_interval": 0.2, "max_interval": 2.0,
+            "commands_per_second": 0, **options}
+
+
 def slurm(tmp_path: Path, **options: object) -> BatchScheduler:
-    return SlurmScheduler(state_dir=tmp_path / "state", min_interval=0.2, max_interval=2.0,
-                          commands_per_second=0, **options)  # type: ignore[arg-type]
+    return SlurmScheduler(**fast(tmp_path, options))
 
 
 def openpbs_scheduler(tmp_path: Path, **options: object) -> BatchScheduler:
     return PBSProScheduler({}, pbs_bin_dir=str(PBSPRO_BIN), host_command=PBSPRO_HOST_COMMAND,
-                           state_dir=tmp_path / "state", min_interval=0.2, max_interval=2.0,
-                           commands_per_second=0, **options)  # type: ignore[arg-type]
+                           **fast(tmp_path, options))  # type: ignore[arg-type]
 
 
 def sge(tmp_path: Path, **options: object) -> BatchScheduler:
-    return SGEScheduler(state_dir=tmp_path / "state", min_interval=0.2, max_interval=2.0,
-                        commands_per_second=0, **options)  # type: ignore[arg-type]
+    return SGEScheduler(**fast(tmp_path, options))  # type: ignore[arg-type]
 
 
 SYSTEMS = [pytest.param(slurm, 50, "--array", id="slurm", marks=pytest.mark.slurm),
@@ -72,7 +76,8 @@ def scheduler_of(tmp_path: Path) -> Iterator[Callable[..., BatchScheduler]]:
         scheduler.close()
 
 
-def mixed(tmp_path: Path, count: int) -> tuple[list[EngineJob], dict[int, tuple[object, ...]]]:
+def mixed(tmp_path: Path, count: int
+          ) -> tuple[list[EngineJob], dict[int, tuple[str | int | None, ...]]]:
     """``count`` jobs alike: successes, failures (exit 1-7), ends by SIGUSR1, and
     long ones to kill; each prints its own argument and env to its own file. The
     expected (exit_status, exit_value, term_sig) by position (None: killed)."""
@@ -175,6 +180,28 @@ def test_jobs_alike_go_in_arrays_chunked_under_max_array_size(
     assert "_" not in ids[5]  # the lone job: a plain id
     statuses = wait_for_status(scheduler, ids, timeout=300)
     assert set(statuses.values()) == {constants.DONE}
+
+
+@pytest.mark.slurm
+def test_the_room_for_submissions_counts_the_jobs_a_command_carried(
+        scheduler_of: Callable[..., BatchScheduler], tmp_path: Path) -> None:
+    """The engine submits what the budget lets through now: as many jobs a token as
+    the last submission's commands carried (an array's worth for jobs alike, one for
+    jobs unalike, which would otherwise wait on the budget)."""
+    scheduler = scheduler_of(slurm, commands_per_second=1.0)
+    room = scheduler.submission_room()
+    assert room is not None and 0 < room <= BURST - RESERVE
+    ids = scheduler.job_submission([EngineJob(f"m{number}", ["true"],
+                                              working_directory=str(tmp_path))
+                                    for number in range(6)])
+    room = scheduler.submission_room()
+    assert room is not None and room % 6 == 0 and room >= 6 * (BURST - RESERVE - 3), room
+    unalike = [EngineJob(f"u{number}", ["true"], working_directory=str(tmp_path),
+                         resources={"memory_mb": 10 + number}) for number in range(2)]
+    ids += scheduler.job_submission(unalike)
+    assert scheduler.calls["submit"] == 3
+    assert (scheduler.submission_room() or 0) <= BURST - RESERVE
+    wait_for_status(scheduler, [str(job_id) for job_id in ids], timeout=300)
 
 
 # --- an engine killed during an array's submission ------------------------------------------

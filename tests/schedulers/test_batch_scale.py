@@ -220,10 +220,7 @@ def assert_within_budget(calls: list[tuple[float, str]], rate: float) -> None:
 def test_submission_room_is_what_the_budget_lets_through_now(tmp_path: Path) -> None:
     """The engine submits only what the budget can take without waiting, leaving
     RESERVE tokens: a status query or cancel then runs at once."""
-    scheduler = SlurmScheduler(state_dir=tmp_path / "state", commands_per_second=2.0,
-                               array_submission="off")
-    arrays = SlurmScheduler(state_dir=tmp_path / "state", commands_per_second=2.0)
-    assert arrays.submission_room() == (BURST - RESERVE) * 1000  # a command: an array
+    scheduler = SlurmScheduler(state_dir=tmp_path / "state", commands_per_second=2.0)
     assert scheduler.submission_room() == BURST - RESERVE
     for _ in range(BURST - RESERVE):  # submissions spending the room
         scheduler.run("submit", ["true"])

@@ -294,8 +294,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         self.rounding = Rounding(self.name)
         #: ready jobs of one submission with the same options go as arrays (``ARRAY``)
         self.arrays = array_submission == "auto" and self.ARRAY is not None
-        #: the last array_chunk() (submission_room runs no command to know it)
-        self._array_size = self.ARRAY.max_size if self.ARRAY else 1
+        #: jobs a submit command carried in the last job_submission (arrays: many)
+        self._per_command = 1
 
     @classmethod
     def options_from_config(cls, config: Configuration) -> dict[str, object]:
@@ -444,6 +444,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         groups = self._array_groups(batch) if self.arrays and len(batch) > 1 else [
             [index] for index in range(len(batch))]
         ids: list[str | None] = [None] * len(batch)
+        self._per_command = max(1, len(batch) // max(1, len(groups)))
 
         def submit(group: list[int]) -> None:
             if len(group) == 1:
@@ -470,7 +471,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             except ValueError:  # unbalanced quotes: refused by _submit_one
                 key = ("", str(index))
             alike.setdefault(key, []).append(index)
-        size = self._array_size = max(1, self.array_chunk())
+        size = max(1, self.array_chunk())
         return [group[start:start + size] for group in alike.values()
                 for start in range(0, len(group), size)]
 
@@ -556,13 +557,13 @@ class BatchScheduler(Scheduler, abc.ABC):
                 self._cancel_pending.difference_update(group)
 
     def submission_room(self) -> int | None:
-        """Commands the budget has now, less RESERVE; each command may carry an
-        array's worth of jobs when arrays are on."""
+        """Commands the budget has now, less RESERVE, times the jobs a submit
+        command carried in the last submission (arrays: many; jobs unalike: one),
+        so that a submission of jobs unalike never waits on the budget."""
         available = self._budget.available()
         if available is None:
             return None
-        room = max(0, int(available) - RESERVE)
-        return room * self._array_size if self.arrays else room
+        return max(0, int(available) - RESERVE) * self._per_command
 
     def poll_interval(self) -> float:
         return self._interval if self.polling else self.max_interval
