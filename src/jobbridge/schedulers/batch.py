@@ -616,6 +616,10 @@ class BatchScheduler(Scheduler, abc.ABC):
                     ids[tag] = self.array_element_id(found[array], index)
             elif name in found:
                 ids[tag] = found[name]
+            folder = self.state_dir / name
+            if tag in ids and folder.is_dir() and not self._link_path(ids[tag]).is_symlink():
+                with contextlib.suppress(OSError):  # the id's files: its wrapper's word
+                    self._link(ids[tag], folder)
         return ids
 
     # --- commands ---------------------------------------------------------------------------
