@@ -116,9 +116,9 @@ from .common import (
 from .jobwrap import SystemKill, read_exit_file
 
 log = logging.getLogger(__name__)
-#: Statuses of a job waiting in the queue (not started yet).
 #: In an array element's folder: the array's name and the element's index.
 ARRAY_ENTRY = "array.json"
+#: Statuses of a job waiting in the queue (not started yet).
 WAITING = frozenset({constants.QUEUED_ACTIVE, constants.USER_ON_HOLD, constants.SYSTEM_ON_HOLD,
                      constants.USER_SYSTEM_ON_HOLD})
 
