@@ -58,7 +58,7 @@ def parse_qstat_xml(text: str) -> dict[str, tuple[str, str]]:
     also as ``NUMBER.TASK`` (a running task has a line of its own, pending ones a
     range: ``<tasks>4-9:1</tasks>``, ``3,5-7:2``)."""
     root = ET.fromstring(text)
-    jobs = {}
+    jobs: dict[str, tuple[str, str]] = {}
     for job in root.iter("job_list"):
         number = job.findtext("JB_job_number") or ""
         if not number:
