@@ -312,3 +312,34 @@ def test_array_submission_takes_auto_or_off(tmp_path: Path) -> None:
                                                  "JOBBRIDGE_HOME": str(tmp_path / "home")})
     assert error_line(result) == ("jobbridge: error: resource 's': option array_submission = "
                                   "'maybe' is not auto or off")
+
+
+@pytest.mark.slurm
+def test_a_kill_the_system_dropped_is_asked_again(
+        scheduler_of: Callable[..., BatchScheduler], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenPBS drops a qdel of a subjob it is just starting and says nothing: a kill
+    that the next poll shows unheeded is asked again (here scancel's first call does
+    nothing, through a shim)."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v scancel"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (shims / "scancel").write_text(f"""#!/bin/sh
+echo "$*" >> "{shims}/calls"
+[ -e "{shims}/dropped" ] || {{ touch "{shims}/dropped"; exit 0; }}
+exec "{real}" "$@"
+""")
+    (shims / "scancel").chmod(0o700)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    scheduler = scheduler_of(slurm)
+    ids = [str(job_id) for job_id in scheduler.job_submission(
+        [EngineJob(f"k{number}", ["sleep", "120"], working_directory=str(tmp_path))
+         for number in range(2)])]
+    wait_for_status(scheduler, ids[:1], {constants.RUNNING}, timeout=300)
+    scheduler.kill_jobs(ids[:1])
+    statuses = wait_for_status(scheduler, ids[:1], timeout=60)
+    assert statuses[ids[0]] == constants.FAILED
+    assert scheduler.get_job_exit_info(ids[0])[0] == constants.USER_KILLED
+    assert (shims / "calls").read_text().splitlines() == [ids[0], ids[0]]
+    assert scheduler.get_jobs_status(ids[1:])[ids[1]] not in constants.ENDED_JOB_STATUS
