@@ -241,8 +241,8 @@ def _config(system: str) -> str:
     pytest.param("openpbs", 8, marks=pytest.mark.pbspro),
     pytest.param("sge", 4, marks=pytest.mark.sge)])
 def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
-        tmp_path: Path, jobbridge_home: Path, system: str, count: int,
-        submit_first: bool) -> None:
+        tmp_path: Path, jobbridge_home: Path, monkeypatch: pytest.MonkeyPatch, system: str,
+        count: int, submit_first: bool) -> None:
     """The engine is SIGKILLed while its array submission waits (sent, or not), then
     restarted: the new engine finds the array's elements by their tags (or submits
     them again when the array never reached the system); each runs exactly once."""
@@ -260,9 +260,11 @@ def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
             (shims / name).symlink_to(PBSPRO_BIN / name)
         (tmp_path / "jobbridge.cfg").write_text(
             _config(system).replace(f"pbs_bin_dir = {PBSPRO_BIN}", f"pbs_bin_dir = {shims}"))
-    env = {**os.environ, "JOBBRIDGE_HOME": str(jobbridge_home),
-           "JOBBRIDGE_CONFIG": str(tmp_path / "jobbridge.cfg"),
-           "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    # here too: an engine the controller starts (it may, once the first one is killed)
+    # must see the shims
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("JOBBRIDGE_CONFIG", str(tmp_path / "jobbridge.cfg"))
+    env = {**os.environ, "JOBBRIDGE_HOME": str(jobbridge_home)}
     submitted = subprocess.run([sys.executable, "-m", "jobbridge", "submit",
                                 str(tmp_path / "wf.json"), "--resource", "target"],
                                env=env, capture_output=True, text=True, check=True)
