@@ -193,7 +193,8 @@ def test_the_command_budget_holds_under_a_burst_of_ready_jobs(
     folder = shim(tmp_path / "bin", SLURM_COMMANDS, slurm_real(), log)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     rate, count = 10.0, 70
-    scheduler = slurm_scheduler(tmp_path, commands_per_second=rate, max_interval=1.0)
+    scheduler = slurm_scheduler(tmp_path, commands_per_second=rate, max_interval=1.0,
+                                array_submission="off")  # one sbatch a job
     try:
         ids = scheduler.job_submission(
             [EngineJob(f"j{i}", ["true"], working_directory=str(tmp_path)) for i in range(count)])
@@ -247,7 +248,8 @@ def test_a_stop_is_applied_while_submissions_trickle_within_the_budget(
     (tmp_path / "wf.json").write_text(json.dumps(
         {"jobs": [{"id": f"t{i}", "command": ["true"]} for i in range(count)]}))
     (tmp_path / "jobbridge.cfg").write_text(
-        f"[slurm]\nscheduler_type = slurm\nmax_commands_per_second = {rate:g}\n")
+        f"[slurm]\nscheduler_type = slurm\nmax_commands_per_second = {rate:g}\n"
+        "array_submission = off\n")  # one sbatch a job
     env = {"JOBBRIDGE_HOME": str(tmp_path / "home"),
            "JOBBRIDGE_CONFIG": str(tmp_path / "jobbridge.cfg"),
            "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}

@@ -182,3 +182,20 @@ def test_parse_size(text: str, size: float | None) -> None:
     assert parse_size(text) == size
     if size is not None and text.isdigit():
         assert parse_size(text, unit=1024) == size * 1024
+
+
+def test_array_tasks_in_qstat_xml_and_qacct() -> None:
+    """An array's tasks are ``NUMBER.TASK``: the running one's own line, the pending
+    ones' range; qacct's records by ``taskid``."""
+    jobs = gridengine.parse_qstat_xml((DATA / "qstat-array.xml").read_text())
+    assert jobs["1919.1"] == ("r", "jbarrx")
+    assert [jobs[f"1919.{task}"] for task in (2, 3, 4)] == [("qw", "jbarrx")] * 3
+    assert "1919.5" not in jobs and jobs["1919"][1] == "jbarrx"  # the array, by name
+    assert gridengine.task_ids("3,5-9:2") == [3, 5, 7, 9]
+    assert gridengine.accounting_query(["1823.2", "1823.3"]) == ["qacct", "-j", "1823"]
+    records = gridengine.accounting_records((DATA / "qacct-array.txt").read_text(),
+                                            ["1823.1", "1823.2", "1823.3", "1823"])
+    assert sorted(records) == ["1823.1", "1823.2"]  # 3: deleted while pending, no record
+    assert [exit_info_from_accounting(records[f"1823.{task}"], killed=False)[:2]
+            for task in (1, 2)] == [(constants.FINISHED_REGULARLY, 1),
+                                    (constants.FINISHED_REGULARLY, 2)]

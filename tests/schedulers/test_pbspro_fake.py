@@ -44,7 +44,9 @@ class FakePBS:
         (self.home / "config.json").write_text(json.dumps(settings))
 
     def scheduler(self, **options: Any) -> PBSProScheduler:
-        return PBSProScheduler({}, pbs_bin_dir=str(self.bin), **{**FAST, **options})
+        """A scheduler of the fake, which has no job arrays (``qsub -J``)."""
+        return PBSProScheduler({}, pbs_bin_dir=str(self.bin),
+                               **{**FAST, "array_submission": "off", **options})
 
 
 @pytest.fixture

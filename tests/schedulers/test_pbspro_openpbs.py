@@ -81,8 +81,9 @@ def test_detected_as_openpbs_with_one_bulk_qstat() -> None:
 
 def test_many_jobs_each_with_its_true_state(tmp_path: Path) -> None:
     """Running, queued (no ncpus left for 8), held at submission and held later
-    with qhold: every job's own state in each poll, one qstat each; then qrls."""
-    scheduler = openpbs_scheduler()
+    with qhold: every job's own state in each poll, one qstat each; then qrls.
+    Lone jobs (PBS cannot qhold an array's subjob alone)."""
+    scheduler = openpbs_scheduler(array_submission="off")
 
     def job(name: str, command: list[str], **options: object) -> EngineJob:
         return EngineJob(name, command, working_directory=str(tmp_path), **options)  # type: ignore[arg-type]

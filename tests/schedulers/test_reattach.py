@@ -139,7 +139,8 @@ def test_torque_wrappers(tmp_path: Path) -> None:
 
 def test_pbspro_recorded_output(fake_pbs: FakePBS, tmp_path: Path) -> None:  # noqa: F811
     """PBS Pro's JSON (the fake fills a recorded record): a held job is H."""
-    config = {"scheduler_type": "pbspro", "pbs_bin_dir": str(fake_pbs.bin)}
+    config = {"scheduler_type": "pbspro", "pbs_bin_dir": str(fake_pbs.bin),
+              "array_submission": "off"}  # the fake has no qsub -J
     check_fresh_process(_built(config, FAST), config, tmp_path, ["-h"],
                         constants.USER_SYSTEM_ON_HOLD, unknown="99999999.pbs")
 

@@ -24,6 +24,7 @@ from jobbridge.scheduler import Scheduler, build_scheduler
 from jobbridge.schedulers.batch import CommandError, CommandResult, JobRecord
 from jobbridge.schedulers.slurm import (
     SlurmScheduler,
+    _names_and_ids,
     chunks,
     parse_config,
     parse_sacct,
@@ -583,3 +584,25 @@ def test_a_job_killed_for_memory_is_retried_with_twice_the_memory(tmp_path: Path
             assert attempt["sources"][figure] == (
                 "job wrapper (wait4)" if key in wrapped else "sacct"), attempt
     assert report["summary"]["retried_jobs"] == 1
+
+
+def test_array_elements_in_squeue_and_sacct() -> None:
+    """An element is ``ID_IDX`` in squeue's JobArrayID and sacct's JobID (its JobIDRaw
+    is a job id of its own): a plain job's raw id stays its id (lines recorded from
+    the real Slurm: array 7272, elements 0-3, exit codes 0-3)."""
+    records = parse_squeue("7272_0|COMPLETED|0|None|\n7272_3|FAILED|768|NonZeroExitCode|\n"
+                           "7277|PENDING|0|JobHeldUser|\n")
+    assert (records["7272_3"].state, records["7272_3"].exit_value) == ("FAILED", 3)
+    assert set(records) == {"7272_0", "7272_3", "7277"}
+    text = ("7273|COMPLETED|0:0|00:00.003||00:00:01|1|7272_0\n"
+            "7273.batch|COMPLETED|0:0|00:00.003|3256K|00:00:01|1|7272_0.batch\n"
+            "7272|FAILED|3:0|00:00.002||00:00:01|1|7272_3\n"
+            "7272.batch|FAILED|3:0|00:00.002|3000K|00:00:01|1|7272_3.batch\n"
+            "7280|COMPLETED|0:0|00:00.002||00:00:01|1|7280\n")
+    records = parse_sacct(text)
+    assert set(records) == {"7272_0", "7272_3", "7280"}
+    assert (records["7272_3"].exit_value, records["7272_0"].exit_value) == (3, 0)
+    assert records["7272_0"].resource_usage is not None
+    assert "mem=3256kb" in records["7272_0"].resource_usage
+    assert _names_and_ids("7272_3|jb.array|\n7272_[4-9]|jb.array|\n7280|lone|\n") == {
+        "jb.array": "7272", "lone": "7280"}

@@ -13,11 +13,13 @@ must define (abstract here):
 and may fill in the tables ``STATES`` (native state -> JOB_STATUS),
 ``ABNORMAL_ENDS`` (native ends that are not the job's own), ``KILL`` (how its
 cancel ends a job: :class:`.SystemKill`), ``RESERVED_OPTIONS`` (native options it
-sets itself), ``CONFIG_KEYS``, and override the optional hooks:
+sets itself), ``ARRAY`` (how it runs job arrays: :class:`ArraySupport`),
+``CONFIG_KEYS``, and override the optional hooks:
 ``parse_submit_output``, ``record_status``, ``ended_records`` (finished-job
 history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
 failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
-``limit_notes`` (limits rounded to the system's units), ``batch_output_path``.
+``limit_notes`` (limits rounded to the system's units), ``batch_output_path``,
+``array_element_id`` and ``array_chunk``.
 Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
 CommandError).
 This base does the rest, the same way for every backend:
@@ -40,6 +42,14 @@ This base does the rest, the same way for every backend:
   has not asked about yet (a job of an earlier engine) is asked about before it
   is answered, all such ids of one call in one query; an id the system does not
   know is undetermined;
+- **job arrays**: the ready jobs of one submission whose submit commands are the
+  same but for name and script go as one array (``array_submission = auto``, the
+  default, where the backend declares ``ARRAY``), chunked under the system's
+  largest; each element runs its own spec (the array's folder links each index
+  to its element's spec; the script picks its index from the system's variable)
+  and is a job of its own: its id in the system's element form, its status,
+  exit info and kill; its folder's ``array.json`` names the array and its index,
+  so that ``find_submitted`` re-attaches it by the array's name;
 - **a command budget**: every command goes through one token bucket per engine
   and batch system (``max_commands_per_second``, default 1, bursts of
   :data:`~.batchwatch.BURST`): submissions, queries and cancels alike; the
@@ -92,6 +102,7 @@ from .batchwatch import (
     shared_bucket,
 )
 from .common import (
+    JOB_NAME_LIMIT,
     LOST_AFTER,
     Absence,
     Rounding,
@@ -105,6 +116,8 @@ from .common import (
 from .jobwrap import SystemKill, read_exit_file
 
 log = logging.getLogger(__name__)
+#: In an array element's folder: the array's name and the element's index.
+ARRAY_ENTRY = "array.json"
 #: Statuses of a job waiting in the queue (not started yet).
 WAITING = frozenset({constants.QUEUED_ACTIVE, constants.USER_ON_HOLD, constants.SYSTEM_ON_HOLD,
                      constants.USER_SYSTEM_ON_HOLD})
@@ -152,6 +165,28 @@ class CommandError(Exception):
         self.program = program
 
 
+@dataclass(frozen=True)
+class ArraySupport:
+    """How a batch system runs job arrays (a backend's ``ARRAY``): ready jobs of one
+    submission with the same submit options go as one array, each element running
+    its own job through the wrapper.
+
+    ``option``: argv items inserted before the script, ``{first}`` and ``{last}``
+    formatted (``("--array={first}-{last}",)``); ``index_variable``: the environment
+    variable holding an element's index (``SLURM_ARRAY_TASK_ID``); ``element``: an
+    element's id from the array's ``{id}`` and its ``{index}`` (``"{id}_{index}"``;
+    :meth:`BatchScheduler.array_element_id` for other forms); ``first``: the first
+    index; ``max_size``: the most elements of one array when the system does not say
+    (:meth:`BatchScheduler.array_chunk`).
+    """
+
+    option: tuple[str, ...]
+    index_variable: str
+    element: str = "{id}_{index}"
+    first: int = 0
+    max_size: int = 1000
+
+
 @dataclass
 class _Tracked:
     files: Path
@@ -170,6 +205,8 @@ class _Tracked:
     ran: bool = False
     #: limits rounded at submission (see Rounding), for job_notes and the exit reason
     note: str | None = None
+    #: the array folder and index of an array element
+    array: tuple[Path, int] | None = None
 
 
 class BatchScheduler(Scheduler, abc.ABC):
@@ -191,7 +228,7 @@ class BatchScheduler(Scheduler, abc.ABC):
     #: The keys :meth:`options_from_config` reads, besides the common ones.
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"min_scheduler_interval", "command_timeout",
                                            "job_python", "max_commands_per_second",
-                                           "job_files"}
+                                           "job_files", "array_submission"}
     #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED. Every
     #: terminal state maps to DONE: DONE or FAILED then comes from the exit info.
     STATES: ClassVar[Mapping[str, str]] = {}
@@ -206,9 +243,14 @@ class BatchScheduler(Scheduler, abc.ABC):
     START_GRACE: ClassVar[float] = 20.0
     #: Most ids given to one cancel command (:meth:`cancel_many_argv`).
     CANCEL_CHUNK: ClassVar[int] = 500
+    #: Seconds after a kill when a poll still showing the job active asks it again
+    #: (PBS Pro drops a qdel of a subjob that is being started, and says nothing).
+    KILL_REPEAT: ClassVar[float] = 5.0
     #: How the system's cancel ends a job: the job wrapper puts the job where that
     #: kill reaches its whole process tree (see :class:`.SystemKill`).
     KILL: ClassVar[SystemKill] = SystemKill("process_group")
+    #: How the system runs job arrays; None: it does not (each job is submitted alone).
+    ARRAY: ClassVar[ArraySupport | None] = None
 
     def __init__(self, *, min_interval: float = 0.5, max_interval: float = 30.0,
                  command_timeout: float = 30.0, retries: int = 4,
@@ -216,7 +258,8 @@ class BatchScheduler(Scheduler, abc.ABC):
                  container_command: Sequence[str] = (),
                  job_python: str | None = None,
                  state_dir: str | os.PathLike[str] | None = None,
-                 commands_per_second: float = 1.0, job_files: str = "watch") -> None:
+                 commands_per_second: float = 1.0, job_files: str = "watch",
+                 array_submission: str = "auto") -> None:
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.command_timeout = command_timeout
@@ -233,6 +276,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._last_poll = 0.0
         #: jobs we asked to kill, with when (time.time(): exit records are dated so)
         self._killed: dict[str, float] = {}
+        #: when each kill was last asked (a kill a poll shows unheeded is asked again)
+        self._killed_at: dict[str, float] = {}
         #: cancels the batch system could not take (down): asked again at each poll
         self._cancel_pending: set[str] = set()
         #: counts of commands run, by kind (benchmarks and tests read it)
@@ -247,6 +292,10 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._watcher: FolderWatcher | None = None
         self._notify: ChangeNotifier | None = None
         self.rounding = Rounding(self.name)
+        #: ready jobs of one submission with the same options go as arrays (``ARRAY``)
+        self.arrays = array_submission == "auto" and self.ARRAY is not None
+        #: jobs a submit command carried in the last job_submission (arrays: many)
+        self._per_command = 1
 
     @classmethod
     def options_from_config(cls, config: Configuration) -> dict[str, object]:
@@ -261,6 +310,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             "job_python": config.get("job_python"),
             "commands_per_second": config.get_float("max_commands_per_second", 1.0),
             "job_files": cls._job_files(config),
+            "array_submission": cls._array_submission(config),
         }
 
     @classmethod
@@ -268,6 +318,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         super().check_config(config)
         config.get_float("max_commands_per_second", 1.0)
         cls._job_files(config)
+        cls._array_submission(config)
 
     @staticmethod
     def _job_files(config: Configuration) -> str:
@@ -277,6 +328,16 @@ class BatchScheduler(Scheduler, abc.ABC):
         if value not in ("watch", "poll"):
             raise ConfigurationError(f"resource {config.resource_id!r}: option job_files = "
                                      f"{value!r} is not watch or poll")
+        return value
+
+    @staticmethod
+    def _array_submission(config: Configuration) -> str:
+        """``auto`` (jobs alike submitted as arrays where the system has them) or
+        ``off`` (one submission a job)."""
+        value = (config.get("array_submission") or "auto").strip()
+        if value not in ("auto", "off"):
+            raise ConfigurationError(f"resource {config.resource_id!r}: option "
+                                     f"array_submission = {value!r} is not auto or off")
         return value
 
     # --- hooks: what a backend defines ------------------------------------------------------
@@ -330,6 +391,18 @@ class BatchScheduler(Scheduler, abc.ABC):
         Without it, such a job may be submitted twice."""
         return {}
 
+    def array_element_id(self, array_id: str, index: int) -> str:
+        """The id of an array's element (``ARRAY.element`` by default), from the
+        array's id as :meth:`parse_submit_output` and :meth:`find_by_name` give it."""
+        assert self.ARRAY is not None
+        return self.ARRAY.element.format(id=array_id, index=index)
+
+    def array_chunk(self) -> int:
+        """The most elements one array may have (``ARRAY.max_size``; Slurm reads
+        its ``MaxArraySize``)."""
+        assert self.ARRAY is not None
+        return self.ARRAY.max_size
+
     def refusal_text(self, error: CommandError) -> str:
         """A refused submission in the system's words: its messages without the
         command's name and ``error:`` prefixes, one line each, joined by ``; ``."""
@@ -364,11 +437,43 @@ class BatchScheduler(Scheduler, abc.ABC):
     # --- the Scheduler API ------------------------------------------------------------------
     def job_submission(self, jobs: EngineJob | list[EngineJob], signal_end: bool = True
                        ) -> list[str | None]:
+        """Jobs alike (the same submit options) as arrays when ``array_submission``
+        is ``auto``, chunked under :meth:`array_chunk`; the others one by one. One
+        id a job, an element's in the system's form (``ID_IDX``, ``ID[IDX]``)."""
         batch = job_list(jobs)
-        if len(batch) <= 1:
-            return [self._submit_one(job) for job in batch]
-        with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
-            return list(pool.map(self._submit_one, batch))
+        groups = self._array_groups(batch) if self.arrays and len(batch) > 1 else [
+            [index] for index in range(len(batch))]
+        ids: list[str | None] = [None] * len(batch)
+        self._per_command = max(1, len(batch) // max(1, len(groups)))
+
+        def submit(group: list[int]) -> None:
+            if len(group) == 1:
+                ids[group[0]] = self._submit_one(batch[group[0]])
+                return
+            for index, job_id in zip(group, self._submit_array([batch[i] for i in group]),
+                                     strict=True):
+                ids[index] = job_id
+
+        if len(groups) == 1:
+            submit(groups[0])
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
+                list(pool.map(submit, groups))
+        return ids
+
+    def _array_groups(self, batch: Sequence[EngineJob]) -> list[list[int]]:
+        """Indexes of jobs alike, chunked under the array size: alike when their
+        submit commands are the same but for the name and script."""
+        alike: dict[tuple[str, ...], list[int]] = {}
+        for index, job in enumerate(batch):
+            try:
+                key = tuple(self.submit_argv(job, Path("/-/job.sh"), "-"))
+            except ValueError:  # unbalanced quotes: refused by _submit_one
+                key = ("", str(index))
+            alike.setdefault(key, []).append(index)
+        size = max(1, self.array_chunk())
+        return [group[start:start + size] for group in alike.values()
+                for start in range(0, len(group), size)]
 
     def get_jobs_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, str]:
         """The statuses the wrappers' files tell, else those of the last poll; a new
@@ -401,6 +506,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             self._unasked.discard(scheduler_job_id)
             tracked = self._jobs.pop(scheduler_job_id, None)
             killed = self._killed.pop(scheduler_job_id, None)
+            self._killed_at.pop(scheduler_job_id, None)
         if tracked is None:
             return ExitInfo(constants.EXIT_UNDETERMINED, reason="unknown job id")
         info = self._exit_info(tracked, killed)
@@ -424,6 +530,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                         or read_exit_file(tracked.files / EXIT_FILE) is not None):
                     continue
                 self._killed[job_id] = time.time()
+                self._killed_at[job_id] = time.monotonic()
                 doomed.append(job_id)
         self._cancel(doomed)
         with self._lock:  # a job cancelled while queued has no wrapper to tell its end
@@ -450,8 +557,13 @@ class BatchScheduler(Scheduler, abc.ABC):
                 self._cancel_pending.difference_update(group)
 
     def submission_room(self) -> int | None:
+        """Commands the budget has now, less RESERVE, times the jobs a submit
+        command carried in the last submission (arrays: many; jobs unalike: one),
+        so that a submission of jobs unalike never waits on the budget."""
         available = self._budget.available()
-        return None if available is None else max(0, int(available) - RESERVE)
+        if available is None:
+            return None
+        return max(0, int(available) - RESERVE) * self._per_command
 
     def poll_interval(self) -> float:
         return self._interval if self.polling else self.max_interval
@@ -476,18 +588,39 @@ class BatchScheduler(Scheduler, abc.ABC):
         folders += [self.state_dir / name for name in names]
         times = []
         for folder in folders:
-            with contextlib.suppress(OSError):
-                times.append((folder / "job.json").stat().st_mtime)
+            with contextlib.suppress(OSError, ValueError):  # a job's spec, an array's script
+                times.append(min(path.stat().st_mtime for path in
+                                 (folder / "job.json", folder / "job.sh") if path.exists()))
         return min(times, default=None)
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
+        """Looked up by name: a job's own, or for an array's element the array's
+        (its folder's ``array.json`` names the array and the element's index)."""
         names = {job_name(tag): tag for tag in submission_tags}
+        elements: dict[str, tuple[str, int]] = {}  # tag -> (array name, index)
+        for name, tag in names.items():
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                entry = json.loads((self.state_dir / name / ARRAY_ENTRY).read_text())
+                elements[tag] = (str(entry["array"]), int(entry["index"]))
+        wanted = {*names, *(array for array, _ in elements.values())}
         try:
-            found = self.find_by_name(list(names))
+            found = self.find_by_name(sorted(wanted))
         except CommandError as error:
             log.warning("%s: cannot look up earlier submissions: %s", self.name, error)
             return {}
-        return {names[name]: job_id for name, job_id in found.items() if name in names}
+        ids = {}
+        for name, tag in names.items():
+            if tag in elements:
+                array, index = elements[tag]
+                if array in found:
+                    ids[tag] = self.array_element_id(found[array], index)
+            elif name in found:
+                ids[tag] = found[name]
+            folder = self.state_dir / name
+            if tag in ids and folder.is_dir() and not self._link_path(ids[tag]).is_symlink():
+                with contextlib.suppress(OSError):  # the id's files: its wrapper's word
+                    self._link(ids[tag], folder)
+        return ids
 
     # --- commands ---------------------------------------------------------------------------
     def run(self, kind: str, argv: Sequence[str], *, retries: int | None = None,
@@ -534,13 +667,8 @@ class BatchScheduler(Scheduler, abc.ABC):
     def _submit_one(self, job: EngineJob) -> str | None:
         """Submit one job; its id, or None with the reason recorded (:func:`.refuse`)
         and no file left behind."""
-        name = job_name(job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}")
-        try:
-            problem = self.reserved_option([*self.native_specification, *job.native_args()])
-        except ValueError as error:  # unbalanced quotes
-            problem = f"cannot be split into words ({error})"
-        if problem:
-            refuse(self, job, f"{self.name} refused the job: native_specification: {problem}")
+        name = self._prepare(job)
+        if name is None:
             return None
         try:
             files = self._write_files(job, name)
@@ -549,26 +677,131 @@ class BatchScheduler(Scheduler, abc.ABC):
             return None
         argv = self.submit_argv(job, files / "job.sh", name)
         try:
-            try:
-                result = self.run("submit", argv, retries=0)
-            except CommandError as error:
-                if not error.transient:
-                    raise
-                job_id = self._retry_submission(argv, name, error)
-            else:
-                job_id = self.parse_submit_output(result.stdout)
+            job_id = self._submit(argv, name)
         except CommandError as error:
             self._remove_folder(files)
-            refuse(self, job, f"{self.name} {'could not take' if error.transient else 'refused'}"
-                              f" the job: {self.refusal_text(error)}")
+            self._refused(job, error)
             return None
+        self._track(job_id, job, files)
+        return job_id
+
+    def _prepare(self, job: EngineJob) -> str | None:
+        """The job's name, or None when its native options are refused (said)."""
+        try:
+            problem = self.reserved_option([*self.native_specification, *job.native_args()])
+        except ValueError as error:  # unbalanced quotes
+            problem = f"cannot be split into words ({error})"
+        if problem:
+            refuse(self, job, f"{self.name} refused the job: native_specification: {problem}")
+            return None
+        return job_name(job.submission_tag or f"jb-{os.getpid()}-{time.time_ns():x}")
+
+    def _submit(self, argv: list[str], name: str) -> str:
+        """Run a submit command once; a transient failure is looked up by name before
+        it is retried. The id it printed; CommandError when it fails for good."""
+        try:
+            result = self.run("submit", argv, retries=0)
+        except CommandError as error:
+            if not error.transient:
+                raise
+            return self._retry_submission(argv, name, error)
+        return self.parse_submit_output(result.stdout)
+
+    def _refused(self, job: EngineJob, error: CommandError) -> None:
+        refuse(self, job, f"{self.name} {'could not take' if error.transient else 'refused'}"
+                          f" the job: {self.refusal_text(error)}")
+
+    def _track(self, job_id: str, job: EngineJob, files: Path,
+               array: tuple[Path, int] | None = None) -> None:
         self._link(job_id, files)
         note = self.rounding.said(self.limit_notes(job))
         with self._lock:
-            self._jobs[job_id] = _Tracked(files, note=note)
+            self._jobs[job_id] = _Tracked(files, note=note, array=array)
             self._interval = self.min_interval
             self._watch()
-        return job_id
+
+    def _submit_array(self, jobs: Sequence[EngineJob]) -> list[str | None]:
+        """Submit jobs alike as one array: each element's folder as a lone job's,
+        the array's folder holding its script and one link a index to the element's
+        spec (the script runs the wrapper on ``FOLDER/$INDEX``), each element's
+        ``array.json`` naming the array and its index (:meth:`find_submitted`)."""
+        assert self.ARRAY is not None
+        ids: list[str | None] = [None] * len(jobs)
+        elements: list[tuple[int, Path]] = []  # (position in jobs, folder)
+        for position, job in enumerate(jobs):
+            name = self._prepare(job)
+            if name is None:
+                continue
+            try:
+                elements.append((position, self._write_files(job, name)))
+            except OSError as error:
+                refuse(self, job, f"{self.name}: cannot write the job's batch script: {error}")
+        if len(elements) < 2:  # nothing left to group
+            for position, folder in elements:
+                self._remove_folder(folder)
+                ids[position] = self._submit_one(jobs[position])
+            return ids
+        array_name = job_name(f"{elements[0][1].name[:JOB_NAME_LIMIT - 6]}.array")
+        first = self.ARRAY.first
+        try:
+            folder = self._write_array(array_name, [files for _, files in elements])
+        except OSError as error:
+            for position, files in elements:
+                self._remove_folder(files)
+                refuse(self, jobs[position], f"{self.name}: cannot write the array's batch "
+                       f"script: {error}")
+            return ids
+        argv = self.submit_argv(jobs[elements[0][0]], folder / "job.sh", array_name)
+        if str(folder / "job.sh") not in argv:  # one string for a remote shell: alone
+            self._remove_array(folder, force=True)
+            for position, _ in elements:
+                ids[position] = self._submit_one(jobs[position])
+            return ids
+        at = argv.index(str(folder / "job.sh"))
+        argv[at:at] = [item.format(first=first, last=first + len(elements) - 1)
+                       for item in self.ARRAY.option]
+        try:
+            array_id = self._submit(argv, array_name)
+        except CommandError as error:
+            for position, files in elements:
+                self._remove_folder(files)
+                self._refused(jobs[position], error)
+            self._remove_array(folder, force=True)
+            return ids
+        for index, (position, files) in enumerate(elements, first):
+            job_id = self.array_element_id(array_id, index)
+            self._track(job_id, jobs[position], files, (folder, index))
+            ids[position] = job_id
+        return ids
+
+    def _write_array(self, name: str, elements: Sequence[Path]) -> Path:
+        """The array's folder: its batch script, ``INDEX`` -> element spec links,
+        and each element's ``array.json`` (written before the array is submitted)."""
+        assert self.ARRAY is not None
+        folder = self.state_dir / name
+        private_dir(folder)
+        for index, files in enumerate(elements, self.ARRAY.first):
+            link = folder / str(index)
+            link.unlink(missing_ok=True)
+            link.symlink_to(files / "job.json")
+            write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index}))
+        spec = shlex.quote(f"{folder}/") + '"${' + self.ARRAY.index_variable + '}"'
+        write_private(folder / "job.sh", "\n".join([
+            "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
+                                                 ".jobwrap"]) + " " + spec, ""]))
+        create_private(self.batch_output_path(name))
+        return folder
+
+    def _remove_array(self, folder: Path, force: bool = False) -> None:
+        """Remove an array's folder once no element's link is left in it (``force``:
+        with its links)."""
+        with contextlib.suppress(OSError):
+            links = [entry.name for entry in os.scandir(folder) if entry.name.isdigit()]
+            if links and not force:
+                return
+            for child in ("job.sh", "batch.out", *links):
+                (folder / child).unlink(missing_ok=True)
+            folder.rmdir()
 
     def _retry_submission(self, argv: list[str], name: str, error: CommandError) -> str:
         """Retry a submission whose outcome is unknown, unless it did go through;
@@ -592,6 +825,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         command, never executed itself) and the batch output, all 0600."""
         folder = self.state_dir / name
         private_dir(folder)
+        (folder / ARRAY_ENTRY).unlink(missing_ok=True)  # a lone job's now
         job = in_container(job, self.container_command)
         spec = {"job": job.to_dict(), "exit_file": str(folder / EXIT_FILE),
                 "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()}
@@ -611,11 +845,24 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
         self._link_path(job_id).unlink(missing_ok=True)
+        array = tracked.array or self._array_of(tracked.files)
         self._remove_folder(tracked.files)
+        if array is not None:
+            folder, index = array
+            (folder / str(index)).unlink(missing_ok=True)
+            self._remove_array(folder)
+
+    def _array_of(self, files: Path) -> tuple[Path, int] | None:
+        """The array folder and index of an adopted element (its ``array.json``)."""
+        try:
+            entry = json.loads((files / ARRAY_ENTRY).read_text())
+            return self.state_dir / safe_name(str(entry["array"]), 255), int(entry["index"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     @staticmethod
     def _remove_folder(files: Path) -> None:
-        for child in ("job.sh", "job.json", EXIT_FILE, START_FILE, "batch.out"):
+        for child in ("job.sh", "job.json", EXIT_FILE, START_FILE, "batch.out", ARRAY_ENTRY):
             (files / child).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             files.rmdir()
@@ -747,8 +994,28 @@ class BatchScheduler(Scheduler, abc.ABC):
                 tracked.record = record
         self._interval = (self.min_interval if changed
                           else min(self._interval * 1.5, self.max_interval))
+        self._kill_again(active)
         if not self.polling:
             self._check_shared(active)
+
+    def _kill_again(self, active: Sequence[str]) -> None:
+        """Cancel again the killed jobs this poll still shows active KILL_REPEAT
+        seconds after their kill; the next poll comes when the next may be due."""
+        now = time.monotonic()
+        unheeded = [job_id for job_id in active if job_id in self._killed_at
+                    and self._jobs[job_id].status not in constants.ENDED_JOB_STATUS
+                    and job_id not in self._cancel_pending]
+        if not unheeded:
+            return
+        again = [job_id for job_id in unheeded if now - self._killed_at[job_id] > self.KILL_REPEAT]
+        if again:
+            log.info("%s: jobs %s still active after their kill: cancelling again", self.name,
+                     ",".join(again))
+            for job_id in again:
+                self._killed_at[job_id] = now
+            self._cancel(again, retries=0)
+        soonest = min(self._killed_at[job_id] for job_id in unheeded) + self.KILL_REPEAT
+        self._next_poll = min(self._next_poll, max(soonest, now) + self.min_interval)
 
     def _check_shared(self, active: Sequence[str]) -> None:
         """Poll as before if the state folder proves not shared with the compute nodes

@@ -54,11 +54,32 @@ def job_status(state: str) -> str | None:
 
 
 def parse_qstat_xml(text: str) -> dict[str, tuple[str, str]]:
-    """``qstat -xml`` -> ``{job number: (state letters, job name)}``."""
+    """``qstat -xml`` -> ``{job number: (state letters, job name)}``; an array's tasks
+    also as ``NUMBER.TASK`` (a running task has a line of its own, pending ones a
+    range: ``<tasks>4-9:1</tasks>``, ``3,5-7:2``)."""
     root = ET.fromstring(text)
-    return {number: (job.findtext("state") or "", job.findtext("JB_name") or "")
-            for job in root.iter("job_list")
-            if (number := job.findtext("JB_job_number") or "")}
+    jobs: dict[str, tuple[str, str]] = {}
+    for job in root.iter("job_list"):
+        number = job.findtext("JB_job_number") or ""
+        if not number:
+            continue
+        entry = (job.findtext("state") or "", job.findtext("JB_name") or "")
+        jobs.setdefault(number, entry)
+        for task in task_ids(job.findtext("tasks") or ""):
+            jobs[f"{number}.{task}"] = entry
+    return jobs
+
+
+def task_ids(text: str) -> list[int]:
+    """Task ids of a ``tasks`` field: ``7``, ``4-9:1``, ``3,5-7:2``."""
+    ids: list[int] = []
+    for part in text.split(","):
+        span, _, step = part.strip().partition(":")
+        first, _, last = span.partition("-")
+        if first.isdigit() and (last or first).isdigit():
+            ids += range(int(first), int(last or first) + 1,
+                         int(step) if step.isdigit() and int(step) > 0 else 1)
+    return ids
 
 
 def records(output: str) -> list[dict[str, str]]:
@@ -86,17 +107,24 @@ def accounting_query(job_ids: Sequence[str]) -> list[str] | None:
     """The ``qacct`` argv reading these jobs' records in one pass: ``-j ID`` for one,
     ``-j '*'`` (one read of the accounting file, not one per job) for several; None
     for none (``-j`` also takes names: only numbers are asked)."""
-    numbers = sorted({job_id for job_id in job_ids if job_id.isdigit()})
+    numbers = sorted({number for job_id in job_ids
+                      if (number := job_id.partition(".")[0]).isdigit()})
     if not numbers:
         return None
     return ["qacct", "-j", numbers[0] if len(numbers) == 1 else "*"]
 
 
 def accounting_records(output: str, job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """The last accounting record of each of these jobs in ``qacct`` output."""
+    """The last accounting record of each of these jobs in ``qacct`` output (an
+    array's task as ``NUMBER.TASK``)."""
     wanted = set(job_ids)
-    return {record["jobnumber"]: record for record in records(output)
-            if record.get("jobnumber") in wanted}
+    found = {}
+    for record in records(output):
+        number, task = record.get("jobnumber", ""), record.get("taskid", "undefined")
+        job_id = number if task in ("undefined", "") else f"{number}.{task}"
+        if job_id in wanted:
+            found[job_id] = record
+    return found
 
 
 def flush_seconds(qconf_sconf: str) -> float:

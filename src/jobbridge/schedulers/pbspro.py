@@ -47,7 +47,7 @@ from ..errors import ConfigurationError, JobbridgeError
 from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
 from . import pbs_output
-from .batch import BatchScheduler, CommandError, CommandResult, JobRecord
+from .batch import ArraySupport, BatchScheduler, CommandError, CommandResult, JobRecord
 from .common import round_up
 from .jobwrap import SystemKill
 from .process import wrap_in_container
@@ -89,6 +89,10 @@ class PBSProScheduler(BatchScheduler):
     usage_source: ClassVar[str] = "PBS resources_used"
     #: qdel: SIGTERM to every process of the job's session, SIGKILL kill_delay later.
     KILL: ClassVar[SystemKill] = SystemKill("session", warning=signal.SIGTERM)
+    #: PBS Pro's ``qsub -J 0-N`` (an array ``ID[].server``, elements ``ID[IDX].server``);
+    #: Torque and Slurm's Torque wrappers submit each job alone (see ``arrays``).
+    ARRAY: ClassVar[ArraySupport | None] = ArraySupport(
+        ("-J", "{first}-{last}"), "PBS_ARRAY_INDEX", element="{id}[{index}]")
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {
@@ -133,6 +137,10 @@ class PBSProScheduler(BatchScheduler):
         #: the PBS Pro server keeps ended jobs: ``-x`` shows them
         self.history = True
         self.setup_pbs_variant()
+        #: only PBS Pro's arrays are known to work (Slurm's Torque wrappers have no
+        #: Torque array ids; no real Torque was at hand to test ``qsub -t``)
+        self.arrays = self.arrays and self.implementation == pbs_output.PBSPRO
+        self._max_array_size: int | None = None
         if (self.implementation, self.version) == (pbs_output.TORQUE, "") and _SHELL_READS.search(
                 str(self.state_dir)):
             raise ConfigurationError(
@@ -281,6 +289,23 @@ class PBSProScheduler(BatchScheduler):
         items += [f"mem={memory}mb"] if memory else []
         items += [f"walltime={walltime_text}"] if walltime else []
         return (["-l", ",".join(items)] if items else []) + extra
+
+    def array_element_id(self, array_id: str, index: int) -> str:
+        """``12[].server`` -> ``12[3].server``."""
+        head, brackets, tail = array_id.partition("[]")
+        return f"{head}[{index}]{tail}" if brackets else super().array_element_id(array_id, index)
+
+    def array_chunk(self) -> int:
+        """The server's ``max_array_size`` (``qstat -B -f``), read once."""
+        if self._max_array_size is None:
+            try:
+                text = self.run("config", self.command("qstat", "-B", "-f"), retries=0).stdout
+            except CommandError as error:
+                log.info("pbspro: max_array_size unknown: %s", error)
+                return super().array_chunk()
+            found = re.search(r"^\s*max_array_size\s*=\s*(\d+)", text, re.MULTILINE)
+            self._max_array_size = int(found.group(1)) if found else super().array_chunk()
+        return self._max_array_size
 
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
         return self.command("qdel", scheduler_job_id)

@@ -17,6 +17,7 @@ Grid Engine's formats and exit rules come from :mod:`.gridengine`, which the
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import xml.etree.ElementTree as ET
@@ -29,7 +30,7 @@ from ..configuration import Configuration
 from ..errors import ConfigurationError
 from ..model import EngineJob
 from . import gridengine
-from .batch import BatchScheduler, CommandError, JobRecord
+from .batch import ArraySupport, BatchScheduler, CommandError, JobRecord
 from .jobwrap import SystemKill
 
 #: The native state of a job read from accounting (it left the queue).
@@ -47,6 +48,9 @@ class SGEScheduler(BatchScheduler):
     RESERVED_OPTIONS: ClassVar[Mapping[str, str]] = {
         "-N": "jobbridge names the job itself (the workflow's job id and the tag that finds "
               "it again after an engine crash)"}
+    #: ``qsub -t 1-N``; an element is ``NUMBER.TASK`` in qstat, qacct and qdel.
+    ARRAY: ClassVar[ArraySupport | None] = ArraySupport(
+        ("-t", "{first}-{last}"), "SGE_TASK_ID", element="{id}.{index}", first=1)
     usage_source: ClassVar[str] = "Grid Engine accounting (qacct)"
     peak_memory_item: ClassVar[str] = "vmem"  # h_vmem bounds the job's virtual memory
 
@@ -59,6 +63,7 @@ class SGEScheduler(BatchScheduler):
                 "expand in qsub's -wd and -o: set JOBBRIDGE_HOME to a folder without one")
         self.parallel_environment = parallel_environment
         self.memory_resource = memory_resource
+        self._max_tasks: int | None = None
 
     @classmethod
     def build_scheduler(cls, config: Configuration) -> SGEScheduler:
@@ -80,6 +85,22 @@ class SGEScheduler(BatchScheduler):
                 *gridengine.resource_options(job, self.parallel_environment,
                                              self.memory_resource),
                 *self.native_specification, *job.native_args(), str(script)]
+
+    def parse_submit_output(self, stdout: str) -> str:
+        """``-terse`` prints ``NUMBER``, or ``NUMBER.1-N:1`` for an array."""
+        return super().parse_submit_output(stdout).partition(".")[0]
+
+    def array_chunk(self) -> int:
+        """``max_aj_tasks`` of ``qconf -sconf`` (0: no limit), read once."""
+        if self._max_tasks is None:
+            try:
+                config = self.run("config", ["qconf", "-sconf"], retries=0).stdout
+            except CommandError:
+                return super().array_chunk()
+            found = re.search(r"^max_aj_tasks\s+(\d+)", config, re.MULTILINE)
+            self._max_tasks = (int(found.group(1)) if found and int(found.group(1)) > 0
+                               else super().array_chunk())
+        return self._max_tasks
 
     def limit_notes(self, job: EngineJob) -> list[str]:
         notes: list[str] = []
@@ -118,7 +139,7 @@ class SGEScheduler(BatchScheduler):
     def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
         """Queued or running jobs (qstat), else ended ones (qacct, once it flushed)."""
         found = {name: job_id for job_id, (_, name) in self._queue("find").items()
-                 if name in names}
+                 if name in names and "." not in job_id}  # NUMBER.TASK: the array's too
         missing = [name for name in names if name not in found]
         if missing:  # a job that ended a moment ago is in accounting after the next flush
             config = self.run("find", ["qconf", "-sconf"], check=False).stdout

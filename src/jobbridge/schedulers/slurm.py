@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from .. import constants
 from ..configuration import Configuration
 from ..model import EngineJob
-from .batch import BatchScheduler, CommandError, JobRecord
+from .batch import ArraySupport, BatchScheduler, CommandError, JobRecord
 from .common import parse_duration, parse_size, round_up
 from .jobwrap import SystemKill
 from .process import hms
@@ -44,8 +44,8 @@ START_MARGIN = 3600.0
 #: Lower bound of a history query for jobs whose files are gone.
 UNKNOWN_SUBMISSION_AGE = 7 * 86400.0
 #: Fields asked of squeue and sacct (the order the parsers expect).
-SQUEUE_FORMAT = "JobID:|,State:|,exit_code:|,Reason:|"
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,TotalCPU,MaxRSS,Elapsed,AllocCPUS"
+SQUEUE_FORMAT = "JobArrayID:|,State:|,exit_code:|,Reason:|"
+SACCT_FIELDS = "JobIDRaw,State,ExitCode,TotalCPU,MaxRSS,Elapsed,AllocCPUS,JobID"
 _ACCOUNTING_OFF = "accounting storage is disabled"
 
 ABORTED = constants.EXIT_ABORTED
@@ -109,10 +109,15 @@ class SlurmScheduler(BatchScheduler):
         "launch failed requeued held": constants.SYSTEM_ON_HOLD,
     }
 
+    #: ``sbatch --array=0-N``; an element is ``ID_IDX`` in every command.
+    ARRAY: ClassVar[ArraySupport | None] = ArraySupport(
+        ("--array={first}-{last}",), "SLURM_ARRAY_TASK_ID")
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.accounting = True  # until scontrol or sacct say otherwise
         self.min_job_age: float | None = None
+        self.max_array_size: int | None = None
         self._slurm_config_read = False
 
     @classmethod
@@ -140,6 +145,11 @@ class SlurmScheduler(BatchScheduler):
         """``--parsable`` prints ``id`` or ``id;cluster``."""
         return stdout.strip().splitlines()[-1].split(";")[0].strip()
 
+    def array_chunk(self) -> int:
+        """``MaxArraySize`` of ``scontrol show config`` (indexes go up to one less)."""
+        self._read_slurm_config()
+        return self.max_array_size or super().array_chunk()
+
     def cancel_argv(self, scheduler_job_id: str) -> list[str]:
         return ["scancel", scheduler_job_id]
 
@@ -159,7 +169,8 @@ class SlurmScheduler(BatchScheduler):
     def status_argv(self, scheduler_job_ids: Sequence[str]) -> list[str]:
         ids = ",".join(scheduler_job_ids)
         which = f"--jobs={ids}" if len(ids) <= ARG_LIMIT else f"--user={os.getuid()}"
-        return ["squeue", "--noheader", "--states=all", f"--Format={SQUEUE_FORMAT}", which]
+        return ["squeue", "--noheader", "--array", "--states=all", f"--Format={SQUEUE_FORMAT}",
+                which]
 
     def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
         self._read_slurm_config()
@@ -197,13 +208,13 @@ class SlurmScheduler(BatchScheduler):
         found: dict[str, str] = {}
         for chunk in chunks(names):
             found.update(_names_and_ids(self.run("find", [
-                "squeue", "--noheader", "--states=all", "--Format=JobID:|,Name:|",
+                "squeue", "--noheader", "--states=all", "--Format=JobArrayID:|,Name:|",
                 f"--name={','.join(chunk)}"]).stdout))
         missing = [name for name in names if name not in found]
         start = _start_time(self.submission_time(names=missing))
         for chunk in chunks(missing):
             stdout = self._sacct("find", "--allocations", f"--starttime={start}",
-                                 f"--name={','.join(chunk)}", "--format=JobIDRaw,JobName")
+                                 f"--name={','.join(chunk)}", "--format=JobID,JobName")
             found.update(_names_and_ids(stdout or ""))
         return found
 
@@ -249,6 +260,9 @@ class SlurmScheduler(BatchScheduler):
         self._slurm_config_read = True
         if config.get("AccountingStorageType", "").endswith("/none"):
             self._accounting_off("AccountingStorageType=accounting_storage/none")
+        size = config.get("MaxArraySize", "")
+        if size.isdigit() and int(size) > 1:
+            self.max_array_size = int(size)  # indexes 0 to MaxArraySize - 1
         age = config.get("MinJobAge", "").split()
         if age and age[0].isdigit() and int(age[0]) > 0:  # 0: finished jobs never purged
             self.min_job_age = float(age[0])
@@ -357,6 +371,8 @@ def parse_sacct(text: str) -> dict[str, JobRecord]:
         if len(fields) < 7:
             continue
         job_id, state_text, exit_code, total_cpu, max_rss, elapsed, cpus = fields[:7]
+        if len(fields) > 7 and "_" in fields[7]:  # an array's element: ID_IDX, as submitted
+            job_id = fields[7]
         job, _, step = job_id.partition(".")
         items = usage.setdefault(job, {})
         if step:
@@ -403,10 +419,12 @@ def parse_config(text: str) -> dict[str, str]:
 
 
 def _names_and_ids(text: str) -> dict[str, str]:
-    """``id|name`` lines -> ``{name: id}`` (the latest id of a name wins)."""
+    """``id|name`` lines -> ``{name: id}`` (the latest id of a name wins); an array's
+    elements (``ID_IDX``, ``ID_[0-9]``) give the array's id."""
     found = {}
     for line in text.splitlines():
         job_id, _, name = (field.strip() for field in line.partition("|"))
+        job_id = job_id.partition("_")[0]
         name = name.rstrip("|")
         if name and job_id:
             found[name] = job_id
