@@ -277,7 +277,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         #: jobs we asked to kill, with when (time.time(): exit records are dated so)
         self._killed: dict[str, float] = {}
         #: when each kill was last asked (a kill a poll shows unheeded is asked again)
-        self._killed_at: dict[str, float] = {}
+        self._kill_asked: dict[str, float] = {}
         #: cancels the batch system could not take (down): asked again at each poll
         self._cancel_pending: set[str] = set()
         #: counts of commands run, by kind (benchmarks and tests read it)
@@ -506,7 +506,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             self._unasked.discard(scheduler_job_id)
             tracked = self._jobs.pop(scheduler_job_id, None)
             killed = self._killed.pop(scheduler_job_id, None)
-            self._killed_at.pop(scheduler_job_id, None)
+            self._kill_asked.pop(scheduler_job_id, None)
         if tracked is None:
             return ExitInfo(constants.EXIT_UNDETERMINED, reason="unknown job id")
         info = self._exit_info(tracked, killed)
@@ -530,7 +530,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                         or read_exit_file(tracked.files / EXIT_FILE) is not None):
                     continue
                 self._killed[job_id] = time.time()
-                self._killed_at[job_id] = time.monotonic()
+                self._kill_asked[job_id] = time.monotonic()
                 doomed.append(job_id)
         self._cancel(doomed)
         with self._lock:  # a job cancelled while queued has no wrapper to tell its end
@@ -1002,19 +1002,19 @@ class BatchScheduler(Scheduler, abc.ABC):
         """Cancel again the killed jobs this poll still shows active KILL_REPEAT
         seconds after their kill; the next poll comes when the next may be due."""
         now = time.monotonic()
-        unheeded = [job_id for job_id in active if job_id in self._killed_at
+        unheeded = [job_id for job_id in active if job_id in self._kill_asked
                     and self._jobs[job_id].status not in constants.ENDED_JOB_STATUS
                     and job_id not in self._cancel_pending]
         if not unheeded:
             return
-        again = [job_id for job_id in unheeded if now - self._killed_at[job_id] > self.KILL_REPEAT]
+        again = [job_id for job_id in unheeded if now - self._kill_asked[job_id] > self.KILL_REPEAT]
         if again:
             log.info("%s: jobs %s still active after their kill: cancelling again", self.name,
                      ",".join(again))
             for job_id in again:
-                self._killed_at[job_id] = now
+                self._kill_asked[job_id] = now
             self._cancel(again, retries=0)
-        soonest = min(self._killed_at[job_id] for job_id in unheeded) + self.KILL_REPEAT
+        soonest = min(self._kill_asked[job_id] for job_id in unheeded) + self.KILL_REPEAT
         self._next_poll = min(self._next_poll, max(soonest, now) + self.min_interval)
 
     def _check_shared(self, active: Sequence[str]) -> None:
