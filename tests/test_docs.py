@@ -71,3 +71,19 @@ def test_the_kit_says_what_the_readme_says() -> None:
         if name.startswith("test_"):
             words = [covered[key] for key in covered if key in name]
             assert words and all(word in checks for word in words), name
+
+
+def test_reliability_names_only_tests_that_exist() -> None:
+    """Each claim of RELIABILITY.md names tests (``file.py::name``, then ``::other``
+    in the same file): every one is a test function or class method there."""
+    tests = ROOT / "tests"
+    missing = []
+    for line in (ROOT / "RELIABILITY.md").read_text().splitlines():
+        current = None
+        for path, name in re.findall(r"`([\w/]+\.py)?::(\w+)(?:\[[^\]]*\])?`", line):
+            current = path or current
+            assert current, f"a test without its file in: {line}"
+            source = (tests / current).read_text()
+            if not re.search(rf"^\s*(def {name}\(|class {name}\b)", source, re.MULTILINE):
+                missing.append(f"{current}::{name}")
+    assert not missing, f"RELIABILITY.md names tests that do not exist: {missing}"
