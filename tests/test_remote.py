@@ -440,7 +440,6 @@ def test_soma_workflow_file_transfers_go_to_the_cluster_and_back(laptop: Laptop,
                                                                  tmp_path: Path) -> None:
     """soma-workflow's FileTransfers (one with client_paths: its files in one folder
     there) are copied, the command gets their paths there, outputs come back."""
-    pytest.importorskip("soma_workflow")
     from soma_workflow.client import FileTransfer, Helper, Job, Workflow
 
     image, header = tmp_path / "-scan 'one'.img", tmp_path / "-scan 'one'.hdr"

@@ -273,7 +273,7 @@ def test_rank_0_dying_ends_mpirun_and_the_jobs(tmp_path: Path,
     process.communicate(timeout=30)
     assert process.returncode != 0
     wait_for(lambda: not psutil.pid_exists(child) or
-             psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=10)
+             psutil.Process(child).status() == psutil.STATUS_ZOMBIE, timeout=30)
     # a later engine (no workers) ends the orphaned workflow, with a reason
     assert jb("wait", "1", "--timeout", "30").returncode == 1
     jobs = jobs_by_id()

@@ -135,7 +135,9 @@ def test_walltime_kill_is_a_timeout(tmp_path: Path) -> None:
     [(status, info)] = run_to_end(scheduler, [job], timeout=60)
     assert status == constants.FAILED
     assert info[0] == constants.EXIT_ABORTED
-    assert info[2] == signal.SIGTERM  # what the wrapper saw
+    # the wrapper's SIGTERM, when it wrote its exit file before pbs_mom's SIGKILL (a
+    # loaded machine may not: seen once with the server unreachable meanwhile)
+    assert info[2] in (signal.SIGTERM, None)
     reason = str(getattr(info, "reason", ""))
     assert reason.startswith("TIMEOUT: Exit_status -29 JOB_EXEC_KILL_WALLTIME"), reason
 

@@ -554,9 +554,9 @@ def _requested_memory(attempt: dict[str, Any]) -> str:
             "--starttime", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))]
     answer: list[str] = []
 
-    def known() -> bool:
-        answer[:] = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                                   check=True).stdout.split()[-1:]
+    def known() -> bool:  # a busy slurmdbd may fail a query: asked again
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        answer[:] = result.stdout.split()[-1:] if result.returncode == 0 else []
         return bool(answer) and answer[0][-1:] in ("K", "M", "G", "T")
 
     wait_for(known, 120, f"sacct's ReqMem of job {attempt['scheduler_job_id']}")
