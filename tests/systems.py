@@ -165,12 +165,13 @@ GROUPS = {"slurm": "slurm", "torque": "slurm", "pbspro": "pbspro", "sge": "sge",
           "ssh": "ssh", "browser": "browser", "mpi": "mpi", "soma": "soma"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = next((name for marker, name in GROUPS.items()
-                      if item.get_closest_marker(marker) is not None), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Groups each test as it is collected (xdist reads the groups when collection
+    is over, in its own pytest_collection_modifyitems)."""
+    group = next((name for marker, name in GROUPS.items()
+                  if item.get_closest_marker(marker) is not None), None)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
