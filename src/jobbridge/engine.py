@@ -13,6 +13,7 @@ pending tags (``find_submitted``), so no job is lost and none runs twice.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import heapq
 import json
@@ -28,6 +29,7 @@ from typing import Any
 
 from . import constants, retry
 from .dynamic import ON_RESOURCE, NotReady, collect_outputs, prepare
+from .errors import StoreError
 from .model import EngineJob, ended_status, safe_name
 from .scheduler import Scheduler, build_scheduler
 from .store import AttemptRow, Store, WorkflowRow, epoch, iso_date, now_iso
@@ -250,15 +252,23 @@ class Engine:
         locked and written before it appears under its name: :func:`live_engines`
         would take an unlocked one for a dead engine's leftover."""
         folder = self.store.home / "engines"
-        folder.mkdir(exist_ok=True, mode=0o700)
         path = folder / f"{self.engine_id}.lock"
         fresh = path.with_suffix(".new")  # not *.lock: live_engines must not see it
-        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        about = {"pid": os.getpid(), "since": now_iso(),
-                 "kind": "background" if self.only is None else "run"}
-        os.write(fd, json.dumps(about).encode())
-        os.rename(fresh, path)
+        fd = -1
+        try:
+            folder.mkdir(exist_ok=True, mode=0o700)
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            about = {"pid": os.getpid(), "since": now_iso(),
+                     "kind": "background" if self.only is None else "run"}
+            os.write(fd, json.dumps(about).encode())
+            os.rename(fresh, path)
+        except OSError as error:  # a full or read-only home: said in one line, no leftover
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                fresh.unlink()
+            raise StoreError(f"{folder}: cannot start an engine: {error.strerror}") from error
         self._lock_fd = fd
 
     def run(self) -> None:
