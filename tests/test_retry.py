@@ -416,3 +416,20 @@ def test_a_home_from_before_retries_is_migrated(tmp_path: Path, jobbridge_home: 
     assert jb("report", "1").returncode == 0
     assert jb("run", str(workflow)).returncode == 0  # and it keeps working
     assert [a["attempt"] for a in status_json("2")["jobs"][0]["attempts"]] == [1]
+
+
+def test_a_home_with_columns_ahead_of_its_version_opens(tmp_path: Path,
+                                                         jobbridge_home: Path) -> None:
+    """A home a development build left at schema 2 with the retry columns already
+    added (seen on a developer's machine: every command failed on "duplicate column
+    name: retry") opens, migrates and runs."""
+    workflow = write_json(tmp_path / "wf.json", {"jobs": [{"id": "a", "command": ["true"]}]})
+    assert jb("run", str(workflow)).returncode == 0
+    with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db:
+        db.executescript("DROP TABLE attempts; "
+                         "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    assert jb("run", str(workflow)).returncode == 0
+    with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "3",)
+    assert [a["attempt"] for a in status_json("2")["jobs"][0]["attempts"]] == [1]

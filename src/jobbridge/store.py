@@ -125,14 +125,15 @@ CREATE TABLE IF NOT EXISTS transfers (
 ) WITHOUT ROWID;
 """
 
-#: Migrations from version N to N+1, applied in order inside one transaction (new tables
-#: come from the schema itself, created if missing).
-_MIGRATIONS: dict[int, str] = {
+#: Migrations from version N to N+1, applied in order inside one transaction: the
+#: columns each adds to a table (new tables come from the schema itself, created if
+#: missing). A column already there is kept: a home written by a development build
+#: between two versions opens instead of failing on "duplicate column".
+_MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
     # 1 -> 2: a job's fields set when it became ready (links applied), its output parameters
-    1: "ALTER TABLE jobs ADD COLUMN rendered TEXT; ALTER TABLE jobs ADD COLUMN outputs TEXT",
+    1: [("jobs", "rendered", "TEXT"), ("jobs", "outputs", "TEXT")],
     # 2 -> 3: retries (the attempts table; a job's retry number and the date of its next try)
-    2: "ALTER TABLE jobs ADD COLUMN retry INTEGER NOT NULL DEFAULT 0; "
-       "ALTER TABLE jobs ADD COLUMN retry_at TEXT",
+    2: [("jobs", "retry", "INTEGER NOT NULL DEFAULT 0"), ("jobs", "retry_at", "TEXT")],
 }
 
 _SPEC_FIELDS = [f.name for f in fields(EngineJob) if f.name not in ("job_id", "submission_tag")]
@@ -374,7 +375,10 @@ class Store:
                 raise StoreError(f"{self.path} was written by a newer jobbridge "
                                  f"(schema {version} > {SCHEMA_VERSION})")
             while version < SCHEMA_VERSION:
-                _execute_script(db, _MIGRATIONS[version])
+                for table, column, declaration in _MIGRATIONS[version]:
+                    present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                    if column not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                 version += 1
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('home_token', ?)",
