@@ -420,13 +420,13 @@ def test_a_home_from_before_retries_is_migrated(tmp_path: Path, jobbridge_home: 
 
 def test_a_home_with_columns_ahead_of_its_version_opens(tmp_path: Path,
                                                          jobbridge_home: Path) -> None:
-    """A home a development build left at schema 2 with the retry columns already
-    added (seen on a developer's machine: every command failed on "duplicate column
-    name: retry") opens, migrates and runs."""
+    """A home a development build left at schema 2 with the retry columns but without
+    schema 2's own (seen on a developer's machine: every command failed on "duplicate
+    column name: retry", then on "no column named rendered") opens, migrates and runs."""
     workflow = write_json(tmp_path / "wf.json", {"jobs": [{"id": "a", "command": ["true"]}]})
     assert jb("run", str(workflow)).returncode == 0
     with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db:
-        db.executescript("DROP TABLE attempts; "
+        db.executescript("DROP TABLE attempts; ALTER TABLE jobs DROP COLUMN rendered; "
                          "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     assert jb("run", str(workflow)).returncode == 0
     with closing(sqlite3.connect(jobbridge_home / "jobbridge.db")) as db:

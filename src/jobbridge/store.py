@@ -125,16 +125,16 @@ CREATE TABLE IF NOT EXISTS transfers (
 ) WITHOUT ROWID;
 """
 
-#: Migrations from version N to N+1, applied in order inside one transaction: the
-#: columns each adds to a table (new tables come from the schema itself, created if
-#: missing). A column already there is kept: a home written by a development build
-#: between two versions opens instead of failing on "duplicate column".
-_MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
-    # 1 -> 2: a job's fields set when it became ready (links applied), its output parameters
-    1: [("jobs", "rendered", "TEXT"), ("jobs", "outputs", "TEXT")],
-    # 2 -> 3: retries (the attempts table; a job's retry number and the date of its next try)
-    2: [("jobs", "retry", "INTEGER NOT NULL DEFAULT 0"), ("jobs", "retry_at", "TEXT")],
-}
+#: The columns later schema versions added to ``jobs`` (new tables come from the
+#: schema itself, created if missing). Every open adds whichever of them a home
+#: lacks, whatever its version says: a home written by a development build between
+#: two versions opens instead of failing on "duplicate column" or "no such column".
+_ADDED_JOB_COLUMNS: list[tuple[str, str]] = [
+    # 2: a job's fields set when it became ready (links applied), its output parameters
+    ("rendered", "TEXT"), ("outputs", "TEXT"),
+    # 3: retries (the attempts table; a job's retry number and the date of its next try)
+    ("retry", "INTEGER NOT NULL DEFAULT 0"), ("retry_at", "TEXT"),
+]
 
 _SPEC_FIELDS = [f.name for f in fields(EngineJob) if f.name not in ("job_id", "submission_tag")]
 _spec_values = operator.attrgetter(*_SPEC_FIELDS)
@@ -374,13 +374,12 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} was written by a newer jobbridge "
                                  f"(schema {version} > {SCHEMA_VERSION})")
-            while version < SCHEMA_VERSION:
-                for table, column, declaration in _MIGRATIONS[version]:
-                    present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                    if column not in present:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-                version += 1
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, declaration in _ADDED_JOB_COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('home_token', ?)",
                        (os.urandom(3).hex(),))
 
