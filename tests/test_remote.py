@@ -305,6 +305,20 @@ def test_stop_restart_delete(laptop: Laptop, tmp_path: Path) -> None:
     assert (job["status"], job["exit_status"]) == ("failed", "killed_by_user")
     assert laptop.jb("restart", workflow_id).returncode == 0
     assert laptop.jb("wait", workflow_id).returncode == 0
+    # the report is built there, where both attempts are recorded
+    table = laptop.jb("report", workflow_id)
+    assert table.returncode == 0, table.stderr
+    assert [line.split()[:2] for line in table.stdout.splitlines()[1:3]] == [
+        ["long", "1"], ["long", "2"]]
+    assert f"workflow {workflow_id.split(':')[1]}" in table.stdout  # the host's own id
+    report = laptop.jb_json("report", workflow_id, "--json")
+    assert [(a["attempt"], a["exit_status"]) for a in report["jobs"][0]["attempts"]] == [
+        (1, "killed_by_user"), (2, "finished_regularly")]
+    page = tmp_path / "report.html"
+    assert laptop.jb("report", workflow_id, "--html", str(page)).returncode == 0
+    assert page.read_text().startswith("<!DOCTYPE html>")
+    missing = laptop.jb("report", "cluster:999")
+    assert "999" in error_line(missing, 2)
     assert laptop.jb("delete", workflow_id).returncode == 0
     wait_for(lambda: laptop.jb_json("list", "-r", "cluster") == [], 60, "deleted")
 

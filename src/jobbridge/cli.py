@@ -43,6 +43,7 @@ from .engine import Progress
 from .errors import InputError, JobbridgeError
 from .model import EngineJob, describe_exit, load_workflow_file
 from .scheduler import Scheduler, build_scheduler, get_scheduler_implementation, run_to_end
+from .text_table import aligned, one_line
 
 if TYPE_CHECKING:
     from .remote.client import RemoteController
@@ -409,25 +410,23 @@ def _retry_text(job: dict[str, Any]) -> str:
 def _report(args: argparse.Namespace) -> int:
     from . import report
 
-    store = WorkflowController().store
-    data = report.build_report(store, args.workflow or store.latest_workflow_id())
-    if args.json:
-        _print_json(data.as_json())
-    elif args.tsv:
-        for row in [report.TSV_HEADER, *report.tsv_rows(data)]:
-            print("\t".join(row))
-    elif args.html:
-        output = Path(args.html)
-        try:
-            output.write_text(report.html_page(data), encoding="utf-8")
-        except OSError as error:
-            raise InputError(f"--html {args.html}: cannot write: {error.strerror}") from None
-        print(output)
-    else:
-        _table(report.TABLE_HEADER, report.table_rows(data))
-        print()
-        for line in report.summary_lines(data):
-            print(line)
+    form = "json" if args.json else "tsv" if args.tsv else "html" if args.html else "table"
+    controller = _controller(args)
+    if isinstance(controller, WorkflowController):
+        store = controller.store
+        text = report.render(report.build_report(store, args.workflow
+                                                 or store.latest_workflow_id()), form)
+    else:  # the host builds it: its store has the attempts
+        text = controller.report(args.workflow, form)
+    if not args.html:
+        print(text)
+        return 0
+    output = Path(args.html)
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"--html {args.html}: cannot write: {error.strerror}") from None
+    print(output)
     return 0
 
 
@@ -678,7 +677,7 @@ def _progress_line(progress: Progress | TransferProgress, seconds: float, column
         text = (f"{min(progress.done, progress.total) / 2**20:.1f}/"
                 f"{progress.total / 2**20:.1f} MiB  "
                 f"{_elapsed(seconds)}  {'sending' if progress.sending else 'receiving'} "
-                f"{_one_line(progress.name)}")
+                f"{one_line(progress.name)}")
         ended, total = progress.done, progress.total
     else:
         counts = progress.counts
@@ -753,14 +752,7 @@ def _epoch(iso_date: str) -> float:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
-    cells = [header, *rows]
-    widths = [max(len(_one_line(row[i])) for row in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(_one_line(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\n", "\\n").replace("\t", "\\t")
+    print(aligned(header, rows))
 
 
 def _print_json(value: object) -> None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from . import constants, retry
 from .model import describe_exit
 from .scheduler import Scheduler, get_scheduler_implementation
 from .store import AttemptRow, JobRow, Store, WorkflowRow, epoch
+from .text_table import aligned
 
 #: The three figures of a usage string, and the items each is read from, best first.
 FIGURE_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -353,6 +355,24 @@ def tsv_rows(report: Report) -> list[list[str]]:
             row.submission_date, row.execution_date, row.ending_date]
         rows.append(["" if v is None else _tsv_cell(str(v)) for v in values])
     return rows
+
+
+#: The forms :func:`render` writes, as ``jobbridge report`` names them.
+FORMS = ("table", "tsv", "json", "html")
+
+
+def render(report: Report, form: str) -> str:
+    """The report as ``jobbridge report`` prints it: ``table`` (with the summary
+    lines), ``tsv``, ``json`` or ``html`` (a whole page)."""
+    if form == "json":
+        return json.dumps(report.as_json(), indent=2, ensure_ascii=False)
+    if form == "tsv":
+        return "\n".join("\t".join(row) for row in [TSV_HEADER, *tsv_rows(report)])
+    if form == "html":
+        return html_page(report)
+    if form != "table":
+        raise ValueError(f"no report form {form!r} (one of {', '.join(FORMS)})")
+    return "\n".join([aligned(TABLE_HEADER, table_rows(report)), "", *summary_lines(report)])
 
 
 def summary_lines(report: Report) -> list[str]:

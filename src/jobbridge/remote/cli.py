@@ -49,7 +49,7 @@ def remote_handler(args: argparse.Namespace) -> Handler | None:
     """The handler of a command on a remote resource when it is not the local one's."""
     if args.command == "remote-serve":
         return _serve
-    if args.command not in ("logs", "graph", "check", "report") or _remote_target(args) is None:
+    if args.command not in ("logs", "graph", "check") or _remote_target(args) is None:
         return None
     if args.command == "logs":
         return _logs

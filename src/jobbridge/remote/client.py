@@ -378,6 +378,13 @@ class RemoteController:
                     "stderr": stderr}, on_event, repeat=False)
         sink.flush()
 
+    def report(self, workflow_id: str | None, form: str) -> str:
+        """``jobbridge report``'s text for a workflow there (``cluster:`` or None: the
+        latest), built by the host."""
+        latest = workflow_id is None or workflow_id == f"{self.resource.name}:"
+        return str(self._call({"op": "report", "form": form,
+                               "workflow": None if latest else self.local_id(workflow_id or "")}))
+
     # --- the dashboard (jobbridge ui) ------------------------------------------------------
     def ui_view(self, view: str, workflow_id: str | None, params: Mapping[str, str]) -> Any:
         """A view of the host's dashboard (``jobbridge.ui.views.read`` there): what

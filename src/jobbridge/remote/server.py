@@ -215,6 +215,21 @@ def _ui(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> 
                       None if workflow is None else int(_text(request, "workflow")), params)
 
 
+def _report(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> str:
+    """``jobbridge report``'s text (``form``: table, tsv, json or html), built here,
+    where the attempts are."""
+    from .. import report
+
+    form = _text(request, "form")
+    if form not in report.FORMS:
+        raise TypeError(f"form must be one of {', '.join(report.FORMS)}")
+    workflow = request.get("workflow")
+    store = controller.store
+    return report.render(report.build_report(
+        store, store.latest_workflow_id() if workflow is None else _text(request, "workflow")),
+        form)
+
+
 def _kill(controller: WorkflowController, request: dict[str, Any], emit: Emit) -> None:
     controller.kill_job(_text(request, "workflow"), _text(request, "job"))
 
@@ -222,5 +237,5 @@ def _kill(controller: WorkflowController, request: dict[str, Any], emit: Emit) -
 _OPERATIONS: dict[str, Callable[[WorkflowController, dict[str, Any], Emit], Any]] = {
     "submit": _submit, "list": _list, "status": _status, "wait": _wait,
     "request": _request, "logs": _logs, "transfers": _transfers,
-    "transfer_status": _transfer_status, "ui": _ui, "kill": _kill}
+    "transfer_status": _transfer_status, "ui": _ui, "kill": _kill, "report": _report}
 
