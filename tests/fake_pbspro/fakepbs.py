@@ -21,10 +21,19 @@ real state. What it imitates of PBS Pro, from ``tests/data/pbs/EXIT_CODES.md``:
 - openpbs issue #1255: ``Variable_List`` values that look numeric are printed
   unquoted, so ``qsub -v X=005`` makes the JSON invalid (as on real servers).
 
+With ``"flavour": "torque"`` in its config it is a FAKE Torque 6.1.2 instead
+(no Torque server can run here either; Slurm's Torque wrappers have no arrays),
+shaped by the recorded Torque output (``tests/data/pbs/torque-*``): ``qstat
+--version`` says ``Version: 6.1.2``; ``qstat -x`` prints XML like
+``torque-qstat-x-xml-mixed-1.xml``, ended jobs ``C`` with ``exit_status`` (256 +
+signal, -11 over walltime, 271 deleted before it ran); ``qsub -t 0-N`` makes an
+array ``N[].pbs`` whose elements ``N[I].pbs`` (named ``NAME-I``) run with
+``PBS_ARRAYID=I``; ``qstat -t`` shows the elements, without it only the array.
+
 Usage: ``fakepbs.py STATE_DIR COMMAND [ARGS...]``; tests install small
 ``qsub``/``qstat``/``qdel``/``qselect`` scripts that call it with their name.
-STATE_DIR/config.json may set ``start_delay`` (seconds a job stays Q) and
-``kill_delay``.
+STATE_DIR/config.json may set ``start_delay`` (seconds a job stays Q),
+``kill_delay`` and ``flavour``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +57,12 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "data" / "pbs" / "pbspro-qst
 SERVER = "pbs"
 QUEUES = ("workq", "debug")
 MAX_NCPUS = 64
-VALUED = set("NoejqlAWvapSJr")  # qsub options that take a value
+VALUED = set("NoejqlAWvapSJrt")  # qsub options that take a value
+#: Torque's exit_status for PBS Pro's ends: over walltime (JOB_EXEC_OVERLIMIT_WT)
+TORQUE_WALLTIME = -11
+#: Torque's exit_status of a job deleted before it ran (tests/data/pbs/EXIT_CODES.md)
+TORQUE_NEVER_RAN = 271
+_ID = re.compile(r"(\d+)(?:\[(\d*)\])?(\.\S+)?")
 
 
 class Fail(Exception):
@@ -62,6 +77,7 @@ class Server:
         (home / "jobs").mkdir(parents=True, exist_ok=True)
         config_file = home / "config.json"
         self.config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        self.torque = self.config.get("flavour") == "torque"
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -74,7 +90,7 @@ class Server:
 
     def load(self, job_id: str) -> dict[str, Any] | None:
         path = self.path(job_id)
-        if not re.fullmatch(r"\d+(\.\S+)?", job_id) or not path.exists():
+        if not _ID.fullmatch(job_id) or not path.exists():
             return None
         job: dict[str, Any] = json.loads(path.read_text())
         return job
@@ -86,7 +102,11 @@ class Server:
         tmp.replace(self.path(job["id"]))
 
     def all_jobs(self) -> list[dict[str, Any]]:
-        found = sorted((self.home / "jobs").glob("*.json"), key=lambda p: int(p.stem))
+        def order(path: Path) -> tuple[int, int]:
+            number, index, _ = _ID.fullmatch(path.stem).groups()  # type: ignore[union-attr]
+            return int(number), -1 if index is None or index == "" else int(index)
+
+        found = sorted((self.home / "jobs").glob("*.json"), key=order)
         return [json.loads(p.read_text()) for p in found]
 
     # --- commands -----------------------------------------------------------------------------
@@ -112,32 +132,58 @@ class Server:
             raise Fail("qsub: Job violates queue and/or server resource limits", 188)
         variables = dict(item.partition("=")[::2] for v in options.get("v", [])
                          for item in v.split(","))
+        indices: list[int] = []
+        if "t" in options:
+            if not self.torque:
+                raise Fail("qsub: invalid option -- 't'\nusage: qsub [...] script", 2)
+            first, _, last = options["t"][-1].partition("-")
+            indices = list(range(int(first), int(last or first) + 1))
         with self.locked():
             counter = self.home / "next_id"
             number = int(counter.read_text()) if counter.exists() else 1
             counter.write_text(str(number + 1))
-            job_id = f"{number}.{SERVER}"
             cwd = Path.cwd()
-            self.save({"id": job_id, "name": options.get("N", ["STDIN"])[-1], "queue": queue,
-                       "script": str(Path(args[0]).resolve()),
-                       "out": options.get("o", [f"{cwd}/STDIN.o{number}"])[-1],
-                       "join": options.get("j", ["n"])[-1] == "oe",
-                       "err": options.get("e", [f"{cwd}/STDIN.e{number}"])[-1],
-                       "resources": resources, "variables": variables,
-                       "export_all": "V" in options, "workdir": str(cwd),
-                       "submit_args": " ".join(sys.argv[3:]),
-                       "state": "H" if "h" in options else "Q",
-                       "substate": 20 if "h" in options else 10,
-                       "hold_types": "u" if "h" in options else "n",
-                       "ctime": time.time(), "env": dict(os.environ)})
+            name = options.get("N", ["STDIN"])[-1]
+            job = {"id": f"{number}.{SERVER}", "name": name, "queue": queue,
+                   "script": str(Path(args[0]).resolve()),
+                   "out": options.get("o", [f"{cwd}/STDIN.o{number}"])[-1],
+                   "join": options.get("j", ["n"])[-1] == "oe",
+                   "err": options.get("e", [f"{cwd}/STDIN.e{number}"])[-1],
+                   "resources": resources, "variables": variables,
+                   "export_all": "V" in options, "workdir": str(cwd),
+                   "submit_args": " ".join(sys.argv[3:]),
+                   "state": "H" if "h" in options else "Q",
+                   "substate": 20 if "h" in options else 10,
+                   "hold_types": "u" if "h" in options else "n",
+                   "ctime": time.time(), "env": dict(os.environ)}
+            if not indices:
+                self.save(job)
+                self.start(job["id"])
+                return str(job["id"])
+            array_id = f"{number}[].{SERVER}"
+            self.save({**job, "id": array_id, "array_request": options["t"][-1],
+                       "elements": [f"{number}[{i}].{SERVER}" for i in indices]})
+            for index in indices:
+                self.save({**job, "id": f"{number}[{index}].{SERVER}", "name": f"{name}-{index}",
+                           "array_index": index,
+                           "variables": {**variables, "PBS_ARRAYID": str(index)}})
+        for index in indices:
+            self.start(f"{number}[{index}].{SERVER}")
+        return array_id
+
+    def start(self, job_id: str) -> None:
+        """A runner of its own for the job (as a MOM would start it)."""
         subprocess.Popen([sys.executable, __file__, str(self.home), "_run", job_id],
                          start_new_session=True, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return job_id
 
     def qstat(self, args: list[str]) -> tuple[str, str, int]:
         if "--version" in args:
+            if self.torque:
+                return "Version: 6.1.2\nCommit: 8eaf8f8e4bb21ad1a7e7d0a8d2d4cd1b7a3d2a9c\n", "", 0
             return "pbs_version = 19.0.0\n", "", 0
+        if self.torque:
+            return self.torque_qstat(args)
         flags = {a for a in args if a.startswith("-")}
         ids = [a for a in args if not a.startswith("-") and a != "json"]
         express = "-E" in flags
@@ -164,6 +210,73 @@ class Server:
         else:
             out = "".join(to_text(job_id, record) for job_id, record in records.items())
         return out, "".join(f"{e}\n" for e in errors), code
+
+    def torque_qstat(self, args: list[str]) -> tuple[str, str, int]:
+        """Torque's ``qstat [-x] [-t] [IDS]``: XML with ``-x``; arrays summed up
+        unless ``-t``; completed jobs stay (as for ``keep_completed``)."""
+        ids = [a for a in args if not a.startswith("-")]
+        jobs, errors = [], []
+        for job_id in ids:
+            job = self.load(job_id)
+            if job is None:
+                errors.append(f"qstat: Unknown Job Id Error {job_id}")
+            else:
+                jobs.append(job)
+        if not ids:
+            jobs = [j for j in self.all_jobs() if "-t" in args or "array_index" not in j]
+        if "-x" not in args:
+            raise Fail("fakepbs: this fake Torque answers qstat -x only", 2)
+        data = ET.Element("Data")
+        for job in jobs:
+            data.append(self.torque_record(job))
+        out = ET.tostring(data, encoding="unicode") if jobs else ""
+        return out + "\n", "".join(f"{e}\n" for e in errors), 153 if errors else 0
+
+    def torque_record(self, job: dict[str, Any]) -> ET.Element:
+        """A ``<Job>`` of Torque's ``qstat -x``, as in torque-qstat-x-xml-mixed-1.xml."""
+        user = job["env"].get("USER", "pbsuser")
+        state = job["state"]
+        items: list[tuple[str, Any]] = [
+            ("Job_Id", job["id"]), ("Job_Name", job["name"]),
+            ("Job_Owner", f"{user}@{SERVER}"), ("job_state", state), ("queue", job["queue"]),
+            ("server", SERVER), ("ctime", int(job["ctime"])), ("mtime", int(job["mtime"])),
+            ("Output_Path", f"{SERVER}:{job['out']}"), ("Error_Path", f"{SERVER}:{job['err']}"),
+            ("Join_Path", "oe" if job["join"] else "n"), ("Hold_Types", job["hold_types"]),
+            ("Resource_List", {"nodes": "1:ppn=1", **{k: v for k, v in job["resources"].items()
+                                                      if k != "select"}}),
+            ("Variable_List", ",".join(f"{k}={str(v).replace(',', chr(92) + ',')}"
+                                       for k, v in {"PBS_O_WORKDIR": job["workdir"],
+                                                    **job["variables"]}.items())),
+            ("euser", user), ("submit_args", job["submit_args"])]
+        if "elements" in job:  # the array: its state from its elements'
+            states = {element["state"] for element_id in job["elements"]
+                      if (element := self.load(element_id)) is not None}
+            state = ("R" if "R" in states else "C" if states <= {"C", "F"} else "Q")
+            items[3] = ("job_state", state)
+            items.append(("job_array_request", job["array_request"]))
+        if "array_index" in job:
+            items.append(("job_array_id", job["array_index"]))
+        if "stime" in job:
+            used = job.get("usage") or {"cput": "00:00:00", "mem": "0kb", "vmem": "0kb",
+                                        "walltime": hms(time.time() - job["stime"])}
+            items += [("resources_used", {k: used[k] for k in ("cput", "mem", "vmem",
+                                                               "walltime")}),
+                      ("exec_host", f"{SERVER}/0"), ("session_id", job["pid"]),
+                      ("start_time", int(job["stime"])), ("start_count", 1)]
+        if state in ("F", "C") and "elements" not in job:
+            items[3] = ("job_state", "C")
+            exit_status = job.get("exit_status", TORQUE_NEVER_RAN)
+            items += [("exit_status", TORQUE_WALLTIME if exit_status == -29 else exit_status),
+                      ("comp_time", int(job["mtime"]))]
+        record = ET.Element("Job")
+        for key, value in items:
+            child = ET.SubElement(record, key)
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    ET.SubElement(child, sub).text = str(sub_value)
+            else:
+                child.text = str(value)
+        return record
 
     def qdel(self, args: list[str]) -> tuple[str, int]:
         errors, code = [], 0

@@ -2,7 +2,9 @@
 element, each element's true exit info, kills of elements, re-attachment of elements
 after an engine killed during the array's submission; ``array_submission = off``
 keeps one submission a job. On the real Slurm, OpenPBS and Grid Engine (marked:
-see tests/systems.py), with job counts the shared systems' slots allow."""
+see tests/systems.py), with job counts the shared systems' slots allow; Torque's
+``qsub -t`` against the FAKE Torque of tests/fake_pbspro (shaped by recorded Torque
+output: no Torque server can run here, and Slurm's Torque wrappers have no arrays)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from jobbridge.testing import wait_for_status
 from systems import PBSPRO_BIN, PBSPRO_HOST_COMMAND, TORQUE_BIN
 
 Factory = Callable[..., BatchScheduler]
+FAKE = Path(__file__).resolve().parent.parent / "fake_pbspro" / "fakepbs.py"
 
 
 def fast(tmp_path: Path, options: dict[str, object]) -> dict[str, object]:
@@ -52,9 +55,31 @@ def sge(tmp_path: Path, **options: object) -> BatchScheduler:
     return SGEScheduler(**fast(tmp_path, options))  # type: ignore[arg-type]
 
 
+def fake_torque_bin(tmp_path: Path) -> Path:
+    """The folder of the FAKE Torque 6.1.2's commands (tests/fake_pbspro), made once."""
+    bin_dir, home = tmp_path / "fake-torque-bin", tmp_path / "fake-torque-server"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        home.mkdir()
+        (home / "config.json").write_text(json.dumps({"flavour": "torque"}))
+        for name in ("qsub", "qstat", "qdel", "qselect"):
+            script = bin_dir / name
+            script.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} {home} {name} \"$@\"\n")
+            script.chmod(0o755)
+    return bin_dir
+
+
+def fake_torque(tmp_path: Path, **options: object) -> BatchScheduler:
+    scheduler = PBSProScheduler({}, pbs_bin_dir=str(fake_torque_bin(tmp_path)),
+                                **fast(tmp_path, options))  # type: ignore[arg-type]
+    assert (scheduler.implementation, scheduler.version) == ("torque", "6.1.2")
+    return scheduler
+
+
 SYSTEMS = [pytest.param(slurm, 50, "--array", id="slurm", marks=pytest.mark.slurm),
            pytest.param(openpbs_scheduler, 16, "-J", id="openpbs", marks=pytest.mark.pbspro),
-           pytest.param(sge, 8, "-t", id="sge", marks=pytest.mark.sge)]
+           pytest.param(sge, 8, "-t", id="sge", marks=pytest.mark.sge),
+           pytest.param(fake_torque, 10, "-t", id="torque-fake")]
 
 
 @pytest.fixture
@@ -205,7 +230,7 @@ def test_the_room_for_submissions_counts_the_jobs_a_command_carried(
 
 
 # --- an engine killed during an array's submission ------------------------------------------
-SUBMIT = {"slurm": "sbatch", "openpbs": "qsub", "sge": "qsub"}
+SUBMIT = {"slurm": "sbatch", "openpbs": "qsub", "sge": "qsub", "torque-fake": "qsub"}
 
 
 def _shim(folder: Path, real: str, name: str, submit_first: bool) -> Path:
@@ -229,9 +254,12 @@ exec "{real}" "$@"
     return folder
 
 
-def _config(system: str) -> str:
+def _config(system: str, tmp_path: Path) -> str:
     if system == "openpbs":
         return openpbs.resource("target")
+    if system == "torque-fake":
+        return (f"[target]\nscheduler_type = pbspro\npbs_bin_dir = {fake_torque_bin(tmp_path)}"
+                "\nscheduler_interval = 2\n")
     return f"[target]\nscheduler_type = {system}\nscheduler_interval = 2\n"
 
 
@@ -239,7 +267,8 @@ def _config(system: str) -> str:
 @pytest.mark.parametrize(("system", "count"), [
     pytest.param("slurm", 12, marks=pytest.mark.slurm),
     pytest.param("openpbs", 8, marks=pytest.mark.pbspro),
-    pytest.param("sge", 4, marks=pytest.mark.sge)])
+    pytest.param("sge", 4, marks=pytest.mark.sge),
+    pytest.param("torque-fake", 6)])
 def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
         tmp_path: Path, jobbridge_home: Path, monkeypatch: pytest.MonkeyPatch, system: str,
         count: int, submit_first: bool) -> None:
@@ -250,16 +279,18 @@ def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
     workflow = {"jobs": [{"id": f"a{number}", "command": [
         "sh", "-c", f'echo a{number} >> "{log}"; exit {number % 3}']} for number in range(count)]}
     (tmp_path / "wf.json").write_text(json.dumps(workflow))
-    (tmp_path / "jobbridge.cfg").write_text(_config(system))
-    real = (str(PBSPRO_BIN / "qsub") if system == "openpbs"
+    config = _config(system, tmp_path)
+    (tmp_path / "jobbridge.cfg").write_text(config)
+    pbs_bin = {"openpbs": PBSPRO_BIN, "torque-fake": fake_torque_bin(tmp_path)}.get(system)
+    real = (str(pbs_bin / "qsub") if pbs_bin
             else subprocess.run(["sh", "-c", f"command -v {SUBMIT[system]}"],
                                 capture_output=True, text=True, check=True).stdout.strip())
     shims = _shim(tmp_path / "bin", real, SUBMIT[system], submit_first)
-    if system == "openpbs":  # the resource names PBS's folder: the shim takes its place
+    if pbs_bin:  # the resource names PBS's folder: the shim takes its place
         for name in ("qstat", "qdel", "qselect"):
-            (shims / name).symlink_to(PBSPRO_BIN / name)
+            (shims / name).symlink_to(pbs_bin / name)
         (tmp_path / "jobbridge.cfg").write_text(
-            _config(system).replace(f"pbs_bin_dir = {PBSPRO_BIN}", f"pbs_bin_dir = {shims}"))
+            config.replace(f"pbs_bin_dir = {pbs_bin}", f"pbs_bin_dir = {shims}"))
     # here too: an engine the controller starts (it may, once the first one is killed)
     # must see the shims
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")

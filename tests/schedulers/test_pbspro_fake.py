@@ -40,7 +40,7 @@ class FakePBS:
     bin: Path
     home: Path
 
-    def configure(self, **settings: float) -> None:
+    def configure(self, **settings: float | str) -> None:
         (self.home / "config.json").write_text(json.dumps(settings))
 
     def scheduler(self, **options: Any) -> PBSProScheduler:
@@ -76,6 +76,24 @@ class TestFakePBSProConformance(SchedulerConformance):
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         return self.fake.scheduler()
+
+
+class TestFakeTorqueConformance(SchedulerConformance):
+    """Torque mode (``qstat -x`` XML, ``qsub -t`` arrays) against the fake's Torque
+    flavour, shaped by recorded Torque 6.1 output."""
+
+    job_timeout = 60.0
+    held_specification = ["-h"]
+
+    @pytest.fixture(autouse=True)
+    def _fake(self, fake_pbs: FakePBS) -> None:
+        fake_pbs.configure(flavour="torque")
+        self.fake = fake_pbs
+
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        scheduler = self.fake.scheduler(array_submission="auto")
+        assert (scheduler.implementation, scheduler.status_format) == ("torque", "xml")
+        return scheduler
 
 
 # --- PBS Pro behaviour through the fake -----------------------------------------------------
@@ -425,7 +443,7 @@ def test_replayed_torque_xml(tmp_path: Path) -> None:
     scheduler = replay(tmp_path, "torque-qstat-x-xml-mixed-1.xml",
                        version="torque-qstat-version-2.txt")
     assert (scheduler.implementation, scheduler.version) == ("torque", "6.1.2")
-    assert scheduler.status_argv(["1"])[1:] == ["-x", "1"]
+    assert scheduler.status_argv(["1"])[1:] == ["-x", "-t", "1"]  # -t: arrays' subjobs
     statuses = scheduler.get_jobs_status(["665199.superserver.stanford.edu",
                                           "673175[19].fruster.stanford.edu"])
     assert list(statuses.values()) == [constants.RUNNING, constants.DONE]

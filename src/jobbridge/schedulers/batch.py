@@ -292,7 +292,10 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._watcher: FolderWatcher | None = None
         self._notify: ChangeNotifier | None = None
         self.rounding = Rounding(self.name)
-        #: ready jobs of one submission with the same options go as arrays (``ARRAY``)
+        #: how this system runs arrays: ``ARRAY``, unless the backend finds its system
+        #: (a flavour, a version) runs them otherwise or not at all
+        self.array_support: ArraySupport | None = self.ARRAY
+        #: ready jobs of one submission with the same options go as arrays
         self.arrays = array_submission == "auto" and self.ARRAY is not None
         #: jobs a submit command carried in the last job_submission (arrays: many)
         self._per_command = 1
@@ -394,14 +397,14 @@ class BatchScheduler(Scheduler, abc.ABC):
     def array_element_id(self, array_id: str, index: int) -> str:
         """The id of an array's element (``ARRAY.element`` by default), from the
         array's id as :meth:`parse_submit_output` and :meth:`find_by_name` give it."""
-        assert self.ARRAY is not None
-        return self.ARRAY.element.format(id=array_id, index=index)
+        assert self.array_support is not None
+        return self.array_support.element.format(id=array_id, index=index)
 
     def array_chunk(self) -> int:
         """The most elements one array may have (``ARRAY.max_size``; Slurm reads
         its ``MaxArraySize``)."""
-        assert self.ARRAY is not None
-        return self.ARRAY.max_size
+        assert self.array_support is not None
+        return self.array_support.max_size
 
     def refusal_text(self, error: CommandError) -> str:
         """A refused submission in the system's words: its messages without the
@@ -725,7 +728,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         the array's folder holding its script and one link a index to the element's
         spec (the script runs the wrapper on ``FOLDER/$INDEX``), each element's
         ``array.json`` naming the array and its index (:meth:`find_submitted`)."""
-        assert self.ARRAY is not None
+        support = self.array_support
+        assert support is not None
         ids: list[str | None] = [None] * len(jobs)
         elements: list[tuple[int, Path]] = []  # (position in jobs, folder)
         for position, job in enumerate(jobs):
@@ -742,7 +746,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 ids[position] = self._submit_one(jobs[position])
             return ids
         array_name = job_name(f"{elements[0][1].name[:JOB_NAME_LIMIT - 6]}.array")
-        first = self.ARRAY.first
+        first = support.first
         try:
             folder = self._write_array(array_name, [files for _, files in elements])
         except OSError as error:
@@ -759,7 +763,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             return ids
         at = argv.index(str(folder / "job.sh"))
         argv[at:at] = [item.format(first=first, last=first + len(elements) - 1)
-                       for item in self.ARRAY.option]
+                       for item in support.option]
         try:
             array_id = self._submit(argv, array_name)
         except CommandError as error:
@@ -777,15 +781,16 @@ class BatchScheduler(Scheduler, abc.ABC):
     def _write_array(self, name: str, elements: Sequence[Path]) -> Path:
         """The array's folder: its batch script, ``INDEX`` -> element spec links,
         and each element's ``array.json`` (written before the array is submitted)."""
-        assert self.ARRAY is not None
+        support = self.array_support
+        assert support is not None
         folder = self.state_dir / name
         private_dir(folder)
-        for index, files in enumerate(elements, self.ARRAY.first):
+        for index, files in enumerate(elements, support.first):
             link = folder / str(index)
             link.unlink(missing_ok=True)
             link.symlink_to(files / "job.json")
             write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index}))
-        spec = shlex.quote(f"{folder}/") + '"${' + self.ARRAY.index_variable + '}"'
+        spec = shlex.quote(f"{folder}/") + '"${' + support.index_variable + '}"'
         write_private(folder / "job.sh", "\n".join([
             "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
                                                  ".jobwrap"]) + " " + spec, ""]))

@@ -72,6 +72,11 @@ _SHELL_READS = re.compile(r"[^\w./+,:@=-]")
 _CONTAINER_MARKS = ("/.singularity.d", "/.apptainer.d")
 
 
+#: Torque's ``qsub -t 0-N``: an array ``ID[].server``, elements ``ID[IDX].server``, the
+#: index in ``$PBS_ARRAYID``.
+TORQUE_ARRAY = ArraySupport(("-t", "{first}-{last}"), "PBS_ARRAYID", element="{id}[{index}]")
+
+
 class PBSError(JobbridgeError):
     """The PBS commands cannot be used (not found, not answering)."""
 
@@ -90,7 +95,7 @@ class PBSProScheduler(BatchScheduler):
     #: qdel: SIGTERM to every process of the job's session, SIGKILL kill_delay later.
     KILL: ClassVar[SystemKill] = SystemKill("session", warning=signal.SIGTERM)
     #: PBS Pro's ``qsub -J 0-N`` (an array ``ID[].server``, elements ``ID[IDX].server``);
-    #: Torque and Slurm's Torque wrappers submit each job alone (see ``arrays``).
+    #: Torque's is :data:`TORQUE_ARRAY`; Slurm's Torque wrappers submit each job alone.
     ARRAY: ClassVar[ArraySupport | None] = ArraySupport(
         ("-J", "{first}-{last}"), "PBS_ARRAY_INDEX", element="{id}[{index}]")
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
@@ -137,9 +142,10 @@ class PBSProScheduler(BatchScheduler):
         #: the PBS Pro server keeps ended jobs: ``-x`` shows them
         self.history = True
         self.setup_pbs_variant()
-        #: only PBS Pro's arrays are known to work (Slurm's Torque wrappers have no
-        #: Torque array ids; no real Torque was at hand to test ``qsub -t``)
-        self.arrays = self.arrays and self.implementation == pbs_output.PBSPRO
+        if self.implementation == pbs_output.TORQUE:  # Slurm's wrappers (no version):
+            # their qsub -t prints no element ids, so each job goes alone
+            self.array_support = TORQUE_ARRAY if self.version else None
+        self.arrays = self.arrays and self.array_support is not None
         self._max_array_size: int | None = None
         if (self.implementation, self.version) == (pbs_output.TORQUE, "") and _SHELL_READS.search(
                 str(self.state_dir)):
@@ -296,14 +302,15 @@ class PBSProScheduler(BatchScheduler):
         return f"{head}[{index}]{tail}" if brackets else super().array_element_id(array_id, index)
 
     def array_chunk(self) -> int:
-        """The server's ``max_array_size`` (``qstat -B -f``), read once."""
+        """The server's ``max_array_size`` (Torque: ``max_job_array_size``; ``qstat -B
+        -f``), read once."""
         if self._max_array_size is None:
             try:
                 text = self.run("config", self.command("qstat", "-B", "-f"), retries=0).stdout
             except CommandError as error:
                 log.info("pbspro: max_array_size unknown: %s", error)
                 return super().array_chunk()
-            found = re.search(r"^\s*max_array_size\s*=\s*(\d+)", text, re.MULTILINE)
+            found = re.search(r"^\s*max_(?:job_)?array_size\s*=\s*(\d+)", text, re.MULTILINE)
             self._max_array_size = int(found.group(1)) if found else super().array_chunk()
         return self._max_array_size
 
@@ -324,8 +331,8 @@ class PBSProScheduler(BatchScheduler):
             options = ["-E", "-t"] if self.express else []  # -t: subjobs of arrays too
             options += [*self._history_option(), "-f",
                         *(["-F", "json"] if self.status_format == "json" else [])]
-        else:
-            options = ["-x"] if self.status_format == "xml" else ["-f"]
+        else:  # Torque: -t, arrays' subjobs too
+            options = ["-x", "-t"] if self.status_format == "xml" else ["-f"]
         return self.command("qstat", *options, *scheduler_job_ids)
 
     def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
