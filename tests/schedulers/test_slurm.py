@@ -415,31 +415,6 @@ def test_find_submitted_by_tag(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
-def test_every_file_under_the_home_is_private(jobbridge_home: Path) -> None:
-    """With umask 022: the batch script, the job's spec, Slurm's own output, the
-    wrapper's exit file and the job's logs under $JOBBRIDGE_HOME are all 0600."""
-    logs = jobbridge_home / "logs"
-    logs.mkdir(mode=0o700)
-    old = os.umask(0o022)
-    try:
-        scheduler = SlurmScheduler(min_interval=0.2, max_interval=1.0)
-        [job_id] = scheduler.job_submission([EngineJob(
-            "p", ["sh", "-c", "echo out; echo err >&2"], stdout_file=str(logs / "p.out"),
-            stderr_file=str(logs / "p.err"))])
-        assert job_id is not None
-        assert wait_for_status(scheduler, [job_id], timeout=120) == {job_id: constants.DONE}
-    finally:
-        os.umask(old)
-    files = [path for path in jobbridge_home.rglob("*")
-             if path.is_file() and not path.is_symlink()]
-    assert {path.name for path in files} >= {"job.sh", "job.json", "batch.out", "exit.json",
-                                             "p.out", "p.err"}
-    assert {str(path): oct(path.stat().st_mode & 0o777) for path in files} == {
-        str(path): oct(0o600) for path in files}
-    assert scheduler.get_job_exit_info(job_id)[:2] == (constants.FINISHED_REGULARLY, 0)
-
-
-@pytest.mark.slurm
 def test_exit_info_carries_the_true_dates(tmp_path: Path) -> None:
     """The wrapper's exit record dates the job: an engine learning of its end late (it
     was down) still records when it really started and ended."""
