@@ -16,7 +16,12 @@ from jbcli import JOBBRIDGE, write_json
 from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
-from jobbridge.scheduler import Scheduler, build_scheduler, get_scheduler_implementation
+from jobbridge.scheduler import (
+    Scheduler,
+    build_scheduler,
+    describe_schedulers,
+    get_scheduler_implementation,
+)
 from jobbridge.schedulers import batch
 from jobbridge.schedulers.batch import BatchScheduler
 from jobbridge.schedulers.local_basic import LocalScheduler
@@ -24,12 +29,18 @@ from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.schedulers.slurm import SlurmScheduler
 from jobbridge.testing import wait_for_status
 
-BUILT_IN = ["local_basic", "slurm", "pbspro", "drmaa", "drmaa2", "mpi"]
+BUILT_IN = ["local_basic", "slurm", "pbspro", "drmaa", "drmaa2", "sge", "mpi"]
+
+
+def test_every_built_in_scheduler_is_checked() -> None:
+    assert sorted(info.name for info in describe_schedulers()
+                  if info.target.startswith("jobbridge.")) == sorted(BUILT_IN)
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_job_submission_has_the_seed_signature(name: str) -> None:
-    """``job_submission(jobs, signal_end=True)``, as the seed's PBSProScheduler has it."""
+    """``job_submission(jobs, signal_end=True)``, as the seed's PBSProScheduler has it
+    (each scheduler's kit also calls it so: ``test_submission_takes_one_job_and_signal_end``)."""
     implementation = get_scheduler_implementation(name)
     for cls in (Scheduler, implementation):
         parameters = inspect.signature(cls.job_submission).parameters
