@@ -18,7 +18,7 @@ import pwd
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -195,7 +195,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _missing[system] = reason
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """The systems line, after every other summary (the outermost wrapper: after
+    the durations and the short test summary), just above pytest's count line."""
+    yield
     used = ", ".join(sorted(_used)) or "none"
     missing = "; ".join(f"{name} ({reason})" for name, reason in sorted(_missing.items()))
     line = f"systems used: {used}" + (f"; missing: {missing}" if missing else "")

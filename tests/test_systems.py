@@ -47,6 +47,7 @@ def test_a_missing_system_skips_with_its_reason(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["SKIPPED*slurm: Slurm is not installed*",
                                  "SKIPPED*pbspro: *jbpbs*"])
     result.stdout.fnmatch_lines(["systems used: none; missing: pbspro (*); slurm (*)"])
+    _ends_with_the_systems_line(result)
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
@@ -59,6 +60,7 @@ def test_under_ci_a_missing_system_fails_naming_it(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines([
         "*needed under CI, but unavailable: slurm: Slurm is not installed*"])
     result.stdout.fnmatch_lines(["*needed under CI, but unavailable: pbspro: *jbpbs*"])
+    _ends_with_the_systems_line(result)
 
 
 def test_ci_false_is_not_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +79,13 @@ def test_the_summary_names_the_systems_used(pytester: pytest.Pytester,
     result = pytester.runpytest_subprocess("-p", "systems", "-k", "slurm or anywhere")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["systems used: slurm"])
+    _ends_with_the_systems_line(result)
+
+
+def _ends_with_the_systems_line(result: pytest.RunResult) -> None:
+    """The systems line is the last before pytest's count: after the short summary."""
+    lines = [line for line in result.outlines if line.strip()]
+    assert lines[-2].startswith("systems used: "), lines[-6:]
 
 
 def test_no_test_skips_a_system_its_own_way() -> None:
