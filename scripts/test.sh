@@ -5,13 +5,25 @@
 # (scripts/clusters/up-all.sh), installs Debian's chromium for the dashboard's
 # browser tests (scripts/browser-up.sh), then runs ruff, mypy and pytest
 # (in parallel workers, one per system at most).
+# A system that cannot start is named (up-all.sh, browser-up.sh). Under CI
+# (CI=true) that ends the run, exit status 1: CI cannot pass without one.
+# Elsewhere the tests run: those of a missing system are skipped saying why, and
+# the run's last line names the systems used and missing (tests/systems.py).
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/venv.sh '.[test,drmaa,mpi,soma,ui,inotify]'
 
-PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh
-bash scripts/browser-up.sh
+started=yes
+PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh || started=no
+bash scripts/browser-up.sh || started=no
+if [ "$started" = no ]; then
+  case "$(echo "${CI:-}" | tr '[:upper:]' '[:lower:]')" in
+    "" | 0 | false | no)
+      echo "test.sh: some systems did not start (see above): their tests are skipped" >&2 ;;
+    *) echo "test.sh: ERROR: under CI every system must start (see above)" >&2; exit 1 ;;
+  esac
+fi
 # shellcheck source=scripts/clusters/env.sh
 source scripts/clusters/env.sh
 

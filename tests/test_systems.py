@@ -5,6 +5,8 @@ systems it used (tests/systems.py, run here in a pytest of its own)."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,81 @@ def test_no_test_skips_a_system_its_own_way() -> None:
             if word in text:
                 offenders.append(f"{path.relative_to(TESTS)}: {word}")
     assert offenders == []
+
+
+# --- the scripts that start the systems (copies run with stub steps: the real
+# daemons are never touched) ----------------------------------------------------------------
+
+ROOT = TESTS.parent
+STEPS = ["slurm", "sge", "torque-wrappers", "mpi", "openpbs", "sshd"]
+
+
+def _script(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/usr/bin/env bash\n" + text)
+    path.chmod(0o755)
+
+
+def _up_all(tmp_path: Path, exits: dict[str, int]) -> tuple[subprocess.CompletedProcess[str],
+                                                             list[str]]:
+    """up-all.sh beside stub steps, each noting that it ran and exiting as told
+    (silently: as a step stopped by ``set -e`` on an unforeseen error)."""
+    clusters = tmp_path / "scripts" / "clusters"
+    clusters.mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "clusters" / "up-all.sh", clusters)
+    for name in STEPS:
+        _script(clusters / f"{name}-up.sh", f'echo {name} >> "{tmp_path}/ran"\n'
+                                            f"exit {exits.get(name, 0)}\n")
+    done = subprocess.run(["bash", str(clusters / "up-all.sh")], capture_output=True,
+                          text=True, timeout=60)
+    ran = (tmp_path / "ran").read_text().split()
+    return done, ran
+
+
+def test_up_all_names_a_system_that_did_not_start_and_starts_the_others(tmp_path: Path
+                                                                        ) -> None:
+    done, ran = _up_all(tmp_path, {"slurm": 3})
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "up-all: ERROR: slurm-up.sh failed (exit status 3): slurm is not started",
+        "up-all: ERROR: torque-wrappers-up.sh not run: it needs slurm, which did not start",
+        "up-all: ERROR: not started: slurm torque-wrappers"]
+    assert ran == ["slurm", "sge", "mpi", "openpbs", "sshd"]
+
+
+def test_up_all_is_quiet_when_everything_starts(tmp_path: Path) -> None:
+    done, ran = _up_all(tmp_path, {})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert ran == STEPS
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_the_test_command_stops_under_ci_when_a_system_did_not_start(
+        tmp_path: Path, ci: str | None) -> None:
+    """scripts/test.sh with Grid Engine not started: under CI it fails naming it
+    before any test; elsewhere pytest runs (and skips Grid Engine's tests)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(ROOT / "scripts" / "test.sh", scripts)
+    (scripts / "venv.sh").write_text(f'VENV="{tmp_path}/venv"\n')
+    for tool in ("python", "ruff", "mypy"):
+        _script(tmp_path / "venv" / "bin" / tool, "true\n")
+    _script(tmp_path / "venv" / "bin" / "pytest", 'echo "pytest $*"\n')
+    _script(scripts / "clusters" / "up-all.sh",
+            'echo "up-all: ERROR: not started: sge" >&2; exit 1\n')
+    (scripts / "clusters" / "env.sh").write_text("")
+    _script(scripts / "browser-up.sh", "true\n")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("CI", "JOBBRIDGE_TEST_WORKERS")}
+    done = subprocess.run(["bash", str(scripts / "test.sh"), "-k", "x"], capture_output=True,
+                          text=True, timeout=60, env=env | ({"CI": ci} if ci else {}))
+    assert "up-all: ERROR: not started: sge" in done.stderr
+    if ci:
+        assert done.returncode == 1
+        assert done.stderr.endswith("test.sh: ERROR: under CI every system must start "
+                                    "(see above)\n")
+        assert "pytest" not in done.stdout
+    else:
+        assert done.returncode == 0, done.stderr
+        assert "some systems did not start (see above): their tests are skipped" in done.stderr
+        assert done.stdout.endswith("pytest -n 4 --dist loadgroup -k x\n")
