@@ -35,7 +35,8 @@ from systems import TORQUE_BIN
 from .test_pbspro_fake import FakePBS, fake_pbs  # noqa: F401 - the fake's fixture
 
 #: Run in a new process: every id alone, back to back, then all in bulk (a second
-#: fresh instance), then the exit info of the ended ones and of the unknown one.
+#: fresh instance, counting its queries), then the exit info of the ended ones and
+#: of the unknown one.
 FRESH = """
 import json, sys
 from jobbridge.configuration import Configuration
@@ -47,10 +48,11 @@ single = {job_id: first.get_job_status(job_id) for job_id in ask["ids"]}
 first.close()
 second = build_scheduler(config.get_scheduler_type(), config)
 bulk = second.get_jobs_status(ask["ids"])
+queries = dict(getattr(second, "calls", {}))  # a batch scheduler's commands so far
 exits = {job_id: list(second.get_job_exit_info(job_id))[:3] for job_id in ask["ids"]
          if bulk[job_id] in ("done", "failed") or job_id == ask["unknown"]}
 second.close()
-print(json.dumps({"single": single, "bulk": bulk, "exit": exits}))
+print(json.dumps({"single": single, "bulk": bulk, "exit": exits, "queries": queries}))
 """
 #: name -> (command, final status, (exit_status, exit_value, term_sig))
 ENDED: dict[str, tuple[list[str], str, list[Any]]] = {
@@ -98,6 +100,8 @@ def check_fresh_process(scheduler: Scheduler, fresh_config: dict[str, str], tmp_
         answer = _ask_fresh_process(fresh_config, every, unknown)
         assert answer["single"] == {**followed, unknown: constants.UNDETERMINED}
         assert answer["bulk"] == answer["single"]
+        if answer["queries"]:  # the batch base: every unasked id of the call in one query
+            assert answer["queries"]["status"] == 1, answer["queries"]
         for name, (_, status, exit_info) in ENDED.items():
             assert answer["single"][ids[name]] == status, name
             assert answer["exit"][ids[name]] == exit_info, name
