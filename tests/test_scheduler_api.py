@@ -26,6 +26,7 @@ from jobbridge.schedulers import batch
 from jobbridge.schedulers.batch import BatchScheduler
 from jobbridge.schedulers.local_basic import LocalScheduler
 from jobbridge.schedulers.pbspro import PBSProScheduler
+from jobbridge.schedulers.sge import SGEScheduler
 from jobbridge.schedulers.slurm import SlurmScheduler
 from jobbridge.testing import wait_for_status
 
@@ -148,12 +149,19 @@ def test_the_batch_base_says_what_a_backend_defines() -> None:
                                                   "cancel_argv", "query_status"}
     doc = inspect.getdoc(batch)
     assert doc is not None
-    for hook in ("submit_argv", "cancel_argv", "query_status", "parse_submit_output",
-                 "record_status", "ended_records", "find_by_name", "is_transient"):
-        assert hook in doc, hook
-    for hook in ("parse_submit_output", "record_status", "ended_records", "find_by_name",
-                 "is_transient"):
-        assert any(hook in vars(backend) for backend in (SlurmScheduler, PBSProScheduler)), hook
+    optional = ("cancel_many_argv", "parse_submit_output", "record_status", "ended_records",
+                "find_by_name", "is_transient", "refusal_text", "limit_notes",
+                "array_element_id", "array_chunk")
+    for hook in ("submit_argv", "cancel_argv", "query_status", *optional):
+        assert f"``{hook}``" in doc or f"~BatchScheduler.{hook}`" in doc, hook
+    backends = (SlurmScheduler, PBSProScheduler, SGEScheduler)
+    for hook in optional:
+        assert any(hook in vars(backend) for backend in backends), hook
+    overridable = {name for name, value in vars(BatchScheduler).items()
+                   if inspect.isfunction(value) and not name.startswith("_")
+                   and any(name in vars(backend) for backend in backends)}
+    assert overridable - BatchScheduler.__abstractmethods__ - {"build_scheduler"} <= {
+        *optional, "options_from_config", "check_config", "availability"}, "undocumented hook"
     assert "NotImplementedError" not in inspect.getsource(batch)
 
 

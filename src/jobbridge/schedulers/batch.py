@@ -18,10 +18,11 @@ sets itself), ``ARRAY`` (how it runs job arrays: :class:`ArraySupport`),
 ``parse_submit_output``, ``record_status``, ``ended_records`` (finished-job
 history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
 failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
-``limit_notes`` (limits rounded to the system's units), ``batch_output_path``,
-``array_element_id`` and ``array_chunk``.
+``limit_notes`` (limits rounded to the system's units), ``array_element_id`` and
+``array_chunk``.
 Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
-CommandError).
+CommandError); ``submit_argv`` sends the script's own output to
+:meth:`~BatchScheduler.batch_output_path`.
 This base does the rest, the same way for every backend:
 
 - **safe scripts**: the batch script holds no user string; it only runs
