@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from jobbridge import constants
-from jobbridge.configuration import Configuration
+from jobbridge.configuration import Configuration, jobbridge_home
 from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler, build_scheduler
 from jobbridge.schedulers.batch import JobRecord
@@ -280,6 +280,23 @@ def test_submit_simple_test_job(fake_pbs: FakePBS, tmp_path: Path) -> None:
     info = scheduler.submit_simple_test_job("hello pbs", "test.o", "test.e")
     assert tuple(info)[:2] == (constants.FINISHED_REGULARLY, 0)
     assert (tmp_path / "check" / "test.o").read_text() == "hello pbs\n"
+
+
+def test_the_simple_test_jobs_default_folder_is_private(fake_pbs: FakePBS) -> None:
+    """Without tmp_file_path it is in the home's state folder: 0700 under umask 022,
+    as every folder there, its files 0600."""
+    old = os.umask(0o022)
+    try:
+        scheduler = PBSProScheduler({}, pbs_bin_dir=str(fake_pbs.bin), **FAST)
+        info = scheduler.submit_simple_test_job("hello pbs", "test.o", "test.e")
+    finally:
+        os.umask(old)
+    assert tuple(info)[:2] == (constants.FINISHED_REGULARLY, 0)
+    folder = scheduler.tmp_file_path
+    assert folder.is_relative_to(jobbridge_home())
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o700)
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in folder.iterdir()} == {
+        "test.o": oct(0o600), "test.e": oct(0o600)}
 
 
 def test_find_submitted_and_a_new_scheduler_reads_the_end(fake_pbs: FakePBS) -> None:

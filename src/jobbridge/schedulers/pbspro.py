@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import constants
-from ..configuration import Configuration, configured_values
+from ..configuration import Configuration, configured_values, private_dir
 from ..errors import ConfigurationError, JobbridgeError
 from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
@@ -428,7 +428,7 @@ class PBSProScheduler(BatchScheduler):
                                ) -> ExitInfo:
         """Run ``echo outstr`` with its output in ``out_o_file`` / ``out_e_file``
         (relative to ``tmp_file_path``), wait for its end, return its exit info."""
-        self.tmp_file_path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_file_path)
         job = EngineJob("pbs-test", ["echo", outstr], working_directory=str(self.tmp_file_path),
                         stdout_file=str(self.tmp_file_path / out_o_file),
                         stderr_file=str(self.tmp_file_path / out_e_file))
