@@ -8,7 +8,7 @@
 # A system that cannot start is named (up-all.sh, browser-up.sh). Under CI
 # (CI=true) that ends the run, exit status 1: CI cannot pass without one.
 # Elsewhere the tests run: those of a missing system are skipped saying why, and
-# the run's last line names the systems used and missing (tests/systems.py).
+# the line above pytest's count names the systems used and missing (tests/systems.py).
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k local`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
