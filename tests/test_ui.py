@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -241,6 +242,35 @@ def test_a_busy_port_is_one_clear_error() -> None:
         line = error_line(jb("ui", "--port", str(port)), 2)
     assert f"--port {port}" in line
     assert "--port 70000: must be 1 to 65535" in error_line(jb("ui", "--port", "70000"), 2)
+    # an address no interface of this machine has: the --host is wrong, not the port
+    line = error_line(jb("ui", "--host", "192.0.2.1", "--allow-remote"), 2)
+    assert line.startswith("jobbridge: error: --host 192.0.2.1: cannot listen there"), line
+
+
+#: ``jobbridge ui`` as the console script starts it, with a real SIGINT sent to itself
+#: once the command line's modules start loading (jobbridge.controller, a fifth of a
+#: second before any handler of its own could be installed).
+CTRL_C_WHILE_LOADING = '''
+import os, signal, sys
+def hook(event, args):
+    if event == "import" and args[0] == "jobbridge.controller" and not hook.sent:
+        hook.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+hook.sent = False
+sys.addaudithook(hook)
+sys.argv = ["jobbridge", "ui"]
+from jobbridge.__main__ import main
+sys.exit(main())
+'''
+
+
+def test_ctrl_c_while_the_command_loads() -> None:
+    """Ctrl-C before the command line has loaded ends it like one later: one line,
+    exit 130 (it was a traceback of the import)."""
+    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LOADING], capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stderr, result.stdout) == (
+        130, "jobbridge: interrupted\n", "")
 
 
 # --- the JSON API on real workflows ------------------------------------------------------------

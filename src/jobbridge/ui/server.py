@@ -14,6 +14,7 @@ header only the page can know, or the token as a bearer header (scripts).
 from __future__ import annotations
 
 import asyncio
+import errno
 import getpass
 import hashlib
 import hmac
@@ -467,6 +468,8 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as error:
         sock.close()
+        if error.errno == errno.EADDRNOTAVAIL:  # not an address of this machine
+            raise InputError(f"--host {host}: cannot listen there: {error.strerror}") from None
         raise InputError(f"--port {port}: cannot listen on {host}: {error.strerror}") from None
     sock.listen(128)
     sock.set_inheritable(True)
