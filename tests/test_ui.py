@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -556,6 +558,37 @@ def _fill(page: Any, selector: str) -> str:
     return str(page.eval_on_selector(selector, "el => getComputedStyle(el).fill"))
 
 
+def _pan_and_zoom(page: Any) -> None:
+    """The wheel zooms the graph about the pointer, a drag pans it, and the click that
+    ends a drag opens nothing."""
+    from playwright.sync_api import expect
+
+    viewport = page.locator("svg.graph g.viewport")
+    expect(viewport).to_have_attribute("transform", re.compile("scale"))
+
+    def view() -> list[float]:
+        numbers = re.findall(r"-?[\d.]+", str(viewport.get_attribute("transform")))
+        return [float(n) for n in numbers]
+
+    box = page.locator("svg.graph").bounding_box()
+    x, y = box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8  # beside the jobs
+    shown = str(viewport.get_attribute("transform"))
+    before = view()
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, -300)
+    expect(viewport).not_to_have_attribute("transform", shown)
+    zoomed = view()
+    assert zoomed[2] > before[2], (before, zoomed)  # scale
+    page.mouse.down()
+    page.mouse.move(x - 120, y - 60, steps=5)
+    page.mouse.up()
+    panned = view()
+    assert panned[2] == zoomed[2] and (panned[0], panned[1]) == pytest.approx(
+        (zoomed[0] - 120, zoomed[1] - 60), abs=2), (zoomed, panned)
+    assert "/job" not in page.url
+    page.locator("button[title='all of the graph in view']").click()
+
+
 RUNNING_FILL, DONE_FILL, FAILED_FILL = "rgb(47, 126, 216)", "rgb(58, 157, 93)", "rgb(209, 69, 59)"
 
 
@@ -583,12 +616,20 @@ def test_dashboard_end_to_end(browser: Any, ui: Dashboard, tmp_path: Path) -> No
     expect(row).to_contain_text("demo")
     expect(row).to_have_class("wf link has-failed")  # the failure stands out, live
     expect(page.locator("#live")).to_have_text("live")
+    cells = row.locator("td")
+    expect(cells.nth(6)).to_have_text("1")  # failed, in red
+    assert "failed-count" in str(cells.nth(6).get_attribute("class"))
+    expect(cells.nth(8)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    expect(cells.nth(9)).to_have_text(re.compile(r"^[\d.]+ s$"))  # elapsed, running on
     _shot(page, "workflows")
 
     row.locator("a").first.click()
     simulate = page.locator("g.node[data-job='simulate']")
     expect(simulate).to_have_attribute("data-state", "running")
     assert _fill(page, "g.node[data-job='simulate'] rect") == RUNNING_FILL
+    for figure in ("CPU time", "peak memory", "wall time", "CPU efficiency"):
+        expect(page.locator(f"[data-figure='{figure}'] .value")).not_to_have_text("…")
+    _pan_and_zoom(page)
     page.evaluate("window.__same_page = true")
     _shot(page, "workflow-graph")
     gate.touch()
@@ -606,6 +647,12 @@ def test_dashboard_end_to_end(browser: Any, ui: Dashboard, tmp_path: Path) -> No
     expect(page.locator("#stderr pre")).to_contain_text("convert: input.dat: no such file")
     expect(page.locator("#job-argv code")).to_have_text(
         ["sh", "-c", "echo 'convert: input.dat: no such file' >&2; exit 3"])
+    status = page.locator(".card", has=page.locator("#job-status"))
+    expect(status).to_contain_text("localhost (local_basic)")  # its resource
+    scheduler_id = status.locator("dt:text-is('scheduler id') + dd")
+    expect(scheduler_id).to_have_text(re.compile(r"^\S+$"))
+    expect(scheduler_id).not_to_have_text("\u2013")  # the page's "none"
+    expect(page.locator("#job-usage tr", has_text="wall time")).to_contain_text("no limit")
     with page.expect_download() as download:
         page.locator("#stderr a[download]").click()
     assert Path(download.value.path()).read_text() == "convert: input.dat: no such file\n"
@@ -627,7 +674,7 @@ def test_dashboard_end_to_end(browser: Any, ui: Dashboard, tmp_path: Path) -> No
 @pytest.mark.browser
 def test_stop_and_kill_from_the_page(browser: Any, ui: Dashboard, tmp_path: Path) -> None:
     """Kill one job from its page, then stop the workflow from its page (each after a
-    confirmation): `jobbridge status` shows both."""
+    confirmation): `jobbridge status` shows both; then restart it and delete it."""
     from playwright.sync_api import expect
 
     page = browser
@@ -665,6 +712,25 @@ def test_stop_and_kill_from_the_page(browser: Any, ui: Dashboard, tmp_path: Path
     assert [jobs[j]["exit_status"] for j in ("one", "two", "after")] == [
         constants.USER_KILLED, constants.USER_KILLED, constants.EXIT_NOTRUN]
 
+    # Restart, then Delete (cancelled once): each asks first
+    restart = page.locator("button[data-action='restart']")
+    restart.click()
+    expect(page.locator("#confirm-title")).to_have_text(f"Restart workflow {workflow_id}?")
+    page.locator("#confirm-ok").click()
+    expect(page.locator("g.node[data-job='one']")).to_have_attribute("data-state", "running")
+    assert status_json(workflow_id)["status"] == constants.WORKFLOW_IN_PROGRESS
+    delete = page.locator("button[data-action='delete']")
+    delete.click()
+    expect(page.locator("#confirm-title")).to_have_text(f"Delete workflow {workflow_id}?")
+    page.locator("#confirm-cancel").click()
+    page.wait_for_timeout(500)
+    assert status_json(workflow_id)["status"] == constants.WORKFLOW_IN_PROGRESS
+    delete.click()
+    page.locator("#confirm-ok").click()
+    expect(page).to_have_url(ui.base + "/")
+    expect(page.locator(f"tr.wf[data-id='{workflow_id}']")).to_have_count(0)
+    assert "no workflow" in error_line(jb("status", workflow_id), 2)
+
 
 @pytest.mark.browser
 def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path) -> None:
@@ -673,12 +739,13 @@ def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path)
     from playwright.sync_api import expect
 
     store, workflow_id = _stored(jobbridge_home, _layers_workflow(5000, 5))
+    ran = {"execution_date": "2026-01-01T10:00:00+00:00",
+           "ending_date": "2026-01-01T10:05:00+00:00"}
     store.update_jobs(workflow_id, [(i, {"status": constants.DONE, "exit_value": 0,
-                                         "exit_status": "finished_regularly"})
+                                         "exit_status": "finished_regularly", **ran})
                                     for i in range(0, 1200)] +
                       [(1100 + i, {"status": constants.FAILED, "exit_value": 1,
                                    "exit_status": "finished_regularly"}) for i in range(7)])
-    store.close()
     page = browser
     page.goto(ui.url)
     page.goto(f"{ui.base}/workflows/{workflow_id}")
@@ -686,6 +753,15 @@ def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path)
     expect(groups).to_have_count(5)
     expect(groups.nth(1)).to_have_attribute("data-state", "failed")
     expect(groups.nth(1).locator("text").first).to_have_text("sim_#_# \u00d7999")
+    # live, without an engine: a change written to the store is drawn within a few
+    # seconds (about one here; the bound is for a loaded machine)
+    expect(groups.nth(2)).to_have_attribute("data-state", "waiting")
+    written = time.monotonic()
+    store.update_jobs(workflow_id, [(2500, {"status": constants.FAILED, "exit_value": 2,
+                                            "exit_status": "finished_regularly"})])
+    store.close()
+    expect(groups.nth(2)).to_have_attribute("data-state", "failed")
+    assert time.monotonic() - written < 10
     _shot(page, "large-graph")
     groups.nth(1).click()
     page.locator(".panel a", has_text="7 failed").click()
@@ -701,6 +777,14 @@ def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path)
     page.locator("th[data-sort='id']").click()
     expect(page.locator("tr.job").first).to_have_attribute("data-job", "sim_4_129")
     _shot(page, "large-jobs")
+    # past 1,000 jobs that ran, the timeline has a lane per graph group, not per job
+    page.goto(f"{ui.base}/workflows/{workflow_id}/timeline")
+    expect(page.locator("#wf-body")).to_contain_text("one lane per group of the graph")
+    expect(page.locator("svg.timeline g.lane-link")).to_have_count(4)  # join_0, sim_0_#...
+    lanes = ui.api(f"/api/workflows/{workflow_id}/timeline")
+    assert lanes["mode"] == "groups" and lanes["span_s"] == pytest.approx(300, abs=0.01)
+    assert sorted(sum(lane["counts"].values()) for lane in lanes["lanes"]) == [1, 1, 199, 999]
+    _shot(page, "large-timeline")
 
 
 #: A job that fails until it has run ``$2`` times (a counter file ``$1``), then succeeds.
@@ -829,3 +913,76 @@ def test_the_html_report_renders_offline(browser: Any, tmp_path: Path) -> None:
                                  "el => getComputedStyle(el).textAnchor") == "middle"
     _shot(page, "report-html")
     assert fetched == []
+
+
+#: Another site's page, opened in the browser that holds the dashboard's cookie: it
+#: posts a stop to the dashboard as a form, and as a script's fetch with the cookie.
+HOSTILE_PAGE = """<!doctype html><title>hostile</title>
+<form id="f" method="POST" action="{target}"><input name="x" value="1"></form>
+<script>
+fetch("{target}", {{method: "POST", mode: "no-cors", credentials: "include",
+                    body: "x=1"}}).finally(() => {{
+  fetch("{target}", {{method: "POST", credentials: "include",
+                      headers: {{"X-CSRF-Token": "guess"}}}}).catch(() => null)
+    .finally(() => document.getElementById("f").submit());
+}});
+</script>"""
+
+
+@contextmanager
+def _hostile_site(target: str) -> Iterator[int]:
+    """Serve HOSTILE_PAGE (aimed at ``target``) on a port of 127.0.0.1: its port."""
+    import http.server
+    import threading
+
+    page = HOSTILE_PAGE.format(target=target).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.browser
+def test_other_sites_cannot_act(browser: Any, ui: Dashboard, tmp_path: Path) -> None:
+    """Logged in to the dashboard, the user opens another page: another user's on this
+    login node (127.0.0.1, another port: the same site for the browser, so the cookie
+    goes along) or another site (localhost). Its form and its scripts post a stop:
+    each is refused, and the workflow runs on."""
+    from playwright.sync_api import expect
+
+    workflow_id = _submit(write_json(tmp_path / "wf.json", {"jobs": [
+        {"id": "long", "command": ["sleep", "30.7713"]}]}))
+    target = f"{ui.base}/api/workflows/{workflow_id}/stop"
+    page = browser
+    page.goto(ui.url)  # logged in: the cookie is set
+    answers: list[tuple[str, int]] = []
+    page.on("response", lambda r: answers.append((r.request.method, r.status))
+            if r.url == target else None)
+    with _hostile_site(target) as port:
+        for origin, refusal in ((f"http://127.0.0.1:{port}", "CSRF check"),
+                                (f"http://localhost:{port}", "access token")):
+            answers.clear()
+            page.goto(origin + "/")
+            expect(page).to_have_url(target)  # the form was posted
+            expect(page.locator("body")).to_contain_text(refusal)
+            assert ("POST", 403) in answers and all(
+                status == 403 for _, status in answers), (origin, answers)
+    listed = ui.api(f"/api/workflows/{workflow_id}")
+    assert (listed["status"], listed["request"]) == (constants.WORKFLOW_IN_PROGRESS, None)
+    assert _job_status(workflow_id, "long") in (constants.RUNNING, constants.QUEUED_ACTIVE)
