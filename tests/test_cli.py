@@ -176,6 +176,8 @@ def test_submit_prints_the_id_and_wait_gives_the_outcome(tmp_path: Path) -> None
     assert failed.returncode == 1 and "bad: exit code 3" in failed.stderr
     assert "no workflow 7" in error_line(jb("wait", "7"), 2)
     assert "workflow ids are numbers" in error_line(jb("status", "abc"), 2)
+    huge = "9" * 25  # past SQLite's integers: was an OverflowError's traceback
+    assert f"no workflow {huge}" in error_line(jb("status", huge), 2)
 
 
 def test_logs_prints_stdout_and_stderr(tmp_path: Path) -> None:

@@ -296,6 +296,16 @@ def test_api_follows_a_run_and_shows_a_failure(ui: Dashboard, tmp_path: Path) ->
     assert (status, text) == (200, "no such input\n")
     assert ui.get(f"/api/workflows/{workflow_id}/job?id=nope", ui.token)[0] == 404
     assert ui.get(f"/api/workflows/{workflow_id}/jobs?state=bogus", ui.token)[0] == 400
+    # ids and numbers SQLite cannot hold, a digit str.isdigit knows but int() not ('²'):
+    # a 404 or a 400 line, not a 500 with a traceback in the server's output
+    huge = "9" * 25
+    status, body = ui.get(f"/api/workflows/{huge}", ui.token)
+    assert (status, json.loads(body)) == (404, {"error": f"no workflow '{huge}'"})
+    assert ui.get("/api/workflows/%C2%B2/graph", ui.token)[0] == 404
+    assert ui.get(f"/api/workflows/{huge}/job/stderr?id=bad", ui.token)[0] == 404
+    assert ui.post(f"/api/workflows/{huge}/stop", Authorization=f"Bearer {ui.token}")[0] == 404
+    status, body = ui.get(f"/api/workflows/{workflow_id}/jobs?offset={huge}", ui.token)
+    assert (status, json.loads(body)) == (400, {"error": f"offset: {huge} is out of range"})
     figures = ui.api(f"/api/workflows/{workflow_id}/figures")
     assert figures["measured_jobs"] == 2 and figures["cpu_s"] is not None
 

@@ -795,8 +795,16 @@ def _execute_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
+#: SQLite's largest integer: an id past it names no workflow (in a query, an
+#: OverflowError).
+SQL_INT_MAX = 2**63 - 1
+
+
 def _as_id(workflow_id: int | str) -> int:
     try:
-        return int(workflow_id)
+        number = int(workflow_id)
     except ValueError:
         raise InputError(f"no workflow {workflow_id!r} (workflow ids are numbers)") from None
+    if abs(number) > SQL_INT_MAX:
+        raise InputError(f"no workflow {workflow_id}")
+    return number

@@ -380,10 +380,7 @@ def _prepare_graphs(pool: _ControllerPool, count: int = 3) -> None:
 
 def _workflow(request: Request) -> int:
     """The id of a workflow of this machine (``12``)."""
-    text = request.path_params["workflow"]
-    if not text.isdigit():
-        raise InputError(f"no workflow {text!r}")
-    return int(text)
+    return views.workflow_number(request.path_params["workflow"])
 
 
 def _remote_workflow(request: Request) -> tuple[str, int] | None:
@@ -391,9 +388,10 @@ def _remote_workflow(request: Request) -> tuple[str, int] | None:
     split = split_remote_id(request.path_params["workflow"])
     if split is None:
         return None
-    if not split[1].isdigit():
-        raise InputError(f"no workflow {request.path_params['workflow']!r}")
-    return split[0], int(split[1])
+    try:
+        return split[0], views.workflow_number(split[1])
+    except InputError:
+        raise InputError(f"no workflow {request.path_params['workflow']!r}") from None
 
 
 def _job_id(request: Request) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 from .. import constants, report, retry
 from ..engine import live_engines
 from ..errors import InputError
-from ..store import Store, WorkflowRow
+from ..store import SQL_INT_MAX, Store, WorkflowRow
 
 #: What the dashboard colours: each job status folded into one of these classes,
 #: in the order the pages list them (the graph of ``jobbridge graph`` uses the same
@@ -805,9 +805,20 @@ def int_param(params: Mapping[str, str], name: str, default: int) -> int:
     if text is None or text == "":
         return default
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise InputError(f"{name}: must be an integer, not {text!r}") from None
+    if abs(value) > SQL_INT_MAX:
+        raise InputError(f"{name}: {text} is out of range")
+    return value
+
+
+def workflow_number(text: str) -> int:
+    """The number of a workflow id from a URL (``12``): ASCII digits within SQLite's
+    integers, else no such workflow."""
+    if not (text.isascii() and text.isdigit()) or int(text) > SQL_INT_MAX:
+        raise InputError(f"no workflow {text!r}")
+    return int(text)
 
 
 def _jobs_view(store: Store, workflow_id: int, params: Mapping[str, str]) -> dict[str, Any]:
