@@ -797,6 +797,20 @@ def test_large_workflow_pages(browser: Any, ui: Dashboard, jobbridge_home: Path)
     _shot(page, "large-timeline")
 
 
+@pytest.mark.browser
+def test_a_job_killed_by_a_signal(browser: Any, ui: Dashboard, tmp_path: Path) -> None:
+    """A job that died of a signal: its page says which, as its exit and as the reason."""
+    from playwright.sync_api import expect
+
+    workflow = write_json(tmp_path / "wf.json", {"jobs": [job("crash", "kill -SEGV $$")]})
+    assert jb("run", str(workflow), timeout=120).returncode == 1
+    page = browser
+    page.goto(ui.url)
+    page.goto(f"{ui.base}/workflows/1/job?id=crash")
+    expect(page.locator("#job-exit")).to_have_text("signal 11")
+    expect(page.locator("#job-reason")).to_have_text("killed by signal 11 (SIGSEGV)")
+
+
 #: A job that fails until it has run ``$2`` times (a counter file ``$1``), then succeeds.
 FLAKY = 'n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge "$2" ]'
 
