@@ -236,6 +236,25 @@ def test_ctrl_c_as_soon_as_the_url_is_printed() -> None:
         assert (process.returncode, err) == (130, "jobbridge: interrupted\n")
 
 
+def test_a_closed_terminal_stops_it() -> None:
+    """SIGHUP (its terminal closed), a page's event stream open: it ends at once,
+    quietly, and `jobbridge ui --port` can have its port again at once."""
+    process = jb_start("ui")
+    assert process.stdout is not None
+    process.stdout.readline()
+    url = process.stdout.readline().strip()
+    base, token = url.split("/?token=")
+    events = urllib.request.urlopen(urllib.request.Request(
+        base + "/api/events", headers={"Authorization": f"Bearer {token}"}), timeout=30)
+    assert events.readline() == b"retry: 1000\n"
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=15)
+    events.close()
+    assert (process.returncode, err) == (-signal.SIGHUP, "")
+    with dashboard("--port", base.rsplit(":", 1)[1]) as again:  # at once, on the same port
+        assert again.base == base
+
+
 def test_a_busy_port_is_one_clear_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
