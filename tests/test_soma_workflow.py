@@ -28,9 +28,9 @@ from jbcli import error_line, jb
 from jobbridge.compat import soma_workflow as compat
 from jobbridge.compat.soma_workflow.controller import WORKFLOW_NOT_STARTED, WorkflowController
 
-#: ``jobbridge ARGS`` in a Python where soma-workflow cannot be imported.
-WITHOUT_SOMA = [sys.executable, "-c", "import sys; sys.modules['soma_workflow'] = None; "
-                "from jobbridge.cli import main; sys.exit(main())"]
+#: A folder whose ``soma_workflow`` fails to import: first on PYTHONPATH, soma-workflow is not
+#: installed for the command and every process it starts (the background engine included).
+NO_SOMA = Path(__file__).parent / "data" / "no_soma"
 #: Run a serialized workflow with soma-workflow itself; print {job name: [status, exit status,
 #: exit value]} as JSON.
 SOMA_RUN = textwrap.dedent("""
@@ -83,6 +83,23 @@ def _sample(folder: Path) -> Workflow:
                                       "print(json.dumps({'B': 'b', 'W': 'w', 'Y': 'built'}))"))
 
 
+def _no_soma_env() -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, (str(NO_SOMA),
+                                                        os.environ.get("PYTHONPATH"))))}
+
+
+def without_soma(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``jobbridge ARGS`` where soma-workflow cannot be imported."""
+    return jb(*args, env=_no_soma_env(), cwd=cwd, timeout=300)
+
+
+def test_no_soma_means_soma_workflow_is_not_importable() -> None:
+    tried = subprocess.run([sys.executable, "-c", "import soma_workflow.client"],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **_no_soma_env()})
+    assert tried.returncode == 1 and "soma-workflow is not installed" in tried.stderr
+
+
 def _outputs(folder: Path) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(folder.iterdir())
             if path.suffix in (".txt", ".json") and path.name != "sample.workflow"}
@@ -106,8 +123,7 @@ def test_serialized_workflow_runs_as_soma_workflow_runs_it(tmp_path: Path) -> No
             [line] = [li for li in run.stdout.splitlines() if li.startswith("RESULT ")]
             results[runner] = json.loads(line.removeprefix("RESULT "))
         else:
-            run = subprocess.run([*WITHOUT_SOMA, "run", str(path), "--json"],
-                                 capture_output=True, text=True, timeout=300)
+            run = without_soma("run", str(path), "--json")
             assert run.returncode == 1, run.stderr  # "three" failed
             jobs = json.loads(run.stdout)["jobs"]
             soma_status = {(soma_constants.FAILED, soma_constants.FINISHED_REGULARLY):
@@ -132,10 +148,9 @@ def test_serialized_workflow_runs_as_soma_workflow_runs_it(tmp_path: Path) -> No
 def test_submit_a_serialized_workflow(tmp_path: Path) -> None:
     path = tmp_path / "sample.workflow"
     Helper.serialize(str(path), _sample(tmp_path / "out"))
-    submitted = subprocess.run([*WITHOUT_SOMA, "submit", str(path)], capture_output=True,
-                               text=True, timeout=120)
+    submitted = without_soma("submit", str(path))  # its background engine: no soma either
     assert submitted.returncode == 0, submitted.stderr
-    waited = jb("wait", submitted.stdout.strip(), "--timeout", "120")
+    waited = without_soma("wait", submitted.stdout.strip(), "--timeout", "120")
     assert waited.returncode == 1, waited.stderr
     assert (tmp_path / "out" / "five.txt").read_text() == "workflow overridden five built\n"
 
@@ -147,8 +162,7 @@ def _serialized(tmp_path: Path, workflow: Workflow) -> Path:
 
 
 def _refused(path: Path) -> str:
-    return error_line(subprocess.run([*WITHOUT_SOMA, "run", str(path)], capture_output=True,
-                                     text=True, timeout=60))
+    return error_line(without_soma("run", str(path)))
 
 
 #: Job scripts of the dynamic workflow: list files (outputs), upper-case one (input and
@@ -211,8 +225,7 @@ def test_dynamic_file_runs_as_soma_workflow_runs_it(tmp_path: Path) -> None:
             results[runner] = {name: status for name, (status, *_) in json.loads(
                 line.removeprefix("RESULT ")).items()}
         else:
-            run = subprocess.run([*WITHOUT_SOMA, "run", str(path), "--json"],
-                                 capture_output=True, text=True, timeout=300)
+            run = without_soma("run", str(path), "--json")
             assert run.returncode == 0, run.stderr
             jobs = {job["name"]: job for job in json.loads(run.stdout)["jobs"]}
             results[runner] = {name: job["status"] for name, job in jobs.items()}
@@ -347,8 +360,7 @@ def test_graph_of_a_file_runs_nothing(tmp_path: Path) -> None:
     one = Job(["true"], name="only job", use_input_params_file=True, param_dict={"a": "b"})
     path = _serialized(tmp_path, Workflow([one], env_builder_code=(
         f"open({str(marker)!r}, 'w'); print('{{}}')")))
-    drawn = subprocess.run([*WITHOUT_SOMA, "graph", str(path), "-o", str(tmp_path / "g.svg")],
-                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    drawn = without_soma("graph", str(path), "-o", str(tmp_path / "g.svg"), cwd=tmp_path)
     assert drawn.returncode == 0, drawn.stderr
     assert (tmp_path / "g.svg").read_text().startswith("<svg")
     assert not marker.exists()
@@ -366,8 +378,7 @@ def test_a_file_with_group_dependencies_and_old_barriers(tmp_path: Path) -> None
             "dependencies": [["<tuple>", 3, 2]]}
     path = tmp_path / "old.workflow"
     path.write_text(json.dumps(data))
-    run = subprocess.run([*WITHOUT_SOMA, "run", str(path), "--json"], capture_output=True,
-                         text=True, timeout=60)
+    run = without_soma("run", str(path), "--json")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "0.txt").read_text() == "0\n"  # the file's folder: working directory
     statuses = {j["name"]: j["status"] for j in json.loads(run.stdout)["jobs"]}
