@@ -152,6 +152,11 @@ def test_submit_a_serialized_workflow(tmp_path: Path) -> None:
     assert submitted.returncode == 0, submitted.stderr
     waited = without_soma("wait", submitted.stdout.strip(), "--timeout", "120")
     assert waited.returncode == 1, waited.stderr
+    # a soma job's id is its number: its name is shown too
+    assert "  2 (three): exit code 3\n  3 (after three): not run - three failed" in waited.stderr
+    table = jb("status", submitted.stdout.strip()).stdout.splitlines()
+    assert table[1].split()[:3] == ["JOB", "NAME", "STATUS"]
+    assert table[4].split()[:4] == ["2", "three", "failed", "exit"], table
     assert (tmp_path / "out" / "five.txt").read_text() == "workflow overridden five built\n"
 
 

@@ -363,6 +363,10 @@ def _status(args: argparse.Namespace) -> int:
         header.insert(3, "ATTEMPTS")
         for row, job in zip(rows, status["jobs"], strict=True):
             row.insert(3, _attempts_text(job))
+    if any(_other_name(job) for job in status["jobs"]):  # soma-workflow files: ids are numbers
+        header.insert(1, "NAME")
+        for row, job in zip(rows, status["jobs"], strict=True):
+            row.insert(1, _one_line(_other_name(job) or ""))
     _table(header, rows)
     if status.get("transfers"):  # a remote host's older jobbridge has none
         print()
@@ -715,7 +719,9 @@ def _summary(status: dict[str, Any], seconds: float | None) -> None:
           f"{f', {failed} failed' if failed else ''}{f', {stopping} stopping' if stopping else ''}"
           f"{f', {retried} retried' if retried else ''}{took}", file=sys.stderr)
     for job in unsuccessful[:10]:
-        print(f"  {job['id']}: {_exit_text(job) or _job_status_text(job['status'])}"
+        name = _other_name(job)
+        print(f"  {job['id']}{f' ({_one_line(name)})' if name else ''}: "
+              f"{_exit_text(job) or _job_status_text(job['status'])}"
               f"{' - ' + job['exit_reason'] if job['exit_reason'] else ''}", file=sys.stderr)
     if len(unsuccessful) > 10:
         print(f"  ... and {len(unsuccessful) - 10} more (jobbridge status {status['id']})",
@@ -729,6 +735,12 @@ def _exit_code(status: dict[str, Any]) -> int:
 def _exit_text(job: dict[str, Any]) -> str:
     """How a job ended, in words: ``exit code 3``, ``signal 9 (SIGKILL)``, ``not run``."""
     return describe_exit(job["exit_status"], job["exit_value"], job["term_sig"])
+
+
+def _other_name(job: dict[str, Any]) -> str | None:
+    """The job's name when it says more than its id (a soma-workflow job's id is a number)."""
+    name = job.get("name")
+    return name if name and name != job["id"] else None
 
 
 def _job_status_text(status: str) -> str:
