@@ -455,14 +455,27 @@ def ensure_engine(home: Path) -> None:
     with _engine_lock(home, blocking=False) as free:
         if not free:
             return
+    _started_engines[:] = [p for p in _started_engines if p.poll() is None]  # reaps them
     log = os.open(home / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        subprocess.Popen([sys.executable, "-m", "jobbridge", "engine", "--quiet"],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                         start_new_session=True, close_fds=True,
-                         env={**os.environ, "JOBBRIDGE_HOME": str(home)})
+        _started_engines.append(_BackgroundEngine(
+            [sys.executable, "-m", "jobbridge", "engine", "--quiet"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            close_fds=True, env={**os.environ, "JOBBRIDGE_HOME": str(home)}))
     finally:
         os.close(log)
+
+
+class _BackgroundEngine(subprocess.Popen[bytes]):
+    """A background engine: it outlives this process by design."""
+
+    def __del__(self) -> None:
+        """Popen's warns "subprocess N is still running" (a ResourceWarning, shown under
+        unittest: in soma-workflow's test suite) when this process ends before it."""
+
+
+#: The background engines this process started, kept until seen ended (reaped).
+_started_engines: list[_BackgroundEngine] = []
 
 
 def run_background_engine(store: Store, progress: Callable[[Progress], None] | None = None
