@@ -73,7 +73,8 @@ def _sample(folder: Path) -> Workflow:
     five = _shell("echo $W $B $X $Y > five.txt", "five", env={"X": "five"}, **where)
     conf = Job(["sh", "-c", "cat $SOMAWF_INPUT_PARAMS > params.json; "
                 "echo '%(configuration_dict)s' > conf.txt"], name="conf", configuration={"a": 1},
-               param_dict={"p": ["x", "y"]}, use_input_params_file=True, **where)
+               param_dict={"p": ["x", "y"], "t": ("a", "b"), "s": {"c"}},
+               use_input_params_file=True, **where)
     group = Group([one, two], name="first")
     return Workflow([one, two, three, after_three, five, conf], name="sample",
                     dependencies=[(three, after_three), (group, five)],
@@ -140,8 +141,9 @@ def test_serialized_workflow_runs_as_soma_workflow_runs_it(tmp_path: Path) -> No
     assert files["one.txt"] == "one job\n"
     assert files["two.txt"] == "hello world!\n"
     assert files["five.txt"] == "workflow overridden five built\n"  # job > workflow > builder
-    assert json.loads(files["params.json"]) == {"parameters": {"p": ["x", "y"]},
-                                                "configuration_dict": {"a": 1}}
+    assert json.loads(files["params.json"]) == {  # soma-workflow's tuples and sets
+        "parameters": {"p": ["x", "y"], "t": ["<tuple>", "a", "b"], "s": ["<set>", "c"]},
+        "configuration_dict": {"a": 1}}
     assert files["conf.txt"] == "%(configuration_dict)s\n"  # a params file: no substitution
 
 
@@ -198,6 +200,10 @@ def _dynamic(folder: Path) -> Workflow:
               param_dict={"inputs": []}, use_input_params_file=True)
     second = Job(["sh", "-c", "basename %(one)s > second.txt"], name="second",
                  param_dict={"one": "none"}, working_directory=str(folder))
+    # a tuple and a set in param_dict, substituted once a link gave the job its value
+    shapes = Job(["sh", "-c", 'basename "$0"; echo "$1" "$2" "$3"', "%(one)s", "%(t)s", "%(s)s",
+                  "pre%(t)s"], name="shapes", param_dict={"one": "", "t": ("x", "y"), "s": {"q"}},
+                 stdout_file=str(folder / "shapes.txt"))
     temporary = TemporaryPath(name="scratch", suffix=".txt")
     writer = Job(["sh", "-c", 'echo in a temporary > "$0"', temporary], name="writer",
                  referenced_output_files=[temporary])
@@ -209,8 +215,9 @@ def _dynamic(folder: Path) -> Workflow:
         reducer: {**{f"input_{i}": [(upper, "output")] for i, upper in enumerate(uppers)},
                   "lengths": [(mapper, "lengths")]},
         cat: {"inputs": [(reducer, "outputs")]},
-        second: {"one": [(lister, "files", ("list_to_sequence", 1))]}}
-    return Workflow([lister, mapper, *uppers, reducer, cat, second, writer, reader],
+        second: {"one": [(lister, "files", ("list_to_sequence", 1))]},
+        shapes: {"one": [(lister, "files", ("list_to_sequence", 1))]}}
+    return Workflow([lister, mapper, *uppers, reducer, cat, second, shapes, writer, reader],
                     dependencies=[(writer, reader)], param_links=links, name="dynamic")
 
 
@@ -240,6 +247,7 @@ def test_dynamic_file_runs_as_soma_workflow_runs_it(tmp_path: Path) -> None:
     assert files["jobbridge"] == files["soma"]
     assert files["jobbridge"]["all.txt"] == "AAA\nBBB\nCCC\n"
     assert files["jobbridge"]["second.txt"] == "b.txt\n"
+    assert files["jobbridge"]["shapes.txt"] == "b.txt\n('x', 'y') {'q'} pre('x', 'y')\n"
     assert files["jobbridge"]["from_temporary.txt"] == "in a temporary\n"
     folder = tmp_path / "jobbridge"
     assert jobs["map"]["outputs"] == {"output_0": str(folder / "a.txt"),

@@ -35,6 +35,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,10 +259,12 @@ def soma_values(params: Mapping[str, Any], dynamic: Mapping[str, Any]) -> dict[s
 
 
 def soma_encode(value: Any) -> Any:
-    """soma-workflow's ``utils.to_json`` (how it writes parameters files): tuples as
-    ``["<tuple>", ...]``."""
+    """soma-workflow's ``utils.to_json`` (how it writes parameters files, how its
+    parameters are kept here): tuples as ``["<tuple>", ...]``, sets as ``["<set>", ...]``."""
     if isinstance(value, tuple):
         return ["<tuple>", *(soma_encode(item) for item in value)]
+    if isinstance(value, set | frozenset):
+        return ["<set>", *(soma_encode(item) for item in value)]
     if isinstance(value, list):
         return [soma_encode(item) for item in value]
     if isinstance(value, dict):
@@ -269,21 +272,25 @@ def soma_encode(value: Any) -> Any:
     return value
 
 
-def soma_decode(value: Any) -> Any:
+def soma_decode(value: Any, sets: bool = False) -> Any:
     """soma-workflow's ``utils.from_json``: ``["<tuple>", ...]`` -> tuple, ``["<set>", ...]``
-    -> list, ``["<undefined>"]`` -> None."""
+    -> set (a list unless ``sets``: a value stored as JSON), ``["<undefined>"]`` -> None."""
     if isinstance(value, dict):
-        return {key: soma_decode(item) for key, item in value.items()}
+        return {key: soma_decode(item, sets) for key, item in value.items()}
     if isinstance(value, list | tuple):
         if isinstance(value, list) and value and isinstance(value[0], str):
             code = value[0]
             if code == "<tuple>":
-                return tuple(soma_decode(item) for item in value[1:])
+                return tuple(soma_decode(item, sets) for item in value[1:])
             if code == "<set>":
-                return [soma_decode(item) for item in value[1:]]
+                members = [soma_decode(item, sets) for item in value[1:]]
+                if sets:
+                    with suppress(TypeError):  # unhashable members (not soma's): a list
+                        return set(members)
+                return members
             if code == "<undefined>":
                 return None
-        items = [soma_decode(item) for item in value]
+        items = [soma_decode(item, sets) for item in value]
         return tuple(items) if isinstance(value, tuple) else items
     return value
 
@@ -766,7 +773,9 @@ def prepare(job: EngineJob, folder: Path,
     """
     dynamic = job.dynamic or {}
     soma = dynamic.get("style") == SOMA_STYLE
-    params: dict[str, Any] = copy.deepcopy(dynamic.get("parameters") or {})
+    stored = dynamic.get("parameters") or {}
+    # soma-workflow's parameters are kept encoded: its tuples and sets are what it substitutes
+    params: dict[str, Any] = soma_decode(stored, sets=True) if soma else copy.deepcopy(stored)
     changes: dict[str, Any] = {}
     links = dynamic.get("links") or ()
     for param, upstream, output, function in links:
@@ -786,7 +795,7 @@ def prepare(job: EngineJob, folder: Path,
                                f"{type(error).__name__}: {error}") from None
         params[param] = value
     if links:
-        changes["dynamic"] = {**dynamic, "parameters": params}
+        changes["dynamic"] = {**dynamic, "parameters": soma_encode(params) if soma else params}
         template = dynamic.get("command", job.command)
         try:
             if soma:

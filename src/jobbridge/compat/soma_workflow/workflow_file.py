@@ -48,6 +48,7 @@ from ...dynamic import (
     SOMA_STYLE,
     Placement,
     soma_decode,
+    soma_encode,
     soma_substitute,
     soma_values,
 )
@@ -103,7 +104,7 @@ def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
     """
     placement = placement or Placement.for_resource(None)
     converter = _Converter(source, queue, placement, to_run, base_dir or Path.cwd())
-    converted, dynamics = converter.workflow(soma_decode(data))
+    converted, dynamics = converter.workflow(soma_decode(data, sets=True))
     if name is not None:
         converted["name"] = name
     spec = parse_workflow(converted, source=source, base_dir=base_dir, placement=placement)
@@ -334,7 +335,7 @@ class _Converter:
                              ("has_outputs", has_outputs)):
             if not isinstance(value, bool):
                 raise self.error(f"{where}.{field}", "must be true or false")
-        dynamic: dict[str, Any] = {"style": SOMA_STYLE, "parameters": params}
+        dynamic: dict[str, Any] = {"style": SOMA_STYLE, "parameters": soma_encode(params)}
         if configuration:
             dynamic["configuration"] = configuration
         if use_params_file:
@@ -495,6 +496,8 @@ class _Converter:
         if isinstance(item, dict):
             return {key: self.structure(value, f"{where}[{key!r}]")
                     for key, value in item.items()}
+        if isinstance(item, set | frozenset):  # a param_dict value: substituted as a set
+            return {self.structure(part, f"{where}[{part!r}]") for part in item}
         if item is None or isinstance(item, str | bool | int | float):
             return item
         if isinstance(item, os.PathLike):  # in memory (to_dict()): soma's Popen takes them
