@@ -344,6 +344,12 @@ def test_shared_resource_paths_are_translated(tmp_path: Path,
     (lambda d: d.update(env_builder_code="import json; print(json.dumps({'A': 1}))"),
      "env_builder_code printed.env: must be an object of string values"),
     (lambda d: d.update(dependencies=[["<tuple>", 0, 1], ["<tuple>", 1, 0]]), "cycle"),
+    (lambda d: d["serialized_jobs"]["0"].update({"class": []}),
+     "serialized_jobs['0'].class: must be the name of a job class"),
+    # checked by jobbridge's own format: the place named is the file's, not jobs[0]
+    (lambda d: (d.update(jobs=[1, 0]), d["serialized_jobs"]["1"].update(priority="high")),
+     "serialized_jobs['1'].priority: must be an integer"),
+    (lambda d: d.update(env={"A": 1}), "w.workflow: env: must be an object of string values"),
 ])
 def test_bad_files_get_one_line_naming_the_place(tmp_path: Path, edit: Any, place: str) -> None:
     a, b = Job(["true"], name="a"), Job(["true"], name="b")

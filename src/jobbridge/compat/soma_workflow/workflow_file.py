@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -107,7 +108,12 @@ def soma_workflow_spec(data: Mapping[str, Any], source: str = "workflow",
     converted, dynamics = converter.workflow(soma_decode(data, sets=True))
     if name is not None:
         converted["name"] = name
-    spec = parse_workflow(converted, source=source, base_dir=base_dir, placement=placement)
+    try:
+        spec = parse_workflow(converted, source=source, base_dir=base_dir, placement=placement)
+    except InputError as error:  # the place in the file, not in its jobbridge form
+        place = re.compile(rf"^{re.escape(source)}: jobs\[(\d+)\]")
+        raise InputError(place.sub(lambda m: f"{source}: {converter.places[int(m[1])]}",
+                                   str(error))) from None
     by_id = {job.job_id: job for job in spec.jobs}
     for key, dynamic in dynamics.items():  # with what the jobbridge form gave (inputs)
         by_id[key].dynamic = {**(by_id[key].dynamic or {}), **dynamic}
@@ -133,6 +139,8 @@ class _Converter:
         self.placement = placement
         self.to_run = to_run
         self.env_builder_code: str | None = None
+        #: Each jobbridge job's place in the file, in their order.
+        self.places: list[str] = []
         self.specials: dict[str, tuple[str, Any]] = {}
         self.paths: dict[str, tuple[str, str]] = {}
 
@@ -167,6 +175,8 @@ class _Converter:
         dynamics: dict[str, dict[str, Any]] = {}
         for number in order:
             key = str(number)
+            table = "serialized_barriers" if key in barriers else "serialized_jobs"
+            self.places.append(f"{table}[{key!r}]")
             if key in barriers:
                 jobs.append(self.barrier(key, barriers[key], "serialized_barriers"))
             elif key in serialized:
@@ -247,10 +257,7 @@ class _Converter:
         if code is not None and not isinstance(code, str):
             raise self.error("env_builder_code", "must be a string of Python code")
         self.env_builder_code = code
-        given = data.get("env") or {}
-        if not isinstance(given, dict):
-            raise self.error("env", "must be an object of string values")
-        return given
+        return self.env(data.get("env"), "env")
 
     def run_env_builder(self, code: str) -> dict[str, str]:
         """What soma-workflow's engine does at submission: run the code in a separate
@@ -314,9 +321,11 @@ class _Converter:
             if field not in _JOB_KEYS:
                 raise self.error(where, f"unknown key {field!r} of a soma-workflow job")
         kind = raw.get("class", "Job")
+        if not isinstance(kind, str):
+            raise self.error(f"{where}.class", "must be the name of a job class")
         if kind in _BARRIER_CLASSES:
             return self.barrier(key, raw, "serialized_jobs"), None
-        engine = _ENGINE_CLASSES.get(kind) if isinstance(kind, str) else None
+        engine = _ENGINE_CLASSES.get(kind)
         if engine is None and kind not in _PLAIN_CLASSES:
             raise self.error(f"{where}.class", f"unknown job class {kind!r} (jobbridge runs "
                              f"soma-workflow's Job, BarrierJob, {', '.join(SOMA_ENGINE_CLASSES)})")
@@ -387,7 +396,7 @@ class _Converter:
     def env(self, value: Any, where: str) -> dict[str, Any]:
         if value is None:
             return {}
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise self.error(where, "must be an object of string values")
         return value
 
