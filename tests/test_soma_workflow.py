@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -645,6 +646,14 @@ def test_each_database_path_is_its_own_home(tmp_path: Path,
     assert default.home == Path(os.environ["JOBBRIDGE_HOME"])
     assert default.scheduler_config.get_proc_nb() >= 1
     default.stop_engine()
+    # isolated_light_mode=True: a fresh folder each time (soma-workflow's mkdtemp)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    isolated = [WorkflowController(isolated_light_mode=True) for _ in range(2)]
+    assert isolated[0].home != isolated[1].home
+    assert all(ctrl.home.parent.parent == tmp_path and ctrl.home.name == "jobbridge"
+               and ctrl.home.parent.name.startswith("soma_workflow_") for ctrl in isolated)
+    for ctrl in isolated:
+        ctrl.stop_engine()
 
 
 def test_a_remote_resource_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
