@@ -366,7 +366,7 @@ def _status(args: argparse.Namespace) -> int:
     if any(_other_name(job) for job in status["jobs"]):  # soma-workflow files: ids are numbers
         header.insert(1, "NAME")
         for row, job in zip(rows, status["jobs"], strict=True):
-            row.insert(1, _one_line(_other_name(job) or ""))
+            row.insert(1, _other_name(job) or "")
     _table(header, rows)
     if status.get("transfers"):  # a remote host's older jobbridge has none
         print()
@@ -720,7 +720,7 @@ def _summary(status: dict[str, Any], seconds: float | None) -> None:
           f"{f', {retried} retried' if retried else ''}{took}", file=sys.stderr)
     for job in unsuccessful[:10]:
         name = _other_name(job)
-        print(f"  {job['id']}{f' ({_one_line(name)})' if name else ''}: "
+        print(f"  {job['id']}{f' ({one_line(name)})' if name else ''}: "
               f"{_exit_text(job) or _job_status_text(job['status'])}"
               f"{' - ' + job['exit_reason'] if job['exit_reason'] else ''}", file=sys.stderr)
     if len(unsuccessful) > 10:
