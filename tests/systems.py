@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -26,9 +27,11 @@ import pytest
 
 #: Slurm's Torque wrappers, kept off PATH (scripts/clusters/torque-wrappers-up.sh).
 TORQUE_BIN = Path(os.environ.get("JOBBRIDGE_TORQUE_BIN", "/opt/jobbridge-torque/bin"))
-#: How the real OpenPBS server is reached: its daemons run in a network namespace.
-PBSPRO_HOST_COMMAND = ["ip", "netns", "exec", "jbpbs"]
-PBSPRO_BIN = Path("/opt/pbs/bin")
+#: How the real OpenPBS server is reached: its daemons run in a network namespace
+#: (scripts/clusters/env.sh exports both, following openpbs-up.sh's knobs).
+PBSPRO_HOST_COMMAND = shlex.split(os.environ.get("JOBBRIDGE_PBS_HOST_COMMAND",
+                                                 "ip netns exec jbpbs"))
+PBSPRO_BIN = Path(os.environ.get("JOBBRIDGE_PBS_BIN", "/opt/pbs/bin"))
 #: The SSH "cluster" of scripts/clusters/sshd-up.sh: its state (keys, configs),
 #: login node and jump host ports, and account (env.sh exports the knobs).
 SSH_STATE = Path(os.environ.get("SSH_CI_STATE", "/var/tmp/jobbridge-ssh"))

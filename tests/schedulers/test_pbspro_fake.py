@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,6 +447,56 @@ def test_unknown_ids_do_not_hide_the_others(tmp_path: Path) -> None:
                        stderr=str(tmp_path / "unknown.txt"), code=153)
     statuses = scheduler.get_jobs_status(["40.pbs", "999.pbs"])
     assert statuses == {"40.pbs": constants.DONE, "999.pbs": constants.UNDETERMINED}
+
+
+def _answers(tmp_path: Path, answers: list[dict[str, Any]], version: str) -> PBSProScheduler:
+    """A scheduler whose qstat gives these JSON documents in turn, the last one
+    for good, and whose qstat -x is refused where ``version`` keeps no history."""
+    bin_dir, folder = tmp_path / "answers-bin", tmp_path / "answers"
+    bin_dir.mkdir()
+    folder.mkdir()
+    for number, answer in enumerate(answers):
+        (folder / str(number)).write_text(json.dumps(answer))
+    history = "" if version == "history" else (
+        'case " $* " in *" -x "*) echo "qstat: PBS is not configured to maintain job '
+        'history" >&2; exit 0;; esac\n')
+    state = shlex.quote(str(folder))
+    _script(bin_dir / "qstat",
+            "if [ \"$1\" = --version ]; then echo 'pbs_version = 23.06.06'; exit 0; fi\n"
+            f"{history}n=$(cat {state}/count 2>/dev/null || echo 0)\n"
+            f"[ -e {state}/$((n + 1)) ] && echo $((n + 1)) > {state}/count\n"
+            f"cat {state}/$n")
+    return PBSProScheduler({}, pbs_bin_dir=str(bin_dir), **{**FAST, "retries": 0})
+
+
+@pytest.mark.parametrize("version", ["history", "no history"])
+def test_a_job_missing_from_an_express_answer_is_asked_again(tmp_path: Path,
+                                                             version: str) -> None:
+    """``qstat -E`` leaves out, without a word, an id it cannot answer for. Where the
+    server keeps history (``-x`` shows deleted jobs as F), a queued job missing from
+    answers is asked about again at each poll, undetermined meanwhile, never taken as
+    gone; where it keeps none, missing from two polls in a row, it left the queue."""
+    recorded = json.loads((DATA / "pbspro-qstat-json-mixed-2.json").read_text())
+    server = ".aurora-pbs-0001.hostmgmt.cm.aurora.alcf.anl.gov"
+    queued, held = "4683812" + server, "4905429" + server
+    both = {**recorded, "Jobs": {job_id: recorded["Jobs"][job_id] for job_id in (queued, held)}}
+    dropped = {**recorded, "Jobs": {held: recorded["Jobs"][held]}}
+    scheduler = _answers(tmp_path, [both, dropped, dropped, dropped, both], version)
+    seen: list[str] = []
+    while len(seen) < 5 and constants.FAILED not in seen:
+        before = scheduler.calls.get("status", 0)
+        while scheduler.calls.get("status", 0) == before:  # the answer of the next qstat
+            statuses = scheduler.get_jobs_status([queued, held])
+            time.sleep(0.02)
+        assert statuses[held] == constants.USER_SYSTEM_ON_HOLD
+        seen.append(statuses[queued])
+    if version == "history":
+        assert seen == [constants.QUEUED_ACTIVE, *[constants.UNDETERMINED] * 3,
+                        constants.QUEUED_ACTIVE]
+    else:
+        assert seen == [constants.QUEUED_ACTIVE, constants.UNDETERMINED, constants.FAILED]
+        assert "removed from the queue before it ran" in str(
+            scheduler.get_job_exit_info(queued).reason)
 
 
 def test_unreachable_server_keeps_the_last_states(tmp_path: Path) -> None:

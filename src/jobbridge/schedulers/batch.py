@@ -388,6 +388,12 @@ class BatchScheduler(Scheduler, abc.ABC):
         system without history: the wrapper's exit file then tells the end)."""
         return {}
 
+    def answers_ended_jobs(self) -> bool:
+        """Whether :meth:`query_status` itself answers for jobs that ended or left
+        the queue (a job history): then a job missing from an answer has not left, so
+        it is asked about again, never taken as removed before it ran."""
+        return False
+
     def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
         """Job ids of jobs submitted with these names (``{name: id}``, the latest of
         a name), queued, running or ended, if the system can tell; used to re-attach
@@ -1080,6 +1086,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             return constants.FAILED
         last = tracked.record
         if (last is not None and not self._ran(tracked) and self.record_status(last) in WAITING
+                and not self.answers_ended_jobs()
                 and tracked.absence.lost(0.0)):  # missing from two polls in a row
             # it left the queue without running its wrapper, and no history says why
             # (a qdel/scancel of someone else, on a system keeping no history)

@@ -379,6 +379,11 @@ class PBSProScheduler(BatchScheduler):
                 answers[job_id] = attrs
         return answers
 
+    def answers_ended_jobs(self) -> bool:
+        """PBS Pro's ``-x`` shows every ended or deleted job (``F``, ``X``): there, a
+        job missing from an ``-E`` answer, which drops ids silently, is not gone."""
+        return self.implementation == pbs_output.PBSPRO and self.history
+
     def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
         if self.implementation == pbs_output.PBSPRO:  # qselect, not a dump of all history
             found = {}
