@@ -53,11 +53,11 @@ def submit(scheduler: PBSProScheduler, jobs: list[EngineJob]) -> list[str]:
 def poll(scheduler: PBSProScheduler, ids: list[str]) -> dict[str, str]:
     """The statuses of the next qstat: between two, the scheduler answers from the
     wrappers' files and the last one (its interval is 1 s here)."""
-    before = scheduler.calls["status"]
+    before = scheduler.calls.get("status", 0)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         statuses = scheduler.get_jobs_status(ids)
-        if scheduler.calls["status"] > before:
+        if scheduler.calls.get("status", 0) > before:
             return statuses
         time.sleep(0.05)
     raise TimeoutError("no qstat within 10 s")
@@ -77,6 +77,39 @@ def test_detected_as_openpbs_with_one_bulk_qstat() -> None:
     assert scheduler.implementation == "pbspro" and scheduler.version.startswith("23.")
     assert scheduler.status_argv(["1.pbshost", "2.pbshost"])[len(openpbs.HOST_COMMAND) + 1:] == [
         "-E", "-t", "-x", "-f", "-F", "json", "1.pbshost", "2.pbshost"]
+
+
+def test_express_qstat_answers_all_drops_unknown_ids_and_they_are_asked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real qstat: without -E, ``-F json ID1 ID2`` prints the first job only; with
+    -E, all of them, leaving out an unknown id without a word (exit 0). jobbridge's
+    one qstat a poll names every tracked id each time: the unknown one stays
+    undetermined, asked about again, never taken as gone."""
+    scheduler = openpbs_scheduler(array_submission="off")
+    held = submit(scheduler, [EngineJob(f"held{i}", ["true"], native_specification=["-h"],
+                                        working_directory=str(tmp_path)) for i in range(2)])
+    number, _, server = held[0].partition(".")
+    unknown = f"{int(number) + 1_000_000}.{server}"
+    try:
+        plain = openpbs.pbs("qstat", "-x", "-f", "-F", "json", *held, check=False)
+        assert list(json.loads(plain.stdout)["Jobs"]) == held[:1]
+        express = openpbs.pbs("qstat", "-E", "-x", "-f", "-F", "json", *held, unknown,
+                              check=False)
+        assert (express.returncode, express.stderr) == (0, "")
+        assert sorted(json.loads(express.stdout)["Jobs"]) == sorted(held)
+        asked: list[list[str]] = []
+        query = scheduler.query_status
+        monkeypatch.setattr(scheduler, "query_status",
+                            lambda ids: asked.append(list(ids)) or query(ids))
+        for _ in range(3):
+            assert poll(scheduler, [*held, unknown]) == {
+                **dict.fromkeys(held, constants.USER_SYSTEM_ON_HOLD),
+                unknown: constants.UNDETERMINED}
+        assert len(asked) == 3 and all(unknown in ids for ids in asked), asked
+    finally:
+        for job_id in held:
+            scheduler.kill_job(job_id)
+    assert wait_for_status(scheduler, held, timeout=60) == dict.fromkeys(held, constants.FAILED)
 
 
 def test_many_jobs_each_with_its_true_state(tmp_path: Path) -> None:
