@@ -86,6 +86,16 @@ def test_json_leftover_exit_status_of_a_held_job_is_ignored() -> None:
     assert states["412020"].exit_status is None and states["412020"].exit_value is None
 
 
+def test_json_subjob_of_a_held_array_is_held() -> None:
+    """OpenPBS 23.06 shows each subjob of a held array (``qsub -h -J``) as Q, with the
+    array's Hold_Types and substate 20 (held): it waits for a qrls, so H."""
+    data = json.loads(read("pbspro-qstat-json-H-1.json"))
+    [attrs] = data["Jobs"].values()
+    subjob = {**attrs, "job_state": "Q", "Hold_Types": "u", "substate": 20}
+    assert job_record(subjob, PBSPRO).state == "H"
+    assert job_record({**subjob, "Hold_Types": "n", "substate": 10}, PBSPRO).state == "Q"
+
+
 @pytest.mark.parametrize("name", ["pbspro-qstat-json-nojobs-1.json",
                                   "pbspro-qstat-json-nojobs-2.json"])
 def test_json_envelope_without_jobs(name: str) -> None:

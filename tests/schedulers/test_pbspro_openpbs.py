@@ -159,6 +159,33 @@ def test_many_jobs_each_with_its_true_state(tmp_path: Path) -> None:
     assert openpbs.attributes(queued[1])["job_state"] == "F"
 
 
+def test_a_held_arrays_elements_are_held_until_released(tmp_path: Path) -> None:
+    """Jobs alike held at submission go as one held array: PBS shows the array H and
+    each subjob Q with the array's Hold_Types; jobbridge shows each element held, and
+    running then done once the array is released."""
+    scheduler = openpbs_scheduler()
+    marker = tmp_path / "ran"
+    ids = submit(scheduler, [EngineJob(f"h{i}", ["sh", "-c", f'echo {i} >> "{marker}"'],
+                                       native_specification=["-h"],
+                                       working_directory=str(tmp_path)) for i in range(3)])
+    number = ids[0].partition("[")[0]
+    assert [job_id.partition("[")[0] for job_id in ids] == [number] * 3, "one array"
+    array = f"{number}[]{ids[0].partition(']')[2]}"
+    try:
+        assert {attrs["job_state"] for attrs in json.loads(openpbs.pbs(
+            "qstat", "-E", "-t", "-f", "-F", "json", *ids).stdout)["Jobs"].values()} == {"Q"}
+        for _ in range(2):
+            assert poll(scheduler, ids) == dict.fromkeys(ids, constants.USER_SYSTEM_ON_HOLD)
+        assert not marker.exists()
+        openpbs.pbs("qrls", array)
+        assert wait_for_status(scheduler, ids, timeout=90) == dict.fromkeys(ids, constants.DONE)
+        assert sorted(marker.read_text().split()) == ["0", "1", "2"]
+    finally:
+        scheduler.kill_jobs([job_id for job_id in ids
+                             if scheduler.get_jobs_status([job_id])[job_id]
+                             not in constants.ENDED_JOB_STATUS])
+
+
 def test_walltime_kill_is_a_timeout(tmp_path: Path) -> None:
     """pbs_mom kills the job past its walltime (checked every 1-4 s here):
     Exit_status -29, which jobbridge reports as aborted, reason TIMEOUT."""

@@ -242,6 +242,8 @@ def job_record(attrs: Mapping[str, Any], flavour: str) -> JobRecord:
     failed starts) is left over from an earlier attempt and ignored.
     """
     state = str(attrs.get("job_state", "")).strip()
+    if state == "Q" and str(attrs.get("Hold_Types", "n")).strip() not in ("", "n"):
+        state = "H"  # a subjob of a held array: Q, with the array's holds
     record = JobRecord(state, resource_usage=resource_usage(attrs.get("resources_used")))
     comment = str(attrs.get("comment") or "").strip()
     if len(comment) > _MAX_COMMENT:  # PBS lists every node a big job ran on
