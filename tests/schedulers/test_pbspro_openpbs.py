@@ -159,31 +159,46 @@ def test_many_jobs_each_with_its_true_state(tmp_path: Path) -> None:
     assert openpbs.attributes(queued[1])["job_state"] == "F"
 
 
-def test_a_held_arrays_elements_are_held_until_released(tmp_path: Path) -> None:
-    """Jobs alike held at submission go as one held array: PBS shows the array H and
-    each subjob Q with the array's Hold_Types; jobbridge shows each element held, and
-    running then done once the array is released."""
+def test_jobs_held_at_submission_go_alone_and_are_released_one_by_one(tmp_path: Path) -> None:
+    """Jobs alike with ``-h`` are not sent as one array: OpenPBS refuses qrls of a
+    subjob ("Invalid request"), so each goes alone, to be released by its own id."""
     scheduler = openpbs_scheduler()
-    marker = tmp_path / "ran"
-    ids = submit(scheduler, [EngineJob(f"h{i}", ["sh", "-c", f'echo {i} >> "{marker}"'],
+    ids = submit(scheduler, [EngineJob(f"h{i}", ["sh", "-c", f'touch "{tmp_path}/ran{i}"'],
                                        native_specification=["-h"],
                                        working_directory=str(tmp_path)) for i in range(3)])
-    number = ids[0].partition("[")[0]
-    assert [job_id.partition("[")[0] for job_id in ids] == [number] * 3, "one array"
-    array = f"{number}[]{ids[0].partition(']')[2]}"
+    try:
+        assert not any("[" in job_id for job_id in ids), ids
+        assert poll(scheduler, ids) == dict.fromkeys(ids, constants.USER_SYSTEM_ON_HOLD)
+        openpbs.pbs("qrls", ids[0])
+        assert wait_for_status(scheduler, ids[:1], timeout=90) == {ids[0]: constants.DONE}
+        assert poll(scheduler, ids[1:]) == dict.fromkeys(ids[1:],
+                                                          constants.USER_SYSTEM_ON_HOLD)
+        assert [(tmp_path / f"ran{i}").exists() for i in range(3)] == [True, False, False]
+    finally:
+        for job_id in ids[1:]:
+            scheduler.kill_job(job_id)
+    assert wait_for_status(scheduler, ids[1:], timeout=60) == dict.fromkeys(
+        ids[1:], constants.FAILED)
+
+
+def test_a_held_arrays_elements_are_held(tmp_path: Path) -> None:
+    """An array held as a whole (``qsub -h -J``, or ``qhold ID[]``): OpenPBS shows the
+    array H but each subjob Q, with the array's Hold_Types; each is held until
+    ``qrls ID[]``, then runs."""
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\ntrue\n")
+    array = openpbs.pbs("qsub", "-h", "-J", "0-2", "-o", "/dev/null", "-j", "oe",
+                        "-N", "heldarray", str(script)).stdout.strip()
+    ids = [array.replace("[]", f"[{index}]") for index in range(3)]
+    scheduler = openpbs_scheduler()
     try:
         assert {attrs["job_state"] for attrs in json.loads(openpbs.pbs(
             "qstat", "-E", "-t", "-f", "-F", "json", *ids).stdout)["Jobs"].values()} == {"Q"}
-        for _ in range(2):
-            assert poll(scheduler, ids) == dict.fromkeys(ids, constants.USER_SYSTEM_ON_HOLD)
-        assert not marker.exists()
+        assert poll(scheduler, ids) == dict.fromkeys(ids, constants.USER_SYSTEM_ON_HOLD)
         openpbs.pbs("qrls", array)
         assert wait_for_status(scheduler, ids, timeout=90) == dict.fromkeys(ids, constants.DONE)
-        assert sorted(marker.read_text().split()) == ["0", "1", "2"]
     finally:
-        scheduler.kill_jobs([job_id for job_id in ids
-                             if scheduler.get_jobs_status([job_id])[job_id]
-                             not in constants.ENDED_JOB_STATUS])
+        openpbs.pbs("qdel", "-x", array, check=False)
 
 
 def test_walltime_kill_is_a_timeout(tmp_path: Path) -> None:

@@ -178,7 +178,8 @@ class ArraySupport:
     element's id from the array's ``{id}`` and its ``{index}`` (``"{id}_{index}"``;
     :meth:`BatchScheduler.array_element_id` for other forms); ``first``: the first
     index; ``max_size``: the most elements of one array when the system does not say
-    (:meth:`BatchScheduler.array_chunk`).
+    (:meth:`BatchScheduler.array_chunk`); ``alone``: submit options that keep a job
+    out of arrays (PBS's ``-h``: a held subjob cannot be released by itself).
     """
 
     option: tuple[str, ...]
@@ -186,6 +187,7 @@ class ArraySupport:
     element: str = "{id}_{index}"
     first: int = 0
     max_size: int = 1000
+    alone: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -473,12 +475,16 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _array_groups(self, batch: Sequence[EngineJob]) -> list[list[int]]:
         """Indexes of jobs alike, chunked under the array size: alike when their
-        submit commands are the same but for the name and script."""
+        submit commands are the same but for the name and script, and hold none of
+        the options ``ARRAY.alone`` names."""
         alike: dict[tuple[str, ...], list[int]] = {}
+        alone = self.array_support.alone if self.array_support else frozenset()
         for index, job in enumerate(batch):
             try:
                 key = tuple(self.submit_argv(job, Path("/-/job.sh"), "-"))
             except ValueError:  # unbalanced quotes: refused by _submit_one
+                key = ("", str(index))
+            if not alone.isdisjoint(key):
                 key = ("", str(index))
             alike.setdefault(key, []).append(index)
         size = max(1, self.array_chunk())

@@ -96,8 +96,11 @@ class PBSProScheduler(BatchScheduler):
     KILL: ClassVar[SystemKill] = SystemKill("session", warning=signal.SIGTERM)
     #: PBS Pro's ``qsub -J 0-N`` (an array ``ID[].server``, elements ``ID[IDX].server``);
     #: Torque's is :data:`TORQUE_ARRAY`; Slurm's Torque wrappers submit each job alone.
+    #: A job held at submission (``-h``) goes alone: qrls refuses a subjob ("Invalid
+    #: request"), so its user could only release all its array's elements at once.
     ARRAY: ClassVar[ArraySupport | None] = ArraySupport(
-        ("-J", "{first}-{last}"), "PBS_ARRAY_INDEX", element="{id}[{index}]")
+        ("-J", "{first}-{last}"), "PBS_ARRAY_INDEX", element="{id}[{index}]",
+        alone=frozenset({"-h"}))
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {
