@@ -171,6 +171,33 @@ def test_one_poll_gives_every_job_its_state(fake_pbs: FakePBS) -> None:
         scheduler.kill_job(job_id)
 
 
+def test_a_job_submitted_held_is_held_before_any_qstat(fake_pbs: FakePBS) -> None:
+    """Between its qsub and the next qstat (``scheduler_interval``, 30 s by default), a
+    job is shown as its submission left it: held with ``-h`` (also from the resource's
+    options), else queued."""
+    fake_pbs.configure(start_delay=30)
+    scheduler = fake_pbs.scheduler(max_interval=600.0)
+    assert scheduler.get_jobs_status([]) == {}  # the first poll, with nothing to ask
+    polls = scheduler.calls.get("status", 0)
+    ids = [str(job_id) for job_id in scheduler.job_submission(
+        [EngineJob("held", ["true"], native_specification="-p 3 -h"),
+         EngineJob("plain", ["true"])])]
+    assert scheduler.get_jobs_status(ids) == {ids[0]: constants.USER_SYSTEM_ON_HOLD,
+                                              ids[1]: constants.QUEUED_ACTIVE}
+    held_everywhere = PBSProScheduler({}, None, "-h", pbs_bin_dir=str(fake_pbs.bin),
+                                      **{**FAST, "array_submission": "off",
+                                         "max_interval": 600.0})
+    held_everywhere.get_jobs_status([])
+    [other] = held_everywhere.job_submission([EngineJob("any", ["true"])])
+    assert held_everywhere.get_jobs_status([str(other)]) == {
+        str(other): constants.USER_SYSTEM_ON_HOLD}
+    assert scheduler.calls.get("status", 0) == polls
+    assert "status" not in held_everywhere.calls
+    for job_id in ids:
+        scheduler.kill_job(job_id)
+    held_everywhere.kill_job(str(other))
+
+
 def test_walltime_kill_is_aborted_with_pbs_reason(fake_pbs: FakePBS) -> None:
     job = EngineJob("long", ["sleep", "30"], resources={"walltime_s": 1})
     [(status, info)] = run_to_end(fake_pbs.scheduler(), [job], timeout=60)

@@ -390,6 +390,11 @@ class BatchScheduler(Scheduler, abc.ABC):
         system without history: the wrapper's exit file then tells the end)."""
         return {}
 
+    def submitted_status(self, job: EngineJob) -> str:
+        """A job's status from its submission until a query tells (queued, unless its
+        options held it: what a user sees meanwhile)."""
+        return constants.QUEUED_ACTIVE
+
     def answers_ended_jobs(self) -> bool:
         """Whether :meth:`query_status` itself answers for jobs that ended or left
         the queue (a job history): then a job missing from an answer has not left, so
@@ -732,7 +737,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         self._link(job_id, files)
         note = self.rounding.said(self.limit_notes(job))
         with self._lock:
-            self._jobs[job_id] = _Tracked(files, note=note, array=array)
+            self._jobs[job_id] = _Tracked(files, status=self.submitted_status(job), note=note,
+                                          array=array)
             self._interval = self.min_interval
             self._watch()
 

@@ -68,6 +68,8 @@ _GRID_ENGINE = re.compile(r"(SGE|OGS/GE|GE|UGE|Univa Grid Engine|Altair Grid Eng
 #: What the shell of Slurm's Torque wrappers (``qstat`` printing no version) reads in a
 #: path, and sbatch's ``%`` patterns.
 _SHELL_READS = re.compile(r"[^\w./+,:@=-]")
+#: qsub's option holding a job from its submission (until qrls).
+HOLD = "-h"
 #: Where a Singularity/Apptainer container shows itself (it shares the host's network).
 _CONTAINER_MARKS = ("/.singularity.d", "/.apptainer.d")
 
@@ -100,7 +102,7 @@ class PBSProScheduler(BatchScheduler):
     #: request"), so its user could only release all its array's elements at once.
     ARRAY: ClassVar[ArraySupport | None] = ArraySupport(
         ("-J", "{first}-{last}"), "PBS_ARRAY_INDEX", element="{id}[{index}]",
-        alone=frozenset({"-h"}))
+        alone=frozenset({HOLD}))
     #: Every PBS Pro and Torque ``job_state`` letter. F, C and X are ends: DONE or
     #: FAILED is then decided from the exit information.
     STATES: ClassVar[Mapping[str, str]] = {
@@ -381,6 +383,13 @@ class PBSProScheduler(BatchScheduler):
             if attrs is not None:
                 answers[job_id] = attrs
         return answers
+
+    def submitted_status(self, job: EngineJob) -> str:
+        """Held from the start when its options hold it (``qsub -h``), not shown
+        queued until the first qstat (``scheduler_interval`` later)."""
+        if HOLD in (*self.native_specification, *job.native_args()):
+            return constants.USER_SYSTEM_ON_HOLD
+        return super().submitted_status(job)
 
     def answers_ended_jobs(self) -> bool:
         """PBS Pro's ``-x`` shows every ended or deleted job (``F``, ``X``): there, a
