@@ -481,7 +481,7 @@ class BatchScheduler(Scheduler, abc.ABC):
     def _array_groups(self, batch: Sequence[EngineJob]) -> list[list[int]]:
         """Indexes of jobs alike, chunked under the array size: alike when their
         submit commands are the same but for the name and script, and hold none of
-        the options ``ARRAY.alone`` names."""
+        the options ``array_support.alone`` names."""
         alike: dict[tuple[str, ...], list[int]] = {}
         alone = self.array_support.alone if self.array_support else frozenset()
         for index, job in enumerate(batch):
