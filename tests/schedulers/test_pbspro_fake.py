@@ -150,7 +150,8 @@ def test_status_of_many_jobs_costs_one_qstat_per_cycle(
         return query(ids)
 
     monkeypatch.setattr(scheduler, "query_status", spy)
-    jobs = [EngineJob(f"j{i}", ["sleep", "0.5"], working_directory=str(tmp_path))
+    # long enough that none ends (by its exit file) before the first poll on a loaded machine
+    jobs = [EngineJob(f"j{i}", ["sleep", "3"], working_directory=str(tmp_path))
             for i in range(6)]
     results = run_to_end(scheduler, jobs, timeout=60)
     assert all(status == constants.DONE for status, _ in results)
