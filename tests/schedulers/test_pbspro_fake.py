@@ -200,6 +200,9 @@ def test_a_job_submitted_held_is_held_before_any_qstat(fake_pbs: FakePBS) -> Non
 
 
 def test_walltime_kill_is_aborted_with_pbs_reason(fake_pbs: FakePBS) -> None:
+    # the wrapper gets 10 s, not 2, between SIGTERM and SIGKILL to write its exit file
+    # (under a load of 30 it once had not, and the signal was unknown)
+    fake_pbs.configure(kill_delay=10)
     job = EngineJob("long", ["sleep", "30"], resources={"walltime_s": 1})
     [(status, info)] = run_to_end(fake_pbs.scheduler(), [job], timeout=60)
     assert status == constants.FAILED
