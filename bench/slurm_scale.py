@@ -20,12 +20,24 @@ from a job's end (its own record) to the store's submission date of its dependen
 ``job_files = poll``, ``scheduler_interval = 10``, no budget) and **sbatch** (the
 baseline a user would script: one ``sbatch --wrap=true`` a job, then ``squeue``
 every 2 s until none is left).
+(d) ``--hand-array N`` (the issue's (d), by hand only, on the private cluster of
+bench/private_slurm.sh): N independent ``true`` through ``jobbridge run`` with this
+release's defaults against a hand-written script: one ``sbatch --array=0-(N-1)
+--wrap=true``, then ``squeue`` every 30 s until none is left. slurmctld's counts
+are reset (``sdiag --reset``) before each way; *user RPCs* are those of the
+commands (sdiag's message types less slurmd's own: job completions, epilogs,
+registrations, and sdiag's). *last end* is when the last job ended (the newest
+output file of the hand-written array; the process for jobbridge, which sees
+ends from its wrappers' files at once): the hand-written script's wall time is
+rounded up to its next 30 s poll.
 Shims on PATH count each Slurm command; ``sdiag`` tells slurmctld's own count of
 this user's RPCs (before/after; other users of the machine add to it). Prints
 figures only. Needs the Slurm of scripts/clusters/slurm-up.sh.
 
     .venv/bin/python bench/slurm_scale.py [--jobs 60] [--chain 10] [--true-jobs 1000]
         [--repeat 1] [--parts a,b,t]
+    eval "$(bench/private_slurm.sh up)"
+    .venv/bin/python bench/slurm_scale.py --hand-array 10000
 """
 
 from __future__ import annotations
@@ -62,6 +74,16 @@ WAYS = {
 #: The ways of (a) and (b); those of (t), the last one a plain sbatch loop.
 AB_WAYS = ("watch", "watch 10/s", "poll only")
 TRUE_WAYS = ("arrays", "arrays, poll only", "off, poll only", "sbatch")
+#: sdiag's message types that are not a user's commands: slurmd's (job ends,
+#: epilogs, registrations) and the measure's own.
+DAEMON_RPCS = frozenset({"REQUEST_COMPLETE_BATCH_SCRIPT", "MESSAGE_EPILOG_COMPLETE",
+                         "MESSAGE_NODE_REGISTRATION_STATUS", "REQUEST_COMPLETE_PROLOG",
+                         "REQUEST_STEP_COMPLETE", "MESSAGE_COMPOSITE", "REQUEST_STATS_INFO",
+                         "REQUEST_STATS_RESET"})
+#: The cluster name of bench/private_slurm.sh: (d) runs there only.
+PRIVATE_CLUSTER = "jbbench"
+#: The hand-written script's poll interval (what sites ask of their users).
+HAND_POLL = 30
 
 
 def user_rpcs() -> int | None:
@@ -76,13 +98,38 @@ def user_rpcs() -> int | None:
     return int(found.group(1)) if found else None
 
 
+def rpcs_by_type() -> Counter[str]:
+    """sdiag's count of RPCs by message type since its last reset."""
+    text = subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout
+    part = text.partition("by message type")[2].partition("by user")[0]
+    return Counter({found[1]: int(found[2]) for found in re.finditer(
+        r"^\s*(\w+)\s*\(\s*\d+\)\s*count:\s*(\d+)", part, re.MULTILINE)})
+
+
+def slurm_config(key: str) -> str:
+    text = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                          check=True).stdout
+    found = re.search(rf"^{re.escape(key)}\s*=\s*(\S*)", text, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def quiet_controller(limit: float = 180) -> None:
+    """Wait (up to ``limit`` s) until slurmctld has forgotten every job (MinJobAge),
+    so that a way does not start with the last one's records in its queries."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and subprocess.run(
+            ["squeue", "--noheader", "--states=all", "--format=%i"],
+            capture_output=True, text=True).stdout.strip():
+        time.sleep(5)
+
+
 class Bench:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.runs = 0
         self.shims, self.calls_log = counting_shims(folder, COUNTED)
-        #: per way: wall times, last call counts, RPCs, end -> next sbatch (chain)
-        self.results: dict[str, dict[str, list[object]]] = {}
+        #: sdiag's RPCs by message type of the last run with ``reset``
+        self.by_type: Counter[str] = Counter()
 
     def baseline(self, count: int) -> tuple[float, Counter[str], int | None]:
         """``count`` x ``sbatch --wrap=true``, then ``squeue`` every 2 s until none
@@ -105,8 +152,40 @@ class Bench:
         rpc = None if rpcs is None or after is None else after - rpcs
         return elapsed, Counter(self.calls_log.read_text().split()), rpc
 
-    def run(self, way: str, jobs: list[dict[str, object]], deps: list[list[str]]
+    def hand_array(self, count: int) -> tuple[float, float, Counter[str], Counter[str]]:
+        """The hand-written script of (d): one ``sbatch --array`` of ``count`` x
+        ``true``, then ``squeue`` every HAND_POLL s until none is left. Returns its
+        wall time, the time to the last element's end, the calls and sdiag's RPCs."""
+        self.runs += 1
+        run = self.folder / f"run{self.runs}"
+        run.mkdir()
+        script = run / "hand.sh"
+        script.write_text(f"""#!/bin/bash
+set -e
+id=$(sbatch --parsable --array=0-{count - 1} --wrap=true)
+while [ -n "$(squeue --noheader --format=%i --jobs="$id")" ]; do sleep {HAND_POLL}; done
+""")
+        script.chmod(0o700)
+        env = {**os.environ, "PATH": f"{self.shims}:{os.environ['PATH']}"}
+        self.calls_log.write_text("")
+        subprocess.run(["sdiag", "--reset"], check=True, capture_output=True)
+        started, wall_started = time.perf_counter(), time.time()
+        subprocess.run([str(script)], cwd=run, env=env, check=True, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - started
+        rpcs = rpcs_by_type()
+        outputs = [entry.stat().st_mtime for entry in os.scandir(run)
+                   if entry.name.startswith("slurm-")]
+        if len(outputs) != count:
+            raise SystemExit(f"the hand-written array left {len(outputs)} output files, "
+                             f"not {count}")
+        return elapsed, max(outputs) - wall_started, Counter(
+            self.calls_log.read_text().split()), rpcs
+
+    def run(self, way: str, jobs: list[dict[str, object]], deps: list[list[str]], *,
+            reset: bool = False
             ) -> tuple[float, Counter[str], int | None, list[dict[str, object]]]:
+        """``jobbridge run`` of the workflow; ``reset``: sdiag's counts reset before
+        (the RPCs returned are then the user's, by message type: ``user_rpcs_d``)."""
         self.runs += 1
         run = self.folder / f"run{self.runs}"
         run.mkdir()
@@ -117,6 +196,8 @@ class Bench:
                "JOBBRIDGE_CONFIG": str(run / "jobbridge.cfg"),
                "PATH": f"{self.shims}:{os.environ['PATH']}"}
         self.calls_log.write_text("")
+        if reset:
+            subprocess.run(["sdiag", "--reset"], check=True, capture_output=True)
         rpcs = user_rpcs()
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "jobbridge", "run", str(run / "wf.json"),
@@ -124,6 +205,8 @@ class Bench:
                                 stdin=subprocess.DEVNULL, capture_output=True)
         elapsed = time.perf_counter() - started
         after = user_rpcs()
+        if reset:
+            self.by_type = rpcs_by_type()
         if result.returncode != 0:
             raise SystemExit(f"jobbridge run failed ({result.returncode}):\n{result.stderr}")
         calls = Counter(self.calls_log.read_text().split())
@@ -147,12 +230,69 @@ def chain(length: int, times: Path) -> tuple[list[dict[str, object]], list[list[
     return jobs, [list(pair) for pair in itertools.pairwise(ids)]
 
 
+def user_part(by_type: Counter[str]) -> int:
+    return sum(count for kind, count in by_type.items() if kind not in DAEMON_RPCS)
+
+
+def hand_array_case(bench: Bench, count: int, repeat: int) -> None:
+    """(d): ``count`` x ``true``, the hand-written array then jobbridge, ``repeat``
+    times; prints the table (medians) and each way's RPCs by message type."""
+    cluster, size = slurm_config("ClusterName"), slurm_config("MaxArraySize")
+    if cluster != PRIVATE_CLUSTER:
+        raise SystemExit(f"--hand-array runs on the private cluster only (ClusterName "
+                         f"{PRIVATE_CLUSTER}, not {cluster!r}): "
+                         f'eval "$(bench/private_slurm.sh up)" first')
+    if not size.isdigit() or int(size) < count:
+        raise SystemExit(f"MaxArraySize {size} is below {count}: "
+                         f"JB_BENCH_SLURM_MAX_ARRAY={count + 1} bench/private_slurm.sh up")
+    walls: dict[str, list[float]] = {"hand": [], "jobbridge": []}
+    ends: dict[str, list[float]] = {"hand": [], "jobbridge": []}
+    calls: dict[str, Counter[str]] = {}
+    rpcs: dict[str, Counter[str]] = {}
+    for turn in range(repeat):
+        quiet_controller()
+        print(f"  run {turn + 1}: hand-written array (load average {load_average()})",
+              flush=True)
+        wall, end, calls["hand"], rpcs["hand"] = bench.hand_array(count)
+        walls["hand"].append(wall)
+        ends["hand"].append(end)
+        quiet_controller()
+        print(f"  run {turn + 1}: jobbridge run (load average {load_average()})", flush=True)
+        wall, calls["jobbridge"], _, jobs = bench.run("arrays", *trues(count), reset=True)
+        rpcs["jobbridge"] = bench.by_type
+        done = sum(job["status"] == "done" for job in jobs)
+        if done != count:
+            raise SystemExit(f"jobbridge: {done} of {count} jobs done")
+        walls["jobbridge"].append(wall)
+        ends["jobbridge"].append(wall)
+    base, base_end = med(walls["hand"]), med(ends["hand"])
+    rows = []
+    for way, label in (("hand", "hand-written sbatch --array"), ("jobbridge", "jobbridge")):
+        status = calls[way]["squeue"] + calls[way]["sacct"]
+        rows.append([label, f"{med(walls[way]):.1f}", spread(walls[way]),
+                     f"{med(ends[way]):.1f}", f"{med(walls[way]) / base:.3f}x",
+                     f"{med(ends[way]) / base_end:.3f}x",
+                     *(str(calls[way][c]) for c in COUNTED), str(status),
+                     str(user_part(rpcs[way]))])
+    print(f"(d) {count} independent true (targets: wall <= 1.05x the hand-written "
+          f"array's, < 100 user RPCs)")
+    print(table(["", "wall s", "runs", "last end s", "wall ratio", "last end ratio",
+                 *COUNTED, "status", "user RPCs"], rows))
+    for way in ("hand", "jobbridge"):
+        print(f"{way}: sdiag by message type (last run): " + ", ".join(
+            f"{kind} {number}" for kind, number in rpcs[way].most_common()))
+    print(f"(load average at the end {load_average()})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--chain", type=int, default=10)
     parser.add_argument("--true-jobs", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--hand-array", type=int, metavar="N",
+                        help="(d) only: N x true against a hand-written sbatch --array, on "
+                             "the private cluster of bench/private_slurm.sh")
     parser.add_argument("--parts", default="a,b,t", help="comma-separated, of: a, b, t")
     parser.add_argument("--ways", default=",".join(AB_WAYS), help="ways of (a) and (b), "
                         "comma-separated, of: " + ", ".join(AB_WAYS))
@@ -161,6 +301,13 @@ def main() -> int:
     ways = args.ways.split(",")
     parts = args.parts.split(",")
     byte_compile()
+    if args.hand_array:
+        print(f"(d) {args.hand_array} x true, hand-written sbatch --array against jobbridge "
+              f"run, {args.repeat} run(s) each (load average {load_average()})")
+        args.dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="jb-slurm-hand-", dir=args.dir) as folder:
+            hand_array_case(Bench(Path(folder)), args.hand_array, args.repeat)
+        return 0
     print(f"(a) {args.jobs} x sleep 2, (b) a chain of {args.chain} x sleep 1, (t) "
           f"{args.true_jobs} x true, on the local Slurm, {args.repeat} run(s) each, parts "
           f"{','.join(parts)} (load average {load_average()})")
