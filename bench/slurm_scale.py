@@ -48,6 +48,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -152,17 +153,19 @@ class Bench:
         rpc = None if rpcs is None or after is None else after - rpcs
         return elapsed, Counter(self.calls_log.read_text().split()), rpc
 
-    def hand_array(self, count: int) -> tuple[float, float, Counter[str], Counter[str]]:
+    def hand_array(self, count: int, wrap: str = "true"
+                   ) -> tuple[float, float, Counter[str], Counter[str]]:
         """The hand-written script of (d): one ``sbatch --array`` of ``count`` x
-        ``true``, then ``squeue`` every HAND_POLL s until none is left. Returns its
-        wall time, the time to the last element's end, the calls and sdiag's RPCs."""
+        ``wrap`` (``true``), then ``squeue`` every HAND_POLL s until none is left.
+        Returns its wall time, the time to the last element's end, the calls and
+        sdiag's RPCs."""
         self.runs += 1
         run = self.folder / f"run{self.runs}"
         run.mkdir()
         script = run / "hand.sh"
         script.write_text(f"""#!/bin/bash
 set -e
-id=$(sbatch --parsable --array=0-{count - 1} --wrap=true)
+id=$(sbatch --parsable --array=0-{count - 1} --wrap={shlex.quote(wrap)})
 while [ -n "$(squeue --noheader --format=%i --jobs="$id")" ]; do sleep {HAND_POLL}; done
 """)
         script.chmod(0o700)
@@ -234,9 +237,18 @@ def user_part(by_type: Counter[str]) -> int:
     return sum(count for kind, count in by_type.items() if kind not in DAEMON_RPCS)
 
 
-def hand_array_case(bench: Bench, count: int, repeat: int) -> None:
+#: ``--floor``: hand-written arrays whose elements start a Python: a bare one, one
+#: importing only the standard modules a job wrapper needs, and one importing
+#: jobbridge's job wrapper (what each jobbridge element runs before its command).
+FLOORS = {"hand, python -c pass": "pass",
+          "hand, python + stdlib a wrapper needs": "import json, os, signal, subprocess, time",
+          "hand, python + jobbridge's wrapper imports": "import jobbridge.schedulers.jobwrap"}
+
+
+def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) -> None:
     """(d): ``count`` x ``true``, the hand-written array then jobbridge, ``repeat``
-    times; prints the table (medians) and each way's RPCs by message type."""
+    times; prints the table (medians) and each way's RPCs by message type.
+    ``floor``: then the FLOORS arrays (what a Python in each element costs)."""
     cluster, size = slurm_config("ClusterName"), slurm_config("MaxArraySize")
     if cluster != PRIVATE_CLUSTER:
         raise SystemExit(f"--hand-array runs on the private cluster only (ClusterName "
@@ -245,8 +257,9 @@ def hand_array_case(bench: Bench, count: int, repeat: int) -> None:
     if not size.isdigit() or int(size) < count:
         raise SystemExit(f"MaxArraySize {size} is below {count}: "
                          f"JB_BENCH_SLURM_MAX_ARRAY={count + 1} bench/private_slurm.sh up")
-    walls: dict[str, list[float]] = {"hand": [], "jobbridge": []}
-    ends: dict[str, list[float]] = {"hand": [], "jobbridge": []}
+    floors = FLOORS if floor else {}
+    walls: dict[str, list[float]] = {way: [] for way in ("hand", "jobbridge", *floors)}
+    ends: dict[str, list[float]] = {way: [] for way in walls}
     calls: dict[str, Counter[str]] = {}
     rpcs: dict[str, Counter[str]] = {}
     for turn in range(repeat):
@@ -265,9 +278,17 @@ def hand_array_case(bench: Bench, count: int, repeat: int) -> None:
             raise SystemExit(f"jobbridge: {done} of {count} jobs done")
         walls["jobbridge"].append(wall)
         ends["jobbridge"].append(wall)
+        for way, code in floors.items():
+            quiet_controller()
+            print(f"  run {turn + 1}: {way} (load average {load_average()})", flush=True)
+            wall, end, calls[way], rpcs[way] = bench.hand_array(
+                count, shlex.join([sys.executable, "-c", code]))
+            walls[way].append(wall)
+            ends[way].append(end)
     base, base_end = med(walls["hand"]), med(ends["hand"])
     rows = []
-    for way, label in (("hand", "hand-written sbatch --array"), ("jobbridge", "jobbridge")):
+    for way, label in (("hand", "hand-written sbatch --array"), ("jobbridge", "jobbridge"),
+                       *((way, way) for way in floors)):
         status = calls[way]["squeue"] + calls[way]["sacct"]
         rows.append([label, f"{med(walls[way]):.1f}", spread(walls[way]),
                      f"{med(ends[way]):.1f}", f"{med(walls[way]) / base:.3f}x",
@@ -278,7 +299,7 @@ def hand_array_case(bench: Bench, count: int, repeat: int) -> None:
           f"array's, < 100 user RPCs)")
     print(table(["", "wall s", "runs", "last end s", "wall ratio", "last end ratio",
                  *COUNTED, "status", "user RPCs"], rows))
-    for way in ("hand", "jobbridge"):
+    for way in calls:
         print(f"{way}: sdiag by message type (last run): " + ", ".join(
             f"{kind} {number}" for kind, number in rpcs[way].most_common()))
     print(f"(load average at the end {load_average()})")
@@ -293,6 +314,9 @@ def main() -> int:
     parser.add_argument("--hand-array", type=int, metavar="N",
                         help="(d) only: N x true against a hand-written sbatch --array, on "
                              "the private cluster of bench/private_slurm.sh")
+    parser.add_argument("--floor", action="store_true",
+                        help="(d): also hand-written arrays whose elements start a bare "
+                             "Python, and one importing jobbridge's job wrapper")
     parser.add_argument("--parts", default="a,b,t", help="comma-separated, of: a, b, t")
     parser.add_argument("--ways", default=",".join(AB_WAYS), help="ways of (a) and (b), "
                         "comma-separated, of: " + ", ".join(AB_WAYS))
@@ -306,7 +330,7 @@ def main() -> int:
               f"run, {args.repeat} run(s) each (load average {load_average()})")
         args.dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="jb-slurm-hand-", dir=args.dir) as folder:
-            hand_array_case(Bench(Path(folder)), args.hand_array, args.repeat)
+            hand_array_case(Bench(Path(folder)), args.hand_array, args.repeat, args.floor)
         return 0
     print(f"(a) {args.jobs} x sleep 2, (b) a chain of {args.chain} x sleep 1, (t) "
           f"{args.true_jobs} x true, on the local Slurm, {args.repeat} run(s) each, parts "
