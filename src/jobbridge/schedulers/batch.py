@@ -15,13 +15,15 @@ and may fill in the tables ``STATES`` (native state -> JOB_STATUS),
 cancel ends a job: :class:`.SystemKill`), ``RESERVED_OPTIONS`` (native options it
 sets itself), ``ARRAY`` (how it runs job arrays: :class:`ArraySupport`),
 ``CONFIG_KEYS``, and override the optional hooks:
-``parse_submit_output``, ``record_status``, ``ended_records`` (finished-job
+``parse_submit_output``, ``send_submission`` (a submission through a library
+call instead of a command: DRMAA), ``record_status``, ``ended_records`` (finished-job
 history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
 failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
 ``limit_notes`` (limits rounded to the system's units), ``array_element_id`` and
 ``array_chunk``.
 Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
-CommandError); ``submit_argv`` sends the script's own output to
+CommandError), library calls through :meth:`BatchScheduler.request` (the budget
+and retries alike); ``submit_argv`` sends the script's own output to
 :meth:`~BatchScheduler.batch_output_path`.
 This base does the rest, the same way for every backend:
 
@@ -51,7 +53,8 @@ This base does the rest, the same way for every backend:
   and is a job of its own: its id in the system's element form, its status,
   exit info and kill; its folder's ``array.json`` names the array and its index,
   so that ``find_submitted`` re-attaches it by the array's name;
-- **a command budget**: every command goes through one token bucket per engine
+- **a command budget**: every command (and library call: :meth:`request`) goes
+  through one token bucket per engine
   and batch system (``max_commands_per_second``, default 1, bursts of
   :data:`~.batchwatch.BURST`): submissions, queries and cancels alike; the
   engine submits only what the budget lets through now (``submission_room``),
