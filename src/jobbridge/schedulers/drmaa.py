@@ -184,7 +184,6 @@ class DrmaaScheduler(SGEScheduler):
     RESERVED_OPTIONS = {
         **SGEScheduler.RESERVED_OPTIONS,
         "-t": "jobbridge submits jobs alike as bulk jobs itself (array_submission)"}
-    usage_source: ClassVar[str] = "Grid Engine accounting (DRMAA, qacct)"
 
     def __init__(self, *, library_path: str | None = None, **options: Any) -> None:
         load_drmaa(library_path)
