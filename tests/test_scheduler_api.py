@@ -24,6 +24,7 @@ from jobbridge.scheduler import (
 )
 from jobbridge.schedulers import batch
 from jobbridge.schedulers.batch import BatchScheduler
+from jobbridge.schedulers.drmaa import DrmaaScheduler
 from jobbridge.schedulers.local_basic import LocalScheduler
 from jobbridge.schedulers.pbspro import PBSProScheduler
 from jobbridge.schedulers.sge import SGEScheduler
@@ -149,19 +150,20 @@ def test_the_batch_base_says_what_a_backend_defines() -> None:
                                                   "cancel_argv", "query_status"}
     doc = inspect.getdoc(batch)
     assert doc is not None
-    optional = ("cancel_many_argv", "parse_submit_output", "record_status", "ended_records",
-                "find_by_name", "is_transient", "refusal_text", "limit_notes",
+    optional = ("cancel_many_argv", "parse_submit_output", "send_submission", "record_status",
+                "ended_records", "find_by_name", "is_transient", "refusal_text", "limit_notes",
                 "array_element_id", "array_chunk")
     for hook in ("submit_argv", "cancel_argv", "query_status", *optional):
         assert f"``{hook}``" in doc or f"~BatchScheduler.{hook}`" in doc, hook
-    backends = (SlurmScheduler, PBSProScheduler, SGEScheduler)
+    backends = (SlurmScheduler, PBSProScheduler, SGEScheduler, DrmaaScheduler)
     for hook in optional:
         assert any(hook in vars(backend) for backend in backends), hook
     overridable = {name for name, value in vars(BatchScheduler).items()
                    if inspect.isfunction(value) and not name.startswith("_")
                    and any(name in vars(backend) for backend in backends)}
     assert overridable - BatchScheduler.__abstractmethods__ - {"build_scheduler"} <= {
-        *optional, "options_from_config", "check_config", "availability"}, "undocumented hook"
+        *optional, "options_from_config", "check_config", "availability",
+        "close"}, "undocumented hook"  # close: the Scheduler API's (drmaa's session)
     assert "NotImplementedError" not in inspect.getsource(batch)
 
 

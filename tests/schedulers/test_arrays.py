@@ -1,8 +1,9 @@
 """Job arrays (issue 15, item 3): ready jobs alike submitted as one array, one id an
 element, each element's true exit info, kills of elements, re-attachment of elements
 after an engine killed during the array's submission; ``array_submission = off``
-keeps one submission a job. On the real Slurm, OpenPBS and Grid Engine (marked:
-see tests/systems.py), with job counts the shared systems' slots allow; Torque's
+keeps one submission a job. On the real Slurm, OpenPBS and Grid Engine, through its
+commands (``sge``) and through DRMAA (``drmaa``: ``runBulkJobs``) (marked: see
+tests/systems.py), with job counts the shared systems' slots allow; Torque's
 ``qsub -t`` against the FAKE Torque of tests/fake_pbspro (shaped by recorded Torque
 output: no Torque server can run here, and Slurm's Torque wrappers have no arrays)."""
 
@@ -76,9 +77,16 @@ def fake_torque(tmp_path: Path, **options: object) -> BatchScheduler:
     return scheduler
 
 
+def drmaa(tmp_path: Path, **options: object) -> BatchScheduler:
+    from jobbridge.schedulers.drmaa import DrmaaScheduler
+
+    return DrmaaScheduler(**fast(tmp_path, options))  # type: ignore[arg-type]
+
+
 SYSTEMS = [pytest.param(slurm, 50, "--array", id="slurm", marks=pytest.mark.slurm),
            pytest.param(openpbs_scheduler, 16, "-J", id="openpbs", marks=pytest.mark.pbspro),
            pytest.param(sge, 8, "-t", id="sge", marks=pytest.mark.sge),
+           pytest.param(drmaa, 8, "-t", id="drmaa", marks=pytest.mark.sge),
            pytest.param(fake_torque, 10, "-t", id="torque-fake")]
 
 
@@ -263,11 +271,40 @@ def _config(system: str, tmp_path: Path) -> str:
     return f"[target]\nscheduler_type = {system}\nscheduler_interval = 2\n"
 
 
+#: Loaded by the engines of the drmaa case (PYTHONPATH): DRMAA's submissions are library
+#: calls, not commands a PATH shim could hold back; this holds the first one back.
+DRMAA_SHIM = """
+import os, time
+folder = os.environ.get("JB_DRMAA_SHIM")
+if folder:
+    import drmaa
+
+    def held(real, name):
+        def call(*args):
+            with open(os.path.join(folder, "calls"), "a") as log:
+                log.write(f"call {os.getpid()} {name}\\n")
+            if os.path.exists(os.path.join(folder, "first")):
+                return real(*args)
+            open(os.path.join(folder, "first"), "w").close()
+            if os.environ["JB_DRMAA_SEND"] == "1":
+                real(*args)
+            open(os.path.join(folder, "sent"), "w").close()
+            while not os.path.exists(os.path.join(folder, "go")):
+                time.sleep(0.1)
+            raise SystemExit(1)
+        return staticmethod(call)
+
+    drmaa.Session.runJob = held(drmaa.Session.runJob, "runJob")
+    drmaa.Session.runBulkJobs = held(drmaa.Session.runBulkJobs, "runBulkJobs")
+"""
+
+
 @pytest.mark.parametrize("submit_first", [True, False], ids=["answer-lost", "never-sent"])
 @pytest.mark.parametrize(("system", "count"), [
     pytest.param("slurm", 12, marks=pytest.mark.slurm),
     pytest.param("openpbs", 8, marks=pytest.mark.pbspro),
     pytest.param("sge", 4, marks=pytest.mark.sge),
+    pytest.param("drmaa", 4, marks=pytest.mark.sge),
     pytest.param("torque-fake", 6)])
 def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
         tmp_path: Path, jobbridge_home: Path, monkeypatch: pytest.MonkeyPatch, system: str,
@@ -282,10 +319,18 @@ def test_an_engine_killed_during_an_array_submission_runs_every_element_once(
     config = _config(system, tmp_path)
     (tmp_path / "jobbridge.cfg").write_text(config)
     pbs_bin = {"openpbs": PBSPRO_BIN, "torque-fake": fake_torque_bin(tmp_path)}.get(system)
-    real = (str(pbs_bin / "qsub") if pbs_bin
-            else subprocess.run(["sh", "-c", f"command -v {SUBMIT[system]}"],
-                                capture_output=True, text=True, check=True).stdout.strip())
-    shims = _shim(tmp_path / "bin", real, SUBMIT[system], submit_first)
+    shims = tmp_path / "bin"
+    if system == "drmaa":
+        shims.mkdir()
+        (shims / "sitecustomize.py").write_text(DRMAA_SHIM)
+        monkeypatch.setenv("PYTHONPATH", str(shims))
+        monkeypatch.setenv("JB_DRMAA_SHIM", str(shims))
+        monkeypatch.setenv("JB_DRMAA_SEND", "1" if submit_first else "0")
+    else:
+        real = (str(pbs_bin / "qsub") if pbs_bin
+                else subprocess.run(["sh", "-c", f"command -v {SUBMIT[system]}"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        _shim(shims, real, SUBMIT[system], submit_first)
     if pbs_bin:  # the resource names PBS's folder: the shim takes its place
         for name in ("qstat", "qdel", "qselect"):
             (shims / name).symlink_to(pbs_bin / name)

@@ -1,9 +1,10 @@
 """Batch systems at scale (issue 15): ends seen from the wrappers' files with the
 status commands unavailable, a job cancelled while queued seen within one
 ``scheduler_interval``, the command budget holding under a burst, the fallback to
-polling when the state folder is not shared; on the real Slurm and on Slurm's
-Torque wrappers (marked: see tests/systems.py). The batch system's commands are
-reached through PATH shims that log or fail them."""
+polling when the state folder is not shared; on the real Slurm, on Slurm's
+Torque wrappers, on OpenPBS and on Grid Engine through DRMAA (marked: see
+tests/systems.py). The batch system's commands are reached through PATH shims that
+log or fail them; DRMAA's calls are logged where the process's session makes them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,7 @@ from systems import PBSPRO_BIN, PBSPRO_HOST_COMMAND, TORQUE_BIN
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
 TORQUE_COMMANDS = ("qsub", "qstat", "qdel", "qselect", "pbsnodes")
+GRID_ENGINE_COMMANDS = ("qstat", "qacct", "qdel", "qconf")
 
 
 def shim(folder: Path, names: Iterable[str], real: dict[str, str], log: Path,
@@ -99,7 +102,8 @@ def check_ends_without_status_commands(scheduler: BatchScheduler, log: Path,
     assert scheduler.get_job_exit_info(ids[0])[:2] == (constants.FINISHED_REGULARLY, 0)
     assert scheduler.get_job_exit_info(ids[1])[:2] == (constants.FINISHED_REGULARLY, 3)
     calls = [name for _, name in logged(log)]
-    calls = calls[calls.index(next(c for c in calls if c in ("sbatch", "qsub"))):]
+    submits = [at for at, name in enumerate(calls) if name in ("sbatch", "qsub")]
+    calls = calls[submits[0]:] if submits else calls  # DRMAA: no submit command
     # asked at the first status call, and when the signal's end is seen; failing: not
     # again within scheduler_interval
     allowed = 2 + int((time.monotonic() - start) / scheduler.max_interval)
@@ -150,6 +154,55 @@ def test_ends_seen_from_exit_files_while_openpbs_qstat_fails(tmp_path: Path) -> 
     shim(folder, ["qstat"], real, log, failing=["qstat"])  # once the flavour is known
     try:
         check_ends_without_status_commands(scheduler, log, {"qstat"}, tmp_path)
+    finally:
+        scheduler.close()
+
+
+def drmaa_scheduler(tmp_path: Path, **options: object) -> BatchScheduler:
+    from jobbridge.schedulers.drmaa import DrmaaScheduler
+
+    options.setdefault("min_interval", 0.2)
+    options.setdefault("max_interval", 30.0)
+    options.setdefault("commands_per_second", 50.0)
+    return DrmaaScheduler(state_dir=tmp_path / "state", **options)  # type: ignore[arg-type]
+
+
+def drmaa_logged(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Log each DRMAA call that reaches the DRMS (time and ``drmaa``), as the shims do
+    for commands."""
+    from jobbridge.schedulers import drmaa
+
+    real = drmaa._SESSION.call
+
+    def call(action: Any) -> Any:
+        with log.open("a") as stream:
+            stream.write(f"{time.time()} drmaa\n")
+        return real(action)
+
+    monkeypatch.setattr(drmaa._SESSION, "call", call)
+
+
+@pytest.mark.sge
+def test_ends_seen_from_exit_files_while_grid_engines_qstat_and_qacct_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drmaa scheduler: jobs submitted by DRMAA end from their wrappers' files
+    while Grid Engine's status commands fail; back, they confirm the end by a signal."""
+    log = tmp_path / "calls.log"
+    real = {name: shutil.which(name) or name for name in GRID_ENGINE_COMMANDS}
+    folder = shim(tmp_path / "bin", GRID_ENGINE_COMMANDS, real, log,
+                  failing=("qstat", "qacct"))
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    drmaa_logged(log, monkeypatch)
+    scheduler = drmaa_scheduler(tmp_path)
+    try:
+        signal_id = check_ends_without_status_commands(scheduler, log, {"qstat", "qacct"},
+                                                       tmp_path)
+        assert scheduler.calls["submit"] == 1, scheduler.calls  # one runBulkJobs
+        shim(folder, ["qstat", "qacct"], real, log)  # back: the signal's end is confirmed
+        scheduler.max_interval = 0.5
+        assert wait_for_status(scheduler, [signal_id], timeout=120)[signal_id] == (
+            constants.FAILED)
+        assert scheduler.get_job_exit_info(signal_id)[2] == 10  # SIGUSR1
     finally:
         scheduler.close()
 
@@ -207,6 +260,35 @@ def test_the_command_budget_holds_under_a_burst_of_ready_jobs(
         scheduler.close()
     calls = logged(log)
     assert sum(name == "sbatch" for _, name in calls) == count
+    assert_within_budget(calls, rate)
+
+
+@pytest.mark.sge
+def test_the_command_budget_holds_for_drmaas_calls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every DRMAA call that reaches the DRMS (runJob, control) and every Grid Engine
+    command (qstat, qacct, qdel) takes a token of the one budget: 40 jobs submitted
+    one by one at 10 a second after the burst, all asked about one by one."""
+    log = tmp_path / "calls.log"
+    real = {name: shutil.which(name) or name for name in GRID_ENGINE_COMMANDS}
+    folder = shim(tmp_path / "bin", GRID_ENGINE_COMMANDS, real, log)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    drmaa_logged(log, monkeypatch)
+    rate, count = 10.0, 40
+    scheduler = drmaa_scheduler(tmp_path, commands_per_second=rate, max_interval=1.0,
+                                array_submission="off")  # one runJob a job
+    try:
+        ids = scheduler.job_submission(
+            [EngineJob(f"d{i}", ["true"], working_directory=str(tmp_path))
+             for i in range(count)])
+        assert None not in ids
+        for job_id in ids:  # a status call per job would blow the budget too
+            scheduler.get_jobs_status([str(job_id)])
+        wait_for_status(scheduler, [str(job_id) for job_id in ids], timeout=600)
+    finally:
+        scheduler.close()
+    calls = logged(log)
+    assert sum(name == "drmaa" for _, name in calls) == count == scheduler.calls["submit"]
     assert_within_budget(calls, rate)
 
 

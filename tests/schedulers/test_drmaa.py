@@ -1,4 +1,4 @@
-"""drmaa: the pure parts (state table, templates, the exec stub) anywhere, then the
+"""drmaa: the pure parts anywhere, its native specification, then the
 conformance kit on the real Grid Engine that scripts/clusters/sge-up.sh starts
 (``source scripts/clusters/env.sh`` first), marked ``sge`` (see tests/systems.py).
 The Grid Engine cases drmaa shares with the sge scheduler are in test_grid_engine.py,
@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from jobbridge import constants
 from jobbridge.configuration import Configuration
 from jobbridge.model import EngineJob
 from jobbridge.scheduler import Scheduler, build_scheduler
 from jobbridge.schedulers import drmaa as drmaa_scheduler
-from jobbridge.schedulers.drmaa import (
-    EXEC_STUB,
-    STATES,
-    DrmaaScheduler,
-    carried_natively,
-    job_name,
-    stub_spec,
-)
+from jobbridge.schedulers.common import job_name
+from jobbridge.schedulers.drmaa import DrmaaScheduler
 from jobbridge.testing import SchedulerConformance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,55 +31,11 @@ def make_scheduler(**options: str) -> DrmaaScheduler:
 
 
 # --- no Grid Engine needed -----------------------------------------------------------------
-@pytest.mark.sge
-def test_every_drmaa_state_is_mapped() -> None:
-    drmaa = drmaa_scheduler.load_drmaa()
-    states = {value for name, value in vars(drmaa.JobState).items() if name.isupper()}
-    assert set(STATES) == states
-    assert set(STATES.values()) <= set(constants.JOB_STATUS)
-
-
 def test_job_names_are_safe() -> None:
     assert job_name("step 1/2: ça") == "step_1_2___a"
     assert job_name("3d") == "j3d"
     assert job_name("") == "job"
     assert len(job_name("x" * 500)) == 100
-
-
-def test_strings_grid_engine_would_change_go_through_the_stub() -> None:
-    plain = EngineJob(job_id="a", command=["echo", "it's $(x) `y` * \t €"],
-                      stdout_file="/tmp/a b:c.out")
-    assert carried_natively(plain.command, {"K": "a b\nc"}, "/tmp", plain)
-    assert not carried_natively(["printf", "a\nb"], {}, "/tmp", plain)
-    assert not carried_natively(plain.command, {"OPTS": "--x=1"}, "/tmp", plain)
-    assert not carried_natively(plain.command, {"BIG": "x" * 9000}, "/tmp", plain)
-    assert not carried_natively(plain.command, {}, "/tmp/$JOB_ID", plain)
-    dollar = EngineJob(job_id="b", command=["true"], stderr_file="/tmp/$HOME.err")
-    assert not carried_natively(dollar.command, {}, "/tmp", dollar)
-
-
-@pytest.mark.parametrize("join", [False, True])
-def test_exec_stub_runs_the_job_byte_exact(tmp_path: Path, join: bool) -> None:
-    """The stub as Grid Engine would start it, here with a plain subprocess."""
-    argv = ["sh", "-c", 'printf "%s\\0" "$@" "$OPTS"; echo err >&2; cat; kill -PIPE $$',
-            "sh", "a\nb", "$HOME", "€", ""]
-    (tmp_path / "in").write_bytes(b"input\n")
-    workdir = tmp_path / "$JOB_ID"
-    workdir.mkdir()
-    spec = EngineJob(job_id="s", command=argv, stdin=str(tmp_path / "in"),
-                     stdout_file=str(workdir / "o$HOME"), stderr_file=str(tmp_path / "e"),
-                     join_stderrout=join)
-    env = {"OPTS": "--a=b\n"}
-    (workdir / "o$HOME").write_text("old content, longer than the new one" * 10)
-    stub = stub_spec(argv, env, str(workdir), spec)
-    assert stub.isascii() and "\n" not in stub
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", EXEC_STUB, stub], check=False,
-                          cwd="/", env={"PATH": os.environ["PATH"]})
-    assert done.returncode == -13, "SIGPIPE must have its default action in the job"
-    out = (workdir / "o$HOME").read_bytes()
-    fields = b"a\nb\0$HOME\0\xe2\x82\xac\0\0--a=b\n\0"
-    assert out == fields + (b"err\ninput\n" if join else b"input\n")
-    assert (tmp_path / "e").exists() != join
 
 
 @pytest.mark.sge
@@ -98,12 +47,17 @@ def test_native_specification(tmp_path: Path) -> None:
                          parallel_job_info={"nodes_number": 2, "cpu_per_node": 2},
                          resources={"memory_mb": 1000, "walltime_s": 90},
                          native_specification=["-l", "arch=lx amd64", "-A", 'say "x"'])
-        assert scheduler.native_options(spec) == (
-            "-P proj -v 'A=1 2' -q long.q -pe mpi 4 -l h_rt=90,h_vmem=250M "
-            "-l \"arch=lx amd64\" -A 'say \"x\"'")
+        script = tmp_path / "job.sh"
+        assert scheduler.submit_argv(spec, script, "n") == [
+            "-N", "n", "-q", "long.q", "-pe", "mpi", "4", "-l", "h_rt=90,h_vmem=250M",
+            "-P", "proj", "-v", "A=1 2", "-l", "arch=lx amd64", "-A", 'say "x"', str(script)]
+        assert drmaa_scheduler._quote("arch=lx amd64") == '"arch=lx amd64"'
+        assert drmaa_scheduler._quote('say "x"') == "'say \"x\"'"
         spec.native_specification = "-l 'a=b c'"
         spec.parallel_job_info = None
-        assert scheduler.native_options(spec).endswith("-l h_rt=90,h_vmem=1000M -l 'a=b c'")
+        assert scheduler.submit_argv(spec, script, "n")[4:] == [
+            "-l", "h_rt=90,h_vmem=1000M", "-P", "proj", "-v", "A=1 2", "-l", "a=b c",
+            str(script)]
     finally:
         scheduler.close()
 

@@ -15,13 +15,15 @@ and may fill in the tables ``STATES`` (native state -> JOB_STATUS),
 cancel ends a job: :class:`.SystemKill`), ``RESERVED_OPTIONS`` (native options it
 sets itself), ``ARRAY`` (how it runs job arrays: :class:`ArraySupport`),
 ``CONFIG_KEYS``, and override the optional hooks:
-``parse_submit_output``, ``record_status``, ``ended_records`` (finished-job
+``parse_submit_output``, ``send_submission`` (a submission through a library
+call instead of a command: DRMAA), ``record_status``, ``ended_records`` (finished-job
 history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
 failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
 ``limit_notes`` (limits rounded to the system's units), ``array_element_id`` and
 ``array_chunk``.
 Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
-CommandError); ``submit_argv`` sends the script's own output to
+CommandError), library calls through :meth:`BatchScheduler.request` (the budget
+and retries alike); ``submit_argv`` sends the script's own output to
 :meth:`~BatchScheduler.batch_output_path`.
 This base does the rest, the same way for every backend:
 
@@ -51,7 +53,8 @@ This base does the rest, the same way for every backend:
   and is a job of its own: its id in the system's element form, its status,
   exit info and kill; its folder's ``array.json`` names the array and its index,
   so that ``find_submitted`` re-attaches it by the array's name;
-- **a command budget**: every command goes through one token bucket per engine
+- **a command budget**: every command (and library call: :meth:`request`) goes
+  through one token bucket per engine
   and batch system (``max_commands_per_second``, default 1, bursts of
   :data:`~.batchwatch.BURST`): submissions, queries and cancels alike; the
   engine submits only what the budget lets through now (``submission_room``),
@@ -82,11 +85,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
@@ -117,6 +120,7 @@ from .common import (
 from .jobwrap import SystemKill, read_exit_file
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: In an array element's folder: the array's name and the element's index.
 ARRAY_ENTRY = "array.json"
 #: Statuses of a job waiting in the queue (not started yet).
@@ -374,6 +378,14 @@ class BatchScheduler(Scheduler, abc.ABC):
         about; a job left out has left the queue (then :meth:`ended_records`, the
         wrapper's exit file, or in the end LOST_AFTER decide). Raise CommandError
         when the query failed: the jobs keep their states."""
+
+    def send_submission(self, argv: list[str]) -> str:
+        """Submit once (no retries) what :meth:`submit_argv` built, with the
+        ``ARRAY.option`` items before the script for an array; the job's (or the
+        array's) id. By default, runs it and reads :meth:`parse_submit_output`; a
+        backend driving its system through a library (DRMAA) makes the call here,
+        through :meth:`request`."""
+        return self.parse_submit_output(self.run("submit", argv, retries=0).stdout)
 
     def parse_submit_output(self, stdout: str) -> str:
         """The job id in the submit command's output (default: its last line)."""
@@ -646,20 +658,15 @@ class BatchScheduler(Scheduler, abc.ABC):
     # --- commands ---------------------------------------------------------------------------
     def run(self, kind: str, argv: Sequence[str], *, retries: int | None = None,
             check: bool = True, ok_codes: Container[int] = (0,)) -> CommandResult:
-        """Run a batch command (no shell) with ``command_timeout``; retry transient
-        failures (:meth:`is_transient`, timeouts) with backoff, ``retries`` times
-        (default ``self.retries``); CommandError when it fails for good.
+        """Run a batch command (no shell) with ``command_timeout`` through
+        :meth:`request`; CommandError when it fails for good.
 
-        ``kind`` counts the call in ``self.calls`` (tests and benchmarks read it);
         ``ok_codes``: exit statuses that still carry an answer (qstat's 153 when
         some of the ids asked about are unknown); ``check=False``: any status.
         """
-        attempts = (self.retries if retries is None else retries) + 1
-        delays = backoff_delays()
         program = Path(argv[0]).name
-        for attempt in range(attempts):
-            self._budget.take()
-            self.calls[kind] = self.calls.get(kind, 0) + 1
+
+        def command() -> CommandResult:
             result: CommandResult | None = None
             try:
                 completed = subprocess.run(
@@ -675,13 +682,33 @@ class BatchScheduler(Scheduler, abc.ABC):
                 transient, message = True, f"timed out after {self.command_timeout:g} s"
             except OSError as error:
                 transient, message = False, f"cannot run {argv[0]}: {error.strerror}"
-            if not transient or attempt == attempts - 1:
-                if not message.startswith(f"{program}:"):  # sbatch says "sbatch: error: .."
-                    message = f"{program}: {message}"
-                raise CommandError(message, transient, result, program)
-            delay = next(delays)
-            log.info("%s: %s failed (%s), retrying in %.1f s", self.name, argv[0], message, delay)
-            time.sleep(delay)
+            if not message.startswith(f"{program}:"):  # sbatch says "sbatch: error: .."
+                message = f"{program}: {message}"
+            raise CommandError(message, transient, result, program)
+
+        return self.request(kind, command, retries=retries)
+
+    def request(self, kind: str, action: Callable[[], T], *, retries: int | None = None) -> T:
+        """Send one request to the batch system (a command, or a library call such
+        as DRMAA's) under the command budget; retry it when it raises a transient
+        CommandError, with backoff, ``retries`` times (default ``self.retries``).
+
+        ``kind`` counts each attempt in ``self.calls`` (tests and benchmarks read it).
+        """
+        attempts = (self.retries if retries is None else retries) + 1
+        delays = backoff_delays()
+        for attempt in range(attempts):
+            self._budget.take()
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+            try:
+                return action()
+            except CommandError as error:
+                if not error.transient or attempt == attempts - 1:
+                    raise
+                delay = next(delays)
+                log.info("%s: %s failed (%s), retrying in %.1f s", self.name,
+                         error.program or kind, error, delay)
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
     # --- submission -------------------------------------------------------------------------
@@ -721,12 +748,11 @@ class BatchScheduler(Scheduler, abc.ABC):
         """Run a submit command once; a transient failure is looked up by name before
         it is retried. The id it printed; CommandError when it fails for good."""
         try:
-            result = self.run("submit", argv, retries=0)
+            return self.send_submission(argv)
         except CommandError as error:
             if not error.transient:
                 raise
             return self._retry_submission(argv, name, error)
-        return self.parse_submit_output(result.stdout)
 
     def _refused(self, job: EngineJob, error: CommandError) -> None:
         refuse(self, job, f"{self.name} {'could not take' if error.transient else 'refused'}"
@@ -837,7 +863,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                 found = self.find_by_name([name])
                 if name in found:
                     return found[name]
-                return self.parse_submit_output(self.run("submit", argv, retries=0).stdout)
+                return self.send_submission(argv)
             except CommandError as retry_error:
                 if not retry_error.transient:
                     raise

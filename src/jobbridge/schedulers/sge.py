@@ -1,8 +1,8 @@
 """Grid Engine through its commands: the ``sge`` scheduler, for sites without DRMAA.
 
 A :class:`.BatchScheduler` backend (the job wrapper, bulk polling, retries);
-Grid Engine's formats and exit rules come from :mod:`.gridengine`, which the
-``drmaa`` scheduler shares. What is its own:
+Grid Engine's formats and exit rules come from :mod:`.gridengine`. The ``drmaa``
+scheduler is its subclass, submitting and holding through DRMAA. What is its own:
 
 - ``qsub -terse`` prints the job id; ``-wd`` and ``-o`` name the job's private
   folder, never a user's path. Grid Engine expands ``$HOME``, ``$JOB_ID``... in
