@@ -150,8 +150,9 @@ def test_the_batch_base_says_what_a_backend_defines() -> None:
                                                   "cancel_argv", "query_status"}
     doc = inspect.getdoc(batch)
     assert doc is not None
-    optional = ("cancel_many_argv", "parse_submit_output", "send_submission", "record_status",
-                "ended_records", "find_by_name", "is_transient", "refusal_text", "limit_notes",
+    optional = ("cancel_many_argv", "parse_submit_output", "send_submission", "send_cancel",
+                "record_status", "submitted_status", "ended_records", "answers_ended_jobs",
+                "find_by_name", "is_transient", "refusal_text", "limit_notes",
                 "array_element_id", "array_chunk")
     for hook in ("submit_argv", "cancel_argv", "query_status", *optional):
         assert f"``{hook}``" in doc or f"~BatchScheduler.{hook}`" in doc, hook

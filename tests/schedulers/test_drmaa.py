@@ -96,3 +96,24 @@ class TestDrmaaConformance(SchedulerConformance):
 
     def make_scheduler(self, tmp_path: Path) -> Scheduler:
         return make_scheduler()
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(1800)
+class TestDrmaaLibraryAloneConformance(SchedulerConformance):
+    """As on a DRMS other than Grid Engine (no qstat or qacct on PATH): states from
+    DRMAA's jobStatus, exits from its wait, kills through its control."""
+
+    job_timeout = 600
+    held_specification = ["-h"]
+    queued_specification = ["-a", "210001010000"]
+
+    @pytest.fixture(autouse=True)
+    def _no_grid_engine_commands(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                 ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path / "no-commands"))
+
+    def make_scheduler(self, tmp_path: Path) -> Scheduler:
+        scheduler = make_scheduler()
+        assert not scheduler.grid_engine and not scheduler.arrays
+        return scheduler

@@ -15,12 +15,14 @@ and may fill in the tables ``STATES`` (native state -> JOB_STATUS),
 cancel ends a job: :class:`.SystemKill`), ``RESERVED_OPTIONS`` (native options it
 sets itself), ``ARRAY`` (how it runs job arrays: :class:`ArraySupport`),
 ``CONFIG_KEYS``, and override the optional hooks:
-``parse_submit_output``, ``send_submission`` (a submission through a library
-call instead of a command: DRMAA), ``record_status``, ``ended_records`` (finished-job
-history), ``find_by_name`` (re-attach a lost submission), ``is_transient`` (which
-failures to retry), ``refusal_text`` (a refusal in the system's words, cleaned),
-``limit_notes`` (limits rounded to the system's units), ``array_element_id`` and
-``array_chunk``.
+``parse_submit_output``, ``send_submission`` and ``send_cancel`` (a submission or
+a cancel through a library call instead of a command: DRMAA), ``record_status``,
+``submitted_status`` (what a job shows until a query tells: held by its options),
+``ended_records`` (finished-job history), ``answers_ended_jobs`` (whether the
+status query itself shows ended jobs), ``find_by_name`` (re-attach a lost
+submission), ``is_transient`` (which failures to retry), ``refusal_text`` (a
+refusal in the system's words, cleaned), ``limit_notes`` (limits rounded to the
+system's units), ``array_element_id`` and ``array_chunk``.
 Commands run through :meth:`BatchScheduler.run` (timeout, retries, ``ok_codes``,
 CommandError), library calls through :meth:`BatchScheduler.request` (the budget
 and retries alike); ``submit_argv`` sends the script's own output to
@@ -578,9 +580,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         step = self.CANCEL_CHUNK if many else 1
         for start in range(0, len(job_ids), step):
             group = job_ids[start:start + step]
-            argv = self.cancel_many_argv(group) if many else self.cancel_argv(group[0])
             try:
-                self.run("cancel", argv or [], retries=retries)
+                self.send_cancel(group, retries)
             except CommandError as error:
                 if error.transient:
                     self._cancel_pending.update(group)
@@ -588,6 +589,14 @@ class BatchScheduler(Scheduler, abc.ABC):
                             " yet, will ask again" if error.transient else "", error)
             else:
                 self._cancel_pending.difference_update(group)
+
+    def send_cancel(self, job_ids: Sequence[str], retries: int | None = None) -> None:
+        """Cancel these jobs (one, or as many as ``cancel_many_argv`` takes): by
+        default, run the cancel command; a backend whose cancel is a library call
+        overrides it. CommandError when the system could not take it."""
+        argv = (self.cancel_many_argv(job_ids) if len(job_ids) > 1
+                else self.cancel_argv(job_ids[0]))
+        self.run("cancel", argv or [], retries=retries)
 
     def submission_room(self) -> int | None:
         """Commands the budget has now, less RESERVE, times the jobs a submit

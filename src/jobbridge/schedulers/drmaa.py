@@ -22,27 +22,36 @@ spend the budget once per job and poll. What is its own is how jobs reach the DR
 - **one session** per process (the C library allows no more), shared by every
   instance and reopened when the DRMS was lost (qmaster restarted). Every DRMAA
   call that reaches the DRMS goes through the command budget
-  (:meth:`.BatchScheduler.request`).
+  (:meth:`.BatchScheduler.request`);
+- **another DRMS** (its DRMAA 1 library, no Grid Engine ``qacct`` on PATH): DRMAA
+  alone, as the seed's DrmaaScheduler did: one ``jobStatus`` a job every
+  ``scheduler_interval`` (ends still come from the wrappers' files at once), exit
+  information from ``wait`` for jobs that ended without their wrapper, kills
+  through DRMAA's control, each job submitted alone (bulk job ids are the DRMS's
+  own), no re-attachment after a crash (DRMAA 1 cannot list jobs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import shutil
+import signal as signal_module
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from .. import constants
 from ..configuration import Configuration, configured_values
 from ..errors import JobbridgeError
 from ..model import EngineJob
 from . import gridengine
-from .batch import CommandError
+from .batch import BatchScheduler, CommandError, JobRecord
 from .sge import SGEScheduler
 
 log = logging.getLogger(__name__)
@@ -188,6 +197,12 @@ class DrmaaScheduler(SGEScheduler):
     def __init__(self, *, library_path: str | None = None, **options: Any) -> None:
         load_drmaa(library_path)
         super().__init__(**options)
+        #: Grid Engine's commands at hand (its ``qacct``): every state in one qstat,
+        #: ends in accounting, kills by one qdel, bulk jobs, re-attachment by name;
+        #: else DRMAA alone (see the module doc)
+        self.grid_engine = shutil.which("qstat") is not None and shutil.which("qacct") is not None
+        if not self.grid_engine:
+            self.array_support, self.arrays = None, False
         self._closed = False
         _SESSION.acquire()
 
@@ -198,9 +213,6 @@ class DrmaaScheduler(SGEScheduler):
                        or next(iter(configured_values("drmaa_library_path")), None))
         except DrmaaUnavailable as error:
             return False, str(error)
-        if shutil.which("qstat") is None or shutil.which("qacct") is None:
-            return False, ("Grid Engine's qstat or qacct is not on PATH (drmaa asks them "
-                           "for the states of all jobs at once)")
         return True, ""
 
     @classmethod
@@ -259,6 +271,44 @@ class DrmaaScheduler(SGEScheduler):
 
         return self.request("submit", lambda: _call(submit), retries=0)
 
+    # --- another DRMS than Grid Engine: DRMAA alone -----------------------------------------
+    def query_status(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """Grid Engine: its one qstat; else one DRMAA ``jobStatus`` a job (DRMAA 1 has
+        no bulk status), and ``wait``'s exit information once it ended."""
+        if self.grid_engine:
+            return super().query_status(scheduler_job_ids)
+        records = {}
+        for job_id in scheduler_job_ids:
+            record = self.request("status", functools.partial(
+                _call, functools.partial(_library_record, job_id=job_id)))
+            if record is not None:
+                records[job_id] = record
+        return records
+
+    def record_status(self, record: JobRecord) -> str | None:
+        if record.state in LIBRARY_STATES:
+            return LIBRARY_STATES[record.state]
+        return super().record_status(record)
+
+    def ended_records(self, scheduler_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        if self.grid_engine:
+            return super().ended_records(scheduler_job_ids)
+        return BatchScheduler.ended_records(self, scheduler_job_ids)  # no accounting
+
+    def find_by_name(self, names: Sequence[str]) -> dict[str, str]:
+        if self.grid_engine:
+            return super().find_by_name(names)
+        return BatchScheduler.find_by_name(self, names)  # DRMAA 1 cannot list jobs
+
+    def send_cancel(self, job_ids: Sequence[str], retries: int | None = None) -> None:
+        """Grid Engine: one qdel; else DRMAA's terminate, job by job (a job the DRMS
+        no longer knows has ended)."""
+        if self.grid_engine:
+            super().send_cancel(job_ids, retries)
+            return
+        for job_id in job_ids:
+            self._control(job_id, "terminate", retries)
+
     def hold_job(self, scheduler_job_id: str) -> None:
         """Keep a queued job from starting (``user_on_hold``) until :meth:`release_job`."""
         self._control(scheduler_job_id, "hold")
@@ -267,12 +317,71 @@ class DrmaaScheduler(SGEScheduler):
         """Let a job held by :meth:`hold_job` (or submitted held) start."""
         self._control(scheduler_job_id, "release")
 
-    def _control(self, job_id: str, action: str) -> None:
-        """Act on a job through DRMAA; a job the DRMS no longer knows has ended."""
+    def _control(self, job_id: str, action: str, retries: int | None = None) -> None:
+        """Act on a job through DRMAA; a job the DRMS no longer knows has ended. A
+        kill the DRMS could not take raises CommandError (asked again later)."""
+        def control(session: Any) -> None:
+            with contextlib.suppress(load_drmaa().InvalidJobException):
+                session.control(job_id, action)
+
         try:
-            self.request(action, lambda: _call(lambda session: session.control(job_id, action)))
+            self.request("cancel" if action == "terminate" else action,
+                         lambda: _call(control), retries=retries)
         except CommandError as error:
+            if action == "terminate":
+                raise
             log.warning("drmaa: cannot %s job %s: %s", action, job_id, error)
+
+
+#: DRMAA 1's job states (the ``drmaa`` package's names) -> JOB_STATUS; ``done`` and
+#: ``failed`` only say it ended: the exit information (``wait``) decides.
+LIBRARY_STATES = {
+    "undetermined": constants.UNDETERMINED,
+    "queued_active": constants.QUEUED_ACTIVE,
+    "system_on_hold": constants.SYSTEM_ON_HOLD,
+    "user_on_hold": constants.USER_ON_HOLD,
+    "user_system_on_hold": constants.USER_SYSTEM_ON_HOLD,
+    "running": constants.RUNNING,
+    "system_suspended": constants.SYSTEM_SUSPENDED,
+    "user_suspended": constants.USER_SUSPENDED,
+    "user_system_suspended": constants.USER_SYSTEM_SUSPENDED,
+    "done": constants.DONE,
+    "failed": constants.DONE,
+}
+
+
+def _library_record(session: Any, job_id: str) -> JobRecord | None:
+    """What DRMAA says of a job: its state, with ``wait``'s exit information once it
+    ended (in this session); None when the DRMS does not know it (any more)."""
+    drmaa = load_drmaa()
+    try:
+        state = str(session.jobStatus(job_id))
+        if LIBRARY_STATES.get(state) != constants.DONE:
+            return JobRecord(state)
+        info = session.wait(job_id, drmaa.Session.TIMEOUT_NO_WAIT)
+    except drmaa.InvalidJobException:
+        return None
+    except drmaa.errors.DrmaaException:  # ended, its exit information not ready yet
+        return JobRecord("running")
+    except Exception as error:  # the package raises a bare Exception for code 24
+        if not str(error).startswith("code 24:"):  # no usage: it never ran
+            raise
+        return JobRecord(state, exit_status=constants.EXIT_ABORTED, ran=False,
+                         reason="the DRMS ended the job before it ran")
+    if info.wasAborted or not (info.hasExited or info.hasSignal):
+        return JobRecord(state, exit_status=constants.EXIT_ABORTED, ran=False,
+                         reason="the DRMS ended the job before it ran")
+    signal_number = _signal_number(str(info.terminatedSignal)) if info.hasSignal else None
+    return JobRecord(state, exit_value=int(info.exitStatus) if info.hasExited else None,
+                     term_sig=signal_number)
+
+
+def _signal_number(name: str) -> int | None:
+    """DRMAA's signal name (``SIGKILL``) as its number."""
+    try:
+        return int(getattr(signal_module, name if name.startswith("SIG") else f"SIG{name}"))
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _call(action: Callable[[Any], T]) -> T:
