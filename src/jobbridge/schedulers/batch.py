@@ -304,10 +304,15 @@ class BatchScheduler(Scheduler, abc.ABC):
         #: how this system runs arrays: ``ARRAY``, unless the backend finds its system
         #: (a flavour, a version) runs them otherwise or not at all
         self.array_support: ArraySupport | None = self.ARRAY
-        #: ready jobs of one submission with the same options go as arrays
-        self.arrays = array_submission == "auto" and self.ARRAY is not None
+        self._array_setting = array_submission
         #: jobs a submit command carried in the last job_submission (arrays: many)
         self._per_command = 1
+
+    @property
+    def arrays(self) -> bool:
+        """Whether ready jobs of one submission with the same options go as arrays
+        (``array_submission = auto`` where the system runs them)."""
+        return self._array_setting == "auto" and self.array_support is not None
 
     @classmethod
     def options_from_config(cls, config: Configuration) -> dict[str, object]:

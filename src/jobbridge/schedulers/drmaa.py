@@ -202,7 +202,7 @@ class DrmaaScheduler(SGEScheduler):
         #: else DRMAA alone (see the module doc)
         self.grid_engine = shutil.which("qstat") is not None and shutil.which("qacct") is not None
         if not self.grid_engine:
-            self.array_support, self.arrays = None, False
+            self.array_support = None
         self._closed = False
         _SESSION.acquire()
 

@@ -150,7 +150,6 @@ class PBSProScheduler(BatchScheduler):
         if self.implementation == pbs_output.TORQUE:  # Slurm's wrappers (no version):
             # their qsub -t prints no element ids, so each job goes alone
             self.array_support = TORQUE_ARRAY if self.version else None
-        self.arrays = self.arrays and self.array_support is not None
         self._max_array_size: int | None = None
         if (self.implementation, self.version) == (pbs_output.TORQUE, "") and _SHELL_READS.search(
                 str(self.state_dir)):
