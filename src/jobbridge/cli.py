@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("list", "list the workflows with their job counts")
     json_flag(p, "the list")
     p = command("status", "show the jobs of a workflow; exit 1 if one failed")
-    workflow(p, "the workflow's id (default: the latest)", nargs="?")
+    workflow(p, "the workflow's id, RESOURCE:ID on a remote resource (default: the latest "
+             "here)", nargs="?")
     json_flag(p, "the status object")
     p = command("wait", "wait for a workflow's end; exit 0 iff all jobs succeeded")
     workflow(p)
@@ -137,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--inputs", action="store_true", help="send the input files not "
                       "there yet (submit sends them)")
     p = command("report", "what each job asked for against what it used, with efficiencies")
-    workflow(p, "the workflow's id (default: the latest)", nargs="?")
+    workflow(p, "the workflow's id, RESOURCE:ID on a remote resource (default: the latest "
+             "here)", nargs="?")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--tsv", action="store_true", help="print one tab-separated row per "
                      "attempt (raw numbers: seconds, bytes, fractions)")
