@@ -101,8 +101,9 @@ def file_creation_ms(folder: Path, count: int = 1000) -> float:
 
 
 def counting_shims(folder: Path, commands: Sequence[str]) -> tuple[Path, Path]:
-    """A folder of shims that log each call of ``commands`` to a file, then run the
-    real command: put the folder first on PATH. Returns (folder, log file)."""
+    """A folder of shims that log each call of ``commands`` to a file (and when, with
+    its argv, to the same file's ``.argv`` beside it), then run the real command: put the
+    folder first on PATH. Returns (folder, log file)."""
     shims, calls_log = folder / "shims", folder / "calls"
     shims.mkdir()
     for command in commands:
@@ -110,7 +111,9 @@ def counting_shims(folder: Path, commands: Sequence[str]) -> tuple[Path, Path]:
         if real is None:
             raise SystemExit(f"{command} is not on PATH: start scripts/clusters/slurm-up.sh")
         shim = shims / command
+        argv_log = shlex.quote(f"{calls_log}.argv")
         shim.write_text(f"#!/bin/sh\necho {command} >> {shlex.quote(str(calls_log))}\n"
+                        f"echo {command} \"$(date +%s.%N) $*\" >> {argv_log}\n"
                         f"exec {shlex.quote(real)} \"$@\"\n")
         shim.chmod(0o755)
     return shims, calls_log

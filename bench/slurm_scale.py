@@ -62,6 +62,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DEFAULT_DIR, byte_compile, counting_shims, load_average, med, spread, table
 
+from jobbridge.schedulers.jobwrap import command
+
 COUNTED = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
 WAYS = {
     "watch": "",
@@ -132,6 +134,10 @@ class Bench:
         #: sdiag's RPCs by message type of the last run with ``reset``
         self.by_type: Counter[str] = Counter()
 
+    def forget_calls(self) -> None:
+        self.calls_log.write_text("")
+        Path(f"{self.calls_log}.argv").write_text("")
+
     def baseline(self, count: int) -> tuple[float, Counter[str], int | None]:
         """``count`` x ``sbatch --wrap=true``, then ``squeue`` every 2 s until none
         of them is left: what a user's script would do."""
@@ -139,7 +145,7 @@ class Bench:
         run = self.folder / f"run{self.runs}"
         run.mkdir()
         env = {**os.environ, "PATH": f"{self.shims}:{os.environ['PATH']}"}
-        self.calls_log.write_text("")
+        self.forget_calls()
         rpcs = user_rpcs()
         started = time.perf_counter()
         ids = [subprocess.run(["sbatch", "--parsable", f"--output={run}/out", f"--chdir={run}",
@@ -170,7 +176,7 @@ while [ -n "$(squeue --noheader --format=%i --jobs="$id")" ]; do sleep {HAND_POL
 """)
         script.chmod(0o700)
         env = {**os.environ, "PATH": f"{self.shims}:{os.environ['PATH']}"}
-        self.calls_log.write_text("")
+        self.forget_calls()
         subprocess.run(["sdiag", "--reset"], check=True, capture_output=True)
         started, wall_started = time.perf_counter(), time.time()
         subprocess.run([str(script)], cwd=run, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -198,7 +204,7 @@ while [ -n "$(squeue --noheader --format=%i --jobs="$id")" ]; do sleep {HAND_POL
         env = {**os.environ, "JOBBRIDGE_HOME": str(run / "home"),
                "JOBBRIDGE_CONFIG": str(run / "jobbridge.cfg"),
                "PATH": f"{self.shims}:{os.environ['PATH']}"}
-        self.calls_log.write_text("")
+        self.forget_calls()
         if reset:
             subprocess.run(["sdiag", "--reset"], check=True, capture_output=True)
         rpcs = user_rpcs()
@@ -233,16 +239,38 @@ def chain(length: int, times: Path) -> tuple[list[dict[str, object]], list[list[
     return jobs, [list(pair) for pair in itertools.pairwise(ids)]
 
 
+def squeue_kinds(calls_log: Path) -> Counter[str]:
+    """The last run's ``squeue`` calls by purpose: status (``--jobs``), find
+    (``--name``: a lost submission's lookup), other; and the seconds between
+    status calls."""
+    kinds: Counter[str] = Counter()
+    times = []
+    for line in Path(f"{calls_log}.argv").read_text().splitlines():
+        name, when, argv = [*line.split(" ", 2), "", ""][:3]
+        if name == "squeue":
+            kind = ("find" if "--name=" in argv else "status" if "--jobs" in argv
+                    or "--job=" in argv else "other")
+            kinds[kind] += 1
+            if kind == "status":
+                times.append(float(when))
+    gaps = [f"{later - earlier:.0f}" for earlier, later in itertools.pairwise(times)]
+    kinds[f"(gaps s: {' '.join(gaps)})"] = 0
+    return kinds
+
+
 def user_part(by_type: Counter[str]) -> int:
     return sum(count for kind, count in by_type.items() if kind not in DAEMON_RPCS)
 
 
 #: ``--floor``: hand-written arrays whose elements start a Python: a bare one, one
-#: importing only the standard modules a job wrapper needs, and one importing
-#: jobbridge's job wrapper (what each jobbridge element runs before its command).
-FLOORS = {"hand, python -c pass": "pass",
-          "hand, python + stdlib a wrapper needs": "import json, os, signal, subprocess, time",
-          "hand, python + jobbridge's wrapper imports": "import jobbridge.schedulers.jobwrap"}
+#: importing the standard modules a wrapper written the usual way would, and one
+#: importing jobbridge's job wrapper as each jobbridge element does before its command.
+FLOORS = {"hand, python -c pass": [sys.executable, "-c", "pass"],
+          "hand, python + json, signal, subprocess": [
+              sys.executable, "-c", "import json, os, signal, subprocess, time"],
+          "hand, python + jobbridge's wrapper imports": [
+              *command(sys.executable)[:-2], "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+              "import jobbridge.schedulers.jobwrap", command(sys.executable)[-1]]}
 
 
 def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) -> None:
@@ -284,11 +312,13 @@ def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) 
             raise SystemExit(f"jobbridge: {done} of {count} jobs done")
         walls["jobbridge"].append(wall)
         ends["jobbridge"].append(wall)
+        print("  jobbridge's squeue calls: " + ", ".join(
+            f"{kind} {number}" for kind, number in squeue_kinds(bench.calls_log).items()),
+              flush=True)
         for way, code in floors.items():
             quiet_controller()
             print(f"  run {turn + 1}: {way} (load average {load_average()})", flush=True)
-            wall, end, calls[way], rpcs[way] = bench.hand_array(
-                count, shlex.join([sys.executable, "-c", code]))
+            wall, end, calls[way], rpcs[way] = bench.hand_array(count, shlex.join(code))
             walls[way].append(wall)
             ends[way].append(end)
     base, base_end = med(walls["hand"]), med(ends["hand"])

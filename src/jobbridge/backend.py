@@ -15,10 +15,16 @@ from . import constants
 from .configuration import Configuration
 from .errors import ConfigurationError, JobbridgeError
 from .model import EngineJob, ExitInfo
-from .schedulers.batch import ArraySupport, BatchScheduler, CommandError, CommandResult, JobRecord
+from .schedulers.batch import (
+    ArraySupport,
+    BatchScheduler,
+    CommandError,
+    CommandResult,
+    JobRecord,
+    SystemKill,
+)
 from .schedulers.common import parse_duration, parse_size, safe_name
-from .schedulers.jobwrap import SystemKill
-from .schedulers.process import format_resource_usage, hms
+from .schedulers.exits import format_resource_usage, hms
 
 __all__ = [
     "ArraySupport",

@@ -4,7 +4,13 @@ Names and string values are those of soma-workflow, so that users and plug-in
 authors moving from it find the same vocabulary.
 """
 
-from typing import Final
+from __future__ import annotations
+
+#: ``typing`` is not imported at run time: the batch job wrapper imports this module
+#: before every job's command (see :mod:`jobbridge.schedulers.exits`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # --- job status (JOB_STATUS) -------------------------------------------------
 NOT_SUBMITTED: Final = "not_submitted"

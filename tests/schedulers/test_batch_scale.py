@@ -367,14 +367,14 @@ def _unshared_python(tmp_path: Path) -> Path:
     elsewhere.mkdir()
     script = tmp_path / "python-elsewhere"
     script.write_text(f"""#!{sys.executable}
-import json, os, sys
-spec = json.load(open(sys.argv[3]))
+import os, sys
+from jobbridge.schedulers.jobwrap import read_spec, write_spec
+spec = read_spec(sys.argv[-1])
 for key in ("exit_file", "start_file"):
     spec[key] = os.path.join({str(elsewhere)!r}, os.path.basename(spec[key]))
-path = os.path.join({str(elsewhere)!r}, "job.json")
-with open(path, "w") as stream:
-    json.dump(spec, stream)
-os.execv(sys.executable, [sys.executable, "-m", "jobbridge.schedulers.jobwrap", path])
+path = os.path.join({str(elsewhere)!r}, "job.spec")
+write_spec(path, spec)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:-1], path])
 """)
     script.chmod(0o700)
     return script

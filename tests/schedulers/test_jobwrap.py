@@ -23,8 +23,9 @@ import pytest
 
 from jobbridge import constants
 from jobbridge.model import EngineJob
-from jobbridge.schedulers.jobwrap import SystemKill, read_exit_file
-from jobbridge.schedulers.process import KILL_GRACE_SECONDS
+from jobbridge.schedulers.batch import SystemKill
+from jobbridge.schedulers.exits import KILL_GRACE_SECONDS
+from jobbridge.schedulers.jobwrap import command, read_exit_file, write_spec
 
 #: A job with a child and a grandchild; it writes their pids, then "started".
 TREE = ('sh -c \'sleep 600 & echo $! > grandchild; wait\' & echo $! > child; echo $$ > top; '
@@ -40,12 +41,11 @@ class Wrapped:
         self.folder = folder
         job = EngineJob("j", ["sh", "-c", script], working_directory=str(folder),
                         stdout_file=str(folder / "out"), stderr_file=str(folder / "err"))
-        (folder / "job.json").write_text(json.dumps({
+        write_spec(str(folder / "job.spec"), {
             "job": job.to_dict(), "exit_file": str(folder / "exit.json"),
-            "kill": kill.to_spec()}))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobbridge.schedulers.jobwrap", str(folder / "job.json")],
-            start_new_session=True)
+            "kill": kill.to_spec()})
+        self.process = subprocess.Popen([*command(sys.executable), str(folder / "job.spec")],
+                                        start_new_session=True)
         deadline = time.monotonic() + 30
         while not (folder / "started").exists():
             assert self.process.poll() is None, (folder / "err").read_text()
@@ -170,3 +170,106 @@ def test_who_ended_a_killed_job() -> None:
     assert _kill_reached(asked, {**own, "ended": asked + 0.01})
     assert _kill_reached(asked, {**own, "signals": [signal.SIGTERM], "ended": asked - 1})
     assert _kill_reached(asked, None)
+
+
+def _run(folder: Path, command_argv: list[str], **job: object) -> tuple[int, dict[str, object]]:
+    """Run the wrapper on one job as a batch script does; its status and exit record."""
+    spec = {"job": EngineJob("j", command_argv, **job).to_dict(),  # type: ignore[arg-type]
+            "exit_file": str(folder / "exit.json"), "start_file": str(folder / "start.json"),
+            "kill": SystemKill("process_group").to_spec()}
+    write_spec(str(folder / "job.spec"), spec)
+    status = subprocess.run([*command(sys.executable), str(folder / "job.spec")],
+                            timeout=60, check=False).returncode
+    record = read_exit_file(folder / "exit.json")
+    assert record is not None
+    return status, record
+
+
+def test_the_wrapper_imports_built_in_modules_only() -> None:
+    """It starts before every element of an array on the compute nodes' cores:
+    ``json``, ``re``, ``enum``, ``typing``, ``subprocess``... cost 5-70 ms each time."""
+    probe = ("import sys; before = set(sys.modules)\n"
+             "from jobbridge.schedulers import jobwrap\n"
+             "print(' '.join(sorted(set(sys.modules) - before)))")
+    argv = command(sys.executable)
+    argv[argv.index("-c") + 1] = f"import sys; sys.path.insert(0, sys.argv.pop(1))\n{probe}"
+    loaded = set(subprocess.run(argv, capture_output=True, text=True, check=True)
+                 .stdout.split())
+    allowed = {"jobbridge", "jobbridge.constants", "jobbridge.schedulers",
+               "jobbridge.schedulers.exits", "jobbridge.schedulers.jobwrap", "__future__",
+               "_json", "os", "os.path", "posixpath", "genericpath", "stat", "_stat",
+               "_collections_abc"}
+    assert "jobbridge.schedulers.jobwrap" in loaded
+    assert loaded <= allowed, f"the wrapper imports {sorted(loaded - allowed)}"
+
+
+def test_a_job_that_cannot_start_says_why(tmp_path: Path) -> None:
+    """Each reason names the key and path at fault (or the program), in the exit
+    record and in the job's stderr file; the wrapper exits 127 like a shell."""
+    cases = {
+        "program": (["no-such-program-jb"], {},
+                    "cannot start 'no-such-program-jb': No such file or directory"),
+        "folder": (["true"], {"working_directory": str(tmp_path / "missing")},
+                   f"working_directory: cannot enter {tmp_path / 'missing'}: No such file"),
+        "stdin": (["true"], {"stdin": str(tmp_path / "absent")},
+                  f"stdin: cannot open {tmp_path / 'absent'}: No such file"),
+        "stdout": (["true"], {"stdout_file": str(tmp_path / "no" / "out")},
+                   f"stdout_file: cannot open {tmp_path / 'no' / 'out'}: No such file"),
+    }
+    for name, (argv, job, reason) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        status, record = _run(folder, argv, stderr_file=str(folder / "err"), **job)
+        assert status == 127, name
+        assert record["exit"] == [constants.EXIT_ABORTED, None, None, None], name
+        assert str(record["reason"]).startswith(reason), (name, record["reason"])
+        assert (folder / "err").read_text().startswith(f"jobbridge: {reason}"), name
+
+
+def test_the_job_gets_its_argv_env_files_and_a_clean_process(tmp_path: Path) -> None:
+    """Byte-exact argv and env (merged over the wrapper's), private new output files,
+    only descriptors 0-2, SIGPIPE at its default action (``yes | head`` ends)."""
+    script = ('printf "%s|" "$@"; echo "$JB_VALUE $HOME"; ls /proc/self/fd | sort -n | xargs; '
+              'grep SigIgn /proc/self/status; yes | head -c 2 >/dev/null; echo piped')
+    inherited = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(inherited, True)
+    try:
+        status, record = _run(tmp_path, ["sh", "-c", script, "sh", "a b", "*", "é\n"],
+                              env={"JB_VALUE": "x;$y"}, stdout_file=str(tmp_path / "out"),
+                              join_stderrout=True, working_directory=str(tmp_path))
+    finally:
+        os.close(inherited)
+    lines = (tmp_path / "out").read_text().splitlines()
+    assert status == 0 and record["exit"][:3] == [constants.FINISHED_REGULARLY, 0, 0]
+    assert lines[0] == "a b|*|é"
+    assert lines[1] == f"|x;$y {os.environ['HOME']}"
+    assert lines[2] == "0 1 2 3"  # ls's own folder descriptor: nothing inherited
+    assert int(lines[3].split()[1], 16) & (1 << (signal.SIGPIPE - 1)) == 0
+    assert lines[4] == "piped"
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o600
+    start = json.loads((tmp_path / "start.json").read_text())
+    assert start["host"] == os.uname().nodename and start["pid"] > 0
+
+
+def test_a_spec_of_the_previous_release_still_runs(tmp_path: Path) -> None:
+    """A job queued before an upgrade runs the new wrapper on its JSON spec."""
+    (tmp_path / "job.json").write_text(json.dumps({
+        "job": EngineJob("j", ["sh", "-c", "exit 3"]).to_dict(),
+        "exit_file": str(tmp_path / "exit.json")}))
+    status = subprocess.run([sys.executable, "-m", "jobbridge.schedulers.jobwrap",
+                             str(tmp_path / "job.json")], check=False).returncode
+    record = read_exit_file(tmp_path / "exit.json")
+    assert status == 3 and record is not None and record["exit"][:2] == [
+        constants.FINISHED_REGULARLY, 3]
+
+
+def test_the_wrapper_ends_by_the_signal_that_ended_its_job(tmp_path: Path) -> None:
+    """So that the batch system sees it too: SIGKILL (which no handler may take) and
+    SIGPIPE (which Python ignores) included."""
+    for sig in (signal.SIGKILL, signal.SIGPIPE, signal.SIGTERM):
+        folder = tmp_path / sig.name
+        folder.mkdir()
+        status, record = _run(folder, ["sh", "-c", f"kill -{sig.name[3:]} $$"])
+        assert status == -sig, sig.name
+        assert record["exit"][:3] == [constants.FINISHED_TERM_SIG, None, sig], sig.name
+        assert record["reason"] == f"killed by signal {int(sig)} ({sig.name})"

@@ -590,7 +590,7 @@ def test_batch_scripts_and_job_specs_are_private(fake_pbs: FakePBS) -> None:
     assert job_id is not None
     folders = [p for p in scheduler.state_dir.rglob("*") if p.is_dir()]
     files = [p for p in scheduler.state_dir.rglob("*") if p.is_file()]
-    assert any(p.name == "job.sh" for p in files) and any(p.name == "job.json" for p in files)
+    assert any(p.name == "job.sh" for p in files) and any(p.name == "job.spec" for p in files)
     for path in [scheduler.state_dir, *folders, *files]:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
     scheduler.kill_job(job_id)

@@ -23,7 +23,7 @@ from systems import TORQUE_BIN
 FAST = {"scheduler_interval": "1", "min_scheduler_interval": "0.2"}
 #: The batch base's files of a job (the cases: a scheduler's configuration, and
 #: those of its files it must have left besides the job's logs).
-BATCH_FILES = {"job.sh", "job.json", "batch.out", "exit.json"}
+BATCH_FILES = {"job.sh", "job.spec", "batch.out", "exit.json"}
 CASES = [
     pytest.param({"scheduler_type": "local_basic", "cpu_nb": "1"}, set(), id="local_basic"),
     pytest.param({"scheduler_type": "slurm", **FAST}, BATCH_FILES, id="slurm",

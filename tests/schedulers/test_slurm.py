@@ -217,7 +217,7 @@ def test_history_is_bounded_by_the_submission_time(tmp_path: Path,
                          "squeue": "", "sacct": "12|COMPLETED|0:0|00:00:01||00:00:02|1\n"})
     monkeypatch.setattr(scheduler, "run", fake)
     assert scheduler.job_submission([EngineJob("a", ["true"], submission_tag="jb-a")]) == ["12"]
-    os.utime(tmp_path / "jb-a" / "job.json", (1_700_000_000, 1_700_000_000))
+    os.utime(tmp_path / "jb-a" / "job.spec", (1_700_000_000, 1_700_000_000))
     assert scheduler.get_jobs_status(["12"]) == {"12": constants.DONE}  # gone from squeue
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(1_700_000_000 - 3600))
     assert fake.argvs[-1][:4] == ["sacct", "--noheader", "--parsable2", f"--starttime={since}"]

@@ -30,7 +30,7 @@ and retries alike); ``submit_argv`` sends the script's own output to
 This base does the rest, the same way for every backend:
 
 - **safe scripts**: the batch script holds no user string; it only runs
-  :mod:`.jobwrap` on a private JSON spec (argv, env, paths arrive byte-exact),
+  :mod:`.jobwrap` on a private spec (argv, env, paths arrive byte-exact),
   which keeps the job where the system's kill reaches its whole process tree;
   queue, resources and native options go to the submit command as argv;
 - **ends without polling**: the wrapper's start and exit files are the first
@@ -89,9 +89,9 @@ import threading
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from .. import constants
 from ..configuration import Configuration, jobbridge_home, private_dir
@@ -119,7 +119,7 @@ from .common import (
     safe_name,
     write_private,
 )
-from .jobwrap import SystemKill, read_exit_file
+from .jobwrap import SPEC_FILE, command, read_exit_file, write_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,6 +170,34 @@ class CommandError(Exception):
         self.transient = transient
         self.result = result
         self.program = program
+
+
+@dataclass(frozen=True)
+class SystemKill:
+    """How a batch system ends a job it cancels (a backend's ``KILL``).
+
+    ``reaches``: what the system's signals reach, ``"process_group"`` (the batch
+    script's process group: Grid Engine, and Slurm, which signals every process of
+    the job), ``"session"`` (every process of the script's session: PBS, Torque) or
+    ``"script"`` (the script's process alone). ``warning``: the signal sent first,
+    SIGKILL following after a grace time (Slurm's KillWait, PBS's kill_delay);
+    None when SIGKILL comes at once. A system that signals only the script must
+    warn first: the wrapper forwards the warning to the job's group, and SIGKILLs
+    that group itself after :data:`~.exits.KILL_GRACE_SECONDS`.
+    """
+
+    reaches: Literal["process_group", "session", "script"] = "process_group"
+    warning: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.reaches not in ("process_group", "session", "script"):
+            raise ValueError(f"SystemKill.reaches: unknown value {self.reaches!r}")
+        if self.reaches == "script" and self.warning is None:
+            raise ValueError("a system that signals only the batch script must send a "
+                             "warning signal first: its SIGKILL would leave the job running")
+
+    def to_spec(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -637,7 +665,7 @@ class BatchScheduler(Scheduler, abc.ABC):
         for folder in folders:
             with contextlib.suppress(OSError, ValueError):  # a job's spec, an array's script
                 times.append(min(path.stat().st_mtime for path in
-                                 (folder / "job.json", folder / "job.sh") if path.exists()))
+                                 (folder / SPEC_FILE, folder / "job.sh") if path.exists()))
         return min(times, default=None)
 
     def find_submitted(self, submission_tags: Sequence[str]) -> dict[str, str]:
@@ -847,12 +875,11 @@ class BatchScheduler(Scheduler, abc.ABC):
         for index, files in enumerate(elements, support.first):
             link = folder / str(index)
             link.unlink(missing_ok=True)
-            link.symlink_to(files / "job.json")
+            link.symlink_to(files / SPEC_FILE)
             write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index}))
         spec = shlex.quote(f"{folder}/") + '"${' + support.index_variable + '}"'
         write_private(folder / "job.sh", "\n".join([
-            "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
-                                                 ".jobwrap"]) + " " + spec, ""]))
+            "#!/bin/sh", "exec " + shlex.join(command(self.job_python)) + " " + spec, ""]))
         create_private(self.batch_output_path(name))
         return folder
 
@@ -891,12 +918,12 @@ class BatchScheduler(Scheduler, abc.ABC):
         private_dir(folder)
         (folder / ARRAY_ENTRY).unlink(missing_ok=True)  # a lone job's now
         job = in_container(job, self.container_command)
-        spec = {"job": job.to_dict(), "exit_file": str(folder / EXIT_FILE),
-                "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()}
-        write_private(folder / "job.json", json.dumps(spec))
+        write_spec(str(folder / SPEC_FILE), {
+            "job": job.to_dict(), "cpus": job.cpu_count, "exit_file": str(folder / EXIT_FILE),
+            "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()})
         write_private(folder / "job.sh", "\n".join([
-            "#!/bin/bash", "exec " + shlex.join([self.job_python, "-m", "jobbridge.schedulers"
-                                                 ".jobwrap", str(folder / "job.json")]), ""]))
+            "#!/bin/sh", "exec " + shlex.join([*command(self.job_python),
+                                               str(folder / SPEC_FILE)]), ""]))
         for child in (EXIT_FILE, START_FILE):
             (folder / child).unlink(missing_ok=True)
         create_private(self.batch_output_path(name))
@@ -926,7 +953,8 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     @staticmethod
     def _remove_folder(files: Path) -> None:
-        for child in ("job.sh", "job.json", EXIT_FILE, START_FILE, "batch.out", ARRAY_ENTRY):
+        for child in ("job.sh", SPEC_FILE, "job.json", EXIT_FILE, START_FILE, "batch.out",
+                      ARRAY_ENTRY):  # job.json: an earlier release's spec
             (files / child).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             files.rmdir()

@@ -52,6 +52,7 @@ from ..errors import JobbridgeError
 from ..model import EngineJob
 from . import gridengine
 from .batch import BatchScheduler, CommandError, JobRecord
+from .jobwrap import SPEC_FILE, command
 from .sge import SGEScheduler
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,6 @@ T = TypeVar("T")
 
 #: What a DRMAA error says before its message (``code 17: ...``).
 _ERROR_CODE = re.compile(r"^code \d+: ")
-#: The job wrapper, run by the template's ``remoteCommand`` (``job_python``).
-_WRAPPER = ["-m", "jobbridge.schedulers.jobwrap"]
 
 
 class DrmaaUnavailable(JobbridgeError):
@@ -251,18 +250,18 @@ class DrmaaScheduler(SGEScheduler):
             template = session.createJobTemplate()
             try:
                 template.jobName = name
-                template.remoteCommand = self.job_python
+                template.remoteCommand, *wrapper = command(self.job_python)
                 template.workingDirectory = str(folder)
                 template.outputPath = f":{self.batch_output_path(name)}"
                 template.joinFiles = True
                 if words:
                     template.nativeSpecification = " ".join(map(_quote, words))
                 if bulk is None:
-                    template.args = [*_WRAPPER, str(folder / "job.json")]
+                    template.args = [*wrapper, str(folder / SPEC_FILE)]
                     job_id: str = session.runJob(template)
                     return job_id
                 # the element's spec: the array folder's link named by its index
-                template.args = [*_WRAPPER, "/dev/stdin"]
+                template.args = [*wrapper, "/dev/stdin"]
                 template.inputPath = f":{folder}/{drmaa.JobTemplate.PARAMETRIC_INDEX}"
                 ids: list[str] = session.runBulkJobs(template, bulk[0], bulk[1], 1)
                 return ids[0].partition(".")[0]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from .. import constants
 from ..model import EngineJob, ExitInfo
 from .common import parse_duration, parse_size, round_up
-from .process import format_resource_usage
+from .exits import format_resource_usage
 
 #: ``failed`` codes: none, the qmaster enforced a limit, after the job (a signal).
 FAILED_NONE, FAILED_LIMIT, FAILED_AFTER_JOB = 0, 37, 100

@@ -47,9 +47,15 @@ from ..errors import ConfigurationError, JobbridgeError
 from ..model import PARALLEL_CONFIGS, EngineJob
 from ..scheduler import ExitInfo
 from . import pbs_output
-from .batch import ArraySupport, BatchScheduler, CommandError, CommandResult, JobRecord
+from .batch import (
+    ArraySupport,
+    BatchScheduler,
+    CommandError,
+    CommandResult,
+    JobRecord,
+    SystemKill,
+)
 from .common import round_up
-from .jobwrap import SystemKill
 from .process import wrap_in_container
 
 log = logging.getLogger(__name__)

@@ -19,18 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import constants
 from ..model import EngineJob, ExitInfo
+from .exits import KILL_GRACE_SECONDS, OUTPUT_MODE, append_note, exit_fields
 
 if TYPE_CHECKING:
     from .memory_limits import MemoryLimit
 
 CONTAINER_PLACEHOLDER = "{#command}"
-#: Seconds between SIGTERM and SIGKILL when a job is killed or over its walltime.
-KILL_GRACE_SECONDS = 2.0
 _OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-#: Mode of the output files a job gets (see the module doc).
-OUTPUT_MODE = 0o600
 
 
 def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) -> list[str]:
@@ -203,34 +199,14 @@ def report_start_failure(job: EngineJob, error: OSError) -> str:
 
 
 def note_to_job(job: EngineJob, text: str) -> None:
-    """Append ``jobbridge: TEXT`` to the job's stderr file (its stdout when joined),
-    where its user looks first (why it could not start, why it was refused);
-    nothing when it has none or it cannot be written."""
-    target = job.stdout_file if job.join_stderrout else job.stderr_file
-    if not target:
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, OUTPUT_MODE)
-        with os.fdopen(fd, "ab") as stream:
-            stream.write(f"jobbridge: {text}\n".encode())
+    """Append ``jobbridge: TEXT`` to the job's stderr file (:func:`.exits.append_note`)."""
+    append_note(job.stdout_file if job.join_stderrout else job.stderr_file, text)
 
 
 def exit_info_from_wait(status: int, rusage: Any, wall_seconds: float, cpus: int,
                         killed: bool = False, limit_reason: str | None = None) -> ExitInfo:
-    """Exit info from a ``wait4`` status and rusage; ``limit_reason`` when a limit
-    ended the job (TIMEOUT, OUT_OF_MEMORY: aborted, as batch systems report it)."""
-    usage = format_resource_usage(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss,
-                                  wall_seconds, cpus)
-    signaled = os.WIFSIGNALED(status)
-    code, sig = (None, os.WTERMSIG(status)) if signaled else (os.WEXITSTATUS(status), 0)
-    if killed:
-        return ExitInfo(constants.USER_KILLED, code, sig, usage)
-    if limit_reason is not None:
-        return ExitInfo(constants.EXIT_ABORTED, code, sig, usage, limit_reason)
-    if signaled:
-        return ExitInfo(constants.FINISHED_TERM_SIG, None, sig, usage,
-                        reason=f"killed by signal {sig} ({_signal_name(sig)})")
-    return ExitInfo(constants.FINISHED_REGULARLY, code, 0, usage)
+    """Exit info from a ``wait4`` status and rusage (:func:`.exits.exit_fields`)."""
+    return ExitInfo(*exit_fields(status, rusage, wall_seconds, cpus, killed, limit_reason))
 
 
 @dataclass(slots=True)
@@ -284,37 +260,6 @@ class RunningJob:
                                    self.killed, reason)
 
 
-def format_resource_usage(cpu_seconds: float, maxrss_kb: int | None, wall_seconds: float,
-                          cpus: int, vmem_kb: int | None = None) -> str:
-    """The ``key=value`` resource usage string (docs/format.md): soma-workflow's items
-    (whole seconds as ``HH:MM:SS``), then exact seconds, so that a short job's usage
-    is not all zeros."""
-    items = [f"cput={hms(cpu_seconds)}"]
-    if maxrss_kb is not None:
-        items.append(f"mem={maxrss_kb}kb")
-    if vmem_kb is not None:
-        items.append(f"vmem={vmem_kb}kb")
-    items.append(f"walltime={hms(wall_seconds)}")
-    if wall_seconds > 0:
-        items.append(f"cpupercent={round(100 * cpu_seconds / wall_seconds)}")
-    items.append(f"ncpus={cpus}")
-    items += exact_usage(cpu_seconds, wall_seconds)
-    return " ".join(items)
-
-
-def exact_usage(cpu_seconds: float | None, wall_seconds: float | None) -> list[str]:
-    """``cpu_s=`` and ``wall_s=`` items (seconds, millisecond precision) for the known ones."""
-    return [f"{key}={value:.3f}" for key, value in (("cpu_s", cpu_seconds),
-                                                      ("wall_s", wall_seconds))
-            if value is not None]
-
-
-def hms(seconds: float) -> str:
-    """Seconds as ``HH:MM:SS`` (hours may exceed 99)."""
-    whole = int(seconds + 0.5)
-    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
 def kill_tree(pid: int, sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to a job's process group and every descendant (even ones that
     left the group with setsid)."""
@@ -330,10 +275,3 @@ def kill_tree(pid: int, sig: int = signal.SIGTERM) -> None:
     for process in victims:
         with contextlib.suppress(psutil.Error):
             process.send_signal(sig)
-
-
-def _signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"

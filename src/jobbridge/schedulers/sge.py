@@ -30,8 +30,7 @@ from ..configuration import Configuration
 from ..errors import ConfigurationError
 from ..model import EngineJob
 from . import gridengine
-from .batch import ArraySupport, BatchScheduler, CommandError, JobRecord
-from .jobwrap import SystemKill
+from .batch import ArraySupport, BatchScheduler, CommandError, JobRecord, SystemKill
 
 #: The native state of a job read from accounting (it left the queue).
 ENDED = "ENDED"

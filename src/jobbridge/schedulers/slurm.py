@@ -30,10 +30,9 @@ from typing import Any, ClassVar
 from .. import constants
 from ..configuration import Configuration
 from ..model import EngineJob
-from .batch import ArraySupport, BatchScheduler, CommandError, JobRecord
+from .batch import ArraySupport, BatchScheduler, CommandError, JobRecord, SystemKill
 from .common import parse_duration, parse_size, round_up
-from .jobwrap import SystemKill
-from .process import hms
+from .exits import hms
 
 log = logging.getLogger(__name__)
 
