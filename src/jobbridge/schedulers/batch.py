@@ -824,7 +824,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             if name is None:
                 continue
             try:
-                elements.append((position, self._write_files(job, name)))
+                elements.append((position, self._write_files(job, name, element=True)))
             except OSError as error:
                 refuse(self, job, f"{self.name}: cannot write the job's batch script: {error}")
         if len(elements) < 2:  # nothing left to group
@@ -911,9 +911,10 @@ class BatchScheduler(Scheduler, abc.ABC):
                 error = retry_error
         raise error
 
-    def _write_files(self, job: EngineJob, name: str) -> Path:
+    def _write_files(self, job: EngineJob, name: str, element: bool = False) -> Path:
         """The job's private folder: its spec, the batch script (read by the submit
-        command, never executed itself) and the batch output, all 0600."""
+        command, never executed itself) and the batch output, all 0600; an array's
+        ``element`` has its spec alone (the array's folder has the rest)."""
         folder = self.state_dir / name
         private_dir(folder)
         (folder / ARRAY_ENTRY).unlink(missing_ok=True)  # a lone job's now
@@ -921,12 +922,13 @@ class BatchScheduler(Scheduler, abc.ABC):
         write_spec(str(folder / SPEC_FILE), {
             "job": job.to_dict(), "cpus": job.cpu_count, "exit_file": str(folder / EXIT_FILE),
             "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()})
-        write_private(folder / "job.sh", "\n".join([
-            "#!/bin/sh", "exec " + shlex.join([*command(self.job_python),
-                                               str(folder / SPEC_FILE)]), ""]))
         for child in (EXIT_FILE, START_FILE):
             (folder / child).unlink(missing_ok=True)
-        create_private(self.batch_output_path(name))
+        if not element:
+            write_private(folder / "job.sh", "\n".join([
+                "#!/bin/sh", "exec " + shlex.join([*command(self.job_python),
+                                                   str(folder / SPEC_FILE)]), ""]))
+            create_private(self.batch_output_path(name))
         return folder
 
     def batch_output_path(self, name: str) -> Path:
