@@ -779,11 +779,6 @@ class Engine:
                       execution_date=None if started is None else iso_date(started),
                       ending_date=None if ended is None else iso_date(ended))
             return
-        if job.status == constants.KILL_PENDING:  # stays so until its end
-            if status == constants.RUNNING and not job.running_seen:
-                job.running_seen = True
-                run.changes.append((job.idx, {"execution_date": now_iso()}))
-            return
         if job.status == constants.KILL_PENDING:  # stays so (stopping) until its end
             if status == constants.RUNNING and not job.running_seen:
                 job.running_seen = True

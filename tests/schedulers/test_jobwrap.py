@@ -273,3 +273,17 @@ def test_the_wrapper_ends_by_the_signal_that_ended_its_job(tmp_path: Path) -> No
         assert status == -sig, sig.name
         assert record["exit"][:3] == [constants.FINISHED_TERM_SIG, None, sig], sig.name
         assert record["reason"] == f"killed by signal {int(sig)} ({sig.name})"
+
+
+def test_a_job_python_with_its_own_jobbridge(tmp_path: Path) -> None:
+    """Compute nodes that do not see jobbridge's folder: ``job_python``'s own
+    jobbridge (found through its site-packages) runs the wrapper."""
+    write_spec(str(tmp_path / "job.spec"), {
+        "job": EngineJob("j", ["sh", "-c", "exit 4"]).to_dict(),
+        "exit_file": str(tmp_path / "exit.json")})
+    argv = command(sys.executable)
+    argv[-1] = str(tmp_path / "not-on-this-node")
+    status = subprocess.run([*argv, str(tmp_path / "job.spec")], check=False).returncode
+    record = read_exit_file(tmp_path / "exit.json")
+    assert status == 4 and record is not None and record["exit"][:2] == [
+        constants.FINISHED_REGULARLY, 4]
