@@ -48,6 +48,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -55,6 +56,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -133,6 +135,8 @@ class Bench:
         self.shims, self.calls_log = counting_shims(folder, COUNTED)
         #: sdiag's RPCs by message type of the last run with ``reset``
         self.by_type: Counter[str] = Counter()
+        #: CPU seconds of the last ``jobbridge run`` (its process and the commands it ran)
+        self.engine_cpu = 0.0
 
     def forget_calls(self) -> None:
         self.calls_log.write_text("")
@@ -208,11 +212,15 @@ while [ -n "$(squeue --noheader --format=%i --jobs="$id")" ]; do sleep {HAND_POL
         if reset:
             subprocess.run(["sdiag", "--reset"], check=True, capture_output=True)
         rpcs = user_rpcs()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "jobbridge", "run", str(run / "wf.json"),
                                  "--resource", "slurm", "--json"], env=env, text=True,
                                 stdin=subprocess.DEVNULL, capture_output=True)
         elapsed = time.perf_counter() - started
+        after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.engine_cpu = (after_usage.ru_utime + after_usage.ru_stime
+                           - before.ru_utime - before.ru_stime)
         after = user_rpcs()
         if reset:
             self.by_type = rpcs_by_type()
@@ -240,16 +248,16 @@ def chain(length: int, times: Path) -> tuple[list[dict[str, object]], list[list[
 
 
 def squeue_kinds(calls_log: Path) -> Counter[str]:
-    """The last run's ``squeue`` calls by purpose: status (``--jobs``), find
-    (``--name``: a lost submission's lookup), other; and the seconds between
-    status calls."""
+    """The last run's ``squeue`` calls by purpose: status (``--jobs``, or ``--user``
+    when the ids are too many for one argument), find (``--name``: a lost
+    submission's lookup), other; and the seconds between status calls."""
     kinds: Counter[str] = Counter()
     times = []
     for line in Path(f"{calls_log}.argv").read_text().splitlines():
         name, when, argv = [*line.split(" ", 2), "", ""][:3]
         if name == "squeue":
-            kind = ("find" if "--name=" in argv else "status" if "--jobs" in argv
-                    or "--job=" in argv else "other")
+            kind = ("find" if "--name=" in argv else "status" if any(
+                option in argv for option in ("--jobs=", "--user=")) else "other")
             kinds[kind] += 1
             if kind == "status":
                 times.append(float(when))
@@ -265,18 +273,23 @@ def user_part(by_type: Counter[str]) -> int:
 #: ``--floor``: hand-written arrays whose elements start a Python: a bare one, one
 #: importing the standard modules a wrapper written the usual way would, and one
 #: importing jobbridge's job wrapper as each jobbridge element does before its command.
-FLOORS = {"hand, python -c pass": [sys.executable, "-c", "pass"],
-          "hand, python + json, signal, subprocess": [
-              sys.executable, "-c", "import json, os, signal, subprocess, time"],
-          "hand, python + jobbridge's wrapper imports": [
+FLOORS = {"pass": [sys.executable, "-c", "pass"],
+          "stdlib": [sys.executable, "-c", "import json, os, signal, subprocess, time"],
+          "wrapper": [
               *command(sys.executable)[:-2], "import sys; sys.path.insert(0, sys.argv.pop(1)); "
               "import jobbridge.schedulers.jobwrap", command(sys.executable)[-1]]}
 
 
-def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) -> None:
+#: What each floor's elements run, as the table says it.
+FLOOR_LABELS = {"pass": "hand, python -c pass",
+                "stdlib": "hand, python + json, signal, subprocess",
+                "wrapper": "hand, python -I -S + jobbridge's wrapper imports"}
+
+
+def hand_array_case(bench: Bench, count: int, repeat: int, floors: Sequence[str] = ()) -> None:
     """(d): ``count`` x ``true``, the hand-written array then jobbridge, ``repeat``
     times; prints the table (medians) and each way's RPCs by message type.
-    ``floor``: then the FLOORS arrays (what a Python in each element costs)."""
+    ``floors``: then these FLOORS arrays (what a Python in each element costs)."""
     cluster, size = slurm_config("ClusterName"), slurm_config("MaxArraySize")
     if cluster != PRIVATE_CLUSTER:
         raise SystemExit(f"--hand-array runs on the private cluster only (ClusterName "
@@ -285,8 +298,8 @@ def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) 
     if not size.isdigit() or int(size) < count:
         raise SystemExit(f"MaxArraySize {size} is below {count}: "
                          f"JB_BENCH_SLURM_MAX_ARRAY={count + 1} bench/private_slurm.sh up")
-    floors = FLOORS if floor else {}
-    walls: dict[str, list[float]] = {way: [] for way in ("hand", "jobbridge", *floors)}
+    chosen = {FLOOR_LABELS[name]: FLOORS[name] for name in floors}
+    walls: dict[str, list[float]] = {way: [] for way in ("hand", "jobbridge", *chosen)}
     ends: dict[str, list[float]] = {way: [] for way in walls}
     #: seconds from the start to the last submission (the hand-written script: its one)
     submitted: dict[str, list[float]] = {way: [0.0] for way in walls}
@@ -306,16 +319,20 @@ def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) 
         wall, calls["jobbridge"], _, jobs = bench.run("arrays", *trues(count), reset=True)
         submitted["jobbridge"].append(max(datetime.fromisoformat(
             str(job["submission_date"])).timestamp() for job in jobs) - began)
+        last_end = max(datetime.fromisoformat(str(job["ending_date"])).timestamp()
+                       for job in jobs) - began
+        print(f"  jobbridge: its last job's own end (its wrapper's record) at {last_end:.1f} s")
         rpcs["jobbridge"] = bench.by_type
         done = sum(job["status"] == "done" for job in jobs)
         if done != count:
             raise SystemExit(f"jobbridge: {done} of {count} jobs done")
         walls["jobbridge"].append(wall)
         ends["jobbridge"].append(wall)
+        print(f"  jobbridge: {bench.engine_cpu:.1f} s of CPU (the engine and its commands)")
         print("  jobbridge's squeue calls: " + ", ".join(
             f"{kind} {number}" for kind, number in squeue_kinds(bench.calls_log).items()),
               flush=True)
-        for way, code in floors.items():
+        for way, code in chosen.items():
             quiet_controller()
             print(f"  run {turn + 1}: {way} (load average {load_average()})", flush=True)
             wall, end, calls[way], rpcs[way] = bench.hand_array(count, shlex.join(code))
@@ -324,7 +341,7 @@ def hand_array_case(bench: Bench, count: int, repeat: int, floor: bool = False) 
     base, base_end = med(walls["hand"]), med(ends["hand"])
     rows = []
     for way, label in (("hand", "hand-written sbatch --array"), ("jobbridge", "jobbridge"),
-                       *((way, way) for way in floors)):
+                       *((way, way) for way in chosen)):
         status = calls[way]["squeue"] + calls[way]["sacct"]
         rows.append([label, f"{med(walls[way]):.1f}", spread(walls[way]),
                      f"{med(ends[way]):.1f}", f"{med(submitted[way]):.1f}",
@@ -352,9 +369,9 @@ def main() -> int:
     parser.add_argument("--hand-array", type=int, metavar="N",
                         help="(d) only: N x true against a hand-written sbatch --array, on "
                              "the private cluster of bench/private_slurm.sh")
-    parser.add_argument("--floor", action="store_true",
-                        help="(d): also hand-written arrays whose elements start a bare "
-                             "Python, and one importing jobbridge's job wrapper")
+    parser.add_argument("--floor", nargs="?", const=",".join(FLOORS), default="",
+                        help="(d): also hand-written arrays whose elements start a Python: "
+                             "comma-separated, of: " + ", ".join(FLOORS) + " (default: all)")
     parser.add_argument("--parts", default="a,b,t", help="comma-separated, of: a, b, t")
     parser.add_argument("--ways", default=",".join(AB_WAYS), help="ways of (a) and (b), "
                         "comma-separated, of: " + ", ".join(AB_WAYS))
@@ -368,7 +385,8 @@ def main() -> int:
               f"run, {args.repeat} run(s) each (load average {load_average()})")
         args.dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="jb-slurm-hand-", dir=args.dir) as folder:
-            hand_array_case(Bench(Path(folder)), args.hand_array, args.repeat, args.floor)
+            hand_array_case(Bench(Path(folder)), args.hand_array, args.repeat,
+                            [name for name in args.floor.split(",") if name])
         return 0
     print(f"(a) {args.jobs} x sleep 2, (b) a chain of {args.chain} x sleep 1, (t) "
           f"{args.true_jobs} x true, on the local Slurm, {args.repeat} run(s) each, parts "

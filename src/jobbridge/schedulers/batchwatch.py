@@ -154,32 +154,47 @@ class FolderWatcher(threading.Thread):
         self.wake()
 
     def run(self) -> None:
+        """Each wake costs what changed, not what is followed: the followed jobs are
+        read again only when the scheduler says they changed (:meth:`wake`) and at
+        each backstop, and an inotify event's folder alone is looked at (10,000 jobs
+        in flight would otherwise cost O(jobs) per event)."""
         notifier = _inotify()
         self.inotify_trusted = notifier is not None
         watches: dict[int, str] = {}
+        folders: dict[str, Path] = {}
+        added: set[str] = set()
         last_full = 0.0
+        reread = True
         try:
             while not self.stopping.is_set() and not self._done():
-                folders = dict(self._folders())
-                for job_id in set(self._levels) - set(folders):
-                    del self._levels[job_id]
+                if reread or time.monotonic() - last_full >= BACKSTOP_INTERVAL:
+                    reread = False
+                    latest = dict(self._folders())
+                    added |= latest.keys() - folders.keys()
+                    folders = latest
+                    for job_id in self._levels.keys() - folders.keys():
+                        del self._levels[job_id]
+                    if notifier is not None:
+                        self._watch(notifier, watches, folders)
                 hinted: set[str] | None = None
-                if notifier is not None:
-                    self._watch(notifier, watches, folders)
                 timeout = (BACKSTOP_INTERVAL if notifier is not None and self.inotify_trusted
                            else SCAN_INTERVAL)
                 ready = select.select([self._wake_read, *([notifier] if notifier else [])],
-                                      [], [], timeout)[0]
+                                      [], [], 0 if added else timeout)[0]
                 if self._wake_read in ready:
                     os.read(self._wake_read, 4096)
+                    reread = True
                 if notifier is not None:
                     events = notifier.read(timeout=0) if notifier in ready else []
                     hinted = {watches[e.wd] for e in events if e.wd in watches}
                 now = time.monotonic()
-                full = hinted is None or not hinted or now - last_full >= BACKSTOP_INTERVAL
+                full = (hinted is None or not self.inotify_trusted
+                        or now - last_full >= BACKSTOP_INTERVAL)
                 if full:
                     last_full = now
-                changed = self._scan(folders, None if full else hinted, hinted)
+                only = None if full or hinted is None else hinted | added
+                changed = self._scan(folders, only, hinted)
+                added = set()
                 due = self._tick()
                 if changed or due:
                     self._report(sorted(set(changed) | set(due)))
@@ -196,7 +211,7 @@ class FolderWatcher(threading.Thread):
         import inotify_simple
 
         known = set(watches.values())
-        for job_id in set(self._watched_at) - set(folders):
+        for job_id in self._watched_at.keys() - folders.keys():
             del self._watched_at[job_id]
         for wd, job_id in list(watches.items()):
             if job_id not in folders:
@@ -217,8 +232,9 @@ class FolderWatcher(threading.Thread):
               hinted: set[str] | None) -> list[str]:
         """Ids whose wrapper started or ended since the last scan."""
         changed = []
-        for job_id, folder in folders.items():
-            if only is not None and job_id not in only:
+        for job_id in folders if only is None else only:
+            folder = folders.get(job_id)
+            if folder is None:
                 continue
             level = files_level(folder)
             if level > self._levels.get(job_id, 0):
