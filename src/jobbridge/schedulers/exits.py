@@ -24,6 +24,8 @@ else:
 KILL_GRACE_SECONDS = 2.0
 #: Mode of the output files a job gets: outputs may hold secrets.
 OUTPUT_MODE = 0o600
+#: How a job's output files are opened (a new one is OUTPUT_MODE).
+OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 #: The preferred name of each signal number (as ``signal.Signals`` names them).
 _SIGNAL_NAMES = {number: name for name, number in sorted(vars(_signal).items(), reverse=True)
                  if name.startswith("SIG") and not name.startswith("SIG_")
@@ -50,6 +52,28 @@ def exit_fields(status: int, rusage: struct_rusage | None, wall_seconds: float, 
         return (constants.FINISHED_TERM_SIG, None, sig, usage,
                 f"killed by signal {sig} ({signal_name(sig)})")
     return constants.FINISHED_REGULARLY, code, 0, usage, None
+
+
+class StartError(OSError):
+    """Why a job cannot start, as its exit reason says it (the key and path at fault,
+    or the program)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def path_error(key: str, path: str, error: OSError) -> StartError:
+    """A job's file (``stdin``, ``stdout_file``...) or ``working_directory`` failed."""
+    verb = "enter" if key == "working_directory" else "open"
+    return StartError(f"{key}: cannot {verb} {path}: {error.strerror or error}")
+
+
+def start_failure(program: str, error: OSError) -> str:
+    """The reason a job could not start (its program, unless a StartError says more)."""
+    if isinstance(error, StartError):
+        return error.reason
+    return f"cannot start {program!r}: {error.strerror or error}"
 
 
 def signal_name(sig: int) -> str:

@@ -36,7 +36,16 @@ import sys
 import time
 
 from .. import constants
-from .exits import KILL_GRACE_SECONDS, OUTPUT_MODE, append_note, exit_fields
+from .exits import (
+    KILL_GRACE_SECONDS,
+    OUTPUT_FLAGS,
+    OUTPUT_MODE,
+    StartError,
+    append_note,
+    exit_fields,
+    path_error,
+    start_failure,
+)
 
 try:
     from _json import encode_basestring_ascii as _quoted
@@ -59,7 +68,6 @@ CAUGHT_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUS
                   _signal.SIGUSR2, _signal.SIGCONT, _signal.SIGXCPU)
 #: Signals Python ignores that a started program expects at their default action.
 _RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
-_OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 #: Runs the wrapper from the package folder given as its first argument, without
 #: site-packages (a bare start); a ``job_python`` with its own jobbridge finds it
 #: there when that folder is not on the compute nodes. One line: Grid Engine's
@@ -163,10 +171,6 @@ def _json(value: object) -> str:
     raise TypeError(f"not in a record: {value!r}")
 
 
-class StartError(OSError):
-    """Why a job cannot start, as its exit reason says it."""
-
-
 def main(argv: list[str]) -> int:
     spec = read_spec(argv[0])
     job: dict[str, Any] = spec["job"]
@@ -237,10 +241,8 @@ def start(job: Mapping[str, Any], new_session: bool) -> int:
         try:
             os.close(read_end)
             _exec(job, argv, env, new_session, write_end)
-        except StartError as error:
-            message = str(error)
         except OSError as error:
-            message = f"cannot start {argv[0]!r}: {error.strerror or error}"
+            message = start_failure(argv[0], error)
         except BaseException as error:  # the parent must hear of anything
             message = f"cannot start {argv[0]!r}: {error}"
         try:
@@ -263,9 +265,9 @@ def _exec(job: Mapping[str, Any], argv: list[str], env: dict[str, str] | None,
     for sig in (*CAUGHT_SIGNALS, *_RESTORED_SIGNALS):
         _signal.signal(sig, _signal.SIG_DFL)
     stdin = _open("stdin", job.get("stdin"), os.O_RDONLY | os.O_CLOEXEC)
-    stdout = _open("stdout_file", job.get("stdout_file"), _OUTPUT_FLAGS)
+    stdout = _open("stdout_file", job.get("stdout_file"), OUTPUT_FLAGS)
     stderr = stdout if job.get("join_stderrout") else _open(
-        "stderr_file", job.get("stderr_file"), _OUTPUT_FLAGS)
+        "stderr_file", job.get("stderr_file"), OUTPUT_FLAGS)
     for target, fd in enumerate((stdin, stdout, stderr)):
         os.dup2(fd, target)  # inheritable
     if new_session:
@@ -275,8 +277,7 @@ def _exec(job: Mapping[str, Any], argv: list[str], env: dict[str, str] | None,
         try:
             os.chdir(directory)
         except OSError as error:
-            raise StartError(f"working_directory: cannot enter {directory}: "
-                             f"{error.strerror or error}") from None
+            raise path_error("working_directory", directory, error) from None
     os.closerange(3, keep)
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
     if env is None:
@@ -288,7 +289,7 @@ def _open(key: str, path: str | None, flags: int) -> int:
     try:
         return os.open(path or os.devnull, flags, OUTPUT_MODE)
     except OSError as error:
-        raise StartError(f"{key}: cannot open {path}: {error.strerror or error}") from None
+        raise path_error(key, path or os.devnull, error) from None
 
 
 def _kill_group(pgid: int, sig: int) -> None:

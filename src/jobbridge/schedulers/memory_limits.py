@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from .process import StartError
+from .exits import StartError
 
 if TYPE_CHECKING:
     from ..configuration import Configuration

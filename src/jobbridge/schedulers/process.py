@@ -20,13 +20,21 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from ..model import EngineJob, ExitInfo
-from .exits import KILL_GRACE_SECONDS, OUTPUT_MODE, append_note, exit_fields
+from .exits import (
+    KILL_GRACE_SECONDS,
+    OUTPUT_FLAGS,
+    OUTPUT_MODE,
+    StartError,
+    append_note,
+    exit_fields,
+    path_error,
+    start_failure,
+)
 
 if TYPE_CHECKING:
     from .memory_limits import MemoryLimit
 
 CONTAINER_PLACEHOLDER = "{#command}"
-_OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
 def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) -> list[str]:
@@ -52,27 +60,13 @@ def wrap_in_container(command: Sequence[str], container_command: Sequence[str]) 
     return wrapped if placed else [*wrapped, *command]
 
 
-class StartError(OSError):
-    """Why a job cannot start, as its exit reason says it (the key and path at fault,
-    rather than the program)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _path_error(key: str, path: str, error: OSError) -> StartError:
-    verb = "enter" if key == "working_directory" else "open"
-    return StartError(f"{key}: cannot {verb} {path}: {error.strerror or error}")
-
-
 def _open(key: str, path: str | None, flags: int) -> IO[bytes] | int:
     if path is None:
         return subprocess.DEVNULL
     try:
         fd = os.open(path, flags, OUTPUT_MODE)
     except OSError as error:
-        raise _path_error(key, path, error) from None
+        raise path_error(key, path, error) from None
     return os.fdopen(fd, "rb" if flags == os.O_RDONLY else "wb")
 
 
@@ -90,10 +84,10 @@ def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None,
     try:
         stdin = _open("stdin", job.stdin, os.O_RDONLY)
         files.append(stdin)
-        stdout = _open("stdout_file", job.stdout_file, _OUTPUT_FLAGS)
+        stdout = _open("stdout_file", job.stdout_file, OUTPUT_FLAGS)
         files.append(stdout)
         stderr: IO[bytes] | int = (subprocess.STDOUT if job.join_stderrout
-                                   else _open("stderr_file", job.stderr_file, _OUTPUT_FLAGS))
+                                   else _open("stderr_file", job.stderr_file, OUTPUT_FLAGS))
         files.append(stderr)
         return subprocess.Popen(
             job.command, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
@@ -104,7 +98,7 @@ def start_process(job: EngineJob, preexec_fn: Callable[[], None] | None = None,
     except OSError as error:
         directory = job.working_directory
         if not isinstance(error, StartError) and directory and error.filename == directory:
-            raise _path_error("working_directory", directory, error) from None
+            raise path_error("working_directory", directory, error) from None
         raise
     finally:
         for file in files:
@@ -155,9 +149,9 @@ class Spawner:
         opened: list[int] = []
         try:
             stdin = self._open("stdin", job.stdin, os.O_RDONLY | os.O_CLOEXEC, opened)
-            stdout = self._open("stdout_file", job.stdout_file, _OUTPUT_FLAGS, opened)
+            stdout = self._open("stdout_file", job.stdout_file, OUTPUT_FLAGS, opened)
             stderr = 1 if job.join_stderrout else self._open("stderr_file", job.stderr_file,
-                                                             _OUTPUT_FLAGS, opened)
+                                                             OUTPUT_FLAGS, opened)
             self._chdir(job.working_directory)
             env = {**os.environ, **job.env} if job.env else self.environ
             return os.posix_spawnp(
@@ -174,7 +168,7 @@ class Spawner:
         try:
             fd = os.open(path, flags, OUTPUT_MODE, dir_fd=self.origin)
         except OSError as error:
-            raise _path_error(key, path, error) from None
+            raise path_error(key, path, error) from None
         opened.append(fd)
         return fd
 
@@ -187,13 +181,12 @@ class Spawner:
         try:
             os.chdir(directory)
         except OSError as error:
-            raise _path_error("working_directory", directory, error) from None
+            raise path_error("working_directory", directory, error) from None
 
 
 def report_start_failure(job: EngineJob, error: OSError) -> str:
     """Write why ``job`` could not start into its stderr file; return the reason."""
-    reason = (error.reason if isinstance(error, StartError)
-              else f"cannot start {job.command[0]!r}: {error.strerror or error}")
+    reason = start_failure(job.command[0], error)
     note_to_job(job, reason)
     return reason
 
