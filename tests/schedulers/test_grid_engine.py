@@ -259,9 +259,10 @@ def test_survives_grid_engine_restarting(scheduler: Scheduler, tmp_path: Path) -
     """
     if os.geteuid() != 0:
         unavailable("restarting Grid Engine needs root")
-    # long enough to run on across the outage (its wrapper's exit file then ends it)
+    # long enough to run on across the outage (its wrapper's exit file then ends it):
+    # stopping both daemons may take up to 30 s after two qconf calls on a loaded machine
     [running] = scheduler.job_submission(job(tmp_path, "across",
-                                             ["sh", "-c", "sleep 25; exit 3"]))
+                                             ["sh", "-c", "sleep 75; exit 3"]))
     assert running
     wait_for_status(scheduler, [running], {constants.RUNNING}, timeout=TIMEOUT)
     state = Path(os.environ.get("SGE_CI_STATE", "/var/tmp/jobbridge-sge"))
