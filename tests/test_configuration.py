@@ -80,7 +80,7 @@ def test_every_scheduler_declares_its_keys() -> None:
     assert {"scheduler_type", "cpu_nb", "max_cpu_nb", "scheduler_interval", "max_job_in_queue",
             "max_job_running", "native_specification", "queues", "container_command"} <= common
     own = {"local_basic": {"enforce_memory"}, "mpi": {"mpi_max_attempts", "enforce_memory"},
-           "slurm": {"job_python", "min_scheduler_interval", "command_timeout"},
+           "slurm": {"job_python", "job_wrapper", "min_scheduler_interval", "command_timeout"},
            "pbspro": {"job_python", "pbs_bin_dir", "pbs_host_command", "parallel_mpi",
                       "tmp_file_path"},
            "drmaa": {"drmaa_library_path", "parallel_environment", "memory_resource",

@@ -384,7 +384,8 @@ os.execv(sys.executable, [sys.executable, *sys.argv[1:-1], path])
 def test_a_state_folder_not_shared_means_polling(tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     scheduler = slurm_scheduler(tmp_path, max_interval=1.0,
-                                job_python=str(_unshared_python(tmp_path)))
+                                job_python=str(_unshared_python(tmp_path)),
+                                job_wrapper="python")
     try:
         with caplog.at_level(logging.WARNING):
             [job_id] = scheduler.job_submission([EngineJob("a", ["true"],

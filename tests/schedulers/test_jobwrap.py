@@ -23,7 +23,8 @@ import pytest
 
 from jobbridge import constants
 from jobbridge.model import EngineJob
-from jobbridge.schedulers.batch import SystemKill
+from jobbridge.schedulers import nativewrap
+from jobbridge.schedulers.batch import SystemKill, wrapper_spec
 from jobbridge.schedulers.exits import KILL_GRACE_SECONDS
 from jobbridge.schedulers.jobwrap import command, read_exit_file, write_spec
 
@@ -34,17 +35,25 @@ TREE = ('sh -c \'sleep 600 & echo $! > grandchild; wait\' & echo $! > child; ech
 CATCHING = f'trap "exit 0" TERM USR1; {TREE}'
 
 
+@pytest.fixture(scope="module", params=["native", "python"])
+def wrapper(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> list[str]:
+    """The argv running each wrapper (the spec's path follows): both behave alike."""
+    if request.param == "python":
+        return command(sys.executable)
+    return [str(nativewrap.build(tmp_path_factory.mktemp("native")))]
+
+
 class Wrapped:
     """The wrapper running one job in ``folder``, in a session of its own."""
 
-    def __init__(self, folder: Path, script: str, kill: SystemKill) -> None:
+    def __init__(self, wrapper: list[str], folder: Path, script: str, kill: SystemKill
+                 ) -> None:
         self.folder = folder
         job = EngineJob("j", ["sh", "-c", script], working_directory=str(folder),
                         stdout_file=str(folder / "out"), stderr_file=str(folder / "err"))
-        write_spec(str(folder / "job.spec"), {
-            "job": job.to_dict(), "exit_file": str(folder / "exit.json"),
-            "kill": kill.to_spec()})
-        self.process = subprocess.Popen([*command(sys.executable), str(folder / "job.spec")],
+        write_spec(str(folder / "job.spec"), wrapper_spec(job, folder, kill))
+        self.process = subprocess.Popen([*wrapper, str(folder / "job.spec")],
                                         start_new_session=True)
         deadline = time.monotonic() + 30
         while not (folder / "started").exists():
@@ -73,11 +82,12 @@ class Wrapped:
 
 
 @pytest.fixture
-def wrapped(tmp_path: Path) -> Iterator[Callable[[str, SystemKill], Wrapped]]:
+def wrapped(wrapper: list[str], tmp_path: Path
+            ) -> Iterator[Callable[[str, SystemKill], Wrapped]]:
     started: list[Wrapped] = []
 
     def start(script: str, kill: SystemKill) -> Wrapped:
-        started.append(Wrapped(tmp_path, script, kill))
+        started.append(Wrapped(wrapper, tmp_path, script, kill))
         return started[-1]
 
     yield start
@@ -172,13 +182,13 @@ def test_who_ended_a_killed_job() -> None:
     assert _kill_reached(asked, None)
 
 
-def _run(folder: Path, command_argv: list[str], **job: object) -> tuple[int, dict[str, object]]:
+def _run(wrapper: list[str], folder: Path, command_argv: list[str], **job: object
+         ) -> tuple[int, dict[str, object]]:
     """Run the wrapper on one job as a batch script does; its status and exit record."""
-    spec = {"job": EngineJob("j", command_argv, **job).to_dict(),  # type: ignore[arg-type]
-            "exit_file": str(folder / "exit.json"), "start_file": str(folder / "start.json"),
-            "kill": SystemKill("process_group").to_spec()}
-    write_spec(str(folder / "job.spec"), spec)
-    status = subprocess.run([*command(sys.executable), str(folder / "job.spec")],
+    engine_job = EngineJob("j", command_argv, **job)  # type: ignore[arg-type]
+    write_spec(str(folder / "job.spec"), wrapper_spec(engine_job, folder,
+                                                      SystemKill("process_group")))
+    status = subprocess.run([*wrapper, str(folder / "job.spec")],
                             timeout=60, check=False).returncode
     record = read_exit_file(folder / "exit.json")
     assert record is not None
@@ -203,7 +213,7 @@ def test_the_wrapper_imports_built_in_modules_only() -> None:
     assert loaded <= allowed, f"the wrapper imports {sorted(loaded - allowed)}"
 
 
-def test_a_job_that_cannot_start_says_why(tmp_path: Path) -> None:
+def test_a_job_that_cannot_start_says_why(wrapper: list[str], tmp_path: Path) -> None:
     """Each reason names the key and path at fault (or the program), in the exit
     record and in the job's stderr file; the wrapper exits 127 like a shell."""
     cases = {
@@ -219,14 +229,15 @@ def test_a_job_that_cannot_start_says_why(tmp_path: Path) -> None:
     for name, (argv, job, reason) in cases.items():
         folder = tmp_path / name
         folder.mkdir()
-        status, record = _run(folder, argv, stderr_file=str(folder / "err"), **job)
+        status, record = _run(wrapper, folder, argv, stderr_file=str(folder / "err"), **job)
         assert status == 127, name
         assert record["exit"] == [constants.EXIT_ABORTED, None, None, None], name
         assert str(record["reason"]).startswith(reason), (name, record["reason"])
         assert (folder / "err").read_text().startswith(f"jobbridge: {reason}"), name
 
 
-def test_the_job_gets_its_argv_env_files_and_a_clean_process(tmp_path: Path) -> None:
+def test_the_job_gets_its_argv_env_files_and_a_clean_process(wrapper: list[str],
+                                                            tmp_path: Path) -> None:
     """Byte-exact argv and env (merged over the wrapper's), private new output files,
     only descriptors 0-2, SIGPIPE at its default action (``yes | head`` ends)."""
     script = ('printf "%s|" "$@"; echo "$JB_VALUE $HOME"; ls /proc/self/fd | sort -n | xargs; '
@@ -234,7 +245,7 @@ def test_the_job_gets_its_argv_env_files_and_a_clean_process(tmp_path: Path) -> 
     inherited = os.open(os.devnull, os.O_RDONLY)
     os.set_inheritable(inherited, True)
     try:
-        status, record = _run(tmp_path, ["sh", "-c", script, "sh", "a b", "*", "é\n"],
+        status, record = _run(wrapper, tmp_path, ["sh", "-c", script, "sh", "a b", "*", "é\n"],
                               env={"JB_VALUE": "x;$y"}, stdout_file=str(tmp_path / "out"),
                               join_stderrout=True, working_directory=str(tmp_path))
     finally:
@@ -251,25 +262,46 @@ def test_the_job_gets_its_argv_env_files_and_a_clean_process(tmp_path: Path) -> 
     assert start["host"] == os.uname().nodename and start["pid"] > 0
 
 
-def test_a_spec_of_the_previous_release_still_runs(tmp_path: Path) -> None:
-    """A job queued before an upgrade runs the new wrapper on its JSON spec."""
-    (tmp_path / "job.json").write_text(json.dumps({
-        "job": EngineJob("j", ["sh", "-c", "exit 3"]).to_dict(),
-        "exit_file": str(tmp_path / "exit.json")}))
-    status = subprocess.run([sys.executable, "-m", "jobbridge.schedulers.jobwrap",
-                             str(tmp_path / "job.json")], check=False).returncode
-    record = read_exit_file(tmp_path / "exit.json")
-    assert status == 3 and record is not None and record["exit"][:2] == [
-        constants.FINISHED_REGULARLY, 3]
+def test_specs_of_earlier_releases_still_run(tmp_path: Path) -> None:
+    """A job queued before an upgrade runs the new (Python) wrapper on its spec: the
+    JSON one of the first releases, the marshal one of the next; the engine reads
+    its raw record."""
+    import marshal
+
+    job = EngineJob("j", ["sh", "-c", "exit 3"]).to_dict()
+    (tmp_path / "json").mkdir()
+    (tmp_path / "json" / "job.json").write_text(json.dumps({
+        "job": job, "exit_file": str(tmp_path / "json" / "exit.json")}))
+    (tmp_path / "marshal").mkdir()
+    (tmp_path / "marshal" / "job.spec").write_bytes(marshal.dumps({
+        "job": job, "cpus": 1, "exit_file": str(tmp_path / "marshal" / "exit.json"),
+        "start_file": str(tmp_path / "marshal" / "start.json"),
+        "kill": {"reaches": "process_group", "warning": None}}, 4))
+    for spec in (tmp_path / "json" / "job.json", tmp_path / "marshal" / "job.spec"):
+        status = subprocess.run([*command(sys.executable), str(spec)], check=False).returncode
+        record = read_exit_file(spec.with_name("exit.json"))
+        assert status == 3 and record is not None and record["exit"][:2] == [
+            constants.FINISHED_REGULARLY, 3], spec
+    assert (tmp_path / "marshal" / "start.json").exists()
 
 
-def test_the_wrapper_ends_by_the_signal_that_ended_its_job(tmp_path: Path) -> None:
+def test_a_record_of_an_earlier_release_still_reads(tmp_path: Path) -> None:
+    """A wrapper of an earlier release, still running through an upgrade, words its
+    record itself."""
+    worded = {"exit": [constants.FINISHED_REGULARLY, 0, 0, "cput=00:00:00"], "reason": None,
+              "started": 1.0, "ended": 2.0, "signals": []}
+    (tmp_path / "exit.json").write_text(json.dumps(worded))
+    assert read_exit_file(tmp_path / "exit.json") == worded
+
+
+def test_the_wrapper_ends_by_the_signal_that_ended_its_job(wrapper: list[str],
+                                                           tmp_path: Path) -> None:
     """So that the batch system sees it too: SIGKILL (which no handler may take) and
     SIGPIPE (which Python ignores) included."""
     for sig in (signal.SIGKILL, signal.SIGPIPE, signal.SIGTERM):
         folder = tmp_path / sig.name
         folder.mkdir()
-        status, record = _run(folder, ["sh", "-c", f"kill -{sig.name[3:]} $$"])
+        status, record = _run(wrapper, folder, ["sh", "-c", f"kill -{sig.name[3:]} $$"])
         assert status == -sig, sig.name
         assert record["exit"][:3] == [constants.FINISHED_TERM_SIG, None, sig], sig.name
         assert record["reason"] == f"killed by signal {int(sig)} ({sig.name})"
@@ -278,9 +310,8 @@ def test_the_wrapper_ends_by_the_signal_that_ended_its_job(tmp_path: Path) -> No
 def test_a_job_python_with_its_own_jobbridge(tmp_path: Path) -> None:
     """Compute nodes that do not see jobbridge's folder: ``job_python``'s own
     jobbridge (found through its site-packages) runs the wrapper."""
-    write_spec(str(tmp_path / "job.spec"), {
-        "job": EngineJob("j", ["sh", "-c", "exit 4"]).to_dict(),
-        "exit_file": str(tmp_path / "exit.json")})
+    write_spec(str(tmp_path / "job.spec"), wrapper_spec(
+        EngineJob("j", ["sh", "-c", "exit 4"]), tmp_path, SystemKill("process_group")))
     argv = command(sys.executable)
     argv[-1] = str(tmp_path / "not-on-this-node")
     status = subprocess.run([*argv, str(tmp_path / "job.spec")], check=False).returncode

@@ -226,7 +226,7 @@ def test_killing_a_queued_job(fake_pbs: FakePBS, tmp_path: Path) -> None:
 
 def test_a_job_whose_wrapper_never_started_reports_pbs_exit_status(fake_pbs: FakePBS) -> None:
     """No exit file: the exit code comes from PBS's Exit_status (bash: 127)."""
-    scheduler = fake_pbs.scheduler(job_python="/nonexistent/python3")
+    scheduler = fake_pbs.scheduler(job_python="/nonexistent/python3", job_wrapper="python")
     [(status, info)] = run_to_end(scheduler, [EngineJob("x", ["true"])], timeout=60)
     assert status == constants.FAILED
     assert (info[0], info[1]) == (constants.FINISHED_REGULARLY, 127)

@@ -89,7 +89,7 @@ import threading
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -98,6 +98,7 @@ from ..configuration import Configuration, jobbridge_home, private_dir
 from ..errors import ConfigurationError
 from ..model import EngineJob, ended_status
 from ..scheduler import ChangeNotifier, ExitInfo, Scheduler, job_list
+from . import nativewrap
 from .batchwatch import (
     EXIT_FILE,
     RESERVE,
@@ -196,8 +197,16 @@ class SystemKill:
             raise ValueError("a system that signals only the batch script must send a "
                              "warning signal first: its SIGKILL would leave the job running")
 
-    def to_spec(self) -> dict[str, Any]:
-        return asdict(self)
+
+def wrapper_spec(job: EngineJob, folder: Path, kill: SystemKill) -> dict[str, Any]:
+    """The job wrapper's spec of ``job`` (:func:`.jobwrap.encode_spec`), its records
+    in ``folder``, put where ``kill`` reaches."""
+    return {"command": job.command, "env": job.env, "stdin": job.stdin,
+            "stdout_file": job.stdout_file, "stderr_file": job.stderr_file,
+            "join_stderrout": job.join_stderrout, "working_directory": job.working_directory,
+            "cpus": job.cpu_count, "exit_file": str(folder / EXIT_FILE),
+            "start_file": str(folder / START_FILE), "kill_reaches": kill.reaches,
+            "kill_warning": kill.warning}
 
 
 @dataclass(frozen=True)
@@ -254,7 +263,9 @@ class BatchScheduler(Scheduler, abc.ABC):
     seconds one command may take; ``retries``: how often a transient failure is
     retried by default; ``native_specification``: submit options of every job (a
     job's own come after); ``container_command``: see docs/format.md;
-    ``job_python``: the Python that runs the job wrapper on the execution hosts;
+    ``job_wrapper``: ``auto`` (the native wrapper where it builds, else the Python
+    one), ``native`` or ``python``; ``job_python``: the Python that runs the Python
+    wrapper on the execution hosts;
     ``state_dir``: the jobs' private folders (default ``$JOBBRIDGE_HOME/batch/NAME``),
     which the execution hosts should see; ``commands_per_second``: the command
     budget; ``job_files``: ``watch`` the wrappers' files, or ``poll`` only.
@@ -265,7 +276,7 @@ class BatchScheduler(Scheduler, abc.ABC):
     #: The keys :meth:`options_from_config` reads, besides the common ones.
     CONFIG_KEYS = Scheduler.CONFIG_KEYS | {"min_scheduler_interval", "command_timeout",
                                            "job_python", "max_commands_per_second",
-                                           "job_files", "array_submission"}
+                                           "job_files", "array_submission", "job_wrapper"}
     #: Native state -> JOB_STATUS. Unknown states are logged and UNDETERMINED. Every
     #: terminal state maps to DONE: DONE or FAILED then comes from the exit info.
     STATES: ClassVar[Mapping[str, str]] = {}
@@ -296,7 +307,7 @@ class BatchScheduler(Scheduler, abc.ABC):
                  job_python: str | None = None,
                  state_dir: str | os.PathLike[str] | None = None,
                  commands_per_second: float = 1.0, job_files: str = "watch",
-                 array_submission: str = "auto") -> None:
+                 array_submission: str = "auto", job_wrapper: str = "auto") -> None:
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.command_timeout = command_timeout
@@ -304,6 +315,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         self.native_specification = list(native_specification)
         self.container_command = list(container_command)
         self.job_python = job_python or sys.executable
+        self.job_wrapper = job_wrapper
+        self._wrapper: list[str] | None = None
         self.state_dir = Path(state_dir) if state_dir else jobbridge_home() / "batch" / self.name
         self._interval = min_interval
         self._lock = threading.RLock()
@@ -354,36 +367,36 @@ class BatchScheduler(Scheduler, abc.ABC):
             "container_command": config.get_words("container_command"),
             "job_python": config.get("job_python"),
             "commands_per_second": config.get_float("max_commands_per_second", 1.0),
-            "job_files": cls._job_files(config),
-            "array_submission": cls._array_submission(config),
+            **cls._choices(config),
         }
 
     @classmethod
     def check_config(cls, config: Configuration) -> None:
         super().check_config(config)
         config.get_float("max_commands_per_second", 1.0)
-        cls._job_files(config)
-        cls._array_submission(config)
+        cls._choices(config)
 
-    @staticmethod
-    def _job_files(config: Configuration) -> str:
-        """``watch`` (the wrappers' files first) or ``poll`` (a state folder the
-        compute nodes do not share: the batch system's commands only)."""
-        value = (config.get("job_files") or "watch").strip()
-        if value not in ("watch", "poll"):
-            raise ConfigurationError(f"resource {config.resource_id!r}: option job_files = "
-                                     f"{value!r} is not watch or poll")
-        return value
+    #: The options that name one of a few ways, the default first: ``job_files``:
+    #: ``watch`` the wrappers' files, or ``poll`` (a state folder the compute nodes do
+    #: not share); ``array_submission``: ``auto`` (jobs alike go as arrays where the
+    #: system has them) or ``off``; ``job_wrapper``: ``auto`` (the native wrapper
+    #: where a C compiler builds it), ``native`` or ``python``.
+    CHOICES: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "job_files": ("watch", "poll"), "array_submission": ("auto", "off"),
+        "job_wrapper": ("auto", "native", "python")}
 
-    @staticmethod
-    def _array_submission(config: Configuration) -> str:
-        """``auto`` (jobs alike submitted as arrays where the system has them) or
-        ``off`` (one submission a job)."""
-        value = (config.get("array_submission") or "auto").strip()
-        if value not in ("auto", "off"):
-            raise ConfigurationError(f"resource {config.resource_id!r}: option "
-                                     f"array_submission = {value!r} is not auto or off")
-        return value
+    @classmethod
+    def _choices(cls, config: Configuration) -> dict[str, str]:
+        """The :data:`CHOICES` options' values; ConfigurationError names a wrong one."""
+        values = {}
+        for key, choices in cls.CHOICES.items():
+            value = (config.get(key) or choices[0]).strip()
+            if value not in choices:
+                raise ConfigurationError(
+                    f"resource {config.resource_id!r}: option {key} = {value!r} is not "
+                    f"{', '.join(choices[:-1])} or {choices[-1]}")
+            values[key] = value
+        return values
 
     # --- hooks: what a backend defines ------------------------------------------------------
     @abc.abstractmethod
@@ -879,7 +892,7 @@ class BatchScheduler(Scheduler, abc.ABC):
             write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index}))
         spec = shlex.quote(f"{folder}/") + '"${' + support.index_variable + '}"'
         write_private(folder / "job.sh", "\n".join([
-            "#!/bin/sh", "exec " + shlex.join(command(self.job_python)) + " " + spec, ""]))
+            "#!/bin/sh", "exec " + shlex.join(self.wrapper_command()) + " " + spec, ""]))
         create_private(self.batch_output_path(name))
         return folder
 
@@ -918,18 +931,33 @@ class BatchScheduler(Scheduler, abc.ABC):
         folder = self.state_dir / name
         private_dir(folder)
         (folder / ARRAY_ENTRY).unlink(missing_ok=True)  # a lone job's now
-        job = in_container(job, self.container_command)
-        write_spec(str(folder / SPEC_FILE), {
-            "job": job.to_dict(), "cpus": job.cpu_count, "exit_file": str(folder / EXIT_FILE),
-            "start_file": str(folder / START_FILE), "kill": self.KILL.to_spec()})
+        write_spec(str(folder / SPEC_FILE), wrapper_spec(in_container(job, self.container_command),
+                                                         folder, self.KILL))
         for child in (EXIT_FILE, START_FILE):
             (folder / child).unlink(missing_ok=True)
         if not element:
             write_private(folder / "job.sh", "\n".join([
-                "#!/bin/sh", "exec " + shlex.join([*command(self.job_python),
+                "#!/bin/sh", "exec " + shlex.join([*self.wrapper_command(),
                                                    str(folder / SPEC_FILE)]), ""]))
             create_private(self.batch_output_path(name))
         return folder
+
+    def wrapper_command(self) -> list[str]:
+        """The argv that runs the job wrapper (the spec's path follows): the native
+        one, built on first use, unless ``job_wrapper = python`` or it cannot be
+        built here (said once; with ``job_wrapper = native``, OSError saying why)."""
+        if self._wrapper is None:
+            wrapper = command(self.job_python)
+            if self.job_wrapper != "python":
+                try:
+                    wrapper = [str(nativewrap.build(self.state_dir / ".wrapper"))]
+                except nativewrap.BuildError as error:
+                    if self.job_wrapper == "native":
+                        raise OSError(f"job_wrapper = native: {error}") from None
+                    log.info("%s: %s; jobs start through the Python wrapper (%s)", self.name,
+                             error, self.job_python)
+            self._wrapper = wrapper
+        return self._wrapper
 
     def batch_output_path(self, name: str) -> Path:
         """Where the batch system writes the script's own output (not the job's: the

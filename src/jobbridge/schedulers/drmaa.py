@@ -52,7 +52,7 @@ from ..errors import JobbridgeError
 from ..model import EngineJob
 from . import gridengine
 from .batch import BatchScheduler, CommandError, JobRecord
-from .jobwrap import SPEC_FILE, command
+from .jobwrap import SPEC_FILE
 from .sge import SGEScheduler
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class DrmaaScheduler(SGEScheduler):
             template = session.createJobTemplate()
             try:
                 template.jobName = name
-                template.remoteCommand, *wrapper = command(self.job_python)
+                template.remoteCommand, *wrapper = self.wrapper_command()
                 template.workingDirectory = str(folder)
                 template.outputPath = f":{self.batch_output_path(name)}"
                 template.joinFiles = True

@@ -32,16 +32,14 @@ _SIGNAL_NAMES = {number: name for name, number in sorted(vars(_signal).items(), 
                  and name not in ("SIGIOT", "SIGCLD", "SIGPOLL")}
 
 
-def exit_fields(status: int, rusage: struct_rusage | None, wall_seconds: float, cpus: int,
-                killed: bool = False, limit_reason: str | None = None
+def exit_fields(status: int, cpu_seconds: float, maxrss_kb: int | None, wall_seconds: float,
+                cpus: int, killed: bool = False, limit_reason: str | None = None
                 ) -> tuple[str, int | None, int | None, str, str | None]:
     """``(exit_status, exit_value, term_sig, resource_usage, reason)`` of a process
-    from its ``wait4`` status and rusage; ``killed`` when the user's kill ended it,
-    ``limit_reason`` when a limit did (TIMEOUT, OUT_OF_MEMORY: aborted, as batch
-    systems report it)."""
-    usage = format_resource_usage(
-        rusage.ru_utime + rusage.ru_stime if rusage else 0.0,
-        rusage.ru_maxrss if rusage else None, wall_seconds, cpus)
+    from its ``wait4`` status and rusage (:func:`rusage_items`); ``killed`` when the
+    user's kill ended it, ``limit_reason`` when a limit did (TIMEOUT, OUT_OF_MEMORY:
+    aborted, as batch systems report it)."""
+    usage = format_resource_usage(cpu_seconds, maxrss_kb, wall_seconds, cpus)
     signaled = os.WIFSIGNALED(status)
     code, sig = (None, os.WTERMSIG(status)) if signaled else (os.WEXITSTATUS(status), 0)
     if killed:
@@ -52,6 +50,13 @@ def exit_fields(status: int, rusage: struct_rusage | None, wall_seconds: float, 
         return (constants.FINISHED_TERM_SIG, None, sig, usage,
                 f"killed by signal {sig} ({signal_name(sig)})")
     return constants.FINISHED_REGULARLY, code, 0, usage, None
+
+
+def rusage_items(rusage: struct_rusage | None) -> tuple[float, int | None]:
+    """CPU seconds (user and system) and peak memory (kB) of a ``wait4`` rusage."""
+    if rusage is None:
+        return 0.0, None
+    return rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss
 
 
 class StartError(OSError):

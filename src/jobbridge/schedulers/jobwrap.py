@@ -3,11 +3,18 @@
 Why: a batch script must carry no user string that a shell could misread, and
 the batch system's own account of a job is often incomplete (Torque's wrappers
 drop ``Exit_status``; Slurm without accounting forgets finished jobs; a shell
-reports a signal as 128+n). So the script only runs this wrapper on a private
-spec file; the wrapper starts the argv byte-exact with its env, directory and
-files, and writes the true exit info (code or signal, rusage, when it started
-and ended, and the signals the system sent it meanwhile) to the spec's
-``exit_file`` before ending the same way.
+reports a signal as 128+n). So the script only runs a wrapper on a private spec
+file; the wrapper starts the argv byte-exact with its env, directory and files,
+and writes what happened (wait status, rusage, when it started and ended, the
+signals the system sent it meanwhile; or which file, folder or program failed
+to open, with its errno) to the spec's ``exit_file`` before ending the same way.
+
+Two wrappers do this alike: the native one (``jobwrap.c``, built on first use by
+:mod:`.nativewrap`), and this module, run by ``job_python`` where no C compiler
+is. The native one starts in about 1 ms where a bare Python takes 10-20 ms, which
+counts before each of an array's 10,000 elements on the compute nodes' cores.
+Both read the spec of :func:`encode_spec` and write raw records; the engine words
+them (:func:`read_exit_file`, with :mod:`.exits`: one definition of the words).
 
 Both files are the scheduler's first source of truth (it watches their folder,
 costing the batch system nothing): the spec's ``start_file`` is written as soon
@@ -15,22 +22,19 @@ as the wrapper runs, the ``exit_file`` just before it ends.
 
 A forced end must reach the job's whole process tree, so the wrapper puts the
 job where the batch system's kill reaches, as the backend declares it
-(:class:`~.batch.SystemKill`, in the spec's ``kill``): in the wrapper's own
+(:class:`~.batch.SystemKill`, the spec's ``kill_reaches``): in the wrapper's own
 process group when the system signals the script's process group (Grid Engine)
 or its session (PBS, Torque; Slurm signals every process of the job), the signals
-then reaching the job directly, once; in a group of its own, to which the wrapper
-forwards every signal, when the system signals the script alone.
+then reaching the job directly, once; in a session of its own, to which the
+wrapper forwards every signal, when the system signals the script alone.
 
-It runs before every job's command, on the compute node's cores, so it costs
-about a bare interpreter's start (``python -I -S``, built-in modules only): the
-spec is :mod:`marshal` (written by the same user in a private folder), the
-records are JSON written with the C encoder's string escaping, and the job
-starts by ``fork`` + ``exec``. A test holds it to its import set.
+This module runs as ``python -I -S`` with built-in modules only (the spec's
+fields split on NUL, the records written with the C encoder's string escaping,
+the job started by ``fork`` + ``exec``); a test holds it to its import set.
 """
 
 from __future__ import annotations
 
-import marshal
 import os
 import sys
 import time
@@ -40,7 +44,6 @@ from .exits import (
     KILL_GRACE_SECONDS,
     OUTPUT_FLAGS,
     OUTPUT_MODE,
-    StartError,
     append_note,
     exit_fields,
     path_error,
@@ -62,6 +65,14 @@ else:
 
 #: The spec's name in a job's folder.
 SPEC_FILE = "job.spec"
+#: The first field of a spec (:func:`encode_spec`).
+SPEC_MAGIC = b"jobbridge-spec 2"
+#: The spec's single-valued fields, in their order; ``command`` and ``env`` follow,
+#: each as a count and its items (``env``'s as ``KEY=VALUE``).
+SPEC_FIELDS = ("exit_file", "start_file", "kill_reaches", "kill_warning", "cpus", "stdin",
+               "stdout_file", "stderr_file", "join_stderrout", "working_directory")
+#: What a failed start names: the program, or the spec's key of the file or folder.
+START_STEPS = ("program", "stdin", "stdout_file", "stderr_file", "working_directory")
 #: Signals a batch system sends to end, warn or signal a job: the wrapper outlives
 #: them (to write the exit file) and notes them.
 CAUGHT_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1,
@@ -78,48 +89,91 @@ _BOOT = ("import os, sys; root = sys.argv.pop(1); sys.path.insert(0, root) "
 
 
 def command(python: str) -> list[str]:
-    """The argv that runs the wrapper with the interpreter ``python``: the spec's
+    """The argv that runs this wrapper with the interpreter ``python``: the spec's
     path follows."""
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return [python, "-I", "-S", "-c", _BOOT, package_root]
 
 
+# --- the spec -------------------------------------------------------------------------------
+def encode_spec(spec: Mapping[str, Any]) -> bytes:
+    """A spec's bytes: :data:`SPEC_MAGIC`, then each of :data:`SPEC_FIELDS` (None,
+    False: empty; True: ``1``), ``command``'s count and items, ``env``'s count and
+    ``KEY=VALUE`` items; every field ends with a NUL (docs/batch-backend.md says
+    why: the native wrapper reads it without a parser)."""
+    fields = [_field(spec.get(key)) for key in SPEC_FIELDS]
+    argv, env = spec["command"], spec.get("env") or {}
+    fields += [str(len(argv)), *argv, str(len(env)), *(f"{key}={value}"
+                                                       for key, value in env.items())]
+    if any("\0" in field for field in fields):
+        raise ValueError("a job's spec cannot hold a NUL character")
+    return b"\0".join([SPEC_MAGIC, *map(os.fsencode, fields)]) + b"\0"
+
+
+def _field(value: object) -> str:
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    return str(int(value)) if isinstance(value, int) else str(value)  # an IntEnum signal
+
+
 def write_spec(path: str, spec: Mapping[str, Any]) -> None:
-    """Write a job's spec (``job``: :meth:`.EngineJob.to_dict`, ``cpus``: its
-    :attr:`~.EngineJob.cpu_count`, ``exit_file``, ``start_file``, ``kill``: a
-    :class:`~.batch.SystemKill`'s fields), private and atomically."""
-    _write_atomically(path, marshal.dumps(_plain(spec), 4))
-
-
-def _plain(value: Any) -> Any:
-    """``value`` in exact built-in types, which marshal takes (an IntEnum signal, a
-    str subclass: as JSON would write them)."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    for kind in (bool, int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    if value is None:
-        return None
-    raise TypeError(f"not in a job's spec: {value!r}")
+    """Write a job's spec (:func:`encode_spec`), private and atomically."""
+    _write_atomically(path, encode_spec(spec))
 
 
 def read_spec(path: str) -> dict[str, Any]:
-    """A spec written by :func:`write_spec`, or an earlier release's JSON one (a job
-    queued before an upgrade)."""
+    """The spec at ``path`` as :func:`encode_spec` takes it, or an earlier release's
+    (a job queued before an upgrade: JSON, then :mod:`marshal`, with a ``job``).
+
+    Raises ValueError when it is none of them."""
     with open(path, "rb") as stream:
         data = stream.read()
+    if data.startswith(SPEC_MAGIC + b"\0"):
+        return _decode_spec(data)
     if data[:2] == b'{"':  # never marshal's: '"' is none of its type codes
         import json
 
-        spec: dict[str, Any] = json.loads(data)
-        return spec
-    loaded: dict[str, Any] = marshal.loads(data)
-    return loaded
+        old: dict[str, Any] = json.loads(data)
+    else:
+        import marshal
+
+        old = marshal.loads(data)
+    job, kill = old["job"], old.get("kill") or {}
+    return {**{key: job.get(key) for key in ("command", "env", "stdin", "stdout_file",
+                                             "stderr_file", "join_stderrout",
+                                             "working_directory")},
+            "exit_file": old["exit_file"], "start_file": old.get("start_file"),
+            "cpus": old.get("cpus", 1), "kill_reaches": kill.get("reaches", "process_group"),
+            "kill_warning": kill.get("warning")}
 
 
+def _decode_spec(data: bytes) -> dict[str, Any]:
+    fields = [os.fsdecode(field) for field in data.split(b"\0")]
+    if fields[-1] != "":
+        raise ValueError("bad spec (no NUL after its last field)")
+    spec: dict[str, Any] = dict(zip(SPEC_FIELDS, fields[1:], strict=False))
+    at = len(SPEC_FIELDS) + 1
+    try:
+        argc = int(fields[at])
+        spec["command"] = fields[at + 1:at + 1 + argc]
+        at += 1 + argc
+        envc = int(fields[at])
+        spec["env"] = dict(item.split("=", 1) for item in fields[at + 1:at + 1 + envc])
+        complete = argc > 0 and len(spec["command"]) == argc and len(spec["env"]) == envc \
+            and at + 1 + envc == len(fields) - 1
+    except (IndexError, ValueError):
+        complete = False
+    if not complete:
+        raise ValueError("bad spec (its fields do not add up)")
+    spec["cpus"] = int(spec["cpus"] or 1)
+    spec["kill_warning"] = int(spec["kill_warning"]) if spec["kill_warning"] else None
+    spec["join_stderrout"] = spec["join_stderrout"] == "1"
+    return spec
+
+
+# --- the records ----------------------------------------------------------------------------
 def write_exit_file(path: str, record: Mapping[str, Any]) -> None:
     """Atomically write a record (exit or start) as JSON, private (a reader never
     sees half of it; a watcher sees one rename)."""
@@ -127,16 +181,44 @@ def write_exit_file(path: str, record: Mapping[str, Any]) -> None:
 
 
 def read_exit_file(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The exit record: ``exit`` (the exit info's 4 items), ``reason``, ``signals``
-    (those the system sent while the job ran, SIGCONT aside); None before it exists."""
+    """The exit record in the engine's words: ``exit`` (the exit info's 4 items),
+    ``reason``, ``started``, ``ended``, ``signals`` (those the system sent while the
+    job ran, SIGCONT aside); None before it exists. A wrapper's raw record is worded
+    here (a failed start with the spec beside it); an earlier release's worded one
+    is as it was."""
     import json
 
     try:
         with open(path, encoding="utf-8") as stream:
             record: dict[str, Any] = json.load(stream)
-            return record
     except (OSError, ValueError):
         return None
+    if "exit" in record:
+        return record
+    if "failed" in record:
+        try:
+            spec: dict[str, Any] | None = read_spec(os.path.join(os.path.dirname(path),
+                                                                 SPEC_FILE))
+        except (OSError, ValueError, KeyError):
+            spec = None
+        reason = failure_reason(record["failed"], record["errno"], spec)
+        return {"exit": [constants.EXIT_ABORTED, None, None, None], "reason": reason,
+                "started": None, "ended": record["ended"], "signals": record["signals"]}
+    *info, why = exit_fields(record["status"], record["cpu"], record["maxrss"],
+                             record["wall"], record["cpus"])
+    return {"exit": info, "reason": why, "started": record["started"],
+            "ended": record["ended"], "signals": record["signals"]}
+
+
+def failure_reason(step: str, errno: int, spec: Mapping[str, Any] | None) -> str:
+    """Why a job could not start, from the step that failed (:data:`START_STEPS`),
+    its errno and the job's spec (None when it is gone: the step alone)."""
+    error = OSError(errno, os.strerror(errno)) if errno else OSError("unknown error")
+    if step == "program":
+        return start_failure(spec["command"][0] if spec else "the job's program", error)
+    path = (spec.get(step) if spec else None) or (os.devnull if step != "working_directory"
+                                                  else "its working directory")
+    return path_error(step, path, error).reason
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -171,13 +253,18 @@ def _json(value: object) -> str:
     raise TypeError(f"not in a record: {value!r}")
 
 
+# --- the wrapper ----------------------------------------------------------------------------
 def main(argv: list[str]) -> int:
-    spec = read_spec(argv[0])
-    job: dict[str, Any] = spec["job"]
-    kill: dict[str, Any] = spec.get("kill") or {}
-    warning: int | None = kill.get("warning")
-    forward = kill.get("reaches") == "script"
-    exit_file: str = spec["exit_file"]
+    if len(argv) != 1:
+        print("usage: jobwrap SPEC", file=sys.stderr)
+        return 2
+    try:
+        spec = read_spec(argv[0])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"jobwrap: {argv[0]}: bad spec ({error})", file=sys.stderr)
+        return 2
+    warning: int | None = spec["kill_warning"]
+    forward = spec["kill_reaches"] == "script"
     received: list[int] = []
     pid = 0  # the job's, once it runs
 
@@ -193,26 +280,27 @@ def main(argv: list[str]) -> int:
     # before the job starts (an exec gives handlers back their default action)
     for sig in CAUGHT_SIGNALS:
         _signal.signal(sig, caught)
-    if spec.get("start_file"):  # older specs have none
+    if spec["start_file"]:  # older specs have none
         write_exit_file(spec["start_file"], {"host": os.uname().nodename, "pid": os.getpid()})
     try:
-        pid = start(job, new_session=forward)
-    except StartError as error:
-        reason = str(error)
-        append_note(job["stdout_file"] if job.get("join_stderrout") else job.get("stderr_file"),
-                    reason)
-        write_exit_file(exit_file, {"exit": [constants.EXIT_ABORTED, None, None, None],
-                                    "reason": reason, "started": None, "ended": time.time(),
-                                    "signals": received})
+        pid = start(spec, new_session=forward)
+    except _StartFailed as failure:
+        step, errno = failure.args
+        append_note(spec["stdout_file"] if spec["join_stderrout"] else spec["stderr_file"],
+                    failure_reason(step, errno, spec))
+        write_exit_file(spec["exit_file"], {"failed": step, "errno": errno,
+                                            "cpus": spec["cpus"], "started": None,
+                                            "ended": time.time(), "signals": received})
         return 127
     if forward and warning in received:  # warned before the job existed
         _kill_group(pid, _signal.SIGKILL)
     started = time.monotonic()
     began = time.time()
     _, status, rusage = os.wait4(pid, 0)  # PEP 475: retried after each handler
-    *info, why = exit_fields(status, rusage, time.monotonic() - started, spec.get("cpus", 1))
-    write_exit_file(exit_file, {"exit": info, "reason": why, "started": began,
-                                "ended": time.time(), "signals": received})
+    write_exit_file(spec["exit_file"], {
+        "status": status, "cpu": rusage.ru_utime + rusage.ru_stime,
+        "maxrss": rusage.ru_maxrss, "wall": time.monotonic() - started, "cpus": spec["cpus"],
+        "started": began, "ended": time.time(), "signals": received})
     if os.WIFSIGNALED(status):  # end the same way, so the batch system sees it too
         term_sig = os.WTERMSIG(status)
         if term_sig != _signal.SIGKILL:  # SIGPIPE: ignored by Python
@@ -221,32 +309,35 @@ def main(argv: list[str]) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
 
 
-def start(job: Mapping[str, Any], new_session: bool) -> int:
-    """Start ``job`` (argv searched on its env's ``PATH``, env merged over ours, its
-    directory and files, only descriptors 0-2 inherited) as ``subprocess.Popen``
-    would; its pid. ``new_session`` False keeps it in our process group.
+class _StartFailed(Exception):
+    """The job did not start: args ``(step, errno)`` (:data:`START_STEPS`)."""
 
-    Raises StartError, saying which file, folder or program failed.
-    """
+
+def start(spec: Mapping[str, Any], new_session: bool) -> int:
+    """Start the spec's job (argv searched on its env's ``PATH``, env merged over
+    ours, its directory and files, only descriptors 0-2 inherited) as
+    ``subprocess.Popen`` would; its pid. ``new_session`` False keeps it in our
+    process group. Raises _StartFailed."""
     for fd in (0, 1, 2):  # so that the job's files never land on them
         try:
             os.fstat(fd)
         except OSError:
             os.open(os.devnull, os.O_RDWR)
-    argv: list[str] = job["command"]
-    env = {**os.environ, **job["env"]} if job.get("env") else None
     read_end, write_end = os.pipe()  # close-on-exec: EOF once the exec succeeds
     pid = os.fork()
     if pid == 0:  # the child: never returns
+        step, errno = "program", 0
         try:
             os.close(read_end)
-            _exec(job, argv, env, new_session, write_end)
+            _exec(spec, new_session, write_end)
+        except _StartFailed as failure:
+            step, errno = failure.args
         except OSError as error:
-            message = start_failure(argv[0], error)
-        except BaseException as error:  # the parent must hear of anything
-            message = f"cannot start {argv[0]!r}: {error}"
+            errno = error.errno or 0
+        except BaseException:  # the parent must hear of anything
+            pass
         try:
-            os.write(write_end, message.encode("utf-8", "surrogateescape"))
+            os.write(write_end, f"{step} {errno}".encode())
         finally:
             os._exit(127)
     os.close(write_end)
@@ -256,40 +347,40 @@ def start(job: Mapping[str, Any], new_session: bool) -> int:
     os.close(read_end)
     if chunks:
         os.waitpid(pid, 0)
-        raise StartError(b"".join(chunks).decode("utf-8", "surrogateescape"))
+        failed_step, _, number = b"".join(chunks).decode().partition(" ")
+        raise _StartFailed(failed_step, int(number))
     return pid
 
 
-def _exec(job: Mapping[str, Any], argv: list[str], env: dict[str, str] | None,
-          new_session: bool, keep: int) -> None:
+def _exec(spec: Mapping[str, Any], new_session: bool, keep: int) -> None:
     for sig in (*CAUGHT_SIGNALS, *_RESTORED_SIGNALS):
         _signal.signal(sig, _signal.SIG_DFL)
-    stdin = _open("stdin", job.get("stdin"), os.O_RDONLY | os.O_CLOEXEC)
-    stdout = _open("stdout_file", job.get("stdout_file"), OUTPUT_FLAGS)
-    stderr = stdout if job.get("join_stderrout") else _open(
-        "stderr_file", job.get("stderr_file"), OUTPUT_FLAGS)
+    stdin = _open("stdin", spec["stdin"], os.O_RDONLY | os.O_CLOEXEC)
+    stdout = _open("stdout_file", spec["stdout_file"], OUTPUT_FLAGS)
+    stderr = stdout if spec["join_stderrout"] else _open(
+        "stderr_file", spec["stderr_file"], OUTPUT_FLAGS)
     for target, fd in enumerate((stdin, stdout, stderr)):
         os.dup2(fd, target)  # inheritable
     if new_session:
         os.setsid()
-    directory = job.get("working_directory")
-    if directory:
+    if spec["working_directory"]:
         try:
-            os.chdir(directory)
+            os.chdir(spec["working_directory"])
         except OSError as error:
-            raise path_error("working_directory", directory, error) from None
+            raise _StartFailed("working_directory", error.errno) from None
     os.closerange(3, keep)
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-    if env is None:
-        os.execvp(argv[0], argv)
-    os.execvpe(argv[0], argv, env)
+    argv: list[str] = spec["command"]
+    if spec["env"]:
+        os.execvpe(argv[0], argv, {**os.environ, **spec["env"]})
+    os.execvp(argv[0], argv)
 
 
-def _open(key: str, path: str | None, flags: int) -> int:
+def _open(step: str, path: str | None, flags: int) -> int:
     try:
         return os.open(path or os.devnull, flags, OUTPUT_MODE)
     except OSError as error:
-        raise path_error(key, path or os.devnull, error) from None
+        raise _StartFailed(step, error.errno) from None
 
 
 def _kill_group(pgid: int, sig: int) -> None:

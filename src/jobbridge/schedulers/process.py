@@ -28,6 +28,7 @@ from .exits import (
     append_note,
     exit_fields,
     path_error,
+    rusage_items,
     start_failure,
 )
 
@@ -199,7 +200,8 @@ def note_to_job(job: EngineJob, text: str) -> None:
 def exit_info_from_wait(status: int, rusage: Any, wall_seconds: float, cpus: int,
                         killed: bool = False, limit_reason: str | None = None) -> ExitInfo:
     """Exit info from a ``wait4`` status and rusage (:func:`.exits.exit_fields`)."""
-    return ExitInfo(*exit_fields(status, rusage, wall_seconds, cpus, killed, limit_reason))
+    return ExitInfo(*exit_fields(status, *rusage_items(rusage), wall_seconds, cpus, killed,
+                                 limit_reason))
 
 
 @dataclass(slots=True)
