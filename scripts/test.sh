@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the whole test suite on a fresh Debian machine, as root:
-# installs jobbridge and its test tools into a venv, installs and starts the
+# installs jobbridge and its test tools into a venv, a C compiler (the native job
+# wrapper's), installs and starts the
 # real Slurm, Grid Engine (+DRMAA), Slurm's Torque wrappers and Open MPI
 # (scripts/clusters/up-all.sh), installs Debian's chromium for the dashboard's
 # browser tests (scripts/browser-up.sh), then runs ruff, mypy and pytest
@@ -13,6 +14,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/venv.sh '.[test,drmaa,mpi,soma,ui,inotify]'
+
+# the C compiler that builds the native job wrapper (jobbridge's jobwrap.c)
+if ! command -v cc >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q --no-install-recommends gcc libc6-dev >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1; apt-get install -y -q --no-install-recommends gcc libc6-dev >/dev/null; }
+fi
 
 started=yes
 PYTHON="$VENV/bin/python" bash scripts/clusters/up-all.sh || started=no
