@@ -318,3 +318,20 @@ def test_a_job_python_with_its_own_jobbridge(tmp_path: Path) -> None:
     record = read_exit_file(tmp_path / "exit.json")
     assert status == 4 and record is not None and record["exit"][:2] == [
         constants.FINISHED_REGULARLY, 4]
+
+
+def test_the_native_wrapper_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """Once per version of its source and machine type, private; a missing or failing
+    compiler says so (the scheduler then keeps the Python wrapper)."""
+    built = nativewrap.build(tmp_path / "a")
+    assert [path.name for path in (tmp_path / "a").iterdir()] == [built.name]
+    assert built.stat().st_mode & 0o777 == 0o700
+    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+    assert nativewrap.build(tmp_path / "a") == built  # not compiled again
+    with pytest.raises(nativewrap.BuildError, match="no C compiler"):
+        nativewrap.build(tmp_path / "b")
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(nativewrap.BuildError, match="failed: exit status 1"):
+        nativewrap.build(tmp_path / "c")
+    assert list((tmp_path / "c").iterdir()) == []  # nothing half built

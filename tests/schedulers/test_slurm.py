@@ -324,6 +324,40 @@ def test_the_readme_example_configuration(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
+def test_each_job_wrapper_runs_jobs_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """``auto``: the native wrapper, built once into the state folder; with no C
+    compiler, the Python one, to the same end; ``native`` without one: the job is
+    refused, saying why, in its reason and its stderr file."""
+    def job(name: str) -> EngineJob:
+        return EngineJob(name, ["sh", "-c", "echo out; exit 3"], working_directory=str(tmp_path),
+                         stdout_file=str(tmp_path / f"{name}.out"),
+                         stderr_file=str(tmp_path / f"{name}.err"))
+
+    native = slurm_scheduler(tmp_path / "native")
+    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+    python = slurm_scheduler(tmp_path / "python")
+    refused = slurm_scheduler(tmp_path / "refused", job_wrapper="native")
+    try:
+        for scheduler in (native, python):
+            [(status, info)] = run_to_end(scheduler, [job(scheduler.state_dir.name)],
+                                          timeout=120)
+            assert (status, info[:3]) == (constants.FAILED, (constants.FINISHED_REGULARLY, 3, 0))
+            assert (tmp_path / f"{scheduler.state_dir.name}.out").read_text() == "out\n"
+        [built] = native.wrapper_command()
+        assert Path(built).parent == native.state_dir / ".wrapper"
+        assert python.wrapper_command()[1:3] == ["-I", "-S"]  # python -I -S -c BOOT ...
+        unbuilt = job("refused")
+        assert refused.job_submission([unbuilt]) == [None]
+        reason = refused.refusal_reason(unbuilt)
+        assert reason is not None and "job_wrapper = native: no C compiler" in reason
+        assert "job_wrapper = native: no C compiler" in (tmp_path / "refused.err").read_text()
+    finally:
+        for scheduler in (native, python, refused):
+            scheduler.close()
+
+
+@pytest.mark.slurm
 def test_no_max_submit_jobs_on_this_slurm(tmp_path: Path) -> None:
     assert slurm_scheduler(tmp_path).submission_limit() is None  # none configured here
 
