@@ -335,11 +335,12 @@ def test_each_job_wrapper_runs_jobs_alike(tmp_path: Path, monkeypatch: pytest.Mo
                          stderr_file=str(tmp_path / f"{name}.err"))
 
     native = slurm_scheduler(tmp_path / "native")
-    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
     python = slurm_scheduler(tmp_path / "python")
     refused = slurm_scheduler(tmp_path / "refused", job_wrapper="native")
     try:
         for scheduler in (native, python):
+            if scheduler is python:  # built on first use: with no compiler by then
+                monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
             [(status, info)] = run_to_end(scheduler, [job(scheduler.state_dir.name)],
                                           timeout=120)
             assert (status, info[:3]) == (constants.FAILED, (constants.FINISHED_REGULARLY, 3, 0))
