@@ -154,7 +154,7 @@ def test_an_array_of_mixed_ends_and_kills_gives_each_element_its_true_exit_info(
             out = (tmp_path / f"out{number}").read_text()
             assert out == f"arg{number} env{number}\n", (number, out)
     # every element's files and the array's folder are gone once their ends are read
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["by-id"]
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [".wrapper", "by-id"]
     assert not list((tmp_path / "state" / "by-id").iterdir())
 
 
@@ -175,7 +175,7 @@ def test_a_fresh_scheduler_finds_an_arrays_elements_by_their_tags(
     wait_for_status(fresh, [str(job_id) for job_id in ids], timeout=300)
     assert [fresh.get_job_exit_info(str(job_id))[:2] for job_id in ids] == [
         (constants.FINISHED_REGULARLY, number) for number in range(4)]
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["by-id"]
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [".wrapper", "by-id"]
 
 
 @pytest.mark.parametrize(("factory", "count", "option"), SYSTEMS)

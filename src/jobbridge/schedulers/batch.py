@@ -946,18 +946,21 @@ class BatchScheduler(Scheduler, abc.ABC):
         """The argv that runs the job wrapper (the spec's path follows): the native
         one, built on first use, unless ``job_wrapper = python`` or it cannot be
         built here (said once; with ``job_wrapper = native``, OSError saying why)."""
-        if self._wrapper is None:
-            wrapper = command(self.job_python)
-            if self.job_wrapper != "python":
-                try:
-                    wrapper = [str(nativewrap.build(self.state_dir / ".wrapper"))]
-                except nativewrap.BuildError as error:
-                    if self.job_wrapper == "native":
-                        raise OSError(f"job_wrapper = native: {error}") from None
-                    log.info("%s: %s; jobs start through the Python wrapper (%s)", self.name,
-                             error, self.job_python)
-            self._wrapper = wrapper
-        return self._wrapper
+        with self._lock:  # submission threads: built once
+            if self._wrapper is None:
+                self._wrapper = self._build_wrapper()
+            return self._wrapper
+
+    def _build_wrapper(self) -> list[str]:
+        if self.job_wrapper != "python":
+            try:
+                return [str(nativewrap.build(self.state_dir / ".wrapper"))]
+            except nativewrap.BuildError as error:
+                if self.job_wrapper == "native":
+                    raise OSError(f"job_wrapper = native: {error}") from None
+                log.info("%s: %s; jobs start through the Python wrapper (%s)", self.name,
+                         error, self.job_python)
+        return command(self.job_python)
 
     def batch_output_path(self, name: str) -> Path:
         """Where the batch system writes the script's own output (not the job's: the

@@ -16,6 +16,7 @@ import os
 import platform
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..configuration import private_dir
@@ -34,7 +35,8 @@ def build(folder: Path) -> Path:
     """The native wrapper for this machine's architecture in ``folder``, compiled
     once per version of its source (``$CC``, else ``cc``); raises BuildError.
 
-    Safe when engines build at once: each compiles to its own name, then renames."""
+    Safe when engines (or threads) build at once: each compiles to a name of its
+    own, then renames."""
     try:
         source = SOURCE.read_bytes()
     except OSError as error:
@@ -45,12 +47,15 @@ def build(folder: Path) -> Path:
         return target
     compiler = shlex.split(os.environ.get("CC") or "cc")
     private_dir(folder)
-    partial = folder / f".{target.name}.{os.getpid()}"
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    os.close(fd)
+    partial = Path(name)
     argv = [*compiler, "-O2", "-o", str(partial), str(SOURCE)]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, errors="replace",
                                 timeout=BUILD_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     except OSError as error:
+        partial.unlink(missing_ok=True)
         raise BuildError(f"no C compiler ({compiler[0]}: {error.strerror})") from None
     except subprocess.TimeoutExpired:
         partial.unlink(missing_ok=True)
