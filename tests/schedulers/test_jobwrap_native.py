@@ -290,21 +290,28 @@ def test_the_start_failure_note_goes_to_joined_output(wrapper: Path, job: Job) -
 
 def test_a_clean_process_only_fds_0_to_2_default_signals(wrapper: Path, job: Job) -> None:
     """Nothing inherited from the wrapper's caller: descriptors >= 3, ignored
-    SIGPIPE (Python's own), a blocked signal."""
+    SIGPIPE (Python's own) and SIGCHLD (the wrapper would see no child to wait
+    for), a blocked signal."""
     script = "ls /proc/self/fd | sort -n | xargs; grep -E 'SigIgn|SigBlk' /proc/self/status"
     job.spec(["sh", "-c", script])
+
+    def inherited_signals() -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+
     extra = os.open(os.devnull, os.O_RDONLY)
     try:
-        done = subprocess.run(
-            [str(wrapper), str(job.spec_file)], pass_fds=(extra,), restore_signals=False,
-            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}),
-            check=False)
+        done = subprocess.run([str(wrapper), str(job.spec_file)], pass_fds=(extra,),
+                              restore_signals=False, preexec_fn=inherited_signals, check=False)
     finally:
         os.close(extra)
     assert done.returncode == 0
+    record = job.record()
+    assert record is not None and record["status"] == 0
     fds, ignored, blocked = job.out.read_text().splitlines()
     assert fds == "0 1 2 3"  # ls's own folder descriptor
-    assert int(ignored.split()[1], 16) & (1 << (signal.SIGPIPE - 1)) == 0
+    for sig in (signal.SIGPIPE, signal.SIGCHLD):
+        assert int(ignored.split()[1], 16) & (1 << (sig - 1)) == 0, sig.name
     assert int(blocked.split()[1], 16) == 0
 
 

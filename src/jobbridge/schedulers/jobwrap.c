@@ -27,7 +27,9 @@
  *  - Beyond the grammar, a spec is bad when kill_warning is not a signal number,
  *    an env entry has no '=' (or an empty key), or bytes follow the last field.
  *  - The wrapper unblocks the caught signals for itself (a batch system may
- *    start it with some blocked; it must still hear them to forward them).
+ *    start it with some blocked; it must still hear them to forward them), and
+ *    sets SIGCHLD to its default action (ignored, the job would be reaped
+ *    unseen); the job inherits that default.
  *  - fork or pipe failing counts as a start failure of "program" with that
  *    errno (the Python wrapper would die with a traceback and no record).
  *  - The start record cannot be written: `jobwrap: PATH: <strerror>`, exit 2,
@@ -313,6 +315,9 @@ static void install_handlers(const struct spec *spec)
         sigaction(SIGALRM, &action, NULL);
     }
     sigprocmask(SIG_UNBLOCK, &action.sa_mask, NULL);
+    /* an ignored SIGCHLD (inherited from whoever started us) would reap the job
+     * for us, and wait4 would find no child */
+    signal(SIGCHLD, SIG_DFL);
 }
 
 /* --------------------------------------------------------------- records */
