@@ -438,6 +438,26 @@ def test_a_job_ignoring_the_warning_is_killed_after_the_grace(
         time.sleep(0.05)
 
 
+def test_a_job_warned_before_it_started_is_killed_at_once(
+        started: Callable[..., subprocess.Popen[bytes]], job: Job) -> None:
+    """The warning came while the job was starting (held here on opening its stdin,
+    a FIFO): the system's SIGKILL of the script may be near, so no grace."""
+    os.mkfifo(job.folder / "fifo")
+    job.spec(["sh", "-c", "sleep 60"], stdin="fifo", kill_reaches="script",
+             kill_warning=signal.SIGTERM)
+    process = started()
+    job.wait_for("start.json", process)
+    process.send_signal(signal.SIGTERM)
+    _wait_handled(process.pid)
+    began = time.monotonic()
+    with open(job.folder / "fifo", "wb"):  # lets the job start
+        assert process.wait(30) == -signal.SIGKILL
+    assert time.monotonic() - began < KILL_GRACE_SECONDS
+    record = job.record()
+    assert record is not None and record["signals"] == [signal.SIGTERM]
+    assert os.WTERMSIG(record["status"]) == signal.SIGKILL
+
+
 @pytest.mark.parametrize(("spec", "what"), [
     (b"jobbridge-spec 2\0/x/exit\0/x/start\0process", "truncated at kill_reaches"),
     (b"jobbridge-spec 1\0", "not \"jobbridge-spec 2\""),
@@ -465,6 +485,27 @@ def test_a_bad_spec_exits_2_saying_why_and_writes_no_record(
     assert done.returncode == 2
     assert done.stderr.decode() == f"jobwrap: {job.spec_file}: bad spec ({what})\n"
     assert not job.exit_file.exists() and not job.start_file.exists()
+
+
+def test_records_that_cannot_be_written(wrapper: Path, job: Job) -> None:
+    """No start record: the job does not run (the engine would never see it). No
+    exit record: the wrapper still ends like its job (the batch system then tells)."""
+    job.start_file = job.folder / "gone" / "start.json"
+    job.spec(["sh", "-c", "echo ran"])
+    done = subprocess.run([str(wrapper), str(job.spec_file)], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stderr) == (
+        2, f"jobwrap: {job.start_file}: No such file or directory\n")
+    assert not job.out.exists() and not job.exit_file.exists()
+    job.start_file, job.exit_file = job.folder / "start.json", job.folder / "gone" / "exit.json"
+    job.spec(["sh", "-c", "echo ran; exit 4"])
+    done = subprocess.run([str(wrapper), str(job.spec_file)], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stderr) == (
+        4, f"jobwrap: {job.exit_file}: No such file or directory\n")
+    assert job.out.read_text() == "ran\n"
+    assert sorted(path.name for path in job.folder.iterdir()) == [
+        "err", "job.spec", "out", "start.json"]
 
 
 def test_usage(wrapper: Path, job: Job) -> None:

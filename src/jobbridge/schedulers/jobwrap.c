@@ -13,12 +13,12 @@
  *         -> exit record -> end like the job.
  *
  * Why C: it runs before every element of a 10,000-job array on the compute
- * nodes' cores; a Python start costs ~19 ms there, this one well under 1 ms.
- * So: libc only, no locale, no stdio on the normal path, the spec read with
- * one open/fstat/read and parsed in place (every string is a pointer into it).
+ * nodes' cores; the Python wrapper adds ~20 ms to a `true` job, this one ~2 ms
+ * (its own exec and the job's fork; bench/wrapper_start.py). So: libc only, no
+ * locale, no stdio on the normal path, the spec read with one open/fstat/read
+ * and parsed in place (every string is a pointer into it).
  *
- * Where NATIVE.md leaves room, this file decides (and jobwrap.py agrees or is
- * unaffected):
+ * Where NATIVE.md leaves room, this file decides (jobwrap.py may follow):
  *  - fds 0-2 are made open (step 3) first thing, before the spec is read: then
  *    neither the spec, a record nor our own message can land on them, and what
  *    the job sees is the same.
@@ -322,16 +322,11 @@ static void install_handlers(const struct spec *spec)
 
 /* --------------------------------------------------------------- records */
 
-static double seconds(const struct timespec *t)
-{
-    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
-}
-
 static double now(clockid_t clock)
 {
     struct timespec t;
     clock_gettime(clock, &t);
-    return seconds(&t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static int write_all(int fd, const char *data, size_t size)
