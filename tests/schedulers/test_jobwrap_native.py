@@ -52,21 +52,31 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """jobwrap.c compiled once for the module, as jobbridge builds it (``$CC`` or ``cc``)."""
+def build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Built]:
+    """Compiles jobwrap.c as jobbridge builds it (``$CC`` or ``cc``), with extra
+    ``-D`` options if any, once per module and options."""
     compiler = os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
         unavailable(f"no C compiler ({compiler}) to build the native job wrapper")
-    binary = tmp_path_factory.mktemp("native") / "jobwrap"
-    done = subprocess.run([compiler, "-O2", "-Wall", "-Wextra", "-o", str(binary), str(SOURCE)],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return Built(binary, done.stderr)
+    folder = tmp_path_factory.mktemp("native")
+    builds: dict[tuple[str, ...], Built] = {}
+
+    def built(*defines: str) -> Built:
+        if defines not in builds:
+            binary = folder / "-".join(("jobwrap", *defines))
+            done = subprocess.run([compiler, "-O2", "-Wall", "-Wextra", *defines, "-o",
+                                   str(binary), str(SOURCE)],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+            builds[defines] = Built(binary, done.stderr)
+        return builds[defines]
+
+    return built
 
 
 @pytest.fixture
-def wrapper(built: Built) -> Path:
-    return built.path
+def wrapper(build: Callable[..., Built]) -> Path:
+    return build().path
 
 
 class Job:
@@ -148,8 +158,8 @@ def run(wrapper: Path, job: Job, argv: list[str], **spec: Any) -> int:
                           check=False).returncode
 
 
-def test_it_builds_without_a_warning(built: Built) -> None:
-    assert built.warnings == ""
+def test_it_builds_without_a_warning(build: Callable[..., Built]) -> None:
+    assert build().warnings == ""
 
 
 def test_a_job_ends_with_its_code_files_and_records(wrapper: Path, job: Job) -> None:
@@ -288,10 +298,16 @@ def test_the_start_failure_note_goes_to_joined_output(wrapper: Path, job: Job) -
     assert not job.err.exists()
 
 
-def test_a_clean_process_only_fds_0_to_2_default_signals(wrapper: Path, job: Job) -> None:
-    """Nothing inherited from the wrapper's caller: descriptors >= 3, ignored
-    SIGPIPE (Python's own) and SIGCHLD (the wrapper would see no child to wait
-    for), a blocked signal."""
+@pytest.mark.parametrize("defines", [(), ("-DJOBWRAP_NO_CLOSE_RANGE",),
+                                     ("-DJOBWRAP_NO_CLOSE_RANGE", "-DJOBWRAP_NO_PROC_FD")],
+                         ids=["close_range", "proc", "every-fd"])
+def test_a_clean_process_only_fds_0_to_2_default_signals(
+        build: Callable[..., Built], job: Job, defines: tuple[str, ...]) -> None:
+    """Nothing inherited from the wrapper's caller: descriptors >= 3 (closed by
+    close_range, or by the fallbacks of a kernel before 5.9), ignored SIGPIPE
+    (Python's own) and SIGCHLD (the wrapper would see no child to wait for), a
+    blocked signal."""
+    wrapper = build(*defines).path
     script = "ls /proc/self/fd | sort -n | xargs; grep -E 'SigIgn|SigBlk' /proc/self/status"
     job.spec(["sh", "-c", script])
 
@@ -300,11 +316,13 @@ def test_a_clean_process_only_fds_0_to_2_default_signals(wrapper: Path, job: Job
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
 
     extra = os.open(os.devnull, os.O_RDONLY)
+    high = os.dup2(extra, 1000)  # below the soft limit, above any open fd
     try:
-        done = subprocess.run([str(wrapper), str(job.spec_file)], pass_fds=(extra,),
+        done = subprocess.run([str(wrapper), str(job.spec_file)], pass_fds=(extra, high),
                               restore_signals=False, preexec_fn=inherited_signals, check=False)
     finally:
         os.close(extra)
+        os.close(high)
     assert done.returncode == 0
     record = job.record()
     assert record is not None and record["status"] == 0

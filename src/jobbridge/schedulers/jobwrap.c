@@ -509,16 +509,21 @@ static const char *get_env(char **env, const char *key)
     return NULL;
 }
 
-/* Close every fd >= 3 but `keep`: close_range where the kernel has it, else the
- * fds /proc lists, else every possible one. */
+/* Close every fd >= 3 but `keep`: close_range where the kernel has it (Linux
+ * 5.9), else the fds /proc lists, else every possible one. The tests build the
+ * fallbacks with -DJOBWRAP_NO_CLOSE_RANGE, -DJOBWRAP_NO_PROC_FD. */
 static void close_fds_except(int keep)
 {
-#ifdef SYS_close_range
+#if defined(SYS_close_range) && !defined(JOBWRAP_NO_CLOSE_RANGE)
     if ((keep == 3 || syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) == 0)
         && syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) == 0)
         return;
 #endif
+#ifndef JOBWRAP_NO_PROC_FD
     DIR *dir = opendir("/proc/self/fd");
+#else
+    DIR *dir = NULL;
+#endif
     if (dir != NULL) {
         struct dirent *entry;
         while ((entry = readdir(dir)) != NULL) {
@@ -553,8 +558,8 @@ static void exec_job(char **argv, char **env, char *buffer)
         path = "/bin:/usr/bin";
     int first_error = 0;
     for (;;) {
-        const char *colon = strchrnul(path, ':');
-        size_t size = (size_t)(colon - path);
+        size_t size = strcspn(path, ":");
+        const char *colon = path + size;
         memcpy(buffer, path, size);
         if (size > 0 && buffer[size - 1] != '/')
             buffer[size++] = '/';
@@ -625,6 +630,20 @@ failed:
     _exit(EXIT_NOT_STARTED);
 }
 
+/* A pipe whose ends close on exec. */
+static int cloexec_pipe(int fds[2])
+{
+#ifdef __linux__
+    return pipe2(fds, O_CLOEXEC);
+#else
+    if (pipe(fds) < 0)
+        return -1;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+#endif
+}
+
 /* Start the job: its pid, or 0 with *failure saying why it did not start. */
 static pid_t start(const struct spec *spec, struct start_error *failure)
 {
@@ -633,7 +652,7 @@ static pid_t start(const struct spec *spec, struct start_error *failure)
     const char *path = env ? get_env(env, "PATH") : NULL;
     char *buffer = env ? malloc((path ? strlen(path) : 0) + strlen(spec->argv[0]) + 32) : NULL;
     int pipe_fds[2];
-    if (buffer == NULL || pipe2(pipe_fds, O_CLOEXEC) < 0) {
+    if (buffer == NULL || cloexec_pipe(pipe_fds) < 0) {
         failure->error = errno;
         return 0;
     }
