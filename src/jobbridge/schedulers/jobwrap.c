@@ -349,7 +349,7 @@ static int write_record(const char *path, const char *text)
 {
     size_t size = strlen(path) + 32;
     char *tmp = malloc(size);
-    int fd = -1, error;
+    int fd = -1, closed, error;
     if (tmp == NULL)
         goto failed;
     snprintf(tmp, size, "%s.tmp%ld", path, (long)getpid());
@@ -358,7 +358,7 @@ static int write_record(const char *path, const char *text)
         goto failed;
     if (fchmod(fd, PRIVATE_MODE) < 0 || write_all(fd, text, strlen(text)) < 0)
         goto failed;
-    int closed = close(fd);
+    closed = close(fd);
     fd = -1;
     if ((closed < 0 && errno != EINTR) || rename(tmp, path) < 0)
         goto failed;
@@ -580,14 +580,12 @@ static int open_or(const char *path, int flags)
     return open(*path ? path : "/dev/null", flags, PRIVATE_MODE);
 }
 
-/* The child, between fork and exec: never returns. Any failure goes to the
- * error pipe as (what, errno), then exit 127. */
-static void child(const struct spec *spec, char **env, char *buffer, int error_pipe)
-    NORETURN;
-static void child(const struct spec *spec, char **env, char *buffer, int error_pipe)
+/* Steps a-f of the child (NATIVE.md 2.4): READY for the exec, else the step
+ * that failed, errno saying why. */
+#define READY (-1)
+static int prepare_child(const struct spec *spec, int error_pipe)
 {
-    struct start_error failure = {FAIL_PROGRAM, 0};
-    /* a: default actions (an exec keeps ignored signals ignored) and an empty mask */
+    /* a: default actions (an exec keeps ignored signals ignored), an empty mask */
     for (int i = 0; i < N_CAUGHT; i++)
         signal(caught_signals[i], SIG_DFL);
     signal(SIGALRM, SIG_DFL);
@@ -596,35 +594,46 @@ static void child(const struct spec *spec, char **env, char *buffer, int error_p
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    /* b, c: its files, relative to our folder; 0-2 are open, so each lands >= 3 */
+    /* b: its files, relative to our folder (0-2 are open: each lands >= 3) */
     int in = open_or(spec->stdin_path, O_RDONLY | O_CLOEXEC);
-    if (in < 0 || dup2(in, 0) < 0) {
-        failure.what = FAIL_STDIN;
-        goto failed;
-    }
+    if (in < 0)
+        return FAIL_STDIN;
     int out = open_or(spec->stdout_file, OUTPUT_FLAGS);
-    if (out < 0 || dup2(out, 1) < 0) {
-        failure.what = FAIL_STDOUT;
-        goto failed;
-    }
+    if (out < 0)
+        return FAIL_STDOUT;
     int err = spec->join_stderrout ? out : open_or(spec->stderr_file, OUTPUT_FLAGS);
-    if (err < 0 || dup2(err, 2) < 0) {
-        failure.what = spec->join_stderrout ? FAIL_STDOUT : FAIL_STDERR;
-        goto failed;
-    }
+    if (err < 0)
+        return FAIL_STDERR;
+    /* c */
+    if (dup2(in, 0) < 0)
+        return FAIL_STDIN;
+    if (dup2(out, 1) < 0)
+        return FAIL_STDOUT;
+    if (dup2(err, 2) < 0)
+        return spec->join_stderrout ? FAIL_STDOUT : FAIL_STDERR;
     /* d: a session (and group) of its own, which we signal, when the system
      * signals the script alone; else it stays where the system's kill reaches */
     if (spec->reaches == REACH_SCRIPT)
         setsid();
     /* e */
-    if (*spec->working_directory && chdir(spec->working_directory) < 0) {
-        failure.what = FAIL_DIRECTORY;
-        goto failed;
-    }
-    /* f, g */
+    if (*spec->working_directory && chdir(spec->working_directory) < 0)
+        return FAIL_DIRECTORY;
+    /* f */
     close_fds_except(error_pipe);
-    exec_job(spec->argv, env, buffer);
-failed:
+    return READY;
+}
+
+/* The child, between fork and exec: never returns. A failure goes to the error
+ * pipe as (what, errno), then exit 127. */
+static void child(const struct spec *spec, char **env, char *buffer, int error_pipe)
+    NORETURN;
+static void child(const struct spec *spec, char **env, char *buffer, int error_pipe)
+{
+    struct start_error failure = {prepare_child(spec, error_pipe), 0};
+    if (failure.what == READY) {
+        exec_job(spec->argv, env, buffer); /* g */
+        failure.what = FAIL_PROGRAM;
+    }
     failure.error = errno;
     write_all(error_pipe, (const char *)&failure, sizeof failure);
     _exit(EXIT_NOT_STARTED);
