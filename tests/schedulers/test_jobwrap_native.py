@@ -264,8 +264,7 @@ def test_rusage_of_a_busy_job(wrapper: Path, job: Job) -> None:
 @pytest.mark.parametrize(("argv", "spec", "what", "code", "note"), [
     (["no-such-program-jb"], {}, "program", errno.ENOENT,
      "cannot start 'no-such-program-jb': No such file or directory"),
-    ([str(SOURCE)], {}, "program", errno.EACCES,
-     f"cannot start '{SOURCE}': Permission denied"),
+    (["./locked"], {}, "program", errno.EACCES, "cannot start './locked': Permission denied"),
     (["./plain"], {}, "program", errno.ENOEXEC, "cannot start './plain': Exec format error"),
     (["true"], {"stdin": "absent"}, "stdin", errno.ENOENT,
      "stdin: cannot open {folder}/absent: No such file or directory"),
@@ -280,8 +279,9 @@ def test_a_job_that_cannot_start_says_why(wrapper: Path, job: Job, argv: list[st
                                           note: str | None) -> None:
     """Exit 127 like a shell, the failed step and errno in the record, the reason in
     the job's stderr file (worded as exits.py words it)."""
-    (job.folder / "plain").write_text("echo no shebang\n")
-    (job.folder / "plain").chmod(0o755)
+    for name, mode in (("plain", 0o755), ("locked", 0o644)):
+        (job.folder / name).write_text("echo no shebang\n")
+        (job.folder / name).chmod(mode)
     assert run(wrapper, job, argv, **spec) == 127
     record = job.record()
     assert record is not None and set(record) == FAILED_KEYS
