@@ -13,15 +13,12 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from jobbridge.model import EngineJob
-from jobbridge.schedulers import jobwrap
-from jobbridge.schedulers.batch import SystemKill
+from jobbridge.schedulers import jobwrap, nativewrap
 
 
 def timed(argv: list[str]) -> float:
@@ -42,25 +39,19 @@ def main() -> None:
     assert sh is not None
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        native = folder / "jobwrap"
-        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", str(native),
-                        str(Path(jobwrap.__file__).with_name("jobwrap.c"))], check=True)
+        native = nativewrap.build(folder / "wrapper")  # as jobbridge builds it
         files = {key: str(folder / key) for key in ("exit", "start", "out", "err")}
-        (folder / "native.spec").write_bytes(jobwrap.encode_spec(
-            files["exit"], files["start"], "process_group", None, "1", None, files["out"],
-            files["err"], None, None, ["true"], None))
-        jobwrap.write_spec(str(folder / "python.spec"), {
-            "job": EngineJob("j", ["true"], stdout_file=files["out"],
-                             stderr_file=files["err"]).to_dict(),
-            "exit_file": files["exit"], "start_file": files["start"], "cpus": 1,
-            "kill": SystemKill("process_group").to_spec()})
+        spec = folder / "job.spec"  # both wrappers read the same
+        jobwrap.write_spec(str(spec), {
+            "exit_file": files["exit"], "start_file": files["start"],
+            "kill_reaches": "process_group", "cpus": 1, "stdout_file": files["out"],
+            "stderr_file": files["err"], "command": ["true"]})
         variants = {
             "sh -c true": [sh, "-c", "true"],
             "sh -c 'exec true'": [sh, "-c", "exec true"],  # the job's own exec
-            "native wrapper": [sh, "-c", 'exec "$0" "$@"', str(native),
-                               str(folder / "native.spec")],
+            "native wrapper": [sh, "-c", 'exec "$0" "$@"', str(native), str(spec)],
             "python wrapper": [sh, "-c", 'exec "$0" "$@"', *jobwrap.command(sys.executable),
-                               str(folder / "python.spec")],
+                               str(spec)],
         }
         times: dict[str, list[float]] = {key: [] for key in variants}
         for _ in range(runs):  # alternating: the machine's noise hits each alike

@@ -36,6 +36,12 @@
  *    and the job does not run (the engine would never see it). The exit record
  *    cannot be written: the same message, then the wrapper still ends like the
  *    job (the batch system's account is then the only one, and a true one).
+ *  - The job counts as started (2.1: signals forwarded to its group) from the
+ *    fork, not from the error pipe's EOF: a job may run, and show it, before
+ *    the wrapper hears of it. A warning that could not reach the job's group
+ *    (before the fork, or before the child's setsid) is the one that 2.5 meets
+ *    with a SIGKILL at once; the child dies of any other signal forwarded
+ *    before its exec (default actions by then), and its record says so.
  *  - "wall" counts from just before the fork ("started" is taken after the
  *    start, as NATIVE.md says): a job quicker than the parent's wake-up would
  *    otherwise show more cpu than wall time.
@@ -249,8 +255,11 @@ static const int caught_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, 
  * the others), read by main: an item is stored before the count that shows it. */
 static volatile sig_atomic_t received[N_CAUGHT];
 static volatile sig_atomic_t n_received;
-/* The job's pid (and group, in script mode) once it started; 0 before. */
+/* The job's pid (and group, in script mode) from the fork on; 0 before. */
 static volatile sig_atomic_t job_pid;
+/* The warning came while the job's group could not be signalled (before the
+ * fork, or before the child's setsid): the job never heard it. */
+static volatile sig_atomic_t warning_missed;
 /* Set before the handlers are installed, constant after. */
 static int forward_signals;
 static int warning_signal;
@@ -273,11 +282,15 @@ static void on_caught(int sig)
         received[n_received] = sig;
         n_received = n_received + 1;
     }
-    if (forward_signals && job_pid > 0) {
-        killpg(job_pid, sig);
-        if (sig == warning_signal) {
-            struct itimerval grace = {{0, 0}, {KILL_GRACE_MS / 1000, KILL_GRACE_MS % 1000 * 1000}};
-            setitimer(ITIMER_REAL, &grace, NULL);
+    if (forward_signals) {
+        if (job_pid > 0 && killpg(job_pid, sig) == 0) {
+            if (sig == warning_signal) {
+                struct itimerval grace = {{0, 0},
+                                          {KILL_GRACE_MS / 1000, KILL_GRACE_MS % 1000 * 1000}};
+                setitimer(ITIMER_REAL, &grace, NULL);
+            }
+        } else if (sig == warning_signal) {
+            warning_missed = 1;
         }
     }
     errno = saved_errno;
@@ -675,6 +688,10 @@ static pid_t start(const struct spec *spec, struct start_error *failure)
         child(spec, env, buffer, pipe_fds[1]);
     }
     failure->error = errno;
+    /* from here on, a signal for the job goes to it: the job may have run (and
+     * shown that it did) before the error pipe tells us */
+    if (pid > 0)
+        job_pid = pid;
     sigprocmask(SIG_SETMASK, &before, NULL);
     close(pipe_fds[1]);
     if (env != environ)
@@ -700,6 +717,7 @@ static pid_t start(const struct spec *spec, struct start_error *failure)
         failure->what = FAIL_PROGRAM;
         failure->error = EIO;
     }
+    job_pid = 0; /* before its pid may be reused */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
     return 0;
@@ -786,9 +804,8 @@ int main(int argc, char **argv)
         exit_record_failed(&spec, failure_names[failure.what], failure.error);
         return EXIT_NOT_STARTED;
     }
-    job_pid = pid;
-    if (forward_signals && spec.kill_warning && was_received(spec.kill_warning))
-        killpg(pid, SIGKILL); /* warned before the job existed */
+    if (warning_missed)
+        killpg(pid, SIGKILL); /* the system's SIGKILL may be near: no grace left to give */
     double started = now(CLOCK_REALTIME);
 
     int status;
