@@ -210,6 +210,23 @@ def test_env_is_merged_byte_exact_over_the_wrappers(wrapper: Path, job: Job) -> 
     assert job.out.read_bytes() == f"PATH={os.environ['PATH']}\nHOME=/home\nKEEP=1\n".encode()
 
 
+def test_big_argv_env_and_long_paths(wrapper: Path, job: Job) -> None:
+    """Nothing of a spec's size is fixed: a 100 kB argument, 2000 variables, a long
+    PATH and file paths near PATH_MAX."""
+    deep = job.folder
+    for index in range(15):
+        deep = deep / (f"{index:02d}" + "d" * 240)
+    deep.mkdir(parents=True)
+    big = "x" * 100_000
+    env = {f"JB_{index}": str(index) * 20 for index in range(2000)}
+    env["PATH"] = ":".join(["/nonexistent" * 20] * 100 + [os.environ["PATH"]])
+    job.spec(["sh", "-c", 'printf "%s" "$1" | wc -c; echo "$JB_1999"', "sh", big],
+             stdout_file=str(deep / "out"), env=env)
+    assert len(str(deep / "out")) > 3700
+    assert subprocess.run([str(wrapper), str(job.spec_file)], check=False).returncode == 0
+    assert (deep / "out").read_text().split() == ["100000", "1999" * 20]
+
+
 def test_the_program_is_searched_on_the_jobs_path(wrapper: Path, job: Job) -> None:
     """As os.execvpe: the new env's PATH; an empty entry is the bare name (in the
     job's folder); the first error other than ENOENT/ENOTDIR is the one told;
