@@ -335,3 +335,23 @@ def test_the_native_wrapper_is_built_once(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(nativewrap.BuildError, match="failed: exit status 1"):
         nativewrap.build(tmp_path / "c")
     assert list((tmp_path / "c").iterdir()) == []  # nothing half built
+
+
+def test_a_spec_on_stdin(wrapper: list[str], tmp_path: Path) -> None:
+    """DRMAA's bulk jobs give each element its spec as stdin (``/dev/stdin``): a file
+    there, a pipe here; the job still gets its own stdin."""
+    job = EngineJob("j", ["sh", "-c", "cat; exit 5"], stdout_file=str(tmp_path / "out"))
+    write_spec(str(tmp_path / "job.spec"), wrapper_spec(job, tmp_path,
+                                                        SystemKill("process_group")))
+    spec = (tmp_path / "job.spec").read_bytes()
+    argv = [*wrapper, "/dev/stdin"]
+    for given in ("file", "pipe"):
+        if given == "file":
+            with open(tmp_path / "job.spec", "rb") as stream:
+                status = subprocess.run(argv, stdin=stream, check=False, timeout=60).returncode
+        else:
+            status = subprocess.run(argv, input=spec, check=False, timeout=60).returncode
+        record = read_exit_file(tmp_path / "exit.json")
+        assert status == 5 and record is not None and record["exit"][:2] == [
+            constants.FINISHED_REGULARLY, 5], given
+        assert (tmp_path / "out").read_bytes() == b"", given  # /dev/null, not the spec

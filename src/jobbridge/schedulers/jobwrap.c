@@ -171,24 +171,29 @@ static void read_spec(const char *path, struct spec *spec)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &info) < 0)
         die(path, "%s", strerror(errno));
-    if (info.st_size <= 0)
-        die(path, "bad spec (empty)");
-    size_t size = (size_t)info.st_size;
-    char *data = malloc(size);
-    if (data == NULL)
-        die(path, "%s", strerror(errno));
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, data + got, size - got);
+    /* a file: its size, read at once; a pipe (DRMAA's bulk jobs give the spec as
+     * stdin, /dev/stdin): whatever comes until its end */
+    size_t room = S_ISREG(info.st_mode) ? (size_t)info.st_size : 4096, size = 0;
+    char *data = malloc(room + 1);
+    for (;;) {
+        if (data == NULL)
+            die(path, "%s", strerror(errno));
+        ssize_t n = read(fd, data + size, room + 1 - size);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             die(path, "%s", strerror(errno));
         if (n == 0)
-            die(path, "bad spec (truncated while read)");
-        got += (size_t)n;
+            break;
+        size += (size_t)n;
+        if (size > room) { /* more than it said: grow */
+            room = room ? room * 2 : 4096;
+            data = realloc(data, room + 1);
+        }
     }
     close(fd);
+    if (size == 0)
+        die(path, "bad spec (empty)");
 
     struct cursor c = {path, data, data + size};
     if (strcmp(field(&c, "magic"), MAGIC) != 0)

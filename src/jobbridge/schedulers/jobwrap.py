@@ -266,16 +266,19 @@ def main(argv: list[str]) -> int:
     warning: int | None = spec["kill_warning"]
     forward = spec["kill_reaches"] == "script"
     received: list[int] = []
-    pid = 0  # the job's, once it runs
+    running: list[int] = []  # the job's pid, from its fork on
+    missed: list[int] = []  # signals to forward that found no job's group yet
 
     def caught(sig: int, _frame: object) -> None:
         if sig != _signal.SIGCONT and sig not in received:
             received.append(sig)
-        if forward and pid:
-            _kill_group(pid, sig)
-            if sig == warning:  # SIGKILL for the script alone follows: end the job first
-                _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(pid, _signal.SIGKILL))
-                _signal.setitimer(_signal.ITIMER_REAL, KILL_GRACE_SECONDS)
+        if not forward:
+            return
+        if not running or not _kill_group(running[0], sig):
+            missed.append(sig)
+        elif sig == warning:  # SIGKILL for the script alone follows: end the job first
+            _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(running[0], _signal.SIGKILL))
+            _signal.setitimer(_signal.ITIMER_REAL, KILL_GRACE_SECONDS)
 
     # before the job starts (an exec gives handlers back their default action)
     for sig in CAUGHT_SIGNALS:
@@ -283,7 +286,7 @@ def main(argv: list[str]) -> int:
     if spec["start_file"]:  # older specs have none
         write_exit_file(spec["start_file"], {"host": os.uname().nodename, "pid": os.getpid()})
     try:
-        pid = start(spec, new_session=forward)
+        pid = start(spec, new_session=forward, running=running)
     except _StartFailed as failure:
         step, errno = failure.args
         append_note(spec["stdout_file"] if spec["join_stderrout"] else spec["stderr_file"],
@@ -292,7 +295,7 @@ def main(argv: list[str]) -> int:
                                             "cpus": spec["cpus"], "started": None,
                                             "ended": time.time(), "signals": received})
         return 127
-    if forward and warning in received:  # warned before the job existed
+    if forward and warning in missed:  # warned before the job's group existed
         _kill_group(pid, _signal.SIGKILL)
     started = time.monotonic()
     began = time.time()
@@ -313,11 +316,13 @@ class _StartFailed(Exception):
     """The job did not start: args ``(step, errno)`` (:data:`START_STEPS`)."""
 
 
-def start(spec: Mapping[str, Any], new_session: bool) -> int:
+def start(spec: Mapping[str, Any], new_session: bool, running: list[int]) -> int:
     """Start the spec's job (argv searched on its env's ``PATH``, env merged over
     ours, its directory and files, only descriptors 0-2 inherited) as
-    ``subprocess.Popen`` would; its pid. ``new_session`` False keeps it in our
-    process group. Raises _StartFailed."""
+    ``subprocess.Popen`` would; its pid, put in ``running`` as soon as it is forked
+    (a signal to forward may come while the job runs but its exec is not yet known
+    to have succeeded). ``new_session`` False keeps it in our process group.
+    Raises _StartFailed."""
     for fd in (0, 1, 2):  # so that the job's files never land on them
         try:
             os.fstat(fd)
@@ -340,6 +345,7 @@ def start(spec: Mapping[str, Any], new_session: bool) -> int:
             os.write(write_end, f"{step} {errno}".encode())
         finally:
             os._exit(127)
+    running.append(pid)
     os.close(write_end)
     chunks = []
     while chunk := os.read(read_end, 4096):
@@ -383,11 +389,13 @@ def _open(step: str, path: str | None, flags: int) -> int:
         raise _StartFailed(step, error.errno) from None
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    try:  # noqa: SIM105 - contextlib is not a built-in module
+def _kill_group(pgid: int, sig: int) -> bool:
+    """Whether ``sig`` reached the process group ``pgid``."""
+    try:
         os.killpg(pgid, sig)
     except OSError:
-        pass
+        return False
+    return True
 
 
 if __name__ == "__main__":
