@@ -131,7 +131,8 @@ def test_a_refusal_says_why_in_the_systems_words(cluster: str, tmp_path: Path,
     assert reasons["refused0"] in table
     state = jobbridge_home / "batch" / "slurm"
     if state.is_dir():  # the refused jobs' folders are gone, the done one's too
-        assert sorted(path.name for path in state.iterdir() if path.name != "by-id") == []
+        assert sorted(path.name for path in state.iterdir()
+                      if path.name not in ("by-id", ".wrapper")) == []
 
 
 # --- 3: a waiting job, seen from the cluster --------------------------------------------------
