@@ -945,7 +945,8 @@ class BatchScheduler(Scheduler, abc.ABC):
     def wrapper_command(self) -> list[str]:
         """The argv that runs the job wrapper (the spec's path follows): the native
         one, built on first use, unless ``job_wrapper = python`` or it cannot be
-        built here (said once; with ``job_wrapper = native``, OSError saying why)."""
+        built here (a warning, once; with ``job_wrapper = native``, OSError saying
+        why)."""
         with self._lock:  # submission threads: built once
             if self._wrapper is None:
                 self._wrapper = self._build_wrapper()
@@ -958,8 +959,9 @@ class BatchScheduler(Scheduler, abc.ABC):
             except nativewrap.BuildError as error:
                 if self.job_wrapper == "native":
                     raise OSError(f"job_wrapper = native: {error}") from None
-                log.info("%s: %s; jobs start through the Python wrapper (%s)", self.name,
-                         error, self.job_python)
+                log.warning("%s: %s: jobs start through the Python wrapper, 10-20 ms "
+                            "more each (set job_wrapper = python to choose it without "
+                            "this note)", self.name, error)
         return command(self.job_python)
 
     def batch_output_path(self, name: str) -> Path:
