@@ -25,6 +25,7 @@ from jbcli import error_line, jb, kill_engines, wait_for
 from jobbridge import constants
 from jobbridge.controller import WorkflowController
 from jobbridge.model import EngineJob
+from jobbridge.schedulers import batch
 from jobbridge.schedulers.batch import BatchScheduler
 from jobbridge.schedulers.batchwatch import BURST, RESERVE
 from jobbridge.schedulers.pbspro import PBSProScheduler
@@ -176,6 +177,43 @@ def test_a_fresh_scheduler_finds_an_arrays_elements_by_their_tags(
     assert [fresh.get_job_exit_info(str(job_id))[:2] for job_id in ids] == [
         (constants.FINISHED_REGULARLY, number) for number in range(4)]
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [".wrapper", "by-id"]
+
+
+@pytest.mark.parametrize("factory", [pytest.param(slurm, id="slurm", marks=pytest.mark.slurm),
+                                     pytest.param(fake_torque, id="torque-fake")])
+def test_a_fresh_scheduler_follows_an_arrays_elements_by_their_ids(
+        scheduler_of: Callable[..., BatchScheduler], tmp_path: Path, factory: Factory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a restarted engine does with the elements' ids it had committed: each
+    id's entry in by-id (a hard link to the element's array.json: no new inode a
+    job) leads to the element's folder, whose exit file tells its true end, read
+    once however many steps of its end look at it; nothing is left after."""
+    jobs = [EngineJob(f"i{number}", ["sh", "-c", f"exit {number}"],
+                      working_directory=str(tmp_path),
+                      submission_tag=f"i{number}-{tmp_path.name}") for number in range(4)]
+    first = factory(tmp_path)
+    ids = [str(job_id) for job_id in first.job_submission(jobs)]
+    first.close()  # the engine is gone; its jobs run on
+    by_id = tmp_path / "state" / "by-id"
+    assert [(entry.is_symlink(), entry.stat().st_nlink) for entry in by_id.iterdir()] == [
+        (False, 2)] * len(ids)
+    reads: Counter[str] = Counter()
+    read_exit_file = batch.read_exit_file
+
+    def counted(path: str | os.PathLike[str]) -> dict[str, object] | None:
+        record = read_exit_file(path)
+        if record is not None:
+            reads[os.fspath(path)] += 1
+        return record
+
+    monkeypatch.setattr(batch, "read_exit_file", counted)
+    fresh = scheduler_of(factory)
+    wait_for_status(fresh, ids, timeout=300)
+    assert [fresh.get_job_exit_info(job_id)[:2] for job_id in ids] == [
+        (constants.FINISHED_REGULARLY, number) for number in range(4)]
+    assert len(reads) == 4 and set(reads.values()) == {1}, reads
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["by-id"]
+    assert not list((tmp_path / "state" / "by-id").iterdir())
 
 
 @pytest.mark.parametrize(("factory", "count", "option"), SYSTEMS)

@@ -8,12 +8,17 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from jobbridge.schedulers import batchwatch
 from jobbridge.schedulers.batchwatch import EXIT_FILE, START_FILE, FolderWatcher
 
 
-def test_each_end_is_reported_without_reading_every_job_again(tmp_path: Path) -> None:
+def test_each_end_is_reported_without_reading_every_job_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folders = {f"job{index}": tmp_path / f"job{index}" for index in range(2000)}
     for folder in folders.values():
         folder.mkdir()
@@ -29,6 +34,14 @@ def test_each_end_is_reported_without_reading_every_job_again(tmp_path: Path) ->
         with lock:
             reported.update(ids)
 
+    looks: Counter[str] = Counter()  # folders looked at (files_level), by name
+    files_level = batchwatch.files_level
+
+    def counted(folder: str, *known: int) -> int:
+        looks[os.path.basename(folder)] += 1
+        return files_level(folder, *known)
+
+    monkeypatch.setattr(batchwatch, "files_level", counted)
     watcher = FolderWatcher("test", followed, list, report, lambda: False)
     watcher.start()
     try:
@@ -47,6 +60,9 @@ def test_each_end_is_reported_without_reading_every_job_again(tmp_path: Path) ->
         assert watcher.inotify_trusted
         # read at the start and at each 5 s backstop, not at each of the 200 events
         assert len(reads) <= 2 + (reads[-1] - reads[0]) / 4
+        # an event's file name tells the level: the folder is looked at only by the
+        # scans of all (the first, the backstops), once each, never for its events
+        assert max(looks[job_id] for job_id in ended) <= len(reads), looks
     finally:
         watcher.stop()
         watcher.join(10)

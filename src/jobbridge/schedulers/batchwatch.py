@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import select
@@ -101,11 +102,21 @@ def backoff_delays(first: float = 0.5, cap: float = 10.0) -> Any:
         delay = min(delay * 2, cap)
 
 
-def files_level(folder: Path) -> int:
-    """0: the wrapper has not started; 1: started; 2: ended (its exit file exists)."""
-    if (folder / EXIT_FILE).exists():
+def files_level(folder: str | os.PathLike[str], known: int = 0) -> int:
+    """0: the wrapper has not started; 1: started; 2: ended (its exit file exists).
+
+    ``known``: the level already seen. The files only appear (a job's folder is
+    new at each submission), so a started job needs its exit file alone looked
+    at, and an ended one nothing: a scan of 10,000 followed jobs costs one or two
+    ``access`` calls each, not pathlib's objects and exceptions."""
+    if known >= 2:
         return 2
-    return 1 if (folder / START_FILE).exists() else 0
+    base = os.fspath(folder)
+    if os.access(f"{base}/{EXIT_FILE}", os.F_OK):
+        return 2
+    if known == 1:
+        return 1
+    return 1 if os.access(f"{base}/{START_FILE}", os.F_OK) else 0
 
 
 def _inotify() -> Any:
@@ -124,16 +135,22 @@ class FolderWatcher(threading.Thread):
     """Wakes its scheduler when a job's wrapper starts or ends, and when the next
     batch-system poll is due; ends by itself once no job is followed.
 
-    ``folders()`` gives the followed jobs (id -> folder); ``tick()`` returns ids to
-    report when a poll is due (else empty); ``report(ids)`` wakes the engine.
+    ``folders()`` gives the followed jobs (id -> folder), read at the start and at
+    each backstop; ``fresh()``, when given, the jobs followed since it was last
+    called (or since ``folders()``), read at each :meth:`wake`: a submission of
+    500 jobs then costs 500, not the jobs in flight (without it, a wake reads
+    ``folders()``). ``tick()`` returns ids to report when a poll is due (else
+    empty); ``report(ids)`` wakes the engine.
     """
 
     def __init__(self, name: str, folders: Callable[[], Mapping[str, Path]],
                  tick: Callable[[], list[str]], report: Callable[[list[str]], None],
-                 done: Callable[[], bool]) -> None:
+                 done: Callable[[], bool],
+                 fresh: Callable[[], Mapping[str, Path]] | None = None) -> None:
         super().__init__(name=f"jobbridge-{name}-watcher", daemon=True)
         self._name = name
         self._folders, self._tick, self._report, self._done = folders, tick, report, done
+        self._fresh = fresh
         self._levels: dict[str, int] = {}
         self._watched_at: dict[str, float] = {}
         self.stopping = threading.Event()
@@ -154,46 +171,56 @@ class FolderWatcher(threading.Thread):
         self.wake()
 
     def run(self) -> None:
-        """Each wake costs what changed, not what is followed: the followed jobs are
-        read again only when the scheduler says they changed (:meth:`wake`) and at
-        each backstop, and an inotify event's folder alone is looked at (10,000 jobs
-        in flight would otherwise cost O(jobs) per event)."""
+        """Each wake costs what changed, not what is followed: new jobs come from
+        ``fresh()``, all of them are read again only at each backstop; an inotify
+        event names the folder and the file written, which tells the wrapper's
+        level without looking (10,000 jobs in flight would otherwise cost O(jobs)
+        per event). Only the backstop's scan, every BACKSTOP_INTERVAL, looks at
+        every followed folder: it tells whether inotify misses writes (a network
+        file system, which does not report other hosts' writes)."""
         notifier = _inotify()
         self.inotify_trusted = notifier is not None
-        watches: dict[int, str] = {}
-        folders: dict[str, Path] = {}
+        watches: dict[int, str] = {}  # watch descriptor -> job id
+        wds: dict[str, int] = {}  # job id -> watch descriptor
+        folders: dict[str, str] = {}
         added: set[str] = set()
-        last_full = 0.0
-        reread = True
+        last_full = -math.inf
+        woken = False
         try:
             while not self.stopping.is_set() and not self._done():
-                if reread or time.monotonic() - last_full >= BACKSTOP_INTERVAL:
-                    reread = False
-                    latest = dict(self._folders())
-                    added |= latest.keys() - folders.keys()
+                backstop = time.monotonic() - last_full >= BACKSTOP_INTERVAL
+                if backstop:  # a full scan of what is followed now, after the wait
+                    last_full = time.monotonic()
+                new: set[str] = set()
+                if backstop or (woken and self._fresh is None):
+                    latest = {job_id: os.fspath(folder)
+                              for job_id, folder in self._folders().items()}
+                    new = latest.keys() - folders.keys()
                     folders = latest
                     for job_id in self._levels.keys() - folders.keys():
                         del self._levels[job_id]
-                    if notifier is not None:
-                        self._watch(notifier, watches, folders)
-                hinted: set[str] | None = None
+                elif woken and self._fresh is not None:
+                    taken = self._fresh()
+                    new = taken.keys() - folders.keys()
+                    folders.update((job_id, os.fspath(taken[job_id])) for job_id in new)
+                woken = False
+                if notifier is not None and (new or backstop):
+                    self._watch(notifier, watches, wds, folders, new, prune=backstop)
+                added |= new
                 timeout = (BACKSTOP_INTERVAL if notifier is not None and self.inotify_trusted
                            else SCAN_INTERVAL)
                 ready = select.select([self._wake_read, *([notifier] if notifier else [])],
                                       [], [], 0 if added else timeout)[0]
                 if self._wake_read in ready:
                     os.read(self._wake_read, 4096)
-                    reread = True
-                if notifier is not None:
-                    events = notifier.read(timeout=0) if notifier in ready else []
-                    hinted = {watches[e.wd] for e in events if e.wd in watches}
-                now = time.monotonic()
-                full = (hinted is None or not self.inotify_trusted
-                        or now - last_full >= BACKSTOP_INTERVAL)
-                if full:
-                    last_full = now
-                only = None if full or hinted is None else hinted | added
-                changed = self._scan(folders, only, hinted)
+                    woken = True
+                overflow = False
+                changed: list[str] = []
+                if notifier is not None and notifier in ready:
+                    overflow, hinted = _read_events(notifier, watches)
+                    changed = self._apply(hinted, folders)
+                full = notifier is None or not self.inotify_trusted or overflow or backstop
+                changed += self._scan(folders, None if full else added, notifier is not None)
                 added = set()
                 due = self._tick()
                 if changed or due:
@@ -206,55 +233,90 @@ class FolderWatcher(threading.Thread):
                 os.close(self._wake_read)
                 os.close(self._wake_write)
 
-    def _watch(self, notifier: Any, watches: dict[int, str], folders: Mapping[str, Path]
-               ) -> None:
+    def _watch(self, notifier: Any, watches: dict[int, str], wds: dict[str, int],
+               folders: Mapping[str, str], new: set[str], prune: bool) -> None:
+        """Watch the ``new`` folders; ``prune``: also drop the watches of jobs no
+        longer followed and retry the folders not watched yet."""
         import inotify_simple
 
-        known = set(watches.values())
-        for job_id in self._watched_at.keys() - folders.keys():
-            del self._watched_at[job_id]
-        for wd, job_id in list(watches.items()):
-            if job_id not in folders:
-                del watches[wd]
+        if prune:
+            for job_id in wds.keys() - folders.keys():
+                wd = wds.pop(job_id)
+                watches.pop(wd, None)
+                self._watched_at.pop(job_id, None)
                 with contextlib.suppress(OSError):  # a folder gone: its watch went too
                     notifier.rm_watch(wd)
+            new = folders.keys() - wds.keys()
         mask = inotify_simple.flags.MOVED_TO | inotify_simple.flags.CLOSE_WRITE
-        for job_id, folder in folders.items():
-            if job_id in known:
-                continue
+        for job_id in new:
             try:
-                watches[notifier.add_watch(str(folder), mask)] = job_id
-                self._watched_at[job_id] = time.time()
+                wd = notifier.add_watch(folders[job_id], mask)
             except OSError:  # no such folder (yet), or no watches left: scans cover it
                 continue
+            watches[wd] = job_id
+            wds[job_id] = wd
+            self._watched_at[job_id] = time.time()
 
-    def _scan(self, folders: Mapping[str, Path], only: set[str] | None,
-              hinted: set[str] | None) -> list[str]:
-        """Ids whose wrapper started or ended since the last scan."""
+    def _apply(self, hinted: Mapping[str, int], folders: Mapping[str, str]) -> list[str]:
+        """Ids whose wrapper started or ended by the events' word (files only
+        appear: the event's file name is its level)."""
+        changed = []
+        for job_id, level in hinted.items():
+            if job_id in folders and level > self._levels.get(job_id, 0):
+                self._levels[job_id] = level
+                changed.append(job_id)
+        return changed
+
+    def _scan(self, folders: Mapping[str, str], only: set[str] | None, watched: bool
+              ) -> list[str]:
+        """Ids whose wrapper started or ended since the last look, found by looking
+        (``only`` these, else all); ``watched``: inotify should have reported it."""
         changed = []
         for job_id in folders if only is None else only:
             folder = folders.get(job_id)
-            if folder is None:
+            known = self._levels.get(job_id, 0)
+            if folder is None or known >= 2:
                 continue
-            level = files_level(folder)
-            if level > self._levels.get(job_id, 0):
+            level = files_level(folder, known)
+            if level > known:
                 self._levels[job_id] = level
                 changed.append(job_id)
-                if (hinted is not None and job_id not in hinted and self.inotify_trusted
-                        and self._unreported(job_id, folder)):
+                if watched and self.inotify_trusted and self._unreported(job_id, folder):
                     self.inotify_trusted = False
                     log.info("%s: inotify did not report a wrapper's file in %s (a network "
                              "file system?): scanning job folders every %g s",
                              self._name, os.path.dirname(folder), SCAN_INTERVAL)
         return changed
 
-    def _unreported(self, job_id: str, folder: Path) -> bool:
+    def _unreported(self, job_id: str, folder: str) -> bool:
         """Whether a file inotify should have reported a while ago was written after
         its folder was watched (not one written before, nor one of an instant ago)."""
         since = self._watched_at.get(job_id)
-        try:
-            written = max(p.stat().st_mtime for p in (folder / START_FILE, folder / EXIT_FILE)
-                          if p.exists())
-        except (OSError, ValueError):
-            return False
-        return since is not None and since < written < time.time() - 1.0
+        times = []
+        for name in (START_FILE, EXIT_FILE):
+            with contextlib.suppress(OSError):
+                times.append(os.stat(f"{folder}/{name}").st_mtime)
+        return since is not None and bool(times) and since < max(times) < time.time() - 1.0
+
+
+#: The wrapper's files by the level their writing means (batchwatch.files_level).
+_LEVELS = {START_FILE: 1, EXIT_FILE: 2}
+
+
+def _read_events(notifier: Any, watches: Mapping[int, str]) -> tuple[bool, dict[str, int]]:
+    """The pending inotify events: whether the kernel's queue overflowed (events
+    were lost: a full scan is due), and each job's level by the files written (a
+    temporary file's write, before its rename, tells nothing)."""
+    import inotify_simple
+
+    overflow = False
+    hinted: dict[str, int] = {}
+    for event in notifier.read(timeout=0):
+        if event.mask & inotify_simple.flags.Q_OVERFLOW:
+            overflow = True
+            continue
+        level = _LEVELS.get(event.name)
+        job_id = watches.get(event.wd)
+        if level is not None and job_id is not None and level > hinted.get(job_id, 0):
+            hinted[job_id] = level
+    return overflow, hinted
