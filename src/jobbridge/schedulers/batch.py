@@ -1323,7 +1323,8 @@ class BatchScheduler(Scheduler, abc.ABC):
         record = tracked.record or JobRecord("UNKNOWN")
         usage = record.resource_usage
         # a job killed by SIGKILL left no exit file: its wrapper's start file dates it
-        dates: tuple[float | None, float | None] = (_start_time(tracked.files), None)
+        dates: tuple[float | None, float | None] = (
+            None if exit_record is not None else _start_time(tracked.files), None)
         killed = _kill_reached(killed_at, exit_record)
         if exit_record is not None:
             status, value, sig, wrapped_usage = exit_record["exit"]
