@@ -227,7 +227,9 @@ class FolderWatcher(threading.Thread):
                     overflow, hinted = _read_events(notifier, watches)
                     changed = self._apply(hinted, folders)
                 full = notifier is None or not self.inotify_trusted or overflow or backstop
-                changed += self._scan(folders, None if full else added, notifier is not None)
+                # after an overflow a file's lost event is no sign of a network file system
+                changed += self._scan(folders, None if full else added,
+                                      notifier is not None and not overflow)
                 added = set()
                 due = self._tick()
                 if changed or due:
