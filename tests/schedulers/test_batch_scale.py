@@ -24,7 +24,7 @@ import pytest
 
 from jbcli import jb, status_json, wait_for
 from jobbridge import constants
-from jobbridge.model import EngineJob, safe_name
+from jobbridge.model import EngineJob
 from jobbridge.schedulers.batch import BatchScheduler
 from jobbridge.schedulers.batchwatch import BURST, EXIT_FILE, RESERVE, TokenBucket
 from jobbridge.schedulers.pbspro import PBSProScheduler
@@ -89,8 +89,7 @@ def check_ends_without_status_commands(scheduler: BatchScheduler, log: Path,
     system (a signal)."""
     ended: set[str] = set()  # the watcher's reports of ends (an exit file then exists)
     scheduler.set_change_notifier(lambda ids=None: ended.update(
-        i for i in ids or []
-        if (scheduler.state_dir / "by-id" / safe_name(i, 255) / EXIT_FILE).exists()))
+        i for i in ids or [] if (scheduler._files_of(i)[0] / EXIT_FILE).exists()))
     ids = [str(job_id) for job_id in scheduler.job_submission(jobs(tmp_path))]
     start = time.monotonic()
     # no status call meanwhile: one reading an exit file first would take the end
