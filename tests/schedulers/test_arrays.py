@@ -212,7 +212,7 @@ def test_a_fresh_scheduler_follows_an_arrays_elements_by_their_ids(
     assert [fresh.get_job_exit_info(job_id)[:2] for job_id in ids] == [
         (constants.FINISHED_REGULARLY, number) for number in range(4)]
     assert len(reads) == 4 and set(reads.values()) == {1}, reads
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["by-id"]
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [".wrapper", "by-id"]
     assert not list((tmp_path / "state" / "by-id").iterdir())
 
 
