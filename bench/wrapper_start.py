@@ -1,7 +1,7 @@
 """What the job wrapper costs a job: start-to-end wall time of a ``true`` job run
 as a batch script runs it (``sh -c 'exec WRAPPER SPEC'``), native and Python,
 against ``sh -c true`` itself (and ``sh -c 'exec true'``: the same plus the
-exec of a ``true`` program), the runs alternating (NATIVE.md; issue [4/10] (d)).
+exec of a ``true`` program), the runs alternating (docs/job-wrapper.md; issue [4/10] (d)).
 
     .venv/bin/python bench/wrapper_start.py [--runs 300]
 """

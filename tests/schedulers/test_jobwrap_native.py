@@ -2,7 +2,7 @@
 on spec-2 files as a batch script runs it: what a user sees of a job (its exit
 code or signal, its files, argv, env, folder) and what the engine reads (the
 start and exit records), for jobs that run, jobs that cannot start and jobs a
-batch system signals (NATIVE.md, sections 1-3)."""
+batch system signals (docs/job-wrapper.md, sections 1-3)."""
 
 from __future__ import annotations
 

@@ -894,8 +894,10 @@ class BatchScheduler(Scheduler, abc.ABC):
         return ids
 
     def _write_array(self, name: str, elements: Sequence[Path]) -> Path:
-        """The array's folder: its batch script, ``INDEX`` -> element spec links,
-        and each element's ``array.json`` (written before the array is submitted)."""
+        """The array's folder: its batch script, ``INDEX``: a hard link to the element's
+        spec (no new inode: see :meth:`_link`), and each element's ``array.json``
+        naming the array, its index and the element's folder (written before the
+        array is submitted)."""
         support = self.array_support
         assert support is not None
         folder = self.state_dir / name
@@ -903,8 +905,12 @@ class BatchScheduler(Scheduler, abc.ABC):
         for index, files in enumerate(elements, support.first):
             link = folder / str(index)
             link.unlink(missing_ok=True)
-            link.symlink_to(files / SPEC_FILE)
-            write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index}))
+            try:
+                os.link(files / SPEC_FILE, link)
+            except OSError:  # no hard links on this file system
+                link.symlink_to(files / SPEC_FILE)
+            write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index,
+                                                           "folder": files.name}))
         spec = shlex.quote(f"{folder}/") + '"${' + support.index_variable + '}"'
         write_private(folder / "job.sh", "\n".join([
             "#!/bin/sh", "exec " + shlex.join(self.wrapper_command()) + " " + spec, ""]))
@@ -1060,7 +1066,10 @@ class BatchScheduler(Scheduler, abc.ABC):
         element = self._array_entry(link)
         if element is not None:
             folder, index = element
-            with contextlib.suppress(OSError):  # its link: the element's spec
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                return self.state_dir / safe_name(json.loads(link.read_text())["folder"],
+                                                   255), element
+            with contextlib.suppress(OSError):  # an earlier release's: its link, a symlink
                 return (folder / os.readlink(folder / str(index))).parent, element
         return link, None
 

@@ -7,7 +7,7 @@
  * folder and files, writes a start record as soon as it runs and a raw exit
  * record (wait status, rusage, the signals the batch system sent) just before
  * it ends the way the job ended. The engine turns the raw record into the exit
- * info (exits.py holds the one wording). NATIVE.md is the contract; in short:
+ * info (exits.py holds the one wording). docs/job-wrapper.md is the contract; in short:
  *
  *   main: spec -> handlers -> start record -> start (fork, exec) -> wait4
  *         -> exit record -> end like the job.
@@ -18,7 +18,7 @@
  * locale, no stdio on the normal path, the spec read with one open/fstat/read
  * and parsed in place (every string is a pointer into it).
  *
- * Where NATIVE.md leaves room, this file decides (jobwrap.py may follow):
+ * Where docs/job-wrapper.md leaves room, this file decides (jobwrap.py may follow):
  *  - fds 0-2 are made open (step 3) first thing, before the spec is read: then
  *    neither the spec, a record nor our own message can land on them, and what
  *    the job sees is the same.
@@ -43,7 +43,7 @@
  *    with a SIGKILL at once; the child dies of any other signal forwarded
  *    before its exec (default actions by then), and its record says so.
  *  - "wall" counts from just before the fork ("started" is taken after the
- *    start, as NATIVE.md says): a job quicker than the parent's wake-up would
+ *    start, as docs/job-wrapper.md says): a job quicker than the parent's wake-up would
  *    otherwise show more cpu than wall time.
  *  - Ending by a core-dumping signal: the wrapper sets its own core limit to 0
  *    first, so that only the job's core file (if any) is left, not ours.
@@ -598,7 +598,7 @@ static int open_or(const char *path, int flags)
     return open(*path ? path : "/dev/null", flags, PRIVATE_MODE);
 }
 
-/* Steps a-f of the child (NATIVE.md 2.4): READY for the exec, else the step
+/* Steps a-f of the child (docs/job-wrapper.md 2.4): READY for the exec, else the step
  * that failed, errno saying why. */
 #define READY (-1)
 static int prepare_child(const struct spec *spec, int error_pipe)
