@@ -149,6 +149,19 @@ def test_a_system_signalling_only_the_script(wrapped: Callable[..., Wrapped]) ->
     job.ended()
 
 
+def test_a_system_signalling_only_the_script_leaves_nothing_behind(
+        wrapped: Callable[..., Wrapped]) -> None:
+    """The job's leader ends on the warning, its children ignore it: the wrapper
+    SIGKILLs what is left of the job's group before it ends (the system's SIGKILL
+    reaches the script alone)."""
+    leader_ends = TREE.rsplit("; wait", 1)[0] + '; trap "exit 0" TERM; wait'
+    job = wrapped(f"trap '' TERM; {leader_ends}", SystemKill("script", warning=signal.SIGTERM))
+    os.kill(job.process.pid, signal.SIGTERM)
+    assert job.ended() == 0
+    record = job.record()
+    assert record is not None and record["signals"] == [signal.SIGTERM]
+
+
 def test_a_job_ending_on_its_own_saw_no_signal(wrapped: Callable[..., Wrapped],
                                                tmp_path: Path) -> None:
     job = wrapped(f"{TREE.replace('; wait', '; kill $(cat grandchild); wait')}",

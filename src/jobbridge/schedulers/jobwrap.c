@@ -820,6 +820,10 @@ int main(int argc, char **argv)
             dprintf(STDERR_FILENO, "jobwrap: wait4: %s\n", strerror(errno));
             return 1;
         }
+    /* warned, and the system SIGKILLs the script alone: what outlived the job's
+     * leader in its group goes now, not left running after the wrapper */
+    if (forward_signals && warning_signal && was_received(warning_signal))
+        killpg(pid, SIGKILL);
     exit_record_ran(&spec, status, &usage, now(CLOCK_MONOTONIC) - began, started);
     end_like(status);
 }

@@ -300,6 +300,8 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     began = time.time()
     _, status, rusage = os.wait4(pid, 0)  # PEP 475: retried after each handler
+    if forward and warning in received:  # the system SIGKILLs the script alone:
+        _kill_group(pid, _signal.SIGKILL)  # what outlived the job's leader goes now
     write_exit_file(spec["exit_file"], {
         "status": status, "cpu": rusage.ru_utime + rusage.ru_stime,
         "maxrss": rusage.ru_maxrss, "wall": time.monotonic() - started, "cpus": spec["cpus"],
