@@ -71,8 +71,6 @@ SPEC_MAGIC = b"jobbridge-spec 2"
 #: each as a count and its items (``env``'s as ``KEY=VALUE``).
 SPEC_FIELDS = ("exit_file", "start_file", "kill_reaches", "kill_warning", "cpus", "stdin",
                "stdout_file", "stderr_file", "join_stderrout", "working_directory")
-#: What a failed start names: the program, or the spec's key of the file or folder.
-START_STEPS = ("program", "stdin", "stdout_file", "stderr_file", "working_directory")
 #: Signals a batch system sends to end, warn or signal a job: the wrapper outlives
 #: them (to write the exit file) and notes them.
 CAUGHT_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1,
@@ -211,8 +209,9 @@ def read_exit_file(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def failure_reason(step: str, errno: int, spec: Mapping[str, Any] | None) -> str:
-    """Why a job could not start, from the step that failed (:data:`START_STEPS`),
-    its errno and the job's spec (None when it is gone: the step alone)."""
+    """Why a job could not start, from the step that failed (``program``, or the
+    spec's key of the file or folder: ``stdin``, ``stdout_file``, ``stderr_file``,
+    ``working_directory``), its errno and the job's spec (None when it is gone)."""
     error = OSError(errno, os.strerror(errno)) if errno else OSError("unknown error")
     if step == "program":
         return start_failure(spec["command"][0] if spec else "the job's program", error)
@@ -315,7 +314,7 @@ def main(argv: list[str]) -> int:
 
 
 class _StartFailed(Exception):
-    """The job did not start: args ``(step, errno)`` (:data:`START_STEPS`)."""
+    """The job did not start: args ``(step, errno)`` (:func:`failure_reason`)."""
 
 
 def start(spec: Mapping[str, Any], new_session: bool, running: list[int]) -> int:
