@@ -293,7 +293,12 @@ def test_extended_status_and_wait_job(fake_pbs: FakePBS) -> None:
     [job_id] = scheduler.job_submission([EngineJob("w", ["sleep", "0.3"], submission_tag="jb-w")])
     assert job_id is not None and job_id.endswith(".pbs")
     assert scheduler.wait_job(job_id, timeout=60) == constants.DONE
-    status = scheduler.get_job_extended_status(job_id)
+    # done by its wrapper's exit record, written just before PBS's own end: qstat
+    # says F, with the Exit_status, a moment later
+    deadline = time.monotonic() + 30
+    while (status := scheduler.get_job_extended_status(job_id)).get("job_state") != "F":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
     assert (status["job_state"], status["Exit_status"], status["Job_Name"]) == ("F", 0, "jb-w")
     assert scheduler.get_job_extended_status("9999.pbs") == {}
 
