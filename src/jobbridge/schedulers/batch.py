@@ -198,6 +198,19 @@ class SystemKill:
                              "warning signal first: its SIGKILL would leave the job running")
 
 
+def _hard_link(source: Path, link: Path) -> bool:
+    """Whether ``link`` is now a hard link to ``source`` (no new inode: see
+    :meth:`BatchScheduler._link`); False where the file system has none.
+    FileNotFoundError when a folder is missing."""
+    try:
+        os.link(source, link)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return False
+    return True
+
+
 def wrapper_spec(job: EngineJob, folder: Path, kill: SystemKill) -> dict[str, Any]:
     """The job wrapper's spec of ``job`` (:func:`.jobwrap.encode_spec`), its records
     in ``folder``, put where ``kill`` reaches."""
@@ -905,15 +918,12 @@ class BatchScheduler(Scheduler, abc.ABC):
         for index, files in enumerate(elements, support.first):
             link = folder / str(index)
             link.unlink(missing_ok=True)
-            try:
-                os.link(files / SPEC_FILE, link)
-            except OSError:  # no hard links on this file system
+            if not _hard_link(files / SPEC_FILE, link):
                 link.symlink_to(files / SPEC_FILE)
             write_private(files / ARRAY_ENTRY, json.dumps({"array": name, "index": index,
                                                            "folder": files.name}))
-        spec = shlex.quote(f"{folder}/") + '"${' + support.index_variable + '}"'
-        write_private(folder / "job.sh", "\n".join([
-            "#!/bin/sh", "exec " + shlex.join(self.wrapper_command()) + " " + spec, ""]))
+        self._write_script(folder, shlex.quote(f"{folder}/") + '"${' + support.index_variable
+                           + '}"')
         create_private(self.batch_output_path(name))
         return folder
 
@@ -957,11 +967,14 @@ class BatchScheduler(Scheduler, abc.ABC):
         for child in (EXIT_FILE, START_FILE):
             (folder / child).unlink(missing_ok=True)
         if not element:
-            write_private(folder / "job.sh", "\n".join([
-                "#!/bin/sh", "exec " + shlex.join([*self.wrapper_command(),
-                                                   str(folder / SPEC_FILE)]), ""]))
+            self._write_script(folder, shlex.quote(str(folder / SPEC_FILE)))
             create_private(self.batch_output_path(name))
         return folder
+
+    def _write_script(self, folder: Path, spec: str) -> None:
+        """``folder``'s batch script: it runs the wrapper on ``spec`` (shell words)."""
+        write_private(folder / "job.sh", "\n".join([
+            "#!/bin/sh", f"exec {shlex.join(self.wrapper_command())} {spec}", ""]))
 
     def wrapper_command(self) -> list[str]:
         """The argv that runs the job wrapper (the spec's path follows): the native
@@ -992,7 +1005,8 @@ class BatchScheduler(Scheduler, abc.ABC):
 
     def _remove_files(self, job_id: str, tracked: _Tracked) -> None:
         self._link_path(job_id).unlink(missing_ok=True)
-        array = tracked.array or self._array_entry(tracked.files / ARRAY_ENTRY)
+        entry = None if tracked.array else self._array_entry(tracked.files / ARRAY_ENTRY)
+        array = tracked.array or (entry[0] if entry else None)
         self._remove_folder(tracked.files)
         if array is not None:
             folder, index = array
@@ -1007,13 +1021,15 @@ class BatchScheduler(Scheduler, abc.ABC):
                     del self._array_left[folder]
             self._remove_array(folder)
 
-    def _array_entry(self, path: Path) -> tuple[Path, int] | None:
+    def _array_entry(self, path: Path) -> tuple[tuple[Path, int], Path | None] | None:
         """The array folder and index an element's ``array.json`` (or its hard link
-        in ``by-id``) names."""
+        in ``by-id``) names, and the element's folder (None in an earlier release's)."""
         try:
             entry = json.loads(path.read_text())
-            return self.state_dir / safe_name(str(entry["array"]), 255), int(entry["index"])
-        except (OSError, ValueError, KeyError, TypeError):
+            array = self.state_dir / safe_name(str(entry["array"]), 255), int(entry["index"])
+            folder = entry.get("folder")
+            return array, None if folder is None else self.state_dir / safe_name(folder, 255)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     @staticmethod
@@ -1047,13 +1063,11 @@ class BatchScheduler(Scheduler, abc.ABC):
     def _make_link(link: Path, files: Path, element: bool) -> None:
         if element:
             try:
-                os.link(files / ARRAY_ENTRY, link)
-                return
+                if _hard_link(files / ARRAY_ENTRY, link):
+                    return
             except FileNotFoundError:
                 if not link.parent.is_dir():
                     raise
-            except OSError:  # no hard links on this file system: a symlink
-                pass
         link.symlink_to(files)
 
     def _files_of(self, job_id: str) -> tuple[Path, tuple[Path, int] | None]:
@@ -1063,12 +1077,12 @@ class BatchScheduler(Scheduler, abc.ABC):
         link = self._link_path(job_id)
         if link.is_symlink():
             return link.resolve(), None
-        element = self._array_entry(link)
-        if element is not None:
+        entry = self._array_entry(link)
+        if entry is not None:
+            element, files = entry
+            if files is not None:
+                return files, element
             folder, index = element
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                return self.state_dir / safe_name(json.loads(link.read_text())["folder"],
-                                                   255), element
             with contextlib.suppress(OSError):  # an earlier release's: its link, a symlink
                 return (folder / os.readlink(folder / str(index))).parent, element
         return link, None
