@@ -27,6 +27,7 @@ from jobbridge.schedulers import nativewrap
 from jobbridge.schedulers.batch import SystemKill, wrapper_spec
 from jobbridge.schedulers.exits import KILL_GRACE_SECONDS
 from jobbridge.schedulers.jobwrap import command, read_exit_file, write_spec
+from systems import unavailable
 
 #: A job with a child and a grandchild; it writes their pids, then "started".
 TREE = ('sh -c \'sleep 600 & echo $! > grandchild; wait\' & echo $! > child; echo $$ > top; '
@@ -41,7 +42,10 @@ def wrapper(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """The argv running each wrapper (the spec's path follows): both behave alike."""
     if request.param == "python":
         return command(sys.executable)
-    return [str(nativewrap.build(tmp_path_factory.mktemp("native")))]
+    try:
+        return [str(nativewrap.build(tmp_path_factory.mktemp("native")))]
+    except nativewrap.BuildError as error:  # skipped saying why; under CI, failed
+        unavailable(f"the native job wrapper: {error}")
 
 
 class Wrapped:

@@ -6,6 +6,7 @@ scripts/clusters/slurm-up.sh starts (marked ``slurm``: see tests/systems.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -329,6 +330,8 @@ def test_each_job_wrapper_runs_jobs_alike(tmp_path: Path, monkeypatch: pytest.Mo
     """``auto``: the native wrapper, built once into the state folder; with no C
     compiler, the Python one, to the same end; ``native`` without one: the job is
     refused, saying why, in its reason and its stderr file."""
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        unavailable("no C compiler to build the native job wrapper")
     def job(name: str) -> EngineJob:
         return EngineJob(name, ["sh", "-c", "echo out; exit 3"], working_directory=str(tmp_path),
                          stdout_file=str(tmp_path / f"{name}.out"),
